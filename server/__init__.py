@@ -1,0 +1,3 @@
+"""Porchlight: telehealth server for behavioral-health group programs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""HTTP handlers: thin; they check input and rights, then call the domain modules."""

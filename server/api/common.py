@@ -1,0 +1,71 @@
+"""What every handler shares: JSON in and out, the staff check, CSRF, group rights."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlparse
+
+from aiohttp import web
+
+from server.auth.sessions import COOKIE_NAME, StaffSession
+from server.auth.staff import Role
+from server.errors import ApiError, bad_request, forbidden
+from server.services import services
+
+STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+STAFF_SESSION = web.RequestKey("staff_session", StaffSession)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, separators=(",", ":")))
+
+
+async def read_json(request: web.Request) -> Any:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, "payload_too_large", f"bodies are limited to {services(request).settings.max_json_bytes} bytes") from None
+    if not raw:
+        raise bad_request("a JSON body is required")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("malformed JSON") from None
+
+
+def _origin_ok(request: web.Request, public_url: str) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    want, got = urlparse(public_url), urlparse(origin)
+    return (got.scheme, got.netloc) == (want.scheme, want.netloc)
+
+
+async def require_staff(request: web.Request, role: Role | None = None) -> StaffSession:
+    """Authentication (401), then CSRF on state-changing requests (403), then role (403)."""
+    svc = services(request)
+    staff = await svc.staff_sessions.resume(request.cookies.get(COOKIE_NAME))
+    if staff is None:
+        raise ApiError(401, "unauthorized", "sign in first")
+    if request.method in STATE_CHANGING:
+        token = request.headers.get("X-CSRF-Token", "")
+        if token != staff.csrf_token or not _origin_ok(request, svc.settings.public_url):
+            raise ApiError(403, "csrf_failed", "missing or wrong X-CSRF-Token, or a foreign Origin")
+    if role is Role.ADMIN and staff.user.role is not Role.ADMIN:
+        raise forbidden("admins only")
+    request[STAFF_SESSION] = staff
+    return staff
+
+
+def may_run(staff: StaffSession, group: dict[str, Any]) -> bool:
+    return staff.user.role is Role.ADMIN or staff.user.id in group.get("facilitator_ids", [])
+
+
+def require_group_rights(staff: StaffSession, group: dict[str, Any]) -> None:
+    if not may_run(staff, group):
+        raise forbidden("you do not facilitate this group")
+
+
+def client_ip(request: web.Request) -> str:
+    return request.remote or "unknown"

@@ -1,0 +1,43 @@
+"""Every HTTP route, named, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.api import auth, clinic, ops, sessions
+from server.pages import patient as patient_pages
+from server.realtime.ws import websocket
+
+API = "/api/v1"
+
+
+def setup_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/healthz", ops.healthz, name="healthz")
+    r.add_get("/metrics", ops.metrics, name="metrics")
+    r.add_get(f"{API}/openapi.json", ops.openapi, name="openapi")
+    r.add_post(f"{API}/login", auth.login, name="login")
+    r.add_post(f"{API}/logout", auth.logout, name="logout")
+    r.add_get(f"{API}/me", auth.me, name="me")
+    r.add_post(f"{API}/groups", clinic.create_group, name="groups.create")
+    r.add_get(f"{API}/groups", clinic.list_groups, name="groups.list")
+    r.add_get(f"{API}/groups/{{group_id}}", clinic.get_group, name="groups.get")
+    r.add_patch(f"{API}/groups/{{group_id}}", clinic.patch_group, name="groups.patch")
+    r.add_get(f"{API}/groups/{{group_id}}/enrollments", clinic.list_enrollments, name="enrollments.list")
+    r.add_post(f"{API}/groups/{{group_id}}/enrollments", clinic.create_enrollment, name="enrollments.create")
+    r.add_post(f"{API}/groups/{{group_id}}/sessions", sessions.open_session, name="sessions.open")
+    r.add_get(f"{API}/patients", clinic.list_patients, name="patients.list")
+    r.add_post(f"{API}/patients", clinic.create_patient, name="patients.create")
+    r.add_post(f"{API}/enrollments/{{enrollment_id}}/rotate-link", clinic.rotate_link, name="enrollments.rotate")
+    r.add_post(f"{API}/enrollments/{{enrollment_id}}/end", clinic.end_enrollment, name="enrollments.end")
+    r.add_get(f"{API}/sessions/{{session_id}}", sessions.get_session, name="sessions.get")
+    r.add_post(f"{API}/sessions/{{session_id}}/admit", sessions.admit, name="sessions.admit")
+    r.add_post(f"{API}/sessions/{{session_id}}/decline", sessions.decline, name="sessions.decline")
+    r.add_post(f"{API}/sessions/{{session_id}}/remove", sessions.remove, name="sessions.remove")
+    r.add_post(f"{API}/sessions/{{session_id}}/send-back", sessions.send_back, name="sessions.send_back")
+    r.add_post(f"{API}/sessions/{{session_id}}/message", sessions.message, name="sessions.message")
+    r.add_post(f"{API}/sessions/{{session_id}}/mute", sessions.mute, name="sessions.mute")
+    r.add_post(f"{API}/sessions/{{session_id}}/end", sessions.end, name="sessions.end")
+    r.add_get(f"{API}/sessions/{{session_id}}/events", sessions.attendance_events, name="sessions.events")
+    r.add_get(f"{API}/ws", websocket, name="ws")
+    r.add_get("/j/{token}", patient_pages.join_page, name="join")

@@ -1,0 +1,117 @@
+"""Opening, running and ending sessions (facilitators of the group, and admins)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from server import validation as v
+from server.api.common import json_response, read_json, require_group_rights, require_staff
+from server.auth.sessions import StaffSession
+from server.clinic.groups import require_group
+from server.lobby.door import Door
+from server.services import services
+
+MAX_MESSAGE = 500
+MAX_REASON = 200
+
+
+async def open_session(request: web.Request) -> web.Response:
+    svc = services(request)
+    staff = await require_staff(request)
+    group = await require_group(svc.redis, v.an_id(request.match_info["group_id"], "group_id"))
+    require_group_rights(staff, group)
+    door = svc.lobby.door(group["id"])
+    session = await door.run(lambda: door.open_session(staff.user.id))
+    return json_response(session, status=201)
+
+
+async def _session_door(request: web.Request) -> tuple[StaffSession, Door, str]:
+    svc = services(request)
+    staff = await require_staff(request)
+    session_id = v.an_id(request.match_info["session_id"], "session_id")
+    group_id = await svc.lobby.session_group(session_id)
+    group = await require_group(svc.redis, group_id)
+    require_group_rights(staff, group)
+    return staff, svc.lobby.door(group_id), session_id
+
+
+async def get_session(request: web.Request) -> web.Response:
+    _, _, session_id = await _session_door(request)
+    return json_response(await services(request).lobby.describe(session_id))
+
+
+async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
+    return v.body_object(await read_json(request), allowed)
+
+
+async def admit(request: web.Request) -> web.Response:
+    staff, door, session_id = await _session_door(request)
+    body = await _body(request, {"patient_ids", "all"})
+    everyone = v.boolean(body, "all")
+    if everyone and "patient_ids" in body or not everyone and "patient_ids" not in body:
+        raise v.bad_request("give either patient_ids or all: true")
+    ids = None if everyone else v.id_list(body, "patient_ids")
+    admitted = await door.run(lambda: door.admit(session_id, ids, staff.user.id))
+    return json_response({"admitted": admitted})
+
+
+async def decline(request: web.Request) -> web.Response:
+    staff, door, session_id = await _session_door(request)
+    body = await _body(request, {"patient_id", "message"})
+    patient_id = v.an_id(body.get("patient_id"), "patient_id")
+    message = v.text(body, "message", MAX_MESSAGE, required=False)
+    await door.run(lambda: door.decline(session_id, patient_id, message, staff.user.id))
+    return json_response({"declined": patient_id})
+
+
+async def remove(request: web.Request) -> web.Response:
+    staff, door, session_id = await _session_door(request)
+    body = await _body(request, {"patient_id", "reason"})
+    patient_id = v.an_id(body.get("patient_id"), "patient_id")
+    reason = v.text(body, "reason", MAX_REASON, required=False)
+    await door.run(lambda: door.remove(session_id, patient_id, reason, staff.user.id))
+    return json_response({"removed": patient_id})
+
+
+async def send_back(request: web.Request) -> web.Response:
+    staff, door, session_id = await _session_door(request)
+    body = await _body(request, {"patient_id"})
+    patient_id = v.an_id(body.get("patient_id"), "patient_id")
+    await door.run(lambda: door.send_back(session_id, patient_id, staff.user.id))
+    return json_response({"sent_back": patient_id})
+
+
+async def message(request: web.Request) -> web.Response:
+    staff, door, session_id = await _session_door(request)
+    body = await _body(request, {"text"})
+    text = v.required_text(body, "text", MAX_MESSAGE)
+
+    async def send() -> int:
+        return door.message_waiting(session_id, text)
+
+    delivered = await door.run(send)
+    await services(request).audit.append("waiting_room.message", staff.user.id, session_id=session_id)
+    return json_response({"delivered": delivered})
+
+
+async def mute(request: web.Request) -> web.Response:
+    staff, door, session_id = await _session_door(request)
+    body = await _body(request, {"patient_id"})
+    patient_id = v.an_id(body.get("patient_id"), "patient_id")
+    await door.run(lambda: door.mute(session_id, patient_id, staff.user.id))
+    return json_response({"muted": patient_id})
+
+
+async def end(request: web.Request) -> web.Response:
+    staff, door, session_id = await _session_door(request)
+    ended = await door.run(lambda: door.end(session_id, staff.user.id))
+    return json_response(ended)
+
+
+async def attendance_events(request: web.Request) -> web.Response:
+    """The raw attendance events of a session, in the order recorded."""
+    _, _, session_id = await _session_door(request)
+    events = await services(request).lobby.events(session_id)
+    return json_response({"events": events})

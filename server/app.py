@@ -1,0 +1,142 @@
+"""create_app(settings) -> web.Application: the one place the server is assembled."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_log import AccessLogger
+
+from server.api.routes import setup_routes
+from server.audit import AuditLog
+from server.auth.links import LinkSigner
+from server.auth.ratelimit import LoginLimiter
+from server.auth.sessions import StaffSessions
+from server.clock import Clock, SystemClock
+from server.errors import ApiError
+from server.lobby.registry import Lobby
+from server.metrics import Metrics
+from server.pages.render import TEMPLATES, WEB_DIR, environment
+from server.services import SERVICES, Services
+from server.settings import Settings
+from server.store.connection import UNAVAILABLE, Redis, connect
+
+log = logging.getLogger("porchlight")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_TOKEN_PATH = re.compile(r"/j/[^/\s?\"]+")
+
+CSP = (
+    "default-src 'self'; img-src 'self' https: data:; media-src 'self' blob:; "
+    "connect-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'"
+)
+
+
+def redact(text: str) -> str:
+    """Join-link tokens are bearer secrets: never written to logs."""
+    return _TOKEN_PATH.sub("/j/[redacted]", text)
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """aiohttp's access log, with join-link tokens removed and no query strings."""
+
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self._inner = AccessLogger(logger, '%a "%r" %s %b %Tfs')
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        path = redact(request.path)
+        self.logger.info('%s "%s %s" %s %.3fs', request.remote, request.method, path, response.status, time)
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+def _security_headers(response: web.StreamResponse, secure: bool) -> None:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), geolocation=()")
+    headers.setdefault("Cache-Control", "no-store")
+    if secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+
+
+def _error_response(status: int, code: str, message: str, **extra: object) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    svc = request.app[SERVICES]
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        svc.metrics.error(exc.code)
+        response = web.json_response(exc.body(), status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status, "http_error")
+        svc.metrics.error(code)
+        response = _error_response(exc.status, code, exc.reason)
+    except UNAVAILABLE:
+        log.warning("redis unavailable during %s %s", request.method, redact(request.path))
+        svc.metrics.error("unavailable")
+        response = _error_response(503, "unavailable", "the service is temporarily unavailable; try again")
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, redact(request.path))
+        svc.metrics.error("internal_error")
+        response = _error_response(500, "internal_error", "something went wrong")
+    svc.metrics.http_requests[f"{response.status // 100}xx"] += 1
+    if not response.prepared:
+        _security_headers(response, svc.settings.secure_cookies)
+    return response
+
+
+def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | None = None) -> web.Application:
+    """The application. Without `redis`, it connects to settings.redis_url when started."""
+    clock = clock or SystemClock()
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_json_bytes)
+    client = redis or connect(settings.redis_url or "redis://127.0.0.1:6379/0")
+    metrics = Metrics()
+    audit = AuditLog(client, clock)
+    app[SERVICES] = Services(
+        settings=settings,
+        clock=clock,
+        redis=client,
+        metrics=metrics,
+        audit=audit,
+        staff_sessions=StaffSessions(client, settings.secret_key, clock, settings.staff_idle_timeout_seconds),
+        limiter=LoginLimiter(client, settings.login_max_failures_per_ip, settings.login_max_failures_per_user,
+                             settings.login_failure_window_seconds),
+        links=LinkSigner(settings.secret_key, settings.public_url),
+        lobby=Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds),
+    )
+    app[TEMPLATES] = environment()
+    setup_routes(app)
+    app.router.add_static("/static", WEB_DIR / "static", name="static")
+
+    async def redis_client(app: web.Application) -> AsyncIterator[None]:
+        yield
+        if redis is None:  # we opened it, we close it
+            await client.aclose()
+
+    app.cleanup_ctx.append(redis_client)
+    app.on_shutdown.append(_close_websockets)
+    return app
+
+
+async def _close_websockets(app: web.Application) -> None:
+    """On shutdown, tell every client and close; their drops are recorded as usual."""
+    for door in list(app[SERVICES].lobby.doors.values()):
+        for conn in list(door.patient_conns.values()) + list(door.staff_in_session) + list(door.watchers):
+            conn.close(1001, "server shutting down")

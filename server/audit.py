@@ -1,0 +1,111 @@
+"""Append-only, hash-chained audit log.
+
+Each entry holds the hash of the entry before it; the entry's own hash is SHA-256 over its
+canonical JSON (without the hash). Changing, removing or reordering any entry breaks the
+chain from there on, which `porchlight audit verify` reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import WatchError
+
+from server.clock import Clock, iso, to_ms
+from server.store import keys
+from server.store.connection import Redis
+
+GENESIS = "0" * 64
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class AuditLog:
+    def __init__(self, redis: Redis, clock: Clock) -> None:
+        self.redis = redis
+        self.clock = clock
+
+    async def append(self, action: str, actor: str | None, **details: Any) -> dict[str, Any]:
+        """Record one action. `actor` is a user id, `patient:<id>`, or None for the system."""
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(keys.audit_head())
+                    head = await pipe.get(keys.audit_head())
+                    seq, prev = (0, GENESIS) if head is None else _split_head(head)
+                    entry: dict[str, Any] = {
+                        "seq": seq + 1,
+                        "at": iso(to_ms(self.clock.now())),
+                        "action": action,
+                        "actor": actor,
+                        "details": details,
+                        "prev": prev,
+                    }
+                    entry["hash"] = entry_hash(entry)
+                    pipe.multi()
+                    pipe.rpush(keys.audit_log(), json.dumps(entry, sort_keys=True))
+                    pipe.set(keys.audit_head(), f"{entry['seq']}:{entry['hash']}")
+                    await pipe.execute()
+                    return entry
+                except WatchError:
+                    continue
+
+    async def entries(self, start: int = 0, end: int = -1) -> list[dict[str, Any]]:
+        return [json.loads(raw) for raw in await self.redis.lrange(keys.audit_log(), start, end)]
+
+    async def verify(self, batch: int = 1000) -> VerifyResult:
+        checked = 0
+        prev = GENESIS
+        offset = 0
+        while True:
+            raws = await self.redis.lrange(keys.audit_log(), offset, offset + batch - 1)
+            if not raws:
+                break
+            for problem in _check(raws, prev, offset):
+                return VerifyResult(False, checked, problem)
+            checked += len(raws)
+            prev = json.loads(raws[-1])["hash"]
+            offset += batch
+        head = await self.redis.get(keys.audit_head())
+        if head is not None and _split_head(head)[1] != prev:
+            return VerifyResult(False, checked, "the head does not match the last entry (entries removed)")
+        return VerifyResult(True, checked, None)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    problem: str | None
+
+
+def _split_head(head: str) -> tuple[int, str]:
+    seq, digest = head.split(":", 1)
+    return int(seq), digest
+
+
+def _check(raws: list[str], prev: str, offset: int) -> Iterator[str]:
+    for index, raw in enumerate(raws, start=offset):
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            yield f"entry {index + 1} is not JSON"
+            return
+        if entry.get("prev") != prev:
+            yield f"entry {index + 1} does not follow entry {index} (chain broken)"
+            return
+        if entry.get("seq") != index + 1:
+            yield f"entry {index + 1} has sequence number {entry.get('seq')}"
+            return
+        if entry_hash(entry) != entry.get("hash"):
+            yield f"entry {index + 1} was altered (hash mismatch)"
+            return
+        prev = entry["hash"]

@@ -1,0 +1,1 @@
+"""Staff accounts, password hashing, staff sessions, join-link tokens and roles."""

@@ -1,0 +1,96 @@
+"""Staff accounts: admins and facilitators."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from server.auth.passwords import DUMMY_HASH, hash_password, verify_password
+from server.ids import new_id
+from server.store import keys
+from server.store.connection import Redis
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    FACILITATOR = "facilitator"
+
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+NPI_RE = re.compile(r"^\d{10}$")
+MAX_NAME = 100
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+
+
+class StaffError(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    username: str
+    name: str
+    role: Role
+    npi: str | None
+
+    def public(self) -> dict[str, str | None]:
+        return {"id": self.id, "name": self.name, "role": str(self.role), "username": self.username, "npi": self.npi}
+
+
+async def create_user(
+    redis: Redis, username: str, password: str, role: Role, name: str | None = None, npi: str | None = None
+) -> User:
+    if not USERNAME_RE.match(username):
+        raise StaffError("bad_request", "username: 1-64 letters, digits or _.@-")
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise StaffError("bad_request", f"password: {MIN_PASSWORD}-{MAX_PASSWORD} characters")
+    if name is not None and not 0 < len(name) <= MAX_NAME:
+        raise StaffError("bad_request", f"name: 1-{MAX_NAME} characters")
+    if npi is not None and not NPI_RE.match(npi):
+        raise StaffError("bad_request", "npi: 10 digits")
+    user = User(new_id("usr"), username, name or username, role, npi)
+    # SET NX claims the username; the account itself follows in one transaction.
+    if not await redis.set(keys.username(username), user.id, nx=True):
+        raise StaffError("username_taken", f"username {username!r} is taken")
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.user(user.id), mapping={
+            "id": user.id, "username": username, "name": user.name, "role": str(role),
+            "npi": npi or "", "password": await asyncio.to_thread(hash_password, password),
+        })
+        pipe.sadd(keys.users(), user.id)
+        await pipe.execute()
+    return user
+
+
+def _user_from(data: dict[str, str]) -> User:
+    return User(data["id"], data["username"], data["name"], Role(data["role"]), data.get("npi") or None)
+
+
+async def get_user(redis: Redis, user_id: str) -> User | None:
+    data = await redis.hgetall(keys.user(user_id))
+    return _user_from(data) if data else None
+
+
+async def authenticate(redis: Redis, username: str, password: str) -> User | None:
+    user_id = await redis.get(keys.username(username)) if USERNAME_RE.match(username) else None
+    data = await redis.hgetall(keys.user(user_id)) if user_id else {}
+    # scrypt takes ~100 ms: run it off the event loop so live sessions do not stall.
+    if not data:
+        await asyncio.to_thread(verify_password, password, DUMMY_HASH)
+        return None
+    if not await asyncio.to_thread(verify_password, password, data["password"]):
+        return None
+    return _user_from(data)
+
+
+async def set_password(redis: Redis, user_id: str, password: str) -> None:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise StaffError("bad_request", f"password: {MIN_PASSWORD}-{MAX_PASSWORD} characters")
+    await redis.hset(keys.user(user_id), "password", await asyncio.to_thread(hash_password, password))

@@ -1,0 +1,189 @@
+"""porchlight serve | demo | user add | audit verify."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from server.app import RedactingAccessLogger, create_app
+from server.audit import AuditLog
+from server.auth.staff import Role, StaffError, create_user
+from server.clock import SystemClock
+from server.settings import SETTINGS, Settings, SettingsError
+from server.store.connection import Redis, connect
+from server.store.embedded import EmbeddedRedis
+
+log = logging.getLogger("porchlight")
+
+
+def _settings_help() -> str:
+    width = max(len(s.env) for s in SETTINGS)
+    lines = ["settings (environment variables):"]
+    for s in SETTINGS:
+        default = f" [default: {s.default}]" if s.default else ""
+        lines.append(f"  {s.env.ljust(width)}  {s.help}{default}")
+    return "\n".join(lines)
+
+
+def _load_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print("porchlight: invalid settings:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@contextlib.asynccontextmanager
+async def redis_for(settings: Settings, owner: bool) -> AsyncIterator[Redis]:
+    """The configured Redis, or this data dir's embedded one (started here when not running)."""
+    embedded: EmbeddedRedis | None = None
+    if settings.redis_url:
+        url = settings.redis_url
+    else:
+        embedded = EmbeddedRedis(settings.data_dir)
+        if embedded.running_elsewhere():
+            if owner:
+                raise SystemExit(f"porchlight: another server already runs the embedded Redis of "
+                                 f"{settings.data_dir}; stop it or use another PORCHLIGHT_DATA_DIR")
+            embedded = None
+            url = EmbeddedRedis(settings.data_dir).url
+        else:
+            await asyncio.to_thread(embedded.start)
+            url = embedded.url
+    client = connect(url)
+    try:
+        await client.ping()
+        yield client
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+def _bind(settings: Settings) -> tuple[socket.socket, Settings]:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        raise SystemExit(f"porchlight: cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+    sock.listen(512)
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    if port != settings.port and settings.public_url.endswith(f":{settings.port}"):
+        settings = settings.replace(port=port, public_url=settings.public_url.rsplit(":", 1)[0] + f":{port}")
+    return sock, settings
+
+
+async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitable[None]] | None = None) -> None:
+    sock, settings = _bind(settings)
+    async with redis_for(settings, owner=True) as redis:
+        app = create_app(settings, redis=redis, clock=SystemClock())
+        if before is not None:
+            await before(redis, settings)
+        runner = web.AppRunner(app, access_log_class=RedactingAccessLogger, handle_signals=False,
+                               shutdown_timeout=5)
+        await runner.setup()
+        site = web.SockSite(runner, sock)
+        await site.start()
+        where = "embedded Redis in " + str(settings.data_dir) if not settings.redis_url else "Redis at the configured URL"
+        print(f"Porchlight is running at {settings.public_url} ({where}).", flush=True)
+        print(f"  staff API: {settings.public_url}/api/v1 (OpenAPI at /api/v1/openapi.json)    health: {settings.public_url}/healthz", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("Porchlight is stopping.", flush=True)
+        await runner.cleanup()
+
+
+async def _demo_setup(redis: Redis, settings: Settings) -> None:
+    from server.demo import create_demo
+
+    report = await create_demo(redis, settings, SystemClock())
+    print(report, flush=True)
+
+
+async def _user_add(settings: Settings, args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("porchlight: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    async with redis_for(settings, owner=False) as redis:
+        try:
+            user = await create_user(redis, args.username, password, Role(args.role), args.name, args.npi)
+        except StaffError as exc:
+            print(f"porchlight: {exc.message}", file=sys.stderr)
+            return 1
+        await AuditLog(redis, SystemClock()).append("user.create", None, user_id=user.id, role=str(user.role))
+    print(f"created {user.role} {user.username} (id {user.id})")
+    return 0
+
+
+async def _audit_verify(settings: Settings) -> int:
+    async with redis_for(settings, owner=False) as redis:
+        result = await AuditLog(redis, SystemClock()).verify()
+    if result.ok:
+        print(f"audit log intact: {result.checked} entries verified")
+        return 0
+    print(f"audit log BROKEN after {result.checked} good entries: {result.problem}", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="porchlight", description="Telehealth server for group programs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    epilog = _settings_help()
+    fmt = argparse.RawDescriptionHelpFormatter
+    sub.add_parser("serve", help="run the server", epilog=epilog, formatter_class=fmt,
+                   description="Run the server. Without PORCHLIGHT_REDIS_URL it starts and owns an embedded Redis.")
+    sub.add_parser("demo", help="create a demo clinic, print its logins and links, then serve", epilog=epilog,
+                   formatter_class=fmt)
+    user = sub.add_parser("user", help="staff accounts").add_subparsers(dest="user_command", required=True)
+    add = user.add_parser("add", help="create a staff user (password: first line of stdin, or prompted)",
+                          epilog=epilog, formatter_class=fmt)
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument("--name")
+    add.add_argument("--npi", help="10-digit National Provider Identifier")
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
+    audit.add_parser("verify", help="check the hash chain of the audit log", epilog=epilog, formatter_class=fmt)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = _load_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(settings.log_level)
+    runners: dict[str, Callable[[], Awaitable[Any]]] = {
+        "serve": lambda: _serve(settings),
+        "demo": lambda: _serve(settings, before=_demo_setup),
+    }
+    if args.command in runners:
+        asyncio.run(runners[args.command]())
+        return 0
+    if args.command == "user":
+        return asyncio.run(_user_add(settings, args))
+    return asyncio.run(_audit_verify(settings))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The clinic's records: groups (with brand, schedule, billing defaults), patients, enrolments."""

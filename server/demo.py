@@ -1,0 +1,69 @@
+"""`porchlight demo`: a demo clinic with brand, a group, staff and three patients.
+
+Run again, it reuses the same clinic and links and gives the staff fresh passwords.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from server.auth.links import LinkSigner
+from server.auth.staff import Role, create_user, set_password
+from server.clinic import enrollments, groups, patients
+from server.clock import Clock
+from server.settings import Settings
+from server.store import keys
+from server.store.connection import Redis
+
+BRAND = {
+    "name": "Lakeside Behavioral Health",
+    "primary_color": "#2f5d8a",
+    "accent_color": "#f2b134",
+    "welcome_text": "Welcome to Evening DBT Skills. Your facilitator will let you in shortly.",
+    "support_phone": "+1 555 0100",
+}
+PATIENTS = ["Alex R.", "Jordan M.", "Sam T."]
+
+
+async def create_demo(redis: Redis, settings: Settings, clock: Clock) -> str:
+    passwords = {"facilitator": secrets.token_urlsafe(9), "admin": secrets.token_urlsafe(9)}
+    raw = await redis.get(keys.demo())
+    if raw:
+        ids = json.loads(raw)
+        for name in ("facilitator", "admin"):
+            await set_password(redis, ids[name], passwords[name])
+    else:
+        facilitator = await create_user(redis, "facilitator", passwords["facilitator"], Role.FACILITATOR,
+                                        "Dana Whitfield, LCSW", "1234567893")
+        admin = await create_user(redis, "admin", passwords["admin"], Role.ADMIN, "Clinic Admin")
+        group = await groups.create_group(redis, {
+            "name": "Evening DBT Skills", "program": "IOP", "facilitator_ids": [facilitator.id],
+            "timezone": "America/Chicago", "capacity": 12,
+            "schedule": [{"weekday": d, "start": "18:00", "minutes": 180} for d in (0, 2, 3)],
+            "billing": {"code": "90853", "min_billable_minutes": 45}, "brand": BRAND,
+        }, clock.now())
+        enrolled = []
+        for name in PATIENTS:
+            patient = await patients.create_patient(redis, {"display_name": name, "external_id": None}, clock.now())
+            enrollment = await enrollments.create_enrollment(
+                redis, group["id"], {"patient_id": patient["id"], "starts_on": None, "ends_on": None}, clock.now())
+            enrolled.append(enrollment["id"])
+        ids = {"facilitator": facilitator.id, "admin": admin.id, "group": group["id"], "enrollments": enrolled}
+        await redis.set(keys.demo(), json.dumps(ids))
+    links = LinkSigner(settings.secret_key, settings.public_url)
+    lines = [
+        "",
+        "Demo clinic: Lakeside Behavioral Health, group \"Evening DBT Skills\" (IOP)",
+        f"  group id:     {ids['group']}",
+        f"  facilitator:  username facilitator  password {passwords['facilitator']}",
+        f"  admin:        username admin        password {passwords['admin']}",
+        f"  staff sign-in: POST {settings.public_url}/api/v1/login  {{\"username\", \"password\"}}",
+        "  patient links (each is a secret; open one per browser):",
+    ]
+    for name, enrollment_id in zip(PATIENTS, ids["enrollments"], strict=True):
+        enrollment = await enrollments.get_enrollment(redis, enrollment_id)
+        assert enrollment is not None
+        lines.append(f"    {name:10} {links.url(enrollment_id, enrollment['link_version'])}")
+    lines.append("")
+    return "\n".join(lines)

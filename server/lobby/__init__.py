@@ -1,0 +1,1 @@
+"""Waiting room and admission: the session state machine, enforced by the server."""

@@ -1,0 +1,483 @@
+"""One group's door: who is connected, who waits, who is in the open session.
+
+Every change runs under the door's lock, is applied by the pure state machine, and is
+committed to Redis in one MULTI/EXEC (patient states and attendance events together) before
+any client hears of it. If the commit fails (Redis down), the in-memory state is dropped and
+reloaded from Redis on the next use, so nothing half-written survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from server.audit import AuditLog
+from server.clinic.groups import brand_of, get_group, next_meeting
+from server.clinic.patients import patients_by_id
+from server.clock import Clock, iso, to_ms
+from server.errors import ApiError, conflict, not_found
+from server.ids import new_id
+from server.lobby.machine import Event, Patient, RuleViolation, Session, Status
+from server.metrics import Metrics
+from server.realtime.connection import CLOSE_INVALID_TOKEN, CLOSE_REPLACED, Connection
+from server.store import keys
+from server.store.connection import Redis
+
+NOT_YET_OPEN = "The session has not started yet. You will be moved to the waiting room when it opens."
+PUSH_DELAY = 0.02  # seconds: bursts of arrivals are coalesced into one waiting_list push
+
+
+@dataclass
+class Staff:
+    user_id: str
+    name: str
+    role: str
+
+
+class Door:
+    def __init__(
+        self, group_id: str, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float
+    ) -> None:
+        self.group_id = group_id
+        self.redis = redis
+        self.clock = clock
+        self.audit = audit
+        self.metrics = metrics
+        self.grace_ms = to_ms(grace_seconds)
+        self.lock = asyncio.Lock()
+        self.loaded = False
+        self.group: dict[str, Any] = {}
+        self.session: Session | None = None
+        self.patient_conns: dict[str, Connection] = {}  # the live connection of each patient
+        self.names: dict[str, str] = {}  # patient id -> display name
+        self.early: dict[str, tuple[int, str | None]] = {}  # checked in before open: (at, location)
+        self.staff_in_session: dict[Connection, Staff] = {}
+        self.watchers: set[Connection] = set()  # staff watching the waiting room
+        self._push_pending: set[str] = set()
+        self._push_handle: asyncio.TimerHandle | None = None
+
+    # -- loading and committing ------------------------------------------------------------
+
+    async def load(self) -> None:
+        if self.loaded:
+            return
+        group = await get_group(self.redis, self.group_id)
+        if group is None:
+            raise not_found("group")
+        self.group = group
+        self.session = None
+        session_id = await self.redis.get(keys.group_open_session(self.group_id))
+        if session_id:
+            self.session = await load_session(self.redis, session_id, self.grace_ms)
+        early = await self.redis.hgetall(keys.group_early(self.group_id))
+        self.early = {}
+        for pid, raw in early.items():
+            data = json.loads(raw)
+            if pid in self.patient_conns:
+                self.early[pid] = (data["at"], data.get("location"))
+        # Patients whose connection did not survive (a restart) are dropped now.
+        if self.session:
+            stale = [pid for pid, p in self.session.patients.items()
+                     if p.status in (Status.WAITING, Status.IN_SESSION) and pid not in self.patient_conns]
+            events: list[Event] = []
+            for pid in stale:
+                events += self.session.drop(pid, to_ms(self.clock.now()))
+            if events:
+                await self._commit(events, stale)
+        self.loaded = True
+
+    async def _commit(self, events: list[Event], patient_ids: list[str], extra: Callable[[Any], None] | None = None) -> None:
+        """Write changed patient states and their events in one transaction."""
+        assert self.session is not None
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                states = {pid: json.dumps(self.session.patients[pid].to_json())
+                          for pid in patient_ids if pid in self.session.patients}
+                if states:
+                    pipe.hset(keys.session_patients(self.session.session_id), mapping=states)
+                if events:
+                    pipe.rpush(keys.session_events(self.session.session_id),
+                               *[json.dumps(e, separators=(",", ":")) for e in events])
+                if extra is not None:
+                    extra(pipe)
+                await pipe.execute()
+        except BaseException:
+            self.loaded = False  # reload the last committed state on next use
+            raise
+
+    async def run(self, action: Callable[[], Awaitable[Any]]) -> Any:
+        async with self.lock:
+            await self.load()
+            return await action()
+
+    # -- what clients see ------------------------------------------------------------------
+
+    def waiting_list(self) -> list[dict[str, Any]]:
+        if self.session is not None:
+            rows = [(p.since, pid) for pid, p in self.session.patients.items() if p.status is Status.WAITING]
+        else:
+            rows = [(at, pid) for pid, (at, _) in self.early.items()]
+        return [
+            {"patient_id": pid, "display_name": self.names.get(pid, "Patient"), "waiting_since": iso(since)}
+            for since, pid in sorted(rows)
+        ]
+
+    def participants(self) -> list[dict[str, Any]]:
+        people: list[dict[str, Any]] = [
+            {"id": s.user_id, "display_name": s.name, "role": s.role}
+            for s in self._unique_staff()
+        ]
+        if self.session is not None:
+            people += [
+                {"id": pid, "display_name": self.names.get(pid, "Patient"), "role": "patient"}
+                for pid, p in sorted(self.session.patients.items(), key=lambda kv: kv[1].joined_at or 0)
+                if p.status is Status.IN_SESSION
+            ]
+        return people
+
+    def _unique_staff(self) -> list[Staff]:
+        seen: dict[str, Staff] = {}
+        for staff in self.staff_in_session.values():
+            seen.setdefault(staff.user_id, staff)
+        return list(seen.values())
+
+    def waiting_message(self, message: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": "waiting",
+            "session_id": self.session.session_id if self.session else None,
+            "group": {"name": self.group["name"]},
+            "brand": brand_of(self.group),
+        }
+        if self.session is None:
+            out["message"] = message or NOT_YET_OPEN
+            out["next_start"] = next_meeting(self.group, self.clock.now())
+        elif message:
+            out["message"] = message
+        return out
+
+    def _in_session_conns(self) -> list[Connection]:
+        conns = list(self.staff_in_session)
+        if self.session is not None:
+            for pid in self.session.with_status(Status.IN_SESSION):
+                if (conn := self.patient_conns.get(pid)) is not None:
+                    conns.append(conn)
+        return conns
+
+    def _staff_conns(self) -> set[Connection]:
+        return set(self.staff_in_session) | self.watchers
+
+    def schedule_push(self, *what: str) -> None:
+        """Coalesce waiting_list / roster pushes: a burst of changes sends one of each."""
+        self._push_pending.update(what)
+        if self._push_handle is None:
+            self._push_handle = asyncio.get_running_loop().call_later(PUSH_DELAY, self._push)
+
+    def _push(self) -> None:
+        self._push_handle = None
+        pending, self._push_pending = self._push_pending, set()
+        if "waiting_list" in pending:
+            message = {"type": "waiting_list", "waiting": self.waiting_list()}
+            for conn in self._staff_conns():
+                self._send(conn, message)
+        if "roster" in pending:
+            message = {"type": "roster", "participants": self.participants()}
+            for conn in self._in_session_conns():
+                self._send(conn, message)
+
+    def _send(self, conn: Connection, message: dict[str, Any]) -> None:
+        self.metrics.ws_messages["out"] += 1
+        conn.send(message)
+
+    # -- patients ------------------------------------------------------------------------
+
+    async def patient_hello(self, conn: Connection, patient_id: str, display_name: str, location: str | None) -> None:
+        now = to_ms(self.clock.now())
+        self.names[patient_id] = display_name
+        older = self.patient_conns.get(patient_id)
+        if self.session is None:
+            await self.redis.hset(keys.group_early(self.group_id), patient_id,
+                                  json.dumps({"at": now, "location": location}))
+            self._replace(older, conn, patient_id)
+            self.early[patient_id] = (now, location)
+            self._send(conn, self.waiting_message())
+            self.schedule_push("waiting_list")
+            return
+        events = self.session.check_in(patient_id, now, location)
+        await self._commit(events, [patient_id])
+        self._replace(older, conn, patient_id)
+        if self.session.patients[patient_id].status is Status.IN_SESSION:
+            self._send(conn, {"type": "admitted", "session_id": self.session.session_id})
+            self.schedule_push("roster")
+        else:
+            self._send(conn, self.waiting_message())
+        self.schedule_push("waiting_list")
+
+    def _replace(self, older: Connection | None, newer: Connection, patient_id: str) -> None:
+        if older is not None and older is not newer:
+            older.replaced = True
+            self._send(older, {"type": "error", "code": "replaced",
+                               "message": "this link was opened in another window"})
+            older.close(CLOSE_REPLACED, "replaced")
+        self.patient_conns[patient_id] = newer
+
+    async def patient_left(self, conn: Connection, voluntary: bool) -> None:
+        """The patient sent `leave` (voluntary) or their connection went away."""
+        patient_id = conn.patient_id
+        assert patient_id is not None
+        if conn.replaced or self.patient_conns.get(patient_id) is not conn:
+            return
+        del self.patient_conns[patient_id]
+        if self.session is None:
+            if self.early.pop(patient_id, None) is not None:
+                await self.redis.hdel(keys.group_early(self.group_id), patient_id)
+                self.schedule_push("waiting_list")
+            return
+        if voluntary:
+            events = self.session.leave(patient_id, to_ms(self.clock.now()))
+        else:
+            events = self.session.drop(patient_id, to_ms(conn.last_heard))
+        if events:
+            await self._commit(events, [patient_id])
+            self.schedule_push("waiting_list", "roster")
+
+    async def media_state(self, conn: Connection, audio: bool, video: bool) -> None:
+        pid = conn.patient_id or conn.user_id
+        if self.session is None or pid is None:
+            return
+        event: Event = {"type": "media_state", "session_id": self.session.session_id, "at": to_ms(self.clock.now()),
+                        "audio": audio, "video": video}
+        event["patient_id" if conn.patient_id else "user_id"] = pid
+        await self._commit([event], [])
+
+    def is_admitted(self, conn: Connection) -> bool:
+        if conn.user_id is not None:
+            return conn in self.staff_in_session
+        return (
+            self.session is not None and conn.patient_id is not None
+            and self.patient_conns.get(conn.patient_id) is conn
+            and self.session.patients.get(conn.patient_id, _OUT).status is Status.IN_SESSION
+        )
+
+    # -- staff ---------------------------------------------------------------------------
+
+    async def staff_join(self, conn: Connection, staff: Staff, session_id: str | None) -> None:
+        """Staff hello: with a session id they take part in it; without, they watch the door."""
+        if session_id is not None:
+            if self.session is None or self.session.session_id != session_id:
+                raise ApiError(409, "session_not_open", "that session is not open")
+            self.staff_in_session[conn] = staff
+            self._send(conn, {"type": "roster", "participants": self.participants()})
+            self.schedule_push("roster")
+        else:
+            self.watchers.add(conn)
+        self._send(conn, {"type": "waiting_list", "waiting": self.waiting_list()})
+
+    def staff_left(self, conn: Connection) -> None:
+        self.watchers.discard(conn)
+        if self.staff_in_session.pop(conn, None) is not None:
+            self.schedule_push("roster")
+
+    async def open_session(self, user_id: str) -> dict[str, Any]:
+        if self.session is not None:
+            raise conflict("session_open", "a session of this group is already open", session_id=self.session.session_id)
+        now = to_ms(self.clock.now())
+        session_id = new_id("ses")
+        if not await self.redis.set(keys.group_open_session(self.group_id), session_id, nx=True):
+            self.loaded = False
+            raise conflict("session_open", "a session of this group is already open",
+                           session_id=await self.redis.get(keys.group_open_session(self.group_id)))
+        session = Session(session_id, started_at=now, grace_ms=self.grace_ms)
+        events: list[Event] = []
+        for pid, (at, location) in sorted(self.early.items(), key=lambda kv: kv[1][0]):
+            events += session.check_in(pid, now, location, checked_in_at=at)
+        self.session = session
+        record = {"id": session_id, "group_id": self.group_id, "state": "open", "started_at": str(now),
+                  "opened_by": user_id}
+
+        def write(pipe: Any) -> None:
+            pipe.hset(keys.session(session_id), mapping=record)
+            pipe.zadd(keys.sessions_by_start(), {session_id: now})
+            pipe.zadd(keys.group_sessions(self.group_id), {session_id: now})
+            pipe.delete(keys.group_early(self.group_id))
+
+        try:
+            await self._commit(events, list(self.early), write)
+        except BaseException:
+            await self.redis.delete(keys.group_open_session(self.group_id))
+            raise
+        self.early = {}
+        await self.audit.append("session.open", user_id, session_id=session_id, group_id=self.group_id)
+        for pid in session.with_status(Status.WAITING):
+            if (conn := self.patient_conns.get(pid)) is not None:
+                self._send(conn, self.waiting_message())
+        self.schedule_push("waiting_list", "roster")
+        return self.describe()
+
+    def require_session(self, session_id: str) -> Session:
+        if self.session is None or self.session.session_id != session_id:
+            # The session exists (its group was found) but is not the open one: it has ended.
+            raise conflict("session_ended", "the session has ended")
+        return self.session
+
+    async def admit(self, session_id: str, patient_ids: list[str] | None, by: str) -> list[str]:
+        """Admit the named patients (or everyone waiting): all or none."""
+        session = self.require_session(session_id)
+        targets = session.with_status(Status.WAITING) if patient_ids is None else patient_ids
+        for pid in targets:
+            p = session.patients.get(pid)
+            if p is None or p.status is not Status.WAITING:
+                raise ApiError(409, "not_waiting", f"patient {pid} is not in the waiting room")
+        capacity = int(self.group.get("capacity", 15))
+        if len(session.with_status(Status.IN_SESSION)) + len(targets) > capacity:
+            raise ApiError(409, "capacity_reached", f"the group's capacity of {capacity} would be exceeded")
+        now = to_ms(self.clock.now())
+        events: list[Event] = []
+        for pid in targets:
+            events += session.admit(pid, now, by)
+        await self._commit(events, targets)
+        for pid in targets:
+            await self.audit.append("patient.admit", by, session_id=session_id, patient_id=pid)
+            if (conn := self.patient_conns.get(pid)) is not None:
+                self._send(conn, {"type": "admitted", "session_id": session_id})
+        self.schedule_push("waiting_list", "roster")
+        return targets
+
+    async def decline(self, session_id: str, patient_id: str, message: str | None, by: str) -> None:
+        session = self.require_session(session_id)
+        events = self._apply(lambda: session.decline(patient_id, to_ms(self.clock.now()), by))
+        await self._commit(events, [patient_id])
+        await self.audit.append("patient.decline", by, session_id=session_id, patient_id=patient_id)
+        frame: dict[str, Any] = {"type": "declined"}
+        if message:
+            frame["message"] = message
+        self._disconnect(patient_id, frame)
+        self.schedule_push("waiting_list")
+
+    async def remove(self, session_id: str, patient_id: str, reason: str | None, by: str) -> None:
+        session = self.require_session(session_id)
+        events = self._apply(lambda: session.remove(patient_id, to_ms(self.clock.now()), by))
+        await self._commit(events, [patient_id])
+        await self.audit.append("patient.remove", by, session_id=session_id, patient_id=patient_id)
+        frame: dict[str, Any] = {"type": "removed"}
+        if reason:
+            frame["reason"] = reason
+        self._disconnect(patient_id, frame)
+        self.schedule_push("roster")
+
+    async def send_back(self, session_id: str, patient_id: str, by: str) -> None:
+        session = self.require_session(session_id)
+        events = self._apply(lambda: session.send_back(patient_id, to_ms(self.clock.now()), by))
+        await self._commit(events, [patient_id])
+        await self.audit.append("patient.send_back", by, session_id=session_id, patient_id=patient_id)
+        if (conn := self.patient_conns.get(patient_id)) is not None:
+            self._send(conn, {"type": "sent_back"})
+            self._send(conn, self.waiting_message())
+        self.schedule_push("waiting_list", "roster")
+
+    async def mute(self, session_id: str, patient_id: str, by: str) -> None:
+        session = self.require_session(session_id)
+        if session.patients.get(patient_id, _OUT).status is not Status.IN_SESSION:
+            raise ApiError(409, "not_in_session", f"patient {patient_id} is not in the session")
+        await self.audit.append("patient.mute", by, session_id=session_id, patient_id=patient_id)
+        if (conn := self.patient_conns.get(patient_id)) is not None:
+            self._send(conn, {"type": "muted"})
+
+    def message_waiting(self, session_id: str, text: str) -> int:
+        session = self.require_session(session_id)
+        sent = 0
+        for pid in session.with_status(Status.WAITING):
+            if (conn := self.patient_conns.get(pid)) is not None:
+                self._send(conn, {"type": "message", "text": text})
+                sent += 1
+        return sent
+
+    async def end(self, session_id: str, by: str) -> dict[str, Any]:
+        session = self.require_session(session_id)
+        now = to_ms(self.clock.now())
+        events = self._apply(lambda: session.end(now))
+
+        def write(pipe: Any) -> None:
+            pipe.hset(keys.session(session_id), mapping={"state": "ended", "ended_at": str(now), "ended_by": by})
+            pipe.delete(keys.group_open_session(self.group_id))
+
+        await self._commit(events, list(session.patients), write)
+        await self.audit.append("session.end", by, session_id=session_id, group_id=self.group_id)
+        described = self.describe()
+        for conn in self._in_session_conns() + [self.patient_conns[p] for p in session.patients if p in self.patient_conns]:
+            self._send(conn, {"type": "session_ended"})
+            conn.close(1000, "session ended")
+        for conn in self.watchers:
+            self._send(conn, {"type": "session_ended"})
+        self.patient_conns = {pid: c for pid, c in self.patient_conns.items() if pid not in session.patients}
+        self.staff_in_session = {}
+        self.session = None
+        self.schedule_push("waiting_list")
+        return described
+
+    def revoke_link(self, patient_id: str) -> None:
+        """The patient's link was rotated or their enrolment ended: close what it opened."""
+        conn = self.patient_conns.get(patient_id)
+        if conn is not None:
+            self._send(conn, {"type": "error", "code": "invalid_token", "message": "this link is no longer valid"})
+            conn.close(CLOSE_INVALID_TOKEN, "invalid_token")
+
+    def _apply(self, action: Callable[[], list[Event]]) -> list[Event]:
+        try:
+            return action()
+        except RuleViolation as exc:
+            raise ApiError(409, exc.code, exc.message) from None
+
+    def _disconnect(self, patient_id: str, frame: dict[str, Any]) -> None:
+        conn = self.patient_conns.pop(patient_id, None)
+        if conn is not None:
+            self._send(conn, frame)
+            conn.close(1000, str(frame["type"]))
+
+    def describe(self) -> dict[str, Any]:
+        assert self.session is not None
+        return describe_session(self.session, self.group_id, self.names)
+
+    async def remember_names(self) -> None:
+        if self.session is None:
+            return
+        missing = [pid for pid in self.session.patients if pid not in self.names]
+        for pid, patient in (await patients_by_id(self.redis, missing)).items():
+            self.names[pid] = patient["display_name"]
+
+
+_OUT = Patient(Status.OUT, since=0)
+
+
+def describe_session(session: Session, group_id: str, names: dict[str, str]) -> dict[str, Any]:
+    def name(pid: str) -> str:
+        return names.get(pid, "Patient")
+
+    waiting = sorted((p.since, pid) for pid, p in session.patients.items() if p.status is Status.WAITING)
+    present = sorted((p.joined_at or p.since, pid) for pid, p in session.patients.items()
+                     if p.status is Status.IN_SESSION)
+    return {
+        "id": session.session_id,
+        "group_id": group_id,
+        "state": "open" if session.is_open else "ended",
+        "started_at": iso(session.started_at),
+        "ended_at": iso(session.ended_at),
+        "waiting": [{"patient_id": pid, "display_name": name(pid), "waiting_since": iso(t)} for t, pid in waiting],
+        "participants": [{"patient_id": pid, "display_name": name(pid), "joined_at": iso(t)} for t, pid in present],
+    }
+
+
+async def load_session(redis: Redis, session_id: str, grace_ms: int) -> Session | None:
+    record = await redis.hgetall(keys.session(session_id))
+    if not record:
+        return None
+    states = await redis.hgetall(keys.session_patients(session_id))
+    return Session(
+        session_id,
+        started_at=int(record["started_at"]),
+        grace_ms=grace_ms,
+        ended_at=int(record["ended_at"]) if record.get("ended_at") else None,
+        patients={pid: Patient.from_json(json.loads(raw)) for pid, raw in states.items()},
+    )

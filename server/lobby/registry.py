@@ -1,0 +1,78 @@
+"""All doors of this server process, found by group or by session."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from server.audit import AuditLog
+from server.clock import Clock, iso
+from server.errors import not_found
+from server.lobby.door import Door, describe_session, load_session
+from server.lobby.machine import Status
+from server.metrics import Metrics
+from server.store import keys
+from server.store.connection import Redis
+
+
+class Lobby:
+    def __init__(self, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float) -> None:
+        self.redis = redis
+        self.clock = clock
+        self.audit = audit
+        self.metrics = metrics
+        self.grace_seconds = grace_seconds
+        self.doors: dict[str, Door] = {}
+        metrics.gauge("porchlight_patients_waiting", "Patients connected and waiting (incl. before opening).",
+                      lambda: sum(self._count(d, Status.WAITING) + len(d.early) for d in self.doors.values()))
+        metrics.gauge("porchlight_patients_in_session", "Patients admitted and connected.",
+                      lambda: sum(self._count(d, Status.IN_SESSION) for d in self.doors.values()))
+        metrics.gauge("porchlight_sessions_open", "Sessions open in this process.",
+                      lambda: sum(1 for d in self.doors.values() if d.session is not None))
+        metrics.gauge("porchlight_ws_connections", "Patient WebSocket connections.",
+                      lambda: sum(len(d.patient_conns) for d in self.doors.values()))
+
+    @staticmethod
+    def _count(door: Door, status: Status) -> int:
+        if door.session is None:
+            return 0
+        return sum(1 for pid in door.session.with_status(status) if pid in door.patient_conns)
+
+    def door(self, group_id: str) -> Door:
+        door = self.doors.get(group_id)
+        if door is None:
+            door = self.doors[group_id] = Door(
+                group_id, self.redis, self.clock, self.audit, self.metrics, self.grace_seconds
+            )
+        return door
+
+    async def session_group(self, session_id: str) -> str:
+        group_id = await self.redis.hget(keys.session(session_id), "group_id")
+        if group_id is None:
+            raise not_found("session")
+        return str(group_id)
+
+    async def events(self, session_id: str) -> list[dict[str, Any]]:
+        raws = await self.redis.lrange(keys.session_events(session_id), 0, -1)
+        out = []
+        for raw in raws:
+            event = json.loads(raw)
+            event["at"] = iso(event["at"])
+            if "checked_in_at" in event:
+                event["checked_in_at"] = iso(event["checked_in_at"])
+            out.append(event)
+        return out
+
+    async def describe(self, session_id: str) -> dict[str, Any]:
+        """A session as GET /sessions/{id} shows it, open or ended."""
+        group_id = await self.session_group(session_id)
+        door = self.door(group_id)
+        async with door.lock:
+            await door.load()
+            if door.session is not None and door.session.session_id == session_id:
+                await door.remember_names()
+                return door.describe()
+        session = await load_session(self.redis, session_id, 0)
+        if session is None:
+            raise not_found("session")
+        return describe_session(session, group_id, {})

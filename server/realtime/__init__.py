@@ -1,0 +1,1 @@
+"""The WebSocket protocol: parse, validate, dispatch; bounded send queues; heartbeats."""

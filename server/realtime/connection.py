@@ -1,0 +1,98 @@
+"""One client's WebSocket: a bounded outbound queue drained by its own writer task.
+
+A client that cannot keep up fills its queue and is disconnected (close code 1008); the
+server never buffers without limit. Frames and the final close go through the same queue,
+so a client always receives the frame explaining why before the close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from aiohttp import web
+
+from server.clock import Clock
+
+CLOSE_TOO_SLOW = 1008
+CLOSE_INVALID_TOKEN = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_REPLACED = 4409
+CLOSE_HEARTBEAT = 4408
+
+
+class _Close:
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+class Connection:
+    def __init__(self, ws: web.WebSocketResponse, clock: Clock, queue_size: int) -> None:
+        self.ws = ws
+        self.clock = clock
+        self.last_heard = clock.now()
+        self._queue: asyncio.Queue[str | _Close] = asyncio.Queue(maxsize=queue_size)
+        self._writer = asyncio.create_task(self._write())
+        self.closing = False
+        self.close_code: int | None = None
+        # Set by the lobby: who this is, once `hello` has been accepted.
+        self.patient_id: str | None = None
+        self.user_id: str | None = None
+        self.group_id: str | None = None
+        self.replaced = False
+        self.sent = 0
+
+    def heard(self) -> None:
+        self.last_heard = self.clock.now()
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue a frame; never blocks. A full queue disconnects the client."""
+        if self.closing:
+            return
+        try:
+            self._queue.put_nowait(json.dumps(message, separators=(",", ":")))
+        except asyncio.QueueFull:
+            self._abort(CLOSE_TOO_SLOW)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close after the frames already queued have been sent."""
+        if self.closing:
+            return
+        self.closing = True
+        self.close_code = code
+        try:
+            self._queue.put_nowait(_Close(code, reason))
+        except asyncio.QueueFull:
+            self._abort(code)
+
+    def _abort(self, code: int) -> None:
+        self.closing = True
+        self.close_code = code
+        self._writer.cancel()
+        asyncio.ensure_future(self.ws.close(code=code))
+
+    async def _write(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if isinstance(item, _Close):
+                await self.ws.close(code=item.code, message=item.reason.encode())
+                return
+            try:
+                await self.ws.send_str(item)
+                self.sent += 1
+            except (ConnectionResetError, RuntimeError):
+                return
+
+    async def finish(self, flush_timeout: float = 2.0) -> None:
+        """Once the socket is done: let a queued close go out, then stop the writer."""
+        if self.closing and not self._writer.done():
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._writer), flush_timeout)
+        self.closing = True
+        if not self._writer.done():
+            self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._writer

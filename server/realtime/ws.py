@@ -1,0 +1,280 @@
+"""GET /api/v1/ws: the patient and staff realtime protocol.
+
+The first frame must be `hello` and must arrive within a deadline. After that, frames are
+parsed, checked and dispatched; a malformed or unknown frame gets `error` (bad_request) and
+the socket stays open; an oversized one closes it (1009, by aiohttp's frame limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from server.auth.sessions import COOKIE_NAME, StaffSession
+from server.auth.staff import Role
+from server.clinic import enrollments
+from server.clinic.groups import get_group
+from server.clinic.patients import get_patient
+from server.errors import ApiError
+from server.lobby.door import Door, Staff
+from server.realtime.connection import (
+    CLOSE_FORBIDDEN,
+    CLOSE_HEARTBEAT,
+    CLOSE_INVALID_TOKEN,
+    Connection,
+)
+from server.services import Services, services
+from server.store.connection import UNAVAILABLE
+
+log = logging.getLogger(__name__)
+
+LOCATIONS = ("home", "other")
+STAFF_TOUCH_EVERY = 30.0  # seconds between idle-timer refreshes from WebSocket traffic
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_frame(raw: str) -> dict[str, Any]:
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        raise FrameError("bad_request", "frames must be JSON") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise FrameError("bad_request", "frames must be objects with a string \"type\"")
+    return frame
+
+
+class Client:
+    """One accepted WebSocket: its connection, door and (for staff) session."""
+
+    def __init__(self, svc: Services, conn: Connection, transport: Any) -> None:
+        self.svc = svc
+        self.conn = conn
+        self.transport = transport
+        self.door: Door | None = None
+        self.staff: StaffSession | None = None
+        self.cookie: str | None = None
+        self.last_touch = svc.clock.now()
+
+    def error(self, code: str, message: str, close: int | None = None) -> None:
+        self.svc.metrics.error(code)
+        self.svc.metrics.ws_messages["out"] += 1
+        self.conn.send({"type": "error", "code": code, "message": message})
+        if close is not None:
+            self.conn.close(close, code)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- hello ---------------------------------------------------------------------------
+
+    async def hello(self, frame: dict[str, Any], request: web.Request) -> bool:
+        if frame.get("type") != "hello":
+            self.error("bad_request", "the first frame must be hello")
+            return False
+        if "token" in frame:
+            return await self._patient_hello(frame)
+        return await self._staff_hello(frame, request)
+
+    async def _patient_hello(self, frame: dict[str, Any]) -> bool:
+        svc = self.svc
+        token, location = frame.get("token"), frame.get("location")
+        if location is not None and location not in LOCATIONS:
+            self.error("bad_request", "location: \"home\" or \"other\"")
+            return False
+        found = svc.links.read(token) if isinstance(token, str) else None
+        enrollment = await enrollments.get_enrollment(svc.redis, found[0]) if found else None
+        group = await get_group(svc.redis, enrollment["group_id"]) if enrollment else None
+        if (
+            found is None or enrollment is None or group is None
+            or not enrollments.usable(enrollment, group, found[1], svc.clock.now())
+        ):
+            self.error("invalid_token", "this link is not valid; ask the clinic for a new one", CLOSE_INVALID_TOKEN)
+            return False
+        patient = await get_patient(svc.redis, enrollment["patient_id"])
+        if patient is None:
+            self.error("invalid_token", "this link is not valid", CLOSE_INVALID_TOKEN)
+            return False
+        self.conn.patient_id = patient["id"]
+        self.conn.group_id = group["id"]
+        door = svc.lobby.door(group["id"])
+        await door.run(lambda: door.patient_hello(self.conn, patient["id"], patient["display_name"], location))
+        self.door = door
+        return True
+
+    async def _staff_hello(self, frame: dict[str, Any], request: web.Request) -> bool:
+        svc = self.svc
+        self.cookie = request.cookies.get(COOKIE_NAME)
+        staff = await svc.staff_sessions.resume(self.cookie)
+        if staff is None:
+            self.error("unauthorized", "sign in first", CLOSE_INVALID_TOKEN)
+            return False
+        session_id, group_id = frame.get("session_id"), frame.get("group_id")
+        if (session_id is None) == (group_id is None) or not isinstance(session_id or group_id, str):
+            self.error("bad_request", "staff hello names a session_id or a group_id")
+            return False
+        try:
+            if session_id is not None:
+                group_id = await svc.lobby.session_group(session_id)
+            assert group_id is not None
+            group = await get_group(svc.redis, group_id)
+            if group is None:
+                raise ApiError(404, "not_found", "group not found")
+            if staff.user.role is not Role.ADMIN and staff.user.id not in group.get("facilitator_ids", []):
+                self.error("forbidden", "you do not facilitate this group", CLOSE_FORBIDDEN)
+                return False
+            door = svc.lobby.door(group_id)
+            self.conn.user_id = staff.user.id
+            self.conn.group_id = group_id
+            person = Staff(staff.user.id, staff.user.name, "facilitator" if staff.user.role is Role.FACILITATOR else "admin")
+            await door.run(lambda: door.staff_join(self.conn, person, session_id))
+        except ApiError as exc:
+            self.error(exc.code, exc.message)
+            return False
+        self.staff = staff
+        self.door = door
+        return True
+
+    # -- after hello ---------------------------------------------------------------------
+
+    async def dispatch(self, frame: dict[str, Any]) -> None:
+        door = self.door
+        assert door is not None
+        kind = frame["type"]
+        if kind == "leave":
+            if self.conn.patient_id is not None:
+                await door.run(lambda: door.patient_left(self.conn, voluntary=True))
+            self.conn.close(1000, "left")
+        elif kind == "media_state":
+            audio, video = frame.get("audio"), frame.get("video")
+            if not isinstance(audio, bool) or not isinstance(video, bool):
+                raise FrameError("bad_request", "media_state needs boolean audio and video")
+            if not door.is_admitted(self.conn):
+                raise FrameError("not_admitted", "you have not been admitted")
+            await door.run(lambda: door.media_state(self.conn, audio, video))
+        elif kind in ("offer", "answer"):
+            if not door.is_admitted(self.conn):
+                raise FrameError("not_admitted", "media is available only after admission")
+            if frame.get("pc") not in ("publish", "subscribe") or not isinstance(frame.get("sdp"), str):
+                raise FrameError("bad_request", f"{kind} needs pc (publish|subscribe) and sdp")
+            raise FrameError("media_unavailable", "media forwarding is not enabled on this server")
+        elif kind == "hello":
+            raise FrameError("bad_request", "hello was already accepted")
+        else:
+            raise FrameError("bad_request", f"unknown message type {kind[:40]!r}")
+
+    async def gone(self) -> None:
+        """The socket is finished: record the drop (if it still counts) and unregister."""
+        door = self.door
+        if door is None:
+            return
+        if self.conn.patient_id is not None:
+            await door.run(lambda: door.patient_left(self.conn, voluntary=False))
+        else:
+            async with door.lock:
+                door.staff_left(self.conn)
+
+    async def heartbeat(self) -> None:
+        """Ping every interval; drop a client silent for longer than the timeout."""
+        settings = self.svc.settings
+        clock = self.svc.clock
+        while not self.conn.closing:
+            await asyncio.sleep(settings.heartbeat_interval_seconds)
+            now = clock.now()
+            if now - self.conn.last_heard > settings.heartbeat_timeout_seconds:
+                # Record the drop at the last moment heard, then cut the socket.
+                with contextlib.suppress(*UNAVAILABLE):
+                    await self.gone()
+                self.conn.closing = True
+                self.conn.close_code = CLOSE_HEARTBEAT
+                self.abort()
+                return
+            with contextlib.suppress(ConnectionResetError, RuntimeError):
+                await self.conn.ws.ping()
+            if self.staff is not None:
+                await self._keep_staff_session(now)
+
+    async def _keep_staff_session(self, now: float) -> None:
+        sessions = self.svc.staff_sessions
+        if await sessions.resume(self.cookie, touch=False) is None:
+            self.error("unauthorized", "your sign-in has ended", CLOSE_INVALID_TOKEN)
+            return
+        if self.conn.last_heard > self.last_touch and now - self.last_touch >= STAFF_TOUCH_EVERY:
+            assert self.staff is not None
+            await sessions.touch(self.staff.token, now)
+            self.last_touch = now
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    settings = svc.settings
+    ws = web.WebSocketResponse(max_msg_size=settings.max_ws_frame_bytes, autoping=False)
+    await ws.prepare(request)
+    conn = Connection(ws, svc.clock, settings.ws_send_queue)
+    client = Client(svc, conn, request.transport)
+    beat = asyncio.create_task(client.heartbeat())
+    try:
+        await _serve(client, ws, request)
+    except UNAVAILABLE:
+        client.error("unavailable", "the service is temporarily unavailable", 1013)
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await beat
+        with contextlib.suppress(*UNAVAILABLE):
+            await client.gone()
+        await conn.finish()
+        if not ws.closed:
+            with contextlib.suppress(Exception):
+                await ws.close()
+    return ws
+
+
+async def _serve(client: Client, ws: web.WebSocketResponse, request: web.Request) -> None:
+    svc = client.svc
+    conn = client.conn
+    loop = asyncio.get_running_loop()
+    hello_deadline = loop.time() + svc.settings.hello_deadline_seconds
+    accepted = False
+    while not conn.closing:
+        timeout = None if accepted else max(0.0, hello_deadline - loop.time())
+        try:
+            msg = await ws.receive(timeout=timeout) if timeout is not None else await ws.receive()
+        except TimeoutError:
+            client.error("hello_timeout", "no hello in time", 4400)
+            return
+        if msg.type is WSMsgType.PING:
+            conn.heard()
+            await ws.pong(msg.data)
+            continue
+        if msg.type is WSMsgType.PONG:
+            conn.heard()
+            continue
+        if msg.type is not WSMsgType.TEXT:
+            if msg.type is WSMsgType.BINARY:
+                client.error("bad_request", "frames must be JSON text")
+                continue
+            return  # CLOSE, CLOSING, CLOSED, ERROR (incl. oversized: aiohttp closed with 1009)
+        conn.heard()
+        svc.metrics.ws_messages["in"] += 1
+        try:
+            frame = parse_frame(msg.data)
+            if not accepted:
+                accepted = await client.hello(frame, request)
+            else:
+                await client.dispatch(frame)
+        except FrameError as exc:
+            client.error(exc.code, exc.message)
+        except ApiError as exc:
+            client.error(exc.code, exc.message)

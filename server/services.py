@@ -1,0 +1,37 @@
+"""What request handlers reach through the application: one typed object, one AppKey."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from server.audit import AuditLog
+from server.auth.links import LinkSigner
+from server.auth.ratelimit import LoginLimiter
+from server.auth.sessions import StaffSessions
+from server.clock import Clock
+from server.lobby.registry import Lobby
+from server.metrics import Metrics
+from server.settings import Settings
+from server.store.connection import Redis
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    redis: Redis
+    metrics: Metrics
+    audit: AuditLog
+    staff_sessions: StaffSessions
+    limiter: LoginLimiter
+    links: LinkSigner
+    lobby: Lobby
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]

@@ -1,0 +1,194 @@
+"""Typed settings from PORCHLIGHT_* environment variables, validated at start-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+
+class SettingsError(Exception):
+    """One or more settings are invalid; `problems` holds one message per bad value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    help: str
+    default: str
+
+
+# Every setting, in the order `serve --help` lists them.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("PORCHLIGHT_HOST", "address to listen on", "127.0.0.1"),
+    Setting("PORCHLIGHT_PORT", "TCP port to listen on (0 picks a free one)", "8080"),
+    Setting("PORCHLIGHT_REDIS_URL", "Redis to use; unset starts an embedded redis-server", ""),
+    Setting("PORCHLIGHT_DATA_DIR", "embedded Redis data (AOF) and generated secret key", "./porchlight-data"),
+    Setting("PORCHLIGHT_SECRET_KEY", "signs cookies and join links (>= 32 chars); unset: generated once into the data dir", ""),
+    Setting("PORCHLIGHT_PUBLIC_URL", "absolute URL clients reach the server at; join links are built from it", "http://{host}:{port}"),
+    Setting("PORCHLIGHT_BILLING_WEBHOOK_URL", "billing system endpoint for session-duration records", ""),
+    Setting("PORCHLIGHT_BILLING_WEBHOOK_SECRET", "Standard Webhooks secret (whsec_...)", ""),
+    Setting("PORCHLIGHT_BILLING_RETRY_BASE_SECONDS", "first billing retry delay in seconds", "5"),
+    Setting("PORCHLIGHT_ICE_SERVERS", "JSON list of RTCIceServer objects given to clients", "[]"),
+    Setting("PORCHLIGHT_RECONNECT_GRACE_SECONDS", "a dropped patient back within this goes straight in", "120"),
+    Setting("PORCHLIGHT_HEARTBEAT_INTERVAL_SECONDS", "WebSocket ping interval", "10"),
+    Setting("PORCHLIGHT_HEARTBEAT_TIMEOUT_SECONDS", "a client silent this long is dropped", "30"),
+    Setting("PORCHLIGHT_STAFF_IDLE_TIMEOUT_SECONDS", "staff sessions end after this much inactivity", "900"),
+    Setting("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_IP", "failed logins per IP before 429, per window", "20"),
+    Setting("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_USER", "failed logins per username before 429, per window", "5"),
+    Setting("PORCHLIGHT_LOGIN_FAILURE_WINDOW_SECONDS", "window for counting failed logins", "900"),
+    Setting("PORCHLIGHT_WS_SEND_QUEUE", "frames queued to one client before it is dropped as too slow", "256"),
+    Setting("PORCHLIGHT_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "INFO"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    redis_url: str | None = None
+    data_dir: Path = Path("./porchlight-data")
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    public_url: str = "http://127.0.0.1:8080"
+    billing_webhook_url: str | None = None
+    billing_webhook_secret: str | None = field(default=None, repr=False)
+    billing_retry_base_seconds: float = 5.0
+    ice_servers: tuple[dict[str, Any], ...] = ()
+    reconnect_grace_seconds: float = 120.0
+    heartbeat_interval_seconds: float = 10.0
+    heartbeat_timeout_seconds: float = 30.0
+    staff_idle_timeout_seconds: float = 900.0
+    login_max_failures_per_ip: int = 20
+    login_max_failures_per_user: int = 5
+    login_failure_window_seconds: int = 900
+    ws_send_queue: int = 256
+    log_level: str = "INFO"
+    # Limits on what clients may send; not environment settings.
+    max_json_bytes: int = 64 * 1024
+    max_ws_frame_bytes: int = 64 * 1024
+    hello_deadline_seconds: float = 10.0
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+
+        def get(name: str) -> str | None:
+            raw = env.get(name)
+            return raw.strip() if raw is not None and raw.strip() != "" else None
+
+        def number(name: str, attr: str, kind: Callable[[str], Any], low: float, high: float) -> None:
+            raw = get(name)
+            if raw is None:
+                return
+            try:
+                value = kind(raw)
+            except ValueError:
+                problems.append(f"{name}={raw!r}: not a {'whole ' if kind is int else ''}number")
+                return
+            if not low <= value <= high:
+                problems.append(f"{name}={raw!r}: must be between {low:g} and {high:g}")
+                return
+            values[attr] = value
+
+        if (host := get("PORCHLIGHT_HOST")) is not None:
+            values["host"] = host
+        number("PORCHLIGHT_PORT", "port", int, 0, 65535)
+        if (url := get("PORCHLIGHT_REDIS_URL")) is not None:
+            if urlparse(url).scheme not in ("redis", "rediss", "unix"):
+                problems.append(f"PORCHLIGHT_REDIS_URL: must start with redis://, rediss:// or unix:// (got scheme {urlparse(url).scheme!r})")
+            else:
+                values["redis_url"] = url
+        if (data_dir := get("PORCHLIGHT_DATA_DIR")) is not None:
+            values["data_dir"] = Path(data_dir)
+        if (key := env.get("PORCHLIGHT_SECRET_KEY")) is not None and key != "":
+            if len(key) < 32:
+                problems.append("PORCHLIGHT_SECRET_KEY: must be at least 32 characters")
+            else:
+                values["secret_key"] = key
+        if (public := get("PORCHLIGHT_PUBLIC_URL")) is not None:
+            parsed = urlparse(public)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                problems.append(f"PORCHLIGHT_PUBLIC_URL={public!r}: must be an absolute http(s) URL")
+            else:
+                values["public_url"] = public.rstrip("/")
+        if (hook := get("PORCHLIGHT_BILLING_WEBHOOK_URL")) is not None:
+            if urlparse(hook).scheme not in ("http", "https"):
+                problems.append(f"PORCHLIGHT_BILLING_WEBHOOK_URL={hook!r}: must be an http(s) URL")
+            else:
+                values["billing_webhook_url"] = hook
+        if (whsec := env.get("PORCHLIGHT_BILLING_WEBHOOK_SECRET")) is not None and whsec != "":
+            if not whsec.startswith("whsec_") or len(whsec) < 16:
+                problems.append("PORCHLIGHT_BILLING_WEBHOOK_SECRET: must look like whsec_<base64>")
+            else:
+                values["billing_webhook_secret"] = whsec
+        number("PORCHLIGHT_BILLING_RETRY_BASE_SECONDS", "billing_retry_base_seconds", float, 0.01, 86400)
+        if (ice := get("PORCHLIGHT_ICE_SERVERS")) is not None:
+            try:
+                servers = json.loads(ice)
+                if not isinstance(servers, list) or not all(
+                    isinstance(s, dict) and "urls" in s for s in servers
+                ):
+                    raise ValueError
+                values["ice_servers"] = tuple(servers)
+            except ValueError:
+                problems.append("PORCHLIGHT_ICE_SERVERS: must be a JSON list of objects with \"urls\"")
+        number("PORCHLIGHT_RECONNECT_GRACE_SECONDS", "reconnect_grace_seconds", float, 0, 3600)
+        number("PORCHLIGHT_HEARTBEAT_INTERVAL_SECONDS", "heartbeat_interval_seconds", float, 0.01, 600)
+        number("PORCHLIGHT_HEARTBEAT_TIMEOUT_SECONDS", "heartbeat_timeout_seconds", float, 0.05, 3600)
+        number("PORCHLIGHT_STAFF_IDLE_TIMEOUT_SECONDS", "staff_idle_timeout_seconds", float, 10, 86400)
+        number("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_IP", "login_max_failures_per_ip", int, 1, 100000)
+        number("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_USER", "login_max_failures_per_user", int, 1, 100000)
+        number("PORCHLIGHT_LOGIN_FAILURE_WINDOW_SECONDS", "login_failure_window_seconds", int, 1, 86400)
+        number("PORCHLIGHT_WS_SEND_QUEUE", "ws_send_queue", int, 4, 100000)
+        if (level := get("PORCHLIGHT_LOG_LEVEL")) is not None:
+            if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+                problems.append(f"PORCHLIGHT_LOG_LEVEL={level!r}: must be DEBUG, INFO, WARNING or ERROR")
+            else:
+                values["log_level"] = level.upper()
+        known = {s.env for s in SETTINGS}
+        for name in env:
+            if name.startswith("PORCHLIGHT_") and name not in known:
+                problems.append(f"{name}: unknown setting (see `porchlight serve --help`)")
+        if problems:
+            raise SettingsError(problems)
+
+        if "public_url" not in values:
+            host = values.get("host", cls.host)
+            shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            values["public_url"] = f"http://{shown}:{values.get('port', cls.port)}"
+        if "secret_key" not in values:
+            values["secret_key"] = load_or_create_secret(values.get("data_dir", cls.data_dir))
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        current = {f.name: getattr(self, f.name) for f in fields(self)}
+        current.update(changes)
+        return Settings(**current)
+
+
+def load_or_create_secret(data_dir: Path) -> str:
+    """A secret generated once and kept in the data dir, so links survive restarts."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key

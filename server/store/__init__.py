@@ -1,0 +1,1 @@
+"""Redis: the connection, the embedded redis-server, and the one key layout."""
