@@ -56,7 +56,9 @@ class Socket:
         async with asyncio.timeout(timeout):
             while True:
                 msg = await self.ws.receive()
-                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                if msg.type is aiohttp.WSMsgType.CLOSE:
+                    return int(msg.data)  # the code the server sent in its close frame
+                if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
                     return self.ws.close_code
                 if msg.type is aiohttp.WSMsgType.TEXT:
                     self.seen.append(json.loads(msg.data))

@@ -20,8 +20,13 @@ class LoginLimiter:
         return int(ip_count or 0) >= self.per_ip or int(user_count or 0) >= self.per_user
 
     async def record_failure(self, ip: str, username: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for key in (keys.login_failures_ip(ip), keys.login_failures_user(username)):
-                pipe.incr(key)
-                pipe.expire(key, self.window, nx=True)
-            await pipe.execute()
+        await self.redis.eval(_COUNT, 2, keys.login_failures_ip(ip), keys.login_failures_user(username), self.window)
+
+
+# Count a failure under both keys; the window starts at the first failure (works on Redis 6).
+_COUNT = """
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+end
+return 1
+"""

@@ -9,7 +9,6 @@ import jinja2
 from aiohttp import web
 
 
-
 def _web_dir() -> Path:
     # A checkout has web/ beside server/; an installed wheel carries it as server.web.
     checkout = Path(__file__).resolve().parent.parent.parent / "web"

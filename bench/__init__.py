@@ -1,0 +1,1 @@
+"""Benchmarks that drive a real `porchlight serve` process (see bench/README.md)."""
