@@ -1,0 +1,182 @@
+"""Health, metrics, OpenAPI, Redis outages, logs and headers: what an operator relies on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.app import create_app
+from server.audit import AuditLog
+from server.clock import ManualClock
+from server.settings import Settings
+from server.store.connection import connect
+from tests.conftest import RedisServer
+from tests.helpers import Api
+
+
+async def test_healthz_answers_ok_with_redis(api: Api) -> None:
+    resp = await api.client.get("/healthz")
+    assert resp.status == 200
+    assert (await resp.json())["status"] == "ok"
+
+
+async def test_metrics_count_waiting_in_session_and_errors(api: Api) -> None:
+    world = await api.world(patients=2)
+    session_id = await api.open(world)
+    first = await api.patient(world.tokens[0])
+    await api.patient(world.tokens[1])
+    await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[0]["id"]]})
+    await first.until("admitted")
+    await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": ["pat_x"]}, expect=409)
+    resp = await api.client.get("/metrics")
+    assert resp.status == 200 and resp.content_type == "text/plain"
+    text = await resp.text()
+    metrics = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert metrics["porchlight_patients_waiting"] == "1"
+    assert metrics["porchlight_patients_in_session"] == "1"
+    assert metrics["porchlight_sessions_open"] == "1"
+    assert metrics['porchlight_errors_total{code="not_waiting"}'] == "1"
+    assert int(metrics['porchlight_ws_messages_total{direction="in"}']) >= 2
+    assert int(metrics['porchlight_ws_messages_total{direction="out"}']) >= 3
+
+
+async def test_openapi_lists_exactly_the_real_routes(api: Api) -> None:
+    resp = await api.client.get("/api/v1/openapi.json")
+    document = await resp.json()
+    assert document["openapi"].startswith("3.")
+    documented = {(m.upper(), path) for path, ops in document["paths"].items() for m in ops}
+    routed = set()
+    for route in api.client.app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        if route.method in ("HEAD", "*") or path is None or path.startswith("/static"):
+            continue
+        routed.add((route.method, path))
+    assert documented == routed
+    for (method, path) in documented:
+        op = document["paths"][path][method.lower()]
+        assert op["summary"] and op["responses"]
+
+
+async def test_security_headers_and_no_referrer_on_the_join_page(api: Api) -> None:
+    world = await api.world(patients=1)
+    resp = await api.client.get(f"/j/{world.tokens[0]}")
+    assert resp.status == 200
+    html = await resp.text()
+    assert "Where are you joining from?" in html and "Check in" in html and "Patient 0" in html
+    assert resp.headers["Referrer-Policy"] == "no-referrer"
+    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert (await api.client.get("/j/forged.token")).status == 404
+
+
+async def test_brand_text_is_escaped_on_the_join_page(api: Api) -> None:
+    world = await api.world(patients=1, brand={"name": "<script>alert(1)</script>", "welcome_text": "a & b"})
+    html = await (await api.client.get(f"/j/{world.tokens[0]}")).text()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;" in html and "a &amp; b" in html
+
+
+async def test_access_log_never_contains_join_tokens(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    from server.app import RedactingAccessLogger
+
+    world = await api.world(patients=1)
+    token = world.tokens[0]
+    logger = logging.getLogger("test.access")
+    access = RedactingAccessLogger(logger, "")
+
+    class Req:
+        remote = "127.0.0.1"
+        method = "GET"
+        path = f"/j/{token}"
+
+    class Resp:
+        status = 200
+
+    with caplog.at_level(logging.INFO, logger="test.access"):
+        access.log(Req(), Resp(), 0.01)  # type: ignore[arg-type]
+    assert caplog.records and token not in caplog.text and "/j/[redacted]" in caplog.text
+
+
+async def test_group_brand_change_reaches_the_waiting_room(api: Api) -> None:
+    world = await api.world(patients=1)
+    await api.open(world)
+    await api.request(world.admin, "PATCH", f"/api/v1/groups/{world.group['id']}",
+                      {"brand": {"name": "Riverbend Clinic", "primary_color": "#112233"}})
+    patient = await api.patient(world.tokens[0])
+    brand = patient.seen[-1]["brand"]
+    assert brand["name"] == "Riverbend Clinic" and brand["primary_color"] == "#112233"
+    assert brand["accent_color"]  # defaults fill what the group did not set
+
+
+async def test_redis_outage_gives_503_and_the_server_recovers(
+    aiohttp_client: Any, settings: Settings, tmp_path: Path
+) -> None:
+    own = RedisServer(tmp_path)
+    own.start()
+    redis = connect(own.url)
+    try:
+        api = Api(await aiohttp_client(create_app(settings, redis=redis, clock=ManualClock())), redis,
+                  ManualClock(), settings)
+        world = await api.world(patients=1)
+        before = await redis.dbsize()
+        own.stop()
+
+        health = await api.client.get("/healthz")
+        assert health.status == 503
+        down = await api.post(world.admin, "/patients", {"display_name": "X"}, expect=503)
+        assert down["error"]["code"] == "unavailable"
+        sock = await api.ws()
+        await sock.send({"type": "hello", "token": world.tokens[0], "location": "home"})
+        assert (await sock.until("error"))["code"] == "unavailable"
+
+        own.start()  # the same port: the client reconnects by itself
+        await _until_healthy(api.client)
+        # The AOF-less test server lost its data; a real deployment keeps it. Recovery is what is tested here.
+        assert before > 0
+        assert (await api.client.get("/healthz")).status == 200
+    finally:
+        own.stop()
+        await redis.aclose()
+
+
+async def _until_healthy(client: TestClient) -> None:
+    async with asyncio.timeout(10):
+        while (await client.get("/healthz")).status != 200:
+            await asyncio.sleep(0.05)
+
+
+async def test_audit_log_is_hash_chained_and_tampering_is_found(api: Api) -> None:
+    world = await api.world(patients=1)
+    session_id = await api.open(world)
+    patient = await api.patient(world.tokens[0])
+    await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[0]["id"]]})
+    await patient.until("admitted")
+    audit = AuditLog(api.redis, api.clock)
+    entries = await audit.entries()
+    actions = [e["action"] for e in entries]
+    assert {"login.success", "group.create", "patient.create", "enrollment.create", "session.open",
+            "patient.admit"} <= set(actions)
+    assert entries[0]["prev"] == "0" * 64
+    assert all(b["prev"] == a["hash"] for a, b in zip(entries, entries[1:], strict=False))
+    assert (await audit.verify()).ok
+
+    import json
+
+    from server.store import keys
+
+    tampered = dict(entries[3])
+    tampered["actor"] = "someone-else"
+    await api.redis.lset(keys.audit_log(), 3, json.dumps(tampered))
+    result = await audit.verify()
+    assert not result.ok and "entry 4" in (result.problem or "")
+
+    await api.redis.lset(keys.audit_log(), 3, json.dumps(entries[3]))
+    assert (await audit.verify()).ok
+    await api.redis.rpop(keys.audit_log())
+    assert not (await audit.verify()).ok  # the last entry removed: the head no longer matches
