@@ -10,7 +10,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -94,14 +94,16 @@ async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitab
         app = create_app(settings, redis=redis, clock=SystemClock())
         if before is not None:
             await before(redis, settings)
-        runner = web.AppRunner(app, access_log_class=RedactingAccessLogger, handle_signals=False,
-                               shutdown_timeout=5)
+        runner = web.AppRunner(
+            app, access_log_class=RedactingAccessLogger, handle_signals=False, shutdown_timeout=5
+        )
         await runner.setup()
         site = web.SockSite(runner, sock)
         await site.start()
-        where = "embedded Redis in " + str(settings.data_dir) if not settings.redis_url else "Redis at the configured URL"
+        where = f"embedded Redis in {settings.data_dir}" if not settings.redis_url else "Redis at the configured URL"
         print(f"Porchlight is running at {settings.public_url} ({where}).", flush=True)
-        print(f"  staff API: {settings.public_url}/api/v1 (OpenAPI at /api/v1/openapi.json)    health: {settings.public_url}/healthz", flush=True)
+        print(f"  staff API: {settings.public_url}/api/v1 (OpenAPI at /api/v1/openapi.json)", flush=True)
+        print(f"  health:    {settings.public_url}/healthz", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = _load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(settings.log_level)
-    runners: dict[str, Callable[[], Awaitable[Any]]] = {
+    runners: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
         "serve": lambda: _serve(settings),
         "demo": lambda: _serve(settings, before=_demo_setup),
     }

@@ -62,8 +62,8 @@ async def create_demo(redis: Redis, settings: Settings, clock: Clock) -> str:
         "  patient links (each is a secret; open one per browser):",
     ]
     for name, enrollment_id in zip(PATIENTS, ids["enrollments"], strict=True):
-        enrollment = await enrollments.get_enrollment(redis, enrollment_id)
-        assert enrollment is not None
-        lines.append(f"    {name:10} {links.url(enrollment_id, enrollment['link_version'])}")
+        current = await enrollments.get_enrollment(redis, enrollment_id)
+        assert current is not None
+        lines.append(f"    {name:10} {links.url(enrollment_id, current['link_version'])}")
     lines.append("")
     return "\n".join(lines)

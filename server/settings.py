@@ -32,8 +32,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_HOST", "address to listen on", "127.0.0.1"),
     Setting("PORCHLIGHT_PORT", "TCP port to listen on (0 picks a free one)", "8080"),
     Setting("PORCHLIGHT_REDIS_URL", "Redis to use; unset starts an embedded redis-server", ""),
-    Setting("PORCHLIGHT_DATA_DIR", "embedded Redis data (AOF) and generated secret key", "./porchlight-data"),
-    Setting("PORCHLIGHT_SECRET_KEY", "signs cookies and join links (>= 32 chars); unset: generated once into the data dir", ""),
+    Setting("PORCHLIGHT_DATA_DIR", "embedded Redis data (AOF) and the generated secret key", "./porchlight-data"),
+    Setting("PORCHLIGHT_SECRET_KEY", "signs cookies and links (>= 32 chars); unset: made once in the data dir", ""),
     Setting("PORCHLIGHT_PUBLIC_URL", "absolute URL clients reach the server at; join links are built from it", "http://{host}:{port}"),
     Setting("PORCHLIGHT_BILLING_WEBHOOK_URL", "billing system endpoint for session-duration records", ""),
     Setting("PORCHLIGHT_BILLING_WEBHOOK_SECRET", "Standard Webhooks secret (whsec_...)", ""),
@@ -110,7 +110,8 @@ class Settings:
         number("PORCHLIGHT_PORT", "port", int, 0, 65535)
         if (url := get("PORCHLIGHT_REDIS_URL")) is not None:
             if urlparse(url).scheme not in ("redis", "rediss", "unix"):
-                problems.append(f"PORCHLIGHT_REDIS_URL: must start with redis://, rediss:// or unix:// (got scheme {urlparse(url).scheme!r})")
+                scheme = urlparse(url).scheme
+                problems.append(f"PORCHLIGHT_REDIS_URL: redis://, rediss:// or unix:// (not {scheme!r})")
             else:
                 values["redis_url"] = url
         if (data_dir := get("PORCHLIGHT_DATA_DIR")) is not None:

@@ -9,7 +9,6 @@ import pytest
 
 from server.realtime.connection import Connection
 from server.services import SERVICES
-
 from tests.helpers import Api, World
 
 

@@ -25,7 +25,8 @@ async def read_json(request: web.Request) -> Any:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise ApiError(413, "payload_too_large", f"bodies are limited to {services(request).settings.max_json_bytes} bytes") from None
+        limit = services(request).settings.max_json_bytes
+        raise ApiError(413, "payload_too_large", f"bodies are limited to {limit} bytes") from None
     if not raw:
         raise bad_request("a JSON body is required")
     try:

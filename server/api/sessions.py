@@ -10,6 +10,7 @@ from server import validation as v
 from server.api.common import json_response, read_json, require_group_rights, require_staff
 from server.auth.sessions import StaffSession
 from server.clinic.groups import require_group
+from server.errors import bad_request
 from server.lobby.door import Door
 from server.services import services
 
@@ -51,7 +52,7 @@ async def admit(request: web.Request) -> web.Response:
     body = await _body(request, {"patient_ids", "all"})
     everyone = v.boolean(body, "all")
     if everyone and "patient_ids" in body or not everyone and "patient_ids" not in body:
-        raise v.bad_request("give either patient_ids or all: true")
+        raise bad_request("give either patient_ids or all: true")
     ids = None if everyone else v.id_list(body, "patient_ids")
     admitted = await door.run(lambda: door.admit(session_id, ids, staff.user.id))
     return json_response({"admitted": admitted})

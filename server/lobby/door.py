@@ -89,7 +89,9 @@ class Door:
                 await self._commit(events, stale)
         self.loaded = True
 
-    async def _commit(self, events: list[Event], patient_ids: list[str], extra: Callable[[Any], None] | None = None) -> None:
+    async def _commit(
+        self, events: list[Event], patient_ids: list[str], extra: Callable[[Any], None] | None = None
+    ) -> None:
         """Write changed patient states and their events in one transaction."""
         assert self.session is not None
         try:
@@ -282,7 +284,8 @@ class Door:
 
     async def open_session(self, user_id: str) -> dict[str, Any]:
         if self.session is not None:
-            raise conflict("session_open", "a session of this group is already open", session_id=self.session.session_id)
+            raise conflict("session_open", "a session of this group is already open",
+                           session_id=self.session.session_id)
         now = to_ms(self.clock.now())
         session_id = new_id("ses")
         if not await self.redis.set(keys.group_open_session(self.group_id), session_id, nx=True):
@@ -406,7 +409,8 @@ class Door:
         await self._commit(events, list(session.patients), write)
         await self.audit.append("session.end", by, session_id=session_id, group_id=self.group_id)
         described = self.describe()
-        for conn in self._in_session_conns() + [self.patient_conns[p] for p in session.patients if p in self.patient_conns]:
+        patients = [self.patient_conns[p] for p in session.patients if p in self.patient_conns]
+        for conn in set(self._in_session_conns() + patients):
             self._send(conn, {"type": "session_ended"})
             conn.close(1000, "session ended")
         for conn in self.watchers:

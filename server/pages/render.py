@@ -14,7 +14,7 @@ def _web_dir() -> Path:
     checkout = Path(__file__).resolve().parent.parent.parent / "web"
     if (checkout / "templates").is_dir():
         return checkout
-    import server.web  # type: ignore[import-not-found]
+    import server.web
 
     return Path(server.web.__file__).resolve().parent
 

@@ -137,7 +137,7 @@ class Client:
             door = svc.lobby.door(group_id)
             self.conn.user_id = staff.user.id
             self.conn.group_id = group_id
-            person = Staff(staff.user.id, staff.user.name, "facilitator" if staff.user.role is Role.FACILITATOR else "admin")
+            person = Staff(staff.user.id, staff.user.name, str(staff.user.role))
             await door.run(lambda: door.staff_join(self.conn, person, session_id))
         except ApiError as exc:
             self.error(exc.code, exc.message)

