@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -130,7 +132,15 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         if redis is None:  # we opened it, we close it
             await client.aclose()
 
+    async def alive_marks(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(app[SERVICES].lobby.keep_alive_marks(settings.heartbeat_interval_seconds))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     app.cleanup_ctx.append(redis_client)
+    app.cleanup_ctx.append(alive_marks)
     app.on_shutdown.append(_close_websockets)
     return app
 

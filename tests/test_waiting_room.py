@@ -337,3 +337,59 @@ async def _wait_for_event(api: Api, world: object, session_id: str, kind: str) -
             if found:
                 return found[-1]
             await asyncio.sleep(0.01)
+
+
+async def test_after_a_crash_the_next_process_drops_patients_at_the_last_alive_mark(
+    api: Api, aiohttp_client: object
+) -> None:
+    import asyncio
+
+    from server.app import create_app
+    from server.store import keys
+
+    world = await api.world()
+    session_id = await api.open(world)
+    patient = await api.patient(world.tokens[0])
+    await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[0]["id"]]})
+    await patient.until("admitted")
+    api.clock.advance(30)
+    alive_at = int(api.clock.now() * 1000)
+    async with asyncio.timeout(5):  # the first process marks the session alive every heartbeat interval
+        while int(await api.redis.hget(keys.session(session_id), "alive_at") or 0) != alive_at:
+            await asyncio.sleep(0.01)
+
+    # The first process freezes (no alive marks, no heartbeats: as if killed); ten minutes later
+    # a second process takes over the same Redis.
+    for task in asyncio.all_tasks():
+        if any(name in repr(task.get_coro()) for name in ("keep_alive_marks", "heartbeat")):
+            task.cancel()
+    api.clock.advance(600)
+    second = Api(await aiohttp_client(create_app(api.settings, redis=api.redis, clock=api.clock)),  # type: ignore[operator]
+                 api.redis, api.clock, api.settings)
+    described = await second.get(world.facilitator, f"/sessions/{session_id}")
+    assert described["participants"] == []
+    left = [e for e in await second.events(world.facilitator, session_id) if e["type"] == "left"]
+    assert [(e["reason"], e["at"]) for e in left] == [("drop", _iso(alive_at / 1000))]
+
+
+async def test_staff_websocket_traffic_keeps_the_sign_in_alive(api: Api) -> None:
+    import asyncio
+
+    from server.store import keys
+
+    world = await api.world(patients=0)
+    session_id = await api.open(world)
+    host = await api.staff_socket(world.facilitator, session_id=session_id)
+    idle = api.settings.staff_idle_timeout_seconds
+    for _ in range(3):  # three idle periods of HTTP silence, with the console's socket open
+        api.clock.advance(idle - 60)
+        now = api.clock.now()
+        await host.send({"type": "media_state", "audio": True, "video": True})
+        async with asyncio.timeout(5):
+            while True:
+                sessions = await api.redis.keys(keys.staff_session("*"))
+                stamps = [float(await api.redis.hget(k, "last_seen") or 0) for k in sessions]
+                if any(abs(s - now) < 1e-6 for s in stamps):
+                    break
+                await asyncio.sleep(0.01)
+    await api.get(world.facilitator, f"/sessions/{session_id}")

@@ -78,13 +78,16 @@ class Door:
             data = json.loads(raw)
             if pid in self.patient_conns:
                 self.early[pid] = (data["at"], data.get("location"))
-        # Patients whose connection did not survive (a restart) are dropped now.
+        # Patients whose connection did not survive a restart are dropped at the last moment
+        # this server was known to hold their connection (the session's alive mark).
         if self.session:
             stale = [pid for pid, p in self.session.patients.items()
                      if p.status in (Status.WAITING, Status.IN_SESSION) and pid not in self.patient_conns]
+            alive = await self.redis.hget(keys.session(self.session.session_id), "alive_at")
+            last_heard = min(int(alive), to_ms(self.clock.now())) if alive else to_ms(self.clock.now())
             events: list[Event] = []
             for pid in stale:
-                events += self.session.drop(pid, to_ms(self.clock.now()))
+                events += self.session.drop(pid, last_heard)
             if events:
                 await self._commit(events, stale)
         self.loaded = True
@@ -313,11 +316,18 @@ class Door:
             raise
         self.early = {}
         await self.audit.append("session.open", user_id, session_id=session_id, group_id=self.group_id)
+        for conn in self.watchers:
+            self._send(conn, {"type": "session_opened", "session_id": session_id})
         for pid in session.with_status(Status.WAITING):
             if (conn := self.patient_conns.get(pid)) is not None:
                 self._send(conn, self.waiting_message())
         self.schedule_push("waiting_list", "roster")
         return self.describe()
+
+    async def mark_alive(self) -> None:
+        """Record that this process still holds the session's connections (see load)."""
+        if self.session is not None and self.patient_conns:
+            await self.redis.hset(keys.session(self.session.session_id), "alive_at", to_ms(self.clock.now()))
 
     def require_session(self, session_id: str) -> Session:
         if self.session is None or self.session.session_id != session_id:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -12,7 +14,7 @@ from server.lobby.door import Door, describe_session, load_session
 from server.lobby.machine import Status
 from server.metrics import Metrics
 from server.store import keys
-from server.store.connection import Redis
+from server.store.connection import UNAVAILABLE, Redis
 
 
 class Lobby:
@@ -37,6 +39,14 @@ class Lobby:
         if door.session is None:
             return 0
         return sum(1 for pid in door.session.with_status(status) if pid in door.patient_conns)
+
+    async def keep_alive_marks(self, interval: float) -> None:
+        """Every heartbeat interval, mark each open session this process holds as alive."""
+        while True:
+            await asyncio.sleep(interval)
+            for door in list(self.doors.values()):
+                with contextlib.suppress(*UNAVAILABLE):
+                    await door.mark_alive()
 
     def door(self, group_id: str) -> Door:
         door = self.doors.get(group_id)
