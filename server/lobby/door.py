@@ -316,8 +316,8 @@ class Door:
             raise
         self.early = {}
         await self.audit.append("session.open", user_id, session_id=session_id, group_id=self.group_id)
-        for conn in self.watchers:
-            self._send(conn, {"type": "session_opened", "session_id": session_id})
+        for watcher in self.watchers:
+            self._send(watcher, {"type": "session_opened", "session_id": session_id})
         for pid in session.with_status(Status.WAITING):
             if (conn := self.patient_conns.get(pid)) is not None:
                 self._send(conn, self.waiting_message())
