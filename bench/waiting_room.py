@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
+import gc
 import json
 import math
 import os
@@ -40,6 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
+
+from server.store.embedded import socket_path_for
 
 COOKIE_NAME = "porchlight_session"
 PASSWORD = "bench-password-not-secret"
@@ -48,6 +53,8 @@ START_TIMEOUT = 60.0
 FRAME_TIMEOUT = 60.0  # hello -> waiting, under load
 ADMIT_TIMEOUT = 10.0
 _TYPE = re.compile(r'"type"\s*:\s*"([a-z_]+)"')
+# When the bench received each server ping (perf_counter), to line up slow admits with ping waves.
+PINGS: list[float] = []
 
 
 # -- small helpers ---------------------------------------------------------------------------
@@ -104,6 +111,39 @@ def porchlight_command() -> list[str]:
     return [sys.executable, "-m", "server"]
 
 
+# --server-gc-log: the same `porchlight serve`, with a gc callback that writes every collection
+# pause of 5 ms or more to stderr (the server log) stamped with time.perf_counter(), which on
+# Linux is CLOCK_MONOTONIC and so comparable with the bench's own timestamps.
+GC_LOGGING_SERVER = """
+import gc, sys, time
+_start = [0.0]
+def _pause(phase, info):
+    if phase == "start":
+        _start[0] = time.perf_counter()
+        return
+    took = time.perf_counter() - _start[0]
+    if took >= 0.005:
+        print(f"GCPAUSE {_start[0]:.6f} {took:.6f} gen{info['generation']} collected={info['collected']}",
+              file=sys.stderr, flush=True)
+gc.callbacks.append(_pause)
+from server.cli import main
+sys.argv[0] = "porchlight"
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def server_command(gc_log: bool) -> list[str]:
+    return [sys.executable, "-c", GC_LOGGING_SERVER] if gc_log else porchlight_command()
+
+
+def pings_between(pings: list[float], start: float, end: float) -> int:
+    return bisect.bisect_right(pings, end) - bisect.bisect_left(pings, start)
+
+
+def worst_lag(lags: list[tuple[float, float]], start: float, end: float) -> float:
+    return max((late for when, late in lags if start <= when <= end + late), default=0.0)
+
+
 def mb(kb: float) -> float:
     return kb / 1024
 
@@ -145,6 +185,25 @@ class Server:
             return []
         return [line for line in text if " WARNING " in line or " ERROR " in line or "Traceback" in line]
 
+    def redis_log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join((self.data_dir / "redis.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def gc_pauses(self) -> list[tuple[float, float, str]]:
+        """(start, seconds, generation) of the server's collections >= 5 ms (with --server-gc-log)."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in text:
+            if line.startswith("GCPAUSE "):
+                _, start, took, gen, _ = line.split(" ", 4)
+                out.append((float(start), float(took), gen))
+        return out
+
 
 def server_env(data_dir: Path, heartbeat: float) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORCHLIGHT_")}
@@ -158,14 +217,17 @@ def server_env(data_dir: Path, heartbeat: float) -> dict[str, str]:
     return env
 
 
-async def start_server(data_dir: Path, heartbeat: float) -> Server:
+async def start_server(data_dir: Path, heartbeat: float, gc_log: bool = False) -> Server:
     env = server_env(data_dir, heartbeat)
     log_path = data_dir.parent / "server.log"
-    with open(log_path, "wb") as log:
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
         proc = await asyncio.create_subprocess_exec(
-            *porchlight_command(), "serve", env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=log,
+            *server_command(gc_log), "serve", env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=log_fd,
         )
+    finally:
+        os.close(log_fd)
     assert proc.stdout is not None
     lines: list[str] = []
     url = None
@@ -198,16 +260,16 @@ async def start_server(data_dir: Path, heartbeat: float) -> Server:
     return server
 
 
-async def stop_server(server: Server, timeout: float = 60.0) -> tuple[int | None, float]:
+async def stop_server(server: Server, wait_s: float = 60.0) -> tuple[int | None, float]:
     """SIGTERM, then wait (the server stops its embedded Redis). Returns (exit code, seconds)."""
     t0 = time.perf_counter()
     if server.proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             server.proc.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(server.proc.wait(), timeout)
+            await asyncio.wait_for(server.proc.wait(), wait_s)
         except TimeoutError:
-            print(f"  ! server did not exit {timeout:.0f} s after SIGTERM; killing it", flush=True)
+            print(f"  ! server did not exit {wait_s:.0f} s after SIGTERM; killing it", flush=True)
             with contextlib.suppress(ProcessLookupError):
                 server.proc.kill()
             await server.proc.wait()
@@ -302,8 +364,9 @@ async def connect_patient(http: aiohttp.ClientSession, ws_url: str, p: Patient, 
     async with gate:
         t0 = time.perf_counter()
         try:
-            ws = await http.ws_connect(ws_url, autoping=True, autoclose=True, max_msg_size=0)
-        except Exception as exc:  # noqa: BLE001 - reported, not hidden
+            # autoping=False: pings are answered by hand below, so their arrival can be recorded.
+            ws = await http.ws_connect(ws_url, autoping=False, autoclose=True, max_msg_size=0)
+        except Exception as exc:
             p.error = f"connect: {type(exc).__name__}: {exc}"
             return
         try:
@@ -312,13 +375,17 @@ async def connect_patient(http: aiohttp.ClientSession, ws_url: str, p: Patient, 
                 msg = await ws.receive(timeout=FRAME_TIMEOUT)
                 if msg.type is aiohttp.WSMsgType.TEXT:
                     break
-                if msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
+                if msg.type is aiohttp.WSMsgType.PING:
+                    PINGS.append(time.perf_counter())
+                    await ws.pong(msg.data)
+                    continue
+                if msg.type is aiohttp.WSMsgType.PONG:
                     continue
                 p.error = f"hello: got {msg.type.name} (close code {ws.close_code}) instead of a frame"
                 await ws.close()
                 return
             frame = json.loads(msg.data)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             p.error = f"hello: {type(exc).__name__}: {exc}"
             await ws.close()
             return
@@ -334,10 +401,14 @@ async def connect_patient(http: aiohttp.ClientSession, ws_url: str, p: Patient, 
 async def read_patient(p: Patient, ws: aiohttp.ClientWebSocketResponse) -> None:
     """Keep reading (so the server's pings are answered) and note when `admitted` arrives."""
     try:
-        async for msg in ws:  # autoping answers PINGs inside receive()
+        async for msg in ws:
+            now = time.perf_counter()
+            if msg.type is aiohttp.WSMsgType.PING:
+                PINGS.append(now)
+                await ws.pong(msg.data)
+                continue
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 continue
-            now = time.perf_counter()
             p.frames += 1
             m = _TYPE.search(msg.data, 0, 64)
             kind = m.group(1) if m else "?"
@@ -349,10 +420,53 @@ async def read_patient(p: Patient, ws: aiohttp.ClientWebSocketResponse) -> None:
                 if p.kinds is None:
                     p.kinds = {}
                 p.kinds[kind] = p.kinds.get(kind, 0) + 1
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         p.error = f"read: {type(exc).__name__}: {exc}"
     finally:
         p.close_code = ws.close_code if ws.close_code is not None else -1
+
+
+async def probe_loop_lag(out: list[tuple[float, float]], every: float = 0.005) -> None:
+    """Note when this process's event loop wakes a 5 ms sleep more than 20 ms late."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(every)
+        late = time.perf_counter() - t - every
+        if late > 0.02:
+            out.append((time.perf_counter(), late))
+
+
+class RedisLatency:
+    """Redis's own latency monitor on the server's embedded Redis (read-only diagnostics):
+    which Redis-side stalls (e.g. `aof-fsync-always`) of 5 ms or more happened while admitting."""
+
+    THRESHOLD_MS = 5
+
+    def __init__(self, data_dir: Path) -> None:
+        self.client = aioredis.Redis(unix_socket_path=str(socket_path_for(data_dir)), decode_responses=True)
+
+    async def start(self) -> None:
+        await self.client.config_set("latency-monitor-threshold", self.THRESHOLD_MS)
+        await self.client.execute_command("LATENCY", "RESET")
+
+    async def between(self, start: float, end: float) -> dict[str, tuple[int, int]]:
+        out: dict[str, tuple[int, int]] = {}
+        for row in await self.client.execute_command("LATENCY", "LATEST"):
+            name = str(row[0])
+            history = await self.client.execute_command("LATENCY", "HISTORY", name)
+            hits = [int(ms) for ts, ms in history if math.floor(start) <= int(ts) <= math.ceil(end)]
+            if hits:
+                out[name] = (len(hits), max(hits))
+        return out
+
+    async def clients(self) -> dict[str, int]:
+        info = {**await self.client.info("clients"), **await self.client.info("stats")}
+        return {k: int(info[k]) for k in ("connected_clients", "rejected_connections", "total_connections_received")
+                if k in info}
+
+    async def close(self) -> None:
+        await self.client.config_set("latency-monitor-threshold", 0)
+        await self.client.aclose()
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -384,6 +498,13 @@ class Result:
     metrics_ws: float = math.nan
     stop_code: int | None = None
     stop_s: float = 0.0
+    admit_windows: list[tuple[float, float]] = field(default_factory=list)  # (sent, admitted) perf_counter
+    pings: list[float] = field(default_factory=list)
+    client_lags: list[tuple[float, float]] = field(default_factory=list)  # (when, seconds late) over 20 ms
+    redis_slow: dict[str, tuple[int, int]] = field(default_factory=dict)  # event -> (times >= 5 ms, max ms)
+    gc_log: bool = False
+    redis_clients: dict[str, int] = field(default_factory=dict)
+    gc_pauses: list[tuple[float, float, str]] = field(default_factory=list)
     log_problems: list[str] = field(default_factory=list)
 
     @property
@@ -412,14 +533,17 @@ async def create_patients(http: aiohttp.ClientSession, base: str, admin: Staff, 
 
 async def run_one(n: int, args: argparse.Namespace) -> Result:
     result = Result(n)
-    tmp = Path(tempfile.mkdtemp(prefix="plbench-"))
+    tmp = Path(tempfile.mkdtemp(prefix="plbench-", dir=args.tmp))
+    PINGS.clear()
     server: Server | None = None
+    latency: RedisLatency | None = None
+    lag_probe: asyncio.Task[None] | None = None
     patients: list[Patient] = []
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     http = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
     try:
         print(f"\n== {n} patients waiting ==", flush=True)
-        server = await start_server(tmp / "data", args.heartbeat)
+        server = await start_server(tmp / "data", args.heartbeat, args.server_gc_log)
         base = server.url
         print(f"  server pid {server.pid} at {base} (data {server.data_dir})", flush=True)
         await asyncio.sleep(1.0)
@@ -467,6 +591,28 @@ async def run_one(n: int, args: argparse.Namespace) -> Result:
         metrics = await server_metrics(http, base)
         result.metrics_waiting = metrics.get("porchlight_patients_waiting", math.nan)
         result.metrics_ws = metrics.get("porchlight_ws_connections", math.nan)
+        latency = RedisLatency(server.data_dir)
+        result.redis_clients = await latency.clients()
+        if result.failed:
+            print(f"  redis after connecting: {result.redis_clients}", flush=True)
+            tail = server.redis_log_tail()
+            if tail:
+                print("  redis.log (tail):\n" + "\n".join("      " + line for line in tail.splitlines()), flush=True)
+
+        # The bench's own objects stay put from here: keep its garbage collector from pausing the
+        # clients (and so inflating latencies) by scanning thousands of sockets.
+        gc.collect()
+        gc.freeze()
+        lag_probe = asyncio.create_task(probe_loop_lag(result.client_lags))
+
+        # Let the server's heartbeat reach every socket at least once, so that admissions happen
+        # in the steady state of a waiting room (pings flowing), not right after the connect burst.
+        hold = args.heartbeat + 1 if args.hold is None else args.hold
+        if hold > 0:
+            print(f"  holding {hold:g} s before admitting (heartbeat {args.heartbeat:g} s)", flush=True)
+            await asyncio.sleep(hold)
+        await latency.start()
+        wall_start = time.time()
 
         # Admit a sample, one at a time, while everyone else keeps waiting.
         sample = random.Random(n).sample(waiting, min(args.admits, len(waiting)))
@@ -495,10 +641,13 @@ async def run_one(n: int, args: argparse.Namespace) -> Result:
                 continue
             result.http_ms.append((t1 - t0) * 1000)
             result.admit_ms.append((t2 - t0) * 1000)
+            result.admit_windows.append((t0, t2))
             if t2 < t1:
                 result.admitted_before_response += 1
             if args.admit_gap > 0:
                 await asyncio.sleep(args.admit_gap / 1000)
+        result.redis_slow = await latency.between(wall_start, time.time())
+        result.pings = sorted(PINGS)
         result.rss_after_admits_kb = server.rss_kb()
         result.hwm_kb = proc_kb(server.pid, "VmHWM")
         result.client_rss_kb = proc_kb(os.getpid(), "VmRSS")
@@ -518,6 +667,10 @@ async def run_one(n: int, args: argparse.Namespace) -> Result:
         for err in result.admit_errors[:10]:
             print(f"  ! admit: {err}", flush=True)
     finally:
+        if lag_probe is not None:
+            lag_probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag_probe
         # Clients leave first (each leave is committed by the server), then SIGTERM.
         t0 = time.perf_counter()
         gate = asyncio.Semaphore(200)
@@ -534,10 +687,18 @@ async def run_one(n: int, args: argparse.Namespace) -> Result:
 
         await asyncio.gather(*(close(p) for p in patients))
         await http.close()
+        if latency is not None:
+            with contextlib.suppress(Exception):
+                await latency.close()
+        patients.clear()
+        gc.unfreeze()
+        gc.collect()
         close_s = time.perf_counter() - t0
         if server is not None:
             result.stop_code, result.stop_s = await stop_server(server)
             result.log_problems = server.log_problems()
+            result.gc_log = args.server_gc_log
+            result.gc_pauses = server.gc_pauses()
             print(f"  teardown: sockets closed in {close_s:.1f} s; server exited {result.stop_code} "
                   f"{result.stop_s:.1f} s after SIGTERM", flush=True)
             if result.log_problems:
@@ -558,6 +719,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     print(f"python {platform.python_version()} ({platform.python_implementation()}), aiohttp {aiohttp.__version__}, "
           f"{platform.system()} {platform.machine()}, cpu_count {cpus} (usable {usable}); "
           f"heartbeat {args.heartbeat:g} s; {args.admits} admits one at a time; clients in the same machine")
+    print(f"data dir (embedded Redis, AOF fsync always) under {args.tmp or tempfile.gettempdir()}")
     head = (f"{'waiting':>8} {'server RSS MB':>14} {'KB/conn':>8} {'connect all s':>14} {'hello p99 ms':>13} "
             f"{'admit p50 ms':>13} {'admit p99 ms':>13} {'admit max ms':>13} {'http p50 ms':>12} {'http p99 ms':>12}")
     print(head)
@@ -573,13 +735,40 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         print(f"{r.count:>6}: RSS start {mb(r.rss_start_kb):.1f} MB, before sockets {mb(r.rss_before_kb):.1f} MB, "
               f"waiting {mb(r.rss_waiting_kb):.1f} MB, after admits {mb(r.rss_after_admits_kb):.1f} MB, "
               f"peak {mb(r.hwm_kb):.1f} MB; redis-server {mb(r.redis_rss_kb):.1f} MB; server fds {r.server_fds}; "
-              f"bench client {mb(r.client_rss_kb):.1f} MB")
+              f"bench client {mb(r.client_rss_kb):.1f} MB; redis connections (server's pool + 1 of the bench) "
+              f"{r.redis_clients.get('connected_clients', -1)}, "
+              f"rejected {r.redis_clients.get('rejected_connections', -1)}")
         print(f"        setup {r.setup_s:.1f} s; connect rate {r.connected / r.connect_s:.0f}/s, "
               f"hello->waiting p50 {percentile(r.hello_ms, 50):.1f} ms; "
               f"/metrics waiting {r.metrics_waiting:g}, ws {r.metrics_ws:g}; "
-              f"admit p50 first {quarter} {percentile(r.admit_ms[:quarter], 50):.1f} ms, "
-              f"last {quarter} {percentile(r.admit_ms[-quarter:], 50):.1f} ms; "
               f"'admitted' before the HTTP answer {r.admitted_before_response}/{len(r.admit_ms)}")
+        quarters = [r.admit_ms[i:i + quarter] for i in range(0, quarter * 4, quarter)]
+        print("        admit p50/p99 ms by quarter of the admissions (more admitted = bigger roster pushes): "
+              + ", ".join(f"#{i * quarter + 1}-{(i + 1) * quarter}: {percentile(q, 50):.1f}/{percentile(q, 99):.1f}"
+                          for i, q in enumerate(quarters) if q))
+        slow = sorted(range(len(r.admit_ms)), key=lambda i: r.admit_ms[i], reverse=True)[:5]
+        print("        slowest admits (n-th admission: ms, server pings the bench received meanwhile, "
+              "worst bench loop lag ms): "
+              + ", ".join(f"#{i + 1}: {r.admit_ms[i]:.1f} ({pings_between(r.pings, *r.admit_windows[i])} pings, "
+                          f"lag {worst_lag(r.client_lags, *r.admit_windows[i]) * 1000:.0f})" for i in sorted(slow)))
+        if r.admit_windows:
+            span = r.admit_windows[-1][1] - r.admit_windows[0][0]
+            print(f"        admissions took {span:.1f} s; server pings received then: "
+                  f"{pings_between(r.pings, r.admit_windows[0][0], r.admit_windows[-1][1])} "
+                  f"(one per waiting socket per {args.heartbeat:g} s expected)")
+        slow_redis = ", ".join(f"{name} {hits}x, max {worst} ms" for name, (hits, worst) in r.redis_slow.items())
+        print(f"        redis-side stalls >= {RedisLatency.THRESHOLD_MS} ms while admitting (its latency monitor): "
+              f"{slow_redis or 'none'}")
+        if r.gc_log and r.admit_windows:
+            start, end = r.admit_windows[0][0], r.admit_windows[-1][1]
+            during = [(t, d, g) for t, d, g in r.gc_pauses if start <= t <= end]
+            print(f"        server gc pauses >= 5 ms: {len(r.gc_pauses)} in the run, longest "
+                  f"{max((d for _, d, _ in r.gc_pauses), default=0) * 1000:.0f} ms; while admitting: "
+                  + (", ".join(f"{g} {d * 1000:.0f} ms" for _, d, g in during) or "none"))
+            hit = [i for i in slow if any(a <= t + d and t <= b for t, d, _ in r.gc_pauses
+                                          for a, b in [r.admit_windows[i]])]
+            print(f"        slowest admits overlapping a server gc pause: {len(hit)}/{len(slow)}"
+                  + (" (" + ", ".join(f"#{i + 1}" for i in sorted(hit)) + ")" if hit else ""))
         problems = []
         if r.connected < r.count:
             problems.append(f"{r.count - r.connected} sockets failed")
@@ -616,7 +805,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--admit-gap", type=float, default=0.0, help="ms to pause between admissions")
     parser.add_argument("--heartbeat", type=float, default=10.0, help="PORCHLIGHT_HEARTBEAT_INTERVAL_SECONDS")
     parser.add_argument("--connect-concurrency", type=int, default=100, help="WebSocket handshakes in flight")
-    parser.add_argument("--setup-concurrency", type=int, default=50, help="HTTP requests in flight during setup")
+    parser.add_argument("--setup-concurrency", type=int, default=8, help="HTTP requests in flight during setup")
+    parser.add_argument("--tmp", default=None,
+                        help="where the temporary data dir goes (default: the system temp dir); e.g. /dev/shm "
+                             "to take disk fsync latency (the embedded Redis fsyncs every write) out of the figures")
+    parser.add_argument("--server-gc-log", action="store_true",
+                        help="diagnostic: run the server with a gc callback logging collection pauses >= 5 ms")
+    parser.add_argument("--hold", type=float, default=None,
+                        help="seconds all wait before admissions start (default: heartbeat + 1)")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds to wait before reading RSS")
     args = parser.parse_args(argv)
     args.counts = [int(c) for c in str(args.counts).split(",") if c.strip()]
@@ -629,10 +825,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def amain(args: argparse.Namespace) -> int:
     results = []
+    failures = []
     for n in args.counts:
-        results.append(await run_one(n, args))
-    report(results, args)
-    return 0
+        try:
+            results.append(await run_one(n, args))
+        except Exception as exc:
+            failures.append(f"{n} waiting: {type(exc).__name__}: {exc}")
+            print(f"  ! the run with {n} waiting failed: {type(exc).__name__}: {exc}", flush=True)
+    if results:
+        report(results, args)
+    for failure in failures:
+        print(f"FAILED: {failure}")
+    return 1 if failures else 0
 
 
 def main(argv: list[str] | None = None) -> int:

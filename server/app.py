@@ -17,6 +17,7 @@ from server.audit import AuditLog
 from server.auth.links import LinkSigner
 from server.auth.ratelimit import LoginLimiter
 from server.auth.sessions import StaffSessions
+from server.billing.delivery import DeliveryWorker
 from server.clock import Clock, SystemClock
 from server.errors import ApiError
 from server.lobby.registry import Lobby
@@ -121,7 +122,7 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         limiter=LoginLimiter(client, settings.login_max_failures_per_ip, settings.login_max_failures_per_user,
                              settings.login_failure_window_seconds),
         links=LinkSigner(settings.secret_key, settings.public_url),
-        lobby=Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds),
+        lobby=Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds, settings.auto_end_seconds),
     )
     app[TEMPLATES] = environment()
     setup_routes(app)
@@ -139,8 +140,18 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    async def billing_delivery(app: web.Application) -> AsyncIterator[None]:
+        svc = app[SERVICES]
+        worker = DeliveryWorker(svc.redis, svc.clock, svc.settings, svc.audit, wake=svc.lobby.delivery_wake)
+        task = asyncio.create_task(worker.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     app.cleanup_ctx.append(redis_client)
     app.cleanup_ctx.append(alive_marks)
+    app.cleanup_ctx.append(billing_delivery)
     app.on_shutdown.append(_close_websockets)
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -38,6 +39,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_BILLING_WEBHOOK_URL", "billing system endpoint for session-duration records", ""),
     Setting("PORCHLIGHT_BILLING_WEBHOOK_SECRET", "Standard Webhooks secret (whsec_...)", ""),
     Setting("PORCHLIGHT_BILLING_RETRY_BASE_SECONDS", "first billing retry delay in seconds", "5"),
+    Setting("PORCHLIGHT_BILLING_ALLOW_LINK_LOCAL", "1 lets the webhook URL resolve to link-local addresses", "0"),
+    Setting("PORCHLIGHT_AUTO_END_SECONDS", "end a session this long after it empties with no facilitator", "900"),
+    Setting("PORCHLIGHT_RETENTION_YEARS", "keep attendance, billing and audit records this many years", "10"),
     Setting("PORCHLIGHT_ICE_SERVERS", "JSON list of RTCIceServer objects given to clients", "[]"),
     Setting("PORCHLIGHT_RECONNECT_GRACE_SECONDS", "a dropped patient back within this goes straight in", "120"),
     Setting("PORCHLIGHT_HEARTBEAT_INTERVAL_SECONDS", "WebSocket ping interval", "10"),
@@ -60,8 +64,11 @@ class Settings:
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     public_url: str = "http://127.0.0.1:8080"
     billing_webhook_url: str | None = None
-    billing_webhook_secret: str | None = field(default=None, repr=False)
+    billing_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     billing_retry_base_seconds: float = 5.0
+    billing_allow_link_local: bool = False
+    auto_end_seconds: float = 900.0
+    retention_years: int = 10
     ice_servers: tuple[dict[str, Any], ...] = ()
     reconnect_grace_seconds: float = 120.0
     heartbeat_interval_seconds: float = 10.0
@@ -132,12 +139,21 @@ class Settings:
                 problems.append(f"PORCHLIGHT_BILLING_WEBHOOK_URL={hook!r}: must be an http(s) URL")
             else:
                 values["billing_webhook_url"] = hook
-        if (whsec := env.get("PORCHLIGHT_BILLING_WEBHOOK_SECRET")) is not None and whsec != "":
-            if not whsec.startswith("whsec_") or len(whsec) < 16:
-                problems.append("PORCHLIGHT_BILLING_WEBHOOK_SECRET: must look like whsec_<base64>")
+        if (whsec := env.get("PORCHLIGHT_BILLING_WEBHOOK_SECRET")) is not None and whsec.strip() != "":
+            # Several secrets (space or comma separated) during a rotation: all of them sign.
+            secrets_ = [part for part in whsec.replace(",", " ").split() if part]
+            if not all(_valid_whsec(part) for part in secrets_):
+                problems.append("PORCHLIGHT_BILLING_WEBHOOK_SECRET: whsec_<base64>, several separated by spaces")
             else:
-                values["billing_webhook_secret"] = whsec
+                values["billing_webhook_secrets"] = tuple(secrets_)
         number("PORCHLIGHT_BILLING_RETRY_BASE_SECONDS", "billing_retry_base_seconds", float, 0.01, 86400)
+        if (allow := get("PORCHLIGHT_BILLING_ALLOW_LINK_LOCAL")) is not None:
+            if allow not in ("0", "1"):
+                problems.append("PORCHLIGHT_BILLING_ALLOW_LINK_LOCAL: 0 or 1")
+            else:
+                values["billing_allow_link_local"] = allow == "1"
+        number("PORCHLIGHT_AUTO_END_SECONDS", "auto_end_seconds", float, 1, 86400)
+        number("PORCHLIGHT_RETENTION_YEARS", "retention_years", int, 1, 100)
         if (ice := get("PORCHLIGHT_ICE_SERVERS")) is not None:
             try:
                 servers = json.loads(ice)
@@ -180,6 +196,16 @@ class Settings:
         current = {f.name: getattr(self, f.name) for f in fields(self)}
         current.update(changes)
         return Settings(**current)
+
+
+def _valid_whsec(secret: str) -> bool:
+    if not secret.startswith("whsec_") or len(secret) < 16:
+        return False
+    try:
+        base64.b64decode(secret[len("whsec_"):], validate=True)
+    except ValueError:
+        return False
+    return True
 
 
 def load_or_create_secret(data_dir: Path) -> str:

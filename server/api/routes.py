@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.api import auth, clinic, ops, sessions
+from server.api import attendance, auth, billing, clinic, ops, sessions
 from server.pages import patient as patient_pages
 from server.realtime.ws import websocket
 
@@ -39,5 +39,13 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(f"{API}/sessions/{{session_id}}/mute", sessions.mute, name="sessions.mute")
     r.add_post(f"{API}/sessions/{{session_id}}/end", sessions.end, name="sessions.end")
     r.add_get(f"{API}/sessions/{{session_id}}/events", sessions.attendance_events, name="sessions.events")
+    r.add_get(f"{API}/sessions/{{session_id}}/attendance", attendance.session_attendance, name="sessions.attendance")
+    r.add_post(f"{API}/sessions/{{session_id}}/attendance/{{patient_id}}/correction", attendance.correction,
+               name="attendance.correct")
+    r.add_get(f"{API}/attendance", attendance.attendance, name="attendance")
+    r.add_get(f"{API}/attendance/weekly", attendance.attendance_weekly, name="attendance.weekly")
+    r.add_get(f"{API}/attendance.csv", attendance.attendance_csv, name="attendance.csv")
+    r.add_get(f"{API}/billing/deliveries", billing.deliveries, name="billing.deliveries")
+    r.add_post(f"{API}/billing/deliveries/{{record_id}}/replay", billing.replay, name="billing.replay")
     r.add_get(f"{API}/ws", websocket, name="ws")
     r.add_get("/j/{token}", patient_pages.join_page, name="join")

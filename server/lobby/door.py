@@ -56,6 +56,8 @@ class Door:
         self.early: dict[str, tuple[int, str | None]] = {}  # checked in before open: (at, location)
         self.staff_in_session: dict[Connection, Staff] = {}
         self.watchers: set[Connection] = set()  # staff watching the waiting room
+        self.on_end: Callable[[str], Awaitable[None]] | None = None  # attendance finalisation
+        self.empty_since: int | None = None  # for the automatic end
         self._push_pending: set[str] = set()
         self._push_handle: asyncio.TimerHandle | None = None
 
@@ -415,6 +417,7 @@ class Door:
         def write(pipe: Any) -> None:
             pipe.hset(keys.session(session_id), mapping={"state": "ended", "ended_at": str(now), "ended_by": by})
             pipe.delete(keys.group_open_session(self.group_id))
+            pipe.sadd(keys.finalise_pending(), session_id)  # finalised next, or by a sweeper after a crash
 
         await self._commit(events, list(session.patients), write)
         await self.audit.append("session.end", by, session_id=session_id, group_id=self.group_id)
@@ -429,6 +432,8 @@ class Door:
         self.staff_in_session = {}
         self.session = None
         self.schedule_push("waiting_list")
+        if self.on_end is not None:
+            await self.on_end(session_id)
         return described
 
     def revoke_link(self, patient_id: str) -> None:

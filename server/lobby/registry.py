@@ -7,9 +7,10 @@ import contextlib
 import json
 from typing import Any
 
+from server.attendance.finalise import finalise, finalise_pending
 from server.audit import AuditLog
-from server.clock import Clock, iso
-from server.errors import not_found
+from server.clock import Clock, iso, to_ms
+from server.errors import ApiError, not_found
 from server.lobby.door import Door, describe_session, load_session
 from server.lobby.machine import Status
 from server.metrics import Metrics
@@ -18,8 +19,13 @@ from server.store.connection import UNAVAILABLE, Redis
 
 
 class Lobby:
-    def __init__(self, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float) -> None:
+    def __init__(
+        self, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float,
+        auto_end_seconds: float = 900.0,
+    ) -> None:
         self.redis = redis
+        self.auto_end_seconds = auto_end_seconds
+        self.delivery_wake = asyncio.Event()  # set when new billing records are queued
         self.clock = clock
         self.audit = audit
         self.metrics = metrics
@@ -41,12 +47,39 @@ class Lobby:
         return sum(1 for pid in door.session.with_status(status) if pid in door.patient_conns)
 
     async def keep_alive_marks(self, interval: float) -> None:
-        """Every heartbeat interval, mark each open session this process holds as alive."""
+        """Every heartbeat interval: mark open sessions alive, end empty ones, finalise leftovers."""
         while True:
             await asyncio.sleep(interval)
             for door in list(self.doors.values()):
                 with contextlib.suppress(*UNAVAILABLE):
                     await door.mark_alive()
+                    await self._end_if_abandoned(door)
+            with contextlib.suppress(*UNAVAILABLE):
+                if await finalise_pending(self.redis, self.clock, self.audit):
+                    self.delivery_wake.set()
+
+    async def _end_if_abandoned(self, door: Door) -> None:
+        """End a session whose facilitator has gone and whose room has been empty for a while."""
+        session = door.session
+        if session is None:
+            door.empty_since = None
+            return
+        empty = not door.staff_in_session and not any(
+            pid in door.patient_conns for pid in session.with_status(Status.IN_SESSION))
+        now = to_ms(self.clock.now())
+        if not empty:
+            door.empty_since = None
+        elif door.empty_since is None:
+            door.empty_since = now
+        elif now - door.empty_since >= to_ms(self.auto_end_seconds):
+            session_id = session.session_id
+            with contextlib.suppress(ApiError):
+                await door.run(lambda: door.end(session_id, "system:auto_end"))
+
+    async def finalise(self, session_id: str) -> None:
+        with contextlib.suppress(*UNAVAILABLE):  # left pending: the sweeper finalises it later
+            if await finalise(self.redis, self.clock, self.audit, session_id):
+                self.delivery_wake.set()
 
     def door(self, group_id: str) -> Door:
         door = self.doors.get(group_id)
@@ -54,6 +87,7 @@ class Lobby:
             door = self.doors[group_id] = Door(
                 group_id, self.redis, self.clock, self.audit, self.metrics, self.grace_seconds
             )
+            door.on_end = self.finalise
         return door
 
     async def session_group(self, session_id: str) -> str:

@@ -101,3 +101,54 @@ def audit_head() -> str:
 def demo() -> str:
     """Ids of the demo clinic, so `porchlight demo` run twice reuses it."""
     return f"{PREFIX}:demo"
+
+
+def finalise_pending() -> str:
+    """Ended sessions whose attendance is not final yet (crash-safe hand-over)."""
+    return f"{PREFIX}:finalise:pending"
+
+
+def session_finalised(session_id: str) -> str:
+    return f"{PREFIX}:session:{session_id}:finalised"
+
+
+def attendance_records() -> str:
+    """Current attendance record of each (session, patient): "{session}:{patient}" -> JSON."""
+    return f"{PREFIX}:attendance:records"
+
+
+def attendance_by_start() -> str:
+    """"{session}:{patient}" scored by the session's start (ms): the report index."""
+    return f"{PREFIX}:attendance:by_start"
+
+
+def attendance_history(session_id: str, patient_id: str) -> str:
+    """Every version of one attendance record, oldest first (corrections never edit history)."""
+    return f"{PREFIX}:attendance:history:{session_id}:{patient_id}"
+
+
+def billing_record(record_id: str) -> str:
+    """The exact webhook body of a billing record; retries send these same bytes."""
+    return f"{PREFIX}:billing:record:{record_id}"
+
+
+def billing_delivery(record_id: str) -> str:
+    return f"{PREFIX}:billing:delivery:{record_id}"
+
+
+def billing_due() -> str:
+    """Pending deliveries scored by when to try next (ms); claiming pushes the score out (a lease)."""
+    return f"{PREFIX}:billing:due"
+
+
+def billing_by_status(status: str) -> str:
+    return f"{PREFIX}:billing:status:{status}"
+
+
+def billing_session_records(session_id: str) -> str:
+    """Current billing record id of each patient of a session."""
+    return f"{PREFIX}:session:{session_id}:billing"
+
+
+def billing_endpoint_disabled() -> str:
+    return f"{PREFIX}:billing:endpoint_disabled"

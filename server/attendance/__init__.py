@@ -1,0 +1,1 @@
+"""Events -> intervals -> minutes; reports and CSV."""

@@ -1,0 +1,173 @@
+"""Finalising a session: events -> attendance records -> billing records, exactly once.
+
+Ending a session adds it to the `finalise:pending` set in the same transaction as the end.
+Finalisation computes every record, then writes them all, with their billing records and
+delivery jobs, in one MULTI/EXEC guarded by WATCH on the session's `finalised` flag: when two
+requests or two processes race, exactly one transaction commits. A process that dies before
+finalising leaves the session pending; the sweeper of any process picks it up.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from redis.exceptions import WatchError
+
+from server.attendance.rules import PatientAttendance, attended_minutes, session_attendance
+from server.audit import AuditLog
+from server.auth.staff import get_user
+from server.billing import outbox
+from server.billing import records as billing
+from server.clinic.enrollments import group_enrollments
+from server.clinic.groups import get_group
+from server.clinic.patients import patients_by_id
+from server.clock import Clock, iso, to_ms
+from server.ids import new_id
+from server.store import keys
+from server.store.connection import Redis
+
+
+def service_date(started_ms: int, timezone: str) -> str:
+    return datetime.fromtimestamp(started_ms / 1000, tz=ZoneInfo(timezone)).date().isoformat()
+
+
+def record_key(session_id: str, patient_id: str) -> str:
+    return f"{session_id}:{patient_id}"
+
+
+def _enrolled_on(enrollment: dict[str, Any], day: str, started_ms: int) -> bool:
+    if enrollment.get("starts_on") and enrollment["starts_on"] > day:
+        return False
+    if enrollment.get("ends_on") and enrollment["ends_on"] < day:
+        return False
+    ended = enrollment.get("ended_at")
+    return not (ended and ended < (iso(started_ms) or ""))
+
+
+def attendance_record(
+    session: dict[str, Any], group: dict[str, Any], patient_id: str, facts: PatientAttendance | None, day: str
+) -> dict[str, Any]:
+    seconds = facts.attended_seconds if facts else 0
+    return {
+        "session_id": session["id"],
+        "group_id": group["id"],
+        "patient_id": patient_id,
+        "service_date": day,
+        "status": facts.status if facts else "absent",
+        "first_join": iso(facts.first_join) if facts else None,
+        "last_leave": iso(facts.last_leave) if facts else None,
+        "intervals": [[iso(a), iso(b)] for a, b in facts.intervals] if facts else [],
+        "attended_seconds": seconds,
+        "attended_minutes": attended_minutes(seconds),
+        "waited_seconds": facts.waited_seconds if facts else 0,
+        "reconnects": facts.reconnects if facts else 0,
+        "video_seconds": facts.video_seconds if facts else 0,
+        "audio_only_seconds": facts.audio_only_seconds if facts else 0,
+        "location": facts.location if facts else None,
+        "version": 1,
+        "corrected": False,
+        "correction_reason": None,
+        "billing_record_id": None,
+    }
+
+
+async def session_context(redis: Redis, session_id: str) -> dict[str, Any] | None:
+    """The ended session with what records need: times, group, facilitator."""
+    raw = await redis.hgetall(keys.session(session_id))
+    if not raw or raw.get("state") != "ended":
+        return None
+    group = await get_group(redis, raw["group_id"])
+    if group is None:
+        return None
+    started, ended = int(raw["started_at"]), int(raw["ended_at"])
+    opener = await get_user(redis, raw.get("opened_by", "")) if raw.get("opened_by") else None
+    if opener is None or opener.id not in group.get("facilitator_ids", []):
+        ids = group.get("facilitator_ids", [])
+        opener = await get_user(redis, ids[0]) if ids else opener
+    return {
+        "id": session_id,
+        "group": group,
+        "started_ms": started,
+        "ended_ms": ended,
+        "started_at": iso(started),
+        "ended_at": iso(ended),
+        "session_seconds": (ended - started) // 1000,
+        "service_date": service_date(started, group.get("timezone", "UTC")),
+        "facilitator": {"id": opener.id, "npi": opener.npi} if opener else {"id": None, "npi": None},
+    }
+
+
+async def finalise(redis: Redis, clock: Clock, audit: AuditLog, session_id: str) -> bool:
+    """Make the session's attendance final and queue its billing records. True if this call did it."""
+    if await redis.exists(keys.session_finalised(session_id)):
+        await redis.srem(keys.finalise_pending(), session_id)
+        return False
+    ctx = await session_context(redis, session_id)
+    if ctx is None:
+        return False
+    group = ctx["group"]
+    events = [json.loads(e) for e in await redis.lrange(keys.session_events(session_id), 0, -1)]
+    facts = session_attendance(events, ctx["started_ms"], ctx["ended_ms"])
+    day = ctx["service_date"]
+    enrolled = {e["patient_id"] for e in await group_enrollments(redis, group["id"])
+                if _enrolled_on(e, day, ctx["started_ms"])}
+    patient_ids = sorted(enrolled | set(facts))
+    patients = await patients_by_id(redis, patient_ids)
+    now_ms = to_ms(clock.now())
+    records = {pid: attendance_record(ctx, group, pid, facts.get(pid), day) for pid in patient_ids}
+    attending = [pid for pid, r in records.items() if r["status"] == "attended"]
+    bills: dict[str, dict[str, Any]] = {}
+    for pid in attending:
+        record_id = new_id("rec")
+        records[pid]["billing_record_id"] = record_id
+        bills[pid] = billing.build(
+            record_id=record_id, supersedes=None, attendance=records[pid], session=ctx, group=group,
+            patient=patients.get(pid, {}), facilitator=ctx["facilitator"], participants_present=len(attending),
+            created_at=iso(now_ms) or "",
+        )
+    async with redis.pipeline(transaction=True) as pipe:
+        try:
+            await pipe.watch(keys.session_finalised(session_id))
+            if await pipe.exists(keys.session_finalised(session_id)):
+                return False
+            pipe.multi()
+            pipe.set(keys.session_finalised(session_id), now_ms)
+            _write_records(pipe, ctx, records)
+            for pid, bill in bills.items():
+                _write_bill(pipe, session_id, pid, bill, now_ms)
+            pipe.srem(keys.finalise_pending(), session_id)
+            await pipe.execute()
+        except WatchError:
+            return False
+    await audit.append("attendance.finalise", None, session_id=session_id, patients=len(records),
+                       attending=len(attending), billing_records=len(bills))
+    return True
+
+
+def _write_records(pipe: Any, ctx: dict[str, Any], records: dict[str, dict[str, Any]]) -> None:
+    if not records:
+        return
+    encoded = {record_key(ctx["id"], pid): json.dumps(r) for pid, r in records.items()}
+    pipe.hset(keys.attendance_records(), mapping=encoded)
+    pipe.zadd(keys.attendance_by_start(), {k: ctx["started_ms"] for k in encoded})
+    for pid, raw in zip(records, encoded.values(), strict=True):
+        pipe.rpush(keys.attendance_history(ctx["id"], pid), raw)
+
+
+def _write_bill(pipe: Any, session_id: str, patient_id: str, bill: dict[str, Any], now_ms: int) -> None:
+    data = bill["data"]
+    meta = {"session_id": session_id, "patient_id": patient_id, "supersedes": data["supersedes"],
+            "attended_minutes": data["attended_minutes"]}
+    outbox.queue(pipe, data["record_id"], billing.body_bytes(bill), meta, now_ms)
+    pipe.hset(keys.billing_session_records(session_id), patient_id, data["record_id"])
+
+
+async def finalise_pending(redis: Redis, clock: Clock, audit: AuditLog) -> int:
+    """Finalise every ended session still waiting for it (after a crash, or a Redis outage)."""
+    done = 0
+    for session_id in await redis.smembers(keys.finalise_pending()):
+        done += await finalise(redis, clock, audit, session_id)
+    return done

@@ -1,0 +1,129 @@
+"""Attendance minutes for admins: records by date range, weekly totals, CSV.
+
+Dates are service dates in each group's timezone. Weekly totals are per ISO week against the
+program minimum (IOP 9 h, PHP 20 h by default; set per group as `weekly_minimum_hours`).
+
+Dropout risk (a documented rule, flagged per patient per week): the patient was absent from
+their two most recent sessions up to the end of that week, or their attended time fell two
+weeks running (this week < last week < the week before).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from server.clinic.groups import all_groups
+from server.clock import Clock
+from server.store import keys
+from server.store.connection import Redis
+
+DAY_MS = 24 * 3600 * 1000
+CSV_COLUMNS = [
+    "session_id", "group_id", "patient_id", "service_date", "status", "first_join", "last_leave",
+    "attended_seconds", "attended_minutes", "waited_seconds", "reconnects", "video_seconds",
+    "audio_only_seconds", "intervals", "corrected", "correction_reason", "billing_record_id",
+]
+BATCH = 2000
+
+
+def default_range(clock: Clock) -> tuple[date, date]:
+    today = datetime.fromtimestamp(clock.now(), tz=UTC).date()
+    return today - timedelta(days=30), today
+
+
+async def records(
+    redis: Redis, start: date, end: date, group_id: str | None = None, patient_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Current attendance records whose service date is within [start, end], in session order."""
+    # Service dates are local to each group; a day of margin each side covers every timezone.
+    low = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp() * 1000) - DAY_MS
+    high = int(datetime(end.year, end.month, end.day, tzinfo=UTC).timestamp() * 1000) + 2 * DAY_MS
+    members = await redis.zrangebyscore(keys.attendance_by_start(), low, high)
+    if patient_id is not None:
+        members = [m for m in members if m.endswith(f":{patient_id}")]
+    first, last = start.isoformat(), end.isoformat()
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(members), BATCH):
+        for raw in await redis.hmget(keys.attendance_records(), members[i:i + BATCH]):
+            if raw is None:
+                continue
+            record = json.loads(raw)
+            if not first <= record["service_date"] <= last:
+                continue
+            if group_id is not None and record["group_id"] != group_id:
+                continue
+            out.append(record)
+    return out
+
+
+async def session_records(redis: Redis, session_id: str, started_ms: int) -> list[dict[str, Any]]:
+    members = [m for m in await redis.zrangebyscore(keys.attendance_by_start(), started_ms, started_ms)
+               if m.startswith(f"{session_id}:")]
+    raws = await redis.hmget(keys.attendance_records(), members) if members else []
+    return sorted((json.loads(r) for r in raws if r), key=lambda r: r["patient_id"])
+
+
+async def history(redis: Redis, session_id: str, patient_id: str) -> list[dict[str, Any]]:
+    return [json.loads(r) for r in await redis.lrange(keys.attendance_history(session_id, patient_id), 0, -1)]
+
+
+def _escape(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        cells = []
+        for column in CSV_COLUMNS:
+            value = row.get(column)
+            if column == "intervals":
+                value = ";".join(f"{a}/{b}" for a, b in value or [])
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            cells.append(_escape(value))
+        writer.writerow(cells)
+    return buffer.getvalue()
+
+
+def iso_week(service_date: str) -> str:
+    year, week, _ = date.fromisoformat(service_date).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+async def weekly(redis: Redis, start: date, end: date, group_id: str | None = None) -> list[dict[str, Any]]:
+    # Look back far enough for the dropout rule: two weeks before the first requested week.
+    rows = await records(redis, start - timedelta(days=21), end, group_id)
+    minimums = {g["id"]: int(g.get("weekly_minimum_hours", 0)) * 3600 for g in await all_groups(redis)}
+    per_week: dict[tuple[str, str], int] = defaultdict(int)
+    minimum: dict[tuple[str, str], int] = defaultdict(int)
+    sessions: dict[str, list[tuple[str, str]]] = defaultdict(list)  # patient -> [(date, status)]
+    for row in rows:
+        week = iso_week(row["service_date"])
+        per_week[(row["patient_id"], week)] += row["attended_seconds"]
+        minimum[(row["patient_id"], week)] = max(minimum[(row["patient_id"], week)], minimums.get(row["group_id"], 0))
+        sessions[row["patient_id"]].append((row["service_date"], row["status"]))
+    first_week, out = iso_week(start.isoformat()), []
+    for (patient_id, week), seconds in sorted(per_week.items()):
+        if week < first_week:
+            continue
+        weeks = sorted(w for (p, w) in per_week if p == patient_id and w <= week)
+        totals = [per_week[(patient_id, w)] for w in weeks[-3:]]
+        falling = len(totals) == 3 and totals[2] < totals[1] < totals[0]
+        recent = [s for d, s in sorted(sessions[patient_id]) if iso_week(d) <= week][-2:]
+        missed = len(recent) == 2 and all(s != "attended" for s in recent)
+        need = minimum[(patient_id, week)]
+        out.append({
+            "patient_id": patient_id, "week": week, "attended_seconds": seconds, "minimum_seconds": need,
+            "meets_minimum": seconds >= need, "dropout_risk": missed or falling,
+        })
+    return out
+

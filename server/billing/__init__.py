@@ -1,0 +1,1 @@
+"""Billing records, the transactional outbox, and signed webhook delivery with replay."""

@@ -1,0 +1,160 @@
+"""Delivering billing records to the clinic's endpoint, signed, until acknowledged.
+
+Only a 2xx counts as delivered. 410 disables the endpoint (the record is kept as failed);
+anything else is retried with exponential backoff and full jitter, honouring Retry-After,
+for about three days; then the record is kept as failed, for an admin to replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+import socket
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlparse
+
+import aiohttp
+
+from server.audit import AuditLog
+from server.billing import outbox, signing
+from server.clock import Clock, to_ms
+from server.settings import Settings
+from server.store import keys
+from server.store.connection import UNAVAILABLE, Redis
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = 15.0
+LEASE_SECONDS = 60.0  # > REQUEST_TIMEOUT: a claimed job is due again after this if its process died
+GIVE_UP_AFTER = 3 * 24 * 3600.0
+MAX_STEP = 6 * 3600.0
+METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+
+
+def backoff(attempt: int, base: float, rng: random.Random) -> float:
+    """Delay before retry number `attempt` (1-based): base * 2^(attempt-1), full jitter in its upper half."""
+    step: float = min(MAX_STEP, base * 2.0 ** (attempt - 1))
+    return step / 2 + rng.random() * step / 2
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, float(parsedate_to_datetime(value).timestamp()) - now)
+    except (TypeError, ValueError):
+        return None
+
+
+async def refused_address(url: str, allow_link_local: bool) -> str | None:
+    """Why `url` must not be called (it resolves to link-local or metadata addresses), or None."""
+    host = urlparse(url).hostname
+    if host is None:
+        return "the webhook URL has no host"
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot resolve the webhook host: {exc.strerror or exc}"
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if address in METADATA_ADDRESSES or (address.is_link_local and not allow_link_local):
+            return f"the webhook host resolves to {address}, a link-local or metadata address"
+    return None
+
+
+@dataclass
+class Outcome:
+    status: int | None
+    error: str | None
+    retry_after: float | None
+
+
+class DeliveryWorker:
+    def __init__(self, redis: Redis, clock: Clock, settings: Settings, audit: AuditLog,
+                 wake: asyncio.Event | None = None, rng: random.Random | None = None) -> None:
+        self.redis = redis
+        self.clock = clock
+        self.settings = settings
+        self.audit = audit
+        self.rng = rng or random.Random()
+        self.wake = wake or asyncio.Event()
+        self.poll_seconds = min(1.0, max(0.02, settings.billing_retry_base_seconds / 4))
+
+    async def run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            while True:
+                try:
+                    await self.deliver_due(http)
+                except UNAVAILABLE:
+                    log.warning("billing delivery paused: redis unavailable")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
+                self.wake.clear()
+
+    async def deliver_due(self, http: aiohttp.ClientSession) -> int:
+        url = self.settings.billing_webhook_url
+        if not url or not self.settings.billing_webhook_secrets:
+            return 0  # records wait, pending, until an endpoint is configured
+        if await self.redis.get(keys.billing_endpoint_disabled()) == url:
+            return 0  # the endpoint answered 410; an admin's replay re-enables it
+        now = self.clock.now()
+        claimed = await outbox.claim(self.redis, to_ms(now), to_ms(LEASE_SECONDS))
+        if claimed:
+            await asyncio.gather(*(self.deliver(http, url, record_id) for record_id in claimed))
+        return len(claimed)
+
+    async def deliver(self, http: aiohttp.ClientSession, url: str, record_id: str) -> None:
+        body = await outbox.body_of(self.redis, record_id)
+        delivery = await self.redis.hgetall(keys.billing_delivery(record_id))
+        if body is None or not delivery or delivery.get("status") != "pending":
+            await self.redis.zrem(keys.billing_due(), record_id)
+            return
+        refusal = await refused_address(url, self.settings.billing_allow_link_local)
+        outcome = Outcome(None, refusal, None) if refusal else await self._post(http, url, record_id, body)
+        now = self.clock.now()
+        attempts = int(delivery.get("attempts", 0)) + 1
+        first = int(delivery.get("first_attempt_at") or to_ms(now))
+        fields: dict[str, int | str] = {
+            "attempts": attempts, "first_attempt_at": first, "last_attempt_at": to_ms(now),
+            "last_status": outcome.status or "", "last_error": outcome.error or "",
+        }
+        if outcome.status is not None and 200 <= outcome.status < 300:
+            await outbox.set_status(self.redis, record_id, "delivered", to_ms(now), delivered_at=to_ms(now), **fields)
+            await self.audit.append("billing.delivered", None, record_id=record_id, attempts=attempts)
+            return
+        if outcome.status == 410:
+            await self.redis.set(keys.billing_endpoint_disabled(), url)
+            await outbox.set_status(self.redis, record_id, "failed", to_ms(now), **fields)
+            await self.audit.append("billing.endpoint_disabled", None, record_id=record_id)
+            return
+        if refusal or (now * 1000 - first) / 1000 >= GIVE_UP_AFTER:
+            await outbox.set_status(self.redis, record_id, "failed", to_ms(now), **fields)
+            await self.audit.append("billing.failed", None, record_id=record_id, attempts=attempts)
+            return
+        delay = backoff(attempts, self.settings.billing_retry_base_seconds, self.rng)
+        if outcome.retry_after is not None:
+            delay = max(delay, min(outcome.retry_after, 24 * 3600.0))
+        fields["next_attempt_at"] = to_ms(now + delay)
+        await outbox.set_status(self.redis, record_id, "pending", to_ms(now), **fields)
+
+    async def _post(self, http: aiohttp.ClientSession, url: str, record_id: str, body: bytes) -> Outcome:
+        stamp = int(self.clock.now())
+        headers = signing.headers(list(self.settings.billing_webhook_secrets), record_id, stamp, body)
+        try:
+            async with http.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+                await resp.read()
+                return Outcome(resp.status, None if resp.status < 300 else f"HTTP {resp.status}",
+                               retry_after(resp.headers.get("Retry-After"), self.clock.now()))
+        except TimeoutError:
+            return Outcome(None, "timeout", None)
+        except aiohttp.ClientError as exc:
+            return Outcome(None, type(exc).__name__, None)

@@ -1,0 +1,101 @@
+"""The transactional outbox: billing records and their delivery jobs, in Redis.
+
+A record and its job are written in the same MULTI/EXEC as the attendance they come from, so
+a record exists if and only if its delivery is pending, delivered or failed: never lost.
+Jobs are claimed with a lease (a Lua script moves the job's due time out by the lease), so two
+server processes never deliver one job at the same time, and a process killed mid-delivery
+leaves a job that is due again when the lease runs out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from server.clock import iso
+from server.store import keys
+from server.store.connection import Redis
+
+STATUSES = ("pending", "delivered", "failed")
+
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(due) do
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id)
+end
+return due
+"""
+
+
+def queue(pipe: Any, record_id: str, body: bytes, meta: dict[str, Any], now_ms: int) -> None:
+    """Add a record and its pending delivery to a MULTI pipeline."""
+    pipe.set(keys.billing_record(record_id), body)
+    pipe.hset(keys.billing_delivery(record_id), mapping={
+        "record_id": record_id,
+        "status": "pending",
+        "attempts": 0,
+        "created_at": now_ms,
+        "meta": json.dumps(meta),
+    })
+    pipe.zadd(keys.billing_due(), {record_id: now_ms})
+    pipe.zadd(keys.billing_by_status("pending"), {record_id: now_ms})
+
+
+async def claim(redis: Redis, now_ms: int, lease_ms: int, limit: int = 20) -> list[str]:
+    return list(await redis.eval(_CLAIM, 1, keys.billing_due(), now_ms, lease_ms, limit))
+
+
+async def body_of(redis: Redis, record_id: str) -> bytes | None:
+    raw = await redis.get(keys.billing_record(record_id))
+    if raw is None:
+        return None
+    return raw.encode() if isinstance(raw, str) else bytes(raw)
+
+
+async def set_status(redis: Redis, record_id: str, status: str, now_ms: int, **fields: Any) -> None:
+    async with redis.pipeline(transaction=True) as pipe:
+        for other in STATUSES:
+            if other != status:
+                pipe.zrem(keys.billing_by_status(other), record_id)
+        pipe.zadd(keys.billing_by_status(status), {record_id: now_ms})
+        pipe.hset(keys.billing_delivery(record_id), mapping={"status": status, **fields})
+        if status == "pending":
+            pipe.zadd(keys.billing_due(), {record_id: int(fields.get("next_attempt_at", now_ms))})
+        else:
+            pipe.zrem(keys.billing_due(), record_id)
+        await pipe.execute()
+
+
+def describe(delivery: dict[str, str]) -> dict[str, Any]:
+    meta = json.loads(delivery.get("meta") or "{}")
+
+    def when(name: str) -> str | None:
+        value = delivery.get(name)
+        return iso(int(value)) if value else None
+
+    return {
+        "id": delivery["record_id"],
+        "record_id": delivery["record_id"],
+        "status": delivery["status"],
+        "attempts": int(delivery.get("attempts", 0)),
+        "last_status": int(delivery["last_status"]) if delivery.get("last_status") else None,
+        "last_error": delivery.get("last_error") or None,
+        "created_at": when("created_at"),
+        "last_attempt_at": when("last_attempt_at"),
+        "next_attempt_at": when("next_attempt_at") if delivery["status"] == "pending" else None,
+        "delivered_at": when("delivered_at"),
+        **meta,
+    }
+
+
+async def deliveries(redis: Redis, status: str | None, limit: int = 1000) -> list[dict[str, Any]]:
+    ids: list[str] = []
+    for name in [status] if status else list(STATUSES):
+        ids += await redis.zrevrange(keys.billing_by_status(name), 0, limit - 1)
+    out = []
+    for record_id in ids[:limit]:
+        delivery = await redis.hgetall(keys.billing_delivery(record_id))
+        if delivery:
+            out.append(describe(delivery))
+    out.sort(key=lambda d: d["created_at"] or "", reverse=True)
+    return out
