@@ -7,6 +7,7 @@ chain from there on, which `porchlight audit verify` reports.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Iterator
@@ -32,9 +33,15 @@ class AuditLog:
     def __init__(self, redis: Redis, clock: Clock) -> None:
         self.redis = redis
         self.clock = clock
+        # Appends from this process queue here; WATCH still guards against other processes.
+        self._lock = asyncio.Lock()
 
     async def append(self, action: str, actor: str | None, **details: Any) -> dict[str, Any]:
         """Record one action. `actor` is a user id, `patient:<id>`, or None for the system."""
+        async with self._lock:
+            return await self._append(action, actor, details)
+
+    async def _append(self, action: str, actor: str | None, details: dict[str, Any]) -> dict[str, Any]:
         while True:
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:

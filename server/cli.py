@@ -1,4 +1,4 @@
-"""porchlight serve | demo | user add | audit verify."""
+"""porchlight serve | demo | user add | audit verify | export | retention purge."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import json
 import logging
 import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any
+from datetime import date
+from typing import Any, TextIO
 
 from aiohttp import web
 
@@ -149,6 +151,38 @@ async def _audit_verify(settings: Settings) -> int:
     return 1
 
 
+async def _export(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from server.backup import export_lines
+
+    try:
+        start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    except ValueError:
+        print("porchlight: --from and --to are dates YYYY-MM-DD", file=sys.stderr)
+        return 2
+    lines = 0
+    async with redis_for(settings, owner=False) as redis:
+        async for item in export_lines(redis, start, end):
+            out.write(json.dumps(item, separators=(",", ":")) + "\n")
+            lines += 1
+        await AuditLog(redis, SystemClock()).append("backup.export", None, lines=lines,
+                                                    **{"from": args.start, "to": args.end})
+    print(f"exported {lines} lines", file=sys.stderr)
+    return 0
+
+
+async def _purge(settings: Settings, args: argparse.Namespace) -> int:
+    from server.backup import purge
+
+    async with redis_for(settings, owner=False) as redis:
+        counts = await purge(redis, SystemClock(), settings.retention_years, args.dry_run)
+        if not args.dry_run:
+            await AuditLog(redis, SystemClock()).append("retention.purge", None, years=settings.retention_years,
+                                                        **counts)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} (older than {settings.retention_years} years): " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="porchlight", description="Telehealth server for group programs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--npi", help="10-digit National Provider Identifier")
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
     audit.add_parser("verify", help="check the hash chain of the audit log", epilog=epilog, formatter_class=fmt)
+    export = sub.add_parser("export", help="export sessions, attendance, billing and audit as JSON lines",
+                            epilog=epilog, formatter_class=fmt)
+    export.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD (UTC)")
+    export.add_argument("--to", dest="end", required=True, help="last day, YYYY-MM-DD (UTC)")
+    export.add_argument("--out", default="-", help="file to write (default: standard output)")
+    retention = sub.add_parser("retention", help="the retention period").add_subparsers(
+        dest="retention_command", required=True)
+    purge_cmd = retention.add_parser("purge", help="remove sessions older than PORCHLIGHT_RETENTION_YEARS",
+                                     epilog=epilog, formatter_class=fmt)
+    purge_cmd.add_argument("--dry-run", action="store_true", help="count, remove nothing")
     return parser
 
 
@@ -184,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "user":
         return asyncio.run(_user_add(settings, args))
+    if args.command == "export":
+        with open(args.out, "w", encoding="utf-8") if args.out != "-" else contextlib.nullcontext(sys.stdout) as out:
+            return asyncio.run(_export(settings, args, out))
+    if args.command == "retention":
+        return asyncio.run(_purge(settings, args))
     return asyncio.run(_audit_verify(settings))
 
 

@@ -25,6 +25,7 @@ from server.clock import Clock, to_ms
 from server.settings import Settings
 from server.store import keys
 from server.store.connection import UNAVAILABLE, Redis
+from server.tasks import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class DeliveryWorker:
                     await self.deliver_due(http)
                 except UNAVAILABLE:
                     log.warning("billing delivery paused: redis unavailable")
+                stop_if_cancelled()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
                 self.wake.clear()

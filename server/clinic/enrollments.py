@@ -42,11 +42,11 @@ async def create_enrollment(redis: Redis, group_id: str, fields: dict[str, Any],
         "id": new_id("enr"), "group_id": group_id, "link_version": 1,
         "created_at": iso(to_ms(now)), "ended_at": None, **fields,
     }
-    # One active enrolment per patient per group.
-    for existing in await group_enrollments(redis, group_id):
-        if existing["patient_id"] == fields["patient_id"] and existing.get("ended_at") is None:
-            raise conflict("already_enrolled", "the patient already has an active enrolment in this group",
-                           enrollment_id=existing["id"])
+    # One active enrolment per patient per group: HSETNX claims the place atomically.
+    active = keys.group_active_enrollments(group_id)
+    if not await redis.hsetnx(active, fields["patient_id"], enrollment["id"]):
+        raise conflict("already_enrolled", "the patient already has an active enrolment in this group",
+                       enrollment_id=await redis.hget(active, fields["patient_id"]))
     async with redis.pipeline(transaction=True) as pipe:
         pipe.set(keys.enrollment(enrollment["id"]), json.dumps(enrollment))
         pipe.zadd(keys.group_enrollments(group_id), {enrollment["id"]: to_ms(now)})
@@ -91,7 +91,9 @@ async def rotate_link(redis: Redis, enrollment: dict[str, Any]) -> dict[str, Any
 async def end_enrollment(redis: Redis, enrollment: dict[str, Any], now: float) -> dict[str, Any]:
     if enrollment.get("ended_at") is not None:
         raise conflict("enrollment_ended", "the enrolment has already ended")
-    return await _save_with(redis, enrollment["id"], {"ended_at": iso(to_ms(now))})
+    ended = await _save_with(redis, enrollment["id"], {"ended_at": iso(to_ms(now))})
+    await redis.hdel(keys.group_active_enrollments(enrollment["group_id"]), enrollment["patient_id"])
+    return ended
 
 
 def usable(enrollment: dict[str, Any], group: dict[str, Any], version: int, now: float) -> bool:

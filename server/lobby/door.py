@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from server.errors import ApiError, conflict, not_found
 from server.ids import new_id
 from server.lobby.machine import Event, Patient, RuleViolation, Session, Status
 from server.metrics import Metrics
-from server.realtime.connection import CLOSE_INVALID_TOKEN, CLOSE_REPLACED, Connection
+from server.realtime.connection import CLOSE_INVALID_TOKEN, CLOSE_REPLACED, Connection, encode
 from server.store import keys
 from server.store.connection import Redis
 
@@ -185,14 +185,17 @@ class Door:
     def _push(self) -> None:
         self._push_handle = None
         pending, self._push_pending = self._push_pending, set()
-        if "waiting_list" in pending:
-            message = {"type": "waiting_list", "waiting": self.waiting_list()}
-            for conn in self._staff_conns():
-                self._send(conn, message)
+        staff = self._staff_conns()
+        if "waiting_list" in pending and staff:
+            self._broadcast(staff, {"type": "waiting_list", "waiting": self.waiting_list()})
         if "roster" in pending:
-            message = {"type": "roster", "participants": self.participants()}
-            for conn in self._in_session_conns():
-                self._send(conn, message)
+            self._broadcast(self._in_session_conns(), {"type": "roster", "participants": self.participants()})
+
+    def _broadcast(self, conns: Iterable[Connection], message: dict[str, Any]) -> None:
+        text = encode(message)  # once, not once per recipient
+        for conn in conns:
+            self.metrics.ws_messages["out"] += 1
+            conn.send_text(text)
 
     def _send(self, conn: Connection, message: dict[str, Any]) -> None:
         self.metrics.ws_messages["out"] += 1

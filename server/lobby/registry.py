@@ -16,6 +16,7 @@ from server.lobby.machine import Status
 from server.metrics import Metrics
 from server.store import keys
 from server.store.connection import UNAVAILABLE, Redis
+from server.tasks import stop_if_cancelled
 
 
 class Lobby:
@@ -57,6 +58,7 @@ class Lobby:
             with contextlib.suppress(*UNAVAILABLE):
                 if await finalise_pending(self.redis, self.clock, self.audit):
                     self.delivery_wake.set()
+            stop_if_cancelled()
 
     async def _end_if_abandoned(self, door: Door) -> None:
         """End a session whose facilitator has gone and whose room has been empty for a while."""

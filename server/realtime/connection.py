@@ -23,6 +23,10 @@ CLOSE_REPLACED = 4409
 CLOSE_HEARTBEAT = 4408
 
 
+def encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
 class _Close:
     def __init__(self, code: int, reason: str) -> None:
         self.code = code
@@ -50,10 +54,14 @@ class Connection:
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue a frame; never blocks. A full queue disconnects the client."""
+        self.send_text(encode(message))
+
+    def send_text(self, text: str) -> None:
+        """Queue an already encoded frame (one encoding for a frame sent to many)."""
         if self.closing:
             return
         try:
-            self._queue.put_nowait(json.dumps(message, separators=(",", ":")))
+            self._queue.put_nowait(text)
         except asyncio.QueueFull:
             self._abort(CLOSE_TOO_SLOW)
 

@@ -152,3 +152,8 @@ def billing_session_records(session_id: str) -> str:
 
 def billing_endpoint_disabled() -> str:
     return f"{PREFIX}:billing:endpoint_disabled"
+
+
+def group_active_enrollments(group_id: str) -> str:
+    """Patient id -> id of their active enrolment in the group (one at a time)."""
+    return f"{PREFIX}:group:{group_id}:active_enrollments"
