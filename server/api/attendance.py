@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from aiohttp import web
 
@@ -58,25 +59,25 @@ async def session_attendance(request: web.Request) -> web.Response:
                           "records": rows})
 
 
-async def attendance(request: web.Request) -> web.Response:
+async def _exported_rows(request: web.Request, fmt: str) -> tuple[list[dict[str, Any]], date, date]:
+    """The records an admin asked for; every pull is an export, and the audit log says so."""
     svc = services(request)
     staff = await require_staff(request, Role.ADMIN)
     start, end = _range(request)
     rows = await reports.records(svc.redis, start, end, _optional_id(request, "group_id"),
                                  _optional_id(request, "patient_id"))
-    await svc.audit.append("attendance.export", staff.user.id, format="json", rows=len(rows),
+    await svc.audit.append("attendance.export", staff.user.id, format=fmt, rows=len(rows),
                            **{"from": start.isoformat(), "to": end.isoformat()})
+    return rows, start, end
+
+
+async def attendance(request: web.Request) -> web.Response:
+    rows, _, _ = await _exported_rows(request, "json")
     return json_response({"records": rows})
 
 
 async def attendance_csv(request: web.Request) -> web.Response:
-    svc = services(request)
-    staff = await require_staff(request, Role.ADMIN)
-    start, end = _range(request)
-    rows = await reports.records(svc.redis, start, end, _optional_id(request, "group_id"),
-                                 _optional_id(request, "patient_id"))
-    await svc.audit.append("attendance.export", staff.user.id, format="csv", rows=len(rows),
-                           **{"from": start.isoformat(), "to": end.isoformat()})
+    rows, start, end = await _exported_rows(request, "csv")
     return web.Response(text=reports.to_csv(rows), content_type="text/csv", charset="utf-8", headers={
         "Content-Disposition": f'attachment; filename="attendance-{start}-{end}.csv"'})
 
