@@ -393,3 +393,35 @@ async def test_staff_websocket_traffic_keeps_the_sign_in_alive(api: Api) -> None
                     break
                 await asyncio.sleep(0.01)
     await api.get(world.facilitator, f"/sessions/{session_id}")
+
+
+async def test_a_session_orphaned_by_a_crash_is_adopted_and_ends_by_itself(
+    api: Api, aiohttp_client: object
+) -> None:
+    import asyncio
+
+    from server.app import create_app
+    from server.services import SERVICES
+    from server.store import keys
+
+    world = await api.world()
+    session_id = await api.open(world)
+    patient = await api.patient(world.tokens[0])
+    await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[0]["id"]]})
+    await patient.until("admitted")
+    for task in asyncio.all_tasks():  # the first process freezes, as if killed
+        if any(name in repr(task.get_coro()) for name in ("keep_alive_marks", "heartbeat")):
+            task.cancel()
+    # A second process starts; nobody comes back, and nobody asks about the session.
+    settings = api.settings.replace(auto_end_seconds=60)
+    second = await aiohttp_client(create_app(settings, redis=api.redis, clock=api.clock))  # type: ignore[operator]
+    async with asyncio.timeout(5):
+        while world.group["id"] not in second.app[SERVICES].lobby.doors:
+            await asyncio.sleep(0.01)
+    api.clock.advance(1)
+    await asyncio.sleep(0.1)  # the adopted room is seen empty
+    api.clock.advance(61)
+    async with asyncio.timeout(5):
+        while not await api.redis.exists(keys.session_finalised(session_id)):
+            await asyncio.sleep(0.01)
+    assert (await api.redis.hget(keys.session(session_id), "state")) == "ended"

@@ -49,6 +49,8 @@ class Lobby:
 
     async def keep_alive_marks(self, interval: float) -> None:
         """Every heartbeat interval: mark open sessions alive, end empty ones, finalise leftovers."""
+        with contextlib.suppress(*UNAVAILABLE):
+            await self.adopt_open_sessions()
         while True:
             await asyncio.sleep(interval)
             for door in list(self.doors.values()):
@@ -59,6 +61,22 @@ class Lobby:
                 if await finalise_pending(self.redis, self.clock, self.audit):
                     self.delivery_wake.set()
             stop_if_cancelled()
+
+    async def adopt_open_sessions(self) -> int:
+        """Load every group with an open session, so one left by a previous process (a crash)
+        is watched here: its orphaned patients dropped, and it ends by itself if nobody returns."""
+        group_ids = await self.redis.zrange(keys.groups(), 0, -1)
+        if not group_ids:
+            return 0
+        open_ids = await self.redis.mget([keys.group_open_session(g) for g in group_ids])
+        adopted = 0
+        for group_id, session_id in zip(group_ids, open_ids, strict=True):
+            if session_id and group_id not in self.doors:
+                door = self.door(group_id)
+                async with door.lock:
+                    await door.load()
+                adopted += 1
+        return adopted
 
     async def _end_if_abandoned(self, door: Door) -> None:
         """End a session whose facilitator has gone and whose room has been empty for a while."""
