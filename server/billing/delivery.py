@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 15.0
 LEASE_SECONDS = 60.0  # > REQUEST_TIMEOUT: a claimed job is due again after this if its process died
 GIVE_UP_AFTER = 3 * 24 * 3600.0
+BATCH = 50  # deliveries claimed, and sent concurrently, per round
 MAX_STEP = 6 * 3600.0
 METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 
@@ -93,11 +94,14 @@ class DeliveryWorker:
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while True:
+                delivered = 0
                 try:
-                    await self.deliver_due(http)
+                    delivered = await self.deliver_due(http)
                 except UNAVAILABLE:
                     log.warning("billing delivery paused: redis unavailable")
                 stop_if_cancelled()
+                if delivered >= BATCH:
+                    continue  # a full batch: more are due now, do not wait for the next poll
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
                 self.wake.clear()
@@ -109,7 +113,7 @@ class DeliveryWorker:
         if await self.redis.get(keys.billing_endpoint_disabled()) == url:
             return 0  # the endpoint answered 410; an admin's replay re-enables it
         now = self.clock.now()
-        claimed = await outbox.claim(self.redis, to_ms(now), to_ms(LEASE_SECONDS))
+        claimed = await outbox.claim(self.redis, to_ms(now), to_ms(LEASE_SECONDS), BATCH)
         if claimed:
             await asyncio.gather(*(self.deliver(http, url, record_id) for record_id in claimed))
         return len(claimed)
