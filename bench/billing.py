@@ -19,9 +19,7 @@ functions are called in this process, on its event loop, as the server calls the
      arrived) while the sessions are finalised `--concurrency` at a time, setting the worker's
      wake event after each as `server/lobby/registry.py` does. Reported: records per second
      until the last one arrived, and the delay from the moment its session's `finalise()`
-     returned (wall clock) to its arrival: p50, p99, max. The worker's batches are traced.
-   - what-if (on unless `--no-what-if`): the same with a bench-side subclass of the worker that claims again at once
-     after a full batch instead of waiting for the next poll; the server's code is unchanged.
+     returned (wall clock) to its arrival: p50, p99, max. The worker's rounds are traced.
 2. Attendance report over one year (`--report-patients` 500 in groups of 12, `--report-sessions`
    200 sessions per group: 100,000 records) written straight into the report index in the
    format of `attendance_record()`; timed: `reports.records()` for the whole year (split into
@@ -30,7 +28,7 @@ functions are called in this process, on its event loop, as the server calls the
 
 Figures are printed, not asserted: they depend on the machine, its disk and what else runs on it.
 
-    python -m bench.billing [--fsync always,no] [--parts finalise,deliver,report] [--no-what-if]
+    python -m bench.billing [--fsync always,no] [--parts finalise,deliver,report]
 """
 
 from __future__ import annotations
@@ -43,7 +41,6 @@ import ctypes
 import gc
 import hashlib
 import hmac
-import inspect
 import itertools
 import json
 import math
@@ -75,8 +72,8 @@ from server.attendance.finalise import attendance_record, finalise, record_key, 
 from server.attendance.rules import PatientAttendance
 from server.audit import AuditLog
 from server.auth.staff import Role, create_user
-from server.billing import outbox
-from server.billing.delivery import REQUEST_TIMEOUT, DeliveryWorker
+from server.billing import delivery, outbox
+from server.billing.delivery import DeliveryWorker
 from server.clinic.enrollments import create_enrollment
 from server.clinic.groups import create_group
 from server.clinic.patients import create_patient
@@ -85,7 +82,7 @@ from server.ids import new_id
 from server.lobby.machine import Event, RuleViolation, Session
 from server.settings import Settings
 from server.store import keys
-from server.store.connection import UNAVAILABLE, Redis, connect
+from server.store.connection import Redis, connect
 from server.store.embedded import redis_server_binary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,8 +93,8 @@ MIN_MS = 60_000
 DAY_MS = 24 * 3600 * 1000
 GRACE_MS = 120_000  # the default PORCHLIGHT_RECONNECT_GRACE_SECONDS
 TIMEZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "UTC")
-# What the worker claims per poll: the default of outbox.claim's `limit`, read rather than copied.
-CLAIM_LIMIT = int(inspect.signature(outbox.claim).parameters["limit"].default)
+# What the worker claims per round, read rather than copied.
+CLAIM_LIMIT = int(delivery.BATCH)
 YEAR_END = date(2026, 10, 31)  # the report's year: the 365 days up to here
 
 
@@ -459,13 +456,11 @@ async def finalise_only(child: RedisChild, db: int, args: argparse.Namespace, co
 
 
 class TracedWorker(DeliveryWorker):
-    """The server's worker, noting each deliver_due() batch. With `eager` (the --what-if), its loop
-    claims again at once after a full batch instead of waiting for the wake event or the poll."""
+    """The server's worker, unchanged, noting each deliver_due() round: (start, end, claimed)."""
 
-    def __init__(self, *args: Any, eager: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.eager = eager
-        self.batches: list[tuple[float, float, int]] = []  # (start, end perf_counter, claimed)
+        self.batches: list[tuple[float, float, int]] = []
 
     async def deliver_due(self, http: aiohttp.ClientSession) -> int:
         t0 = time.perf_counter()
@@ -473,23 +468,6 @@ class TracedWorker(DeliveryWorker):
         if claimed:
             self.batches.append((t0, time.perf_counter(), claimed))
         return claimed
-
-    async def run(self) -> None:
-        if not self.eager:
-            await super().run()
-            return
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as http:
-            while True:
-                claimed = 0
-                try:
-                    claimed = await self.deliver_due(http)
-                except UNAVAILABLE:
-                    pass
-                if claimed >= CLAIM_LIMIT:
-                    continue  # a full batch: more are probably due
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
-                self.wake.clear()
 
 
 class Receiver:
@@ -557,19 +535,18 @@ class DeliveryRun:
         return after / self.drain_s if self.drain_s and after > 0 else math.nan
 
 
-async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, receiver: Receiver,
-                      eager: bool) -> DeliveryRun:
-    name = "what-if: re-claim after a full batch" if eager else "server worker"
+async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, receiver: Receiver) -> DeliveryRun:
+    name = f"server worker ({CLAIM_LIMIT} per round)"
     print(f"  [{child.fsync}] finalise {args.concurrency} at a time + deliver ({name})", flush=True)
     redis, sessions, note = await prepare(child, db, args, seed=db)
-    label = f"finalise {args.concurrency} at a time, {'what-if' if eager else 'server'} worker delivering"
+    label = f"finalise {args.concurrency} at a time, worker delivering"
     fin = FinaliseRun(label, child.fsync, args.concurrency, setup=note)
     run = DeliveryRun(child.fsync, name, fin)
     clock = SystemClock()
     audit = AuditLog(redis, clock)  # one per process, shared by finalisation and delivery, as in the server
     settings = Settings(billing_webhook_url=receiver.url + "/billing", billing_webhook_secrets=(SECRET,))
     wake = asyncio.Event()
-    worker = TracedWorker(redis, clock, settings, audit, wake=wake, eager=eager)
+    worker = TracedWorker(redis, clock, settings, audit, wake=wake)
     await receiver.call("POST", "/reset")
     gc.collect()
     await child.latency_start()
@@ -577,6 +554,7 @@ async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, rece
     try:
         await finalise_all(redis, audit, sessions.ids, args.concurrency, fin, wake)
         finalised_at = time.time()
+        fin.stalls = await child.latency()
         run.expected = fin.billing_records
         print(f"    finalised {fin.finalised}/{fin.sessions} in {fin.seconds:.2f} s "
               f"({fin.attendance_records} records, {fin.billing_records} to deliver); waiting for delivery",
@@ -625,7 +603,7 @@ async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, rece
     await redis.aclose()
     print(f"    {run.arrivals}/{run.expected} arrived in {fmt(run.total_s, 1)} s ({fmt(run.records_per_s, 0)}/s); "
           f"delay p50 {fmt(percentile(run.delays_s, 50), 2)} s, p99 {fmt(percentile(run.delays_s, 99), 2)} s, "
-          f"max {fmt(max(run.delays_s, default=math.nan), 2)} s; {len(run.batches)} batches", flush=True)
+          f"max {fmt(max(run.delays_s, default=math.nan), 2)} s; {len(run.batches)} rounds", flush=True)
     return run
 
 
@@ -905,24 +883,28 @@ def print_report(args: argparse.Namespace, finals: list[FinaliseRun], deliveries
     if finals or deliveries:
         print(f"{args.sessions} sessions x {args.patients} patients ({args.groups} groups), "
               f"absent {args.absent_pct:g}%; each row on a fresh Redis database")
-        head = (f"{'fsync':>6}  {'finalisation':<42} {'sessions':>8} {'records':>8} {'s':>7} {'records/s':>10} "
-                f"{'call p50 ms':>12} {'call p99 ms':>12}")
+        head = (f"{'fsync':>6}  {'finalisation':<48} {'sessions':>8} {'records':>8} {'s':>7} {'records/s':>10} "
+                f"{'call p50 ms':>12} {'call p99 ms':>12} {'fsync stall max ms':>19}")
         print(head)
         for f in finals + [d.fin for d in deliveries]:
-            print(f"{f.fsync:>6}  {f.label:<42} {f.finalised:>8} {f.attendance_records:>8} {f.seconds:>7.2f} "
+            stall = max((ms for name, (_, ms) in f.stalls.items() if name.startswith("aof")), default=0)
+            print(f"{f.fsync:>6}  {f.label:<48} {f.finalised:>8} {f.attendance_records:>8} {f.seconds:>7.2f} "
                   f"{f.records_per_s:>10.0f} {fmt(percentile(f.latencies_ms, 50)):>12} "
-                  f"{fmt(percentile(f.latencies_ms, 99)):>12}")
+                  f"{fmt(percentile(f.latencies_ms, 99)):>12} {stall:>19}")
+        print("  records: attendance records written (every patient attended, so as many billing records); "
+              "fsync stall: Redis's latency monitor, aof-* events >= 5 ms (0: none)")
     if deliveries:
         print()
-        head = (f"{'fsync':>6}  {'delivery (loopback receiver, 204)':<38} {'records':>8} {'total s':>8} "
+        head = (f"{'fsync':>6}  {'delivery (loopback receiver, 204)':<48} {'records':>8} {'total s':>8} "
                 f"{'records/s':>10} {'delay p50 s':>12} {'delay p99 s':>12} {'delay max s':>12}")
         print(head)
         for d in deliveries:
-            print(f"{d.fsync:>6}  {d.worker:<38} {d.arrivals:>8} {fmt(d.total_s, 1):>8} {fmt(d.records_per_s, 0):>10} "
+            print(f"{d.fsync:>6}  {d.worker:<48} {d.arrivals:>8} {fmt(d.total_s, 1):>8} {fmt(d.records_per_s, 0):>10} "
                   f"{fmt(percentile(d.delays_s, 50), 2):>12} {fmt(percentile(d.delays_s, 99), 2):>12} "
                   f"{fmt(max(d.delays_s, default=math.nan), 2):>12}")
         print(f"  total s: first finalise() call to the last arrival; delay: finalise() of the record's session "
-              f"returned -> the receiver had it. Worker claims {CLAIM_LIMIT} per batch.")
+              f"returned -> the receiver had it. The worker claims {CLAIM_LIMIT} per round "
+              f"(server.billing.delivery.BATCH).")
         for d in deliveries:
             sizes = [n for _, _, n in d.batches]
             full = sum(1 for n in sizes if n >= CLAIM_LIMIT)
@@ -943,7 +925,7 @@ def print_report(args: argparse.Namespace, finals: list[FinaliseRun], deliveries
             print(f"  [{d.fsync}] {d.worker}: {d.during_finalisation} arrived while finalising "
                   f"({d.fin.seconds:.1f} s), the other {d.arrivals - d.during_finalisation} in the "
                   f"{fmt(d.drain_s, 1)} s after ({fmt(d.drain_per_s, 0)}/s)")
-            print(f"        {len(d.batches)} batches (median size {fmt(median([float(n) for n in sizes]), 0)}, "
+            print(f"        {len(d.batches)} rounds (median size {fmt(median([float(n) for n in sizes]), 0)}, "
                   f"{full} full, {fmt(mean_batch_ms)} ms each on average): delivering {d.busy_s:.1f} s "
                   f"of the worker's {fmt(span, 1)} s, the rest waiting for a wake or its {d.poll_s:g} s poll")
             print(f"        redis stalls >= 5 ms: {stalls_text(d.stalls)}; AOF {aof_mb:.0f} MB, "
@@ -961,14 +943,6 @@ def print_report(args: argparse.Namespace, finals: list[FinaliseRun], deliveries
         if da and dn:
             comparisons.append(f"{worker} records/s no/always {ratio(dn.records_per_s, da.records_per_s)}, "
                                f"delay p99 always/no {ratio(percentile(da.delays_s, 99), percentile(dn.delays_s, 99))}")
-    for fsync in ("always", "no"):
-        server = [d for d in deliveries if d.fsync == fsync and not d.worker.startswith("what-if")]
-        whatif = [d for d in deliveries if d.fsync == fsync and d.worker.startswith("what-if")]
-        if server and whatif:
-            s, w = server[0], whatif[0]
-            comparisons.append(f"[{fsync}] what-if/server records/s {ratio(w.records_per_s, s.records_per_s)}, "
-                               f"delay p99 server/what-if "
-                               f"{ratio(percentile(s.delays_s, 99), percentile(w.delays_s, 99))}")
     for c in comparisons:
         print(f"ratio {c}")
     if finals or deliveries:
@@ -1004,8 +978,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--absent-pct", type=float, default=0.0,
                         help="share of patients absent per session (absent patients get no billing record)")
     parser.add_argument("--concurrency", type=int, default=8, help="finalise() calls in flight")
-    parser.add_argument("--what-if", action=argparse.BooleanOptionalAction, default=True,
-                        help="also deliver with a worker that claims again at once after a full batch (default: on)")
     parser.add_argument("--delivery-timeout", type=float, default=1800.0, help="seconds to wait for all deliveries")
     parser.add_argument("--report-patients", type=int, default=500)
     parser.add_argument("--report-group-size", type=int, default=12)
@@ -1046,9 +1018,7 @@ async def amain(args: argparse.Namespace) -> int:
                     finals.append(await finalise_only(child, 1, args, args.concurrency,
                                                       f"finalise, {args.concurrency} at a time"))
                 if "deliver" in args.parts:
-                    deliveries.append(await deliver_run(child, 2, args, receiver, eager=False))
-                    if args.what_if:
-                        deliveries.append(await deliver_run(child, 3, args, receiver, eager=True))
+                    deliveries.append(await deliver_run(child, 2, args, receiver))
             except Exception as exc:
                 failures.append(f"fsync {fsync}: {type(exc).__name__}: {exc}")
                 print(f"  ! {failures[-1]}", flush=True)
