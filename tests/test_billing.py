@@ -11,6 +11,7 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -382,3 +383,35 @@ async def test_backup_export_holds_everything_and_retention_purges_only_old_sess
     assert [line async for line in export_lines(billing.redis, day - timedelta(days=1), day)
             if line["kind"] != "audit"] == []
     assert (await AuditLog(billing.redis, billing.clock).verify()).ok
+
+
+async def test_dropout_risk_flags_two_missed_sessions_or_two_falling_weeks(redis: Redis) -> None:
+    from datetime import date
+
+    from server.attendance import reports
+    from server.store import keys
+
+    await redis.set(keys.group("grp_1"), json.dumps({"id": "grp_1", "weekly_minimum_hours": 9}))
+    await redis.zadd(keys.groups(), {"grp_1": 1})
+    rows = [  # (patient, service date, status, seconds): falls 3 h -> 2 h -> 1 h; or misses twice
+        ("pat_fall", "2027-01-04", "attended", 3 * 3600), ("pat_fall", "2027-01-11", "attended", 2 * 3600),
+        ("pat_fall", "2027-01-18", "attended", 3600),
+        ("pat_miss", "2027-01-04", "attended", 3 * 3600), ("pat_miss", "2027-01-11", "absent", 0),
+        ("pat_miss", "2027-01-18", "absent", 0),
+        ("pat_ok", "2027-01-04", "attended", 9 * 3600), ("pat_ok", "2027-01-11", "attended", 9 * 3600),
+        ("pat_ok", "2027-01-18", "attended", 9 * 3600),
+    ]
+    for i, (pid, day, status, seconds) in enumerate(rows):
+        member = f"ses_{i}:{pid}"
+        record = {"session_id": f"ses_{i}", "group_id": "grp_1", "patient_id": pid, "service_date": day,
+                  "status": status, "attended_seconds": seconds}
+        await redis.hset(keys.attendance_records(), member, json.dumps(record))
+        start = int(datetime.fromisoformat(day + "T18:00:00+00:00").timestamp() * 1000)
+        await redis.zadd(keys.attendance_by_start(), {member: start})
+    weeks = await reports.weekly(redis, date(2027, 1, 1), date(2027, 1, 31))
+    last = {w["patient_id"]: w for w in weeks if w["week"] == "2027-W03"}
+    assert last["pat_fall"]["dropout_risk"] and last["pat_miss"]["dropout_risk"]
+    assert not last["pat_ok"]["dropout_risk"] and last["pat_ok"]["meets_minimum"]
+    assert last["pat_fall"]["minimum_seconds"] == 9 * 3600 and not last["pat_fall"]["meets_minimum"]
+    first = {w["patient_id"]: w for w in weeks if w["week"] == "2027-W01"}
+    assert not any(w["dropout_risk"] for w in first.values())

@@ -112,18 +112,25 @@ async def weekly(redis: Redis, start: date, end: date, group_id: str | None = No
         minimum[(row["patient_id"], week)] = max(minimum[(row["patient_id"], week)], minimums.get(row["group_id"], 0))
         sessions[row["patient_id"]].append((row["service_date"], row["status"]))
     first_week, out = iso_week(start.isoformat()), []
-    for (patient_id, week), seconds in sorted(per_week.items()):
-        if week < first_week:
-            continue
-        weeks = sorted(w for (p, w) in per_week if p == patient_id and w <= week)
-        totals = [per_week[(patient_id, w)] for w in weeks[-3:]]
-        falling = len(totals) == 3 and totals[2] < totals[1] < totals[0]
-        recent = [s for d, s in sorted(sessions[patient_id]) if iso_week(d) <= week][-2:]
-        missed = len(recent) == 2 and all(s != "attended" for s in recent)
-        need = minimum[(patient_id, week)]
-        out.append({
-            "patient_id": patient_id, "week": week, "attended_seconds": seconds, "minimum_seconds": need,
-            "meets_minimum": seconds >= need, "dropout_risk": missed or falling,
-        })
+    weeks_of: dict[str, list[str]] = defaultdict(list)
+    for patient_id, week in sorted(per_week):
+        weeks_of[patient_id].append(week)
+    for patient_id, weeks in weeks_of.items():
+        history = sorted(sessions[patient_id])  # (service date, status), oldest first
+        seen = 0
+        for index, week in enumerate(weeks):
+            while seen < len(history) and iso_week(history[seen][0]) <= week:
+                seen += 1
+            if week < first_week:
+                continue
+            totals = [per_week[(patient_id, w)] for w in weeks[max(0, index - 2):index + 1]]
+            falling = len(totals) == 3 and totals[2] < totals[1] < totals[0]
+            recent = [status for _, status in history[max(0, seen - 2):seen]]
+            missed = len(recent) == 2 and all(status != "attended" for status in recent)
+            seconds, need = per_week[(patient_id, week)], minimum[(patient_id, week)]
+            out.append({
+                "patient_id": patient_id, "week": week, "attended_seconds": seconds, "minimum_seconds": need,
+                "meets_minimum": seconds >= need, "dropout_risk": missed or falling,
+            })
     return out
 
