@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -189,6 +190,9 @@ class Client:
         """Ping every interval; drop a client silent for longer than the timeout."""
         settings = self.svc.settings
         clock = self.svc.clock
+        # A random phase per connection: after a burst of connections (a group arriving, a
+        # restart) the pings spread over the interval instead of firing in one wave.
+        await asyncio.sleep(random.uniform(0, settings.heartbeat_interval_seconds))
         while not self.conn.closing:
             await asyncio.sleep(settings.heartbeat_interval_seconds)
             now = clock.now()
