@@ -241,7 +241,11 @@ async def test_racing_first_finalisations_commit_exactly_once(billing: Api) -> N
     assert await billing.redis.sismember(keys.finalise_pending(), session_id)
     audit = AuditLog(billing.redis, billing.clock)
     results = await asyncio.gather(*(finalise(billing.redis, billing.clock, audit, session_id) for _ in range(6)))
-    assert sorted(results) == [False] * 5 + [True]
+    # The server's own sweeper races these six too; exactly one of all of them commits.
+    assert sum(results) <= 1
+    assert await billing.redis.exists(keys.session_finalised(session_id))
+    commits = [e for e in await audit.entries() if e["action"] == "attendance.finalise"]
+    assert len(commits) == 1
     assert await billing.redis.hlen(keys.billing_session_records(session_id)) == 1
     assert await billing.redis.zcard(keys.billing_due()) + await billing.redis.zcard(
         keys.billing_by_status("delivered")) >= 1

@@ -49,7 +49,7 @@ async def test_patient_before_opening_waits_and_moves_in_when_the_session_opens(
     assert early["next_start"].endswith("Z")
     await watcher.until("waiting_list", lambda f: [w["patient_id"] for w in f["waiting"]] == [world.patients[1]["id"]])
 
-    api.clock.advance(300)
+    api.clock.advance(20)  # less than the heartbeat timeout: this test client does not answer pings
     session_id = await api.open(world)
     moved = await patient.until("waiting")
     assert moved["session_id"] == session_id
@@ -201,8 +201,8 @@ async def test_reconnect_within_grace_goes_straight_back_in(api: Api) -> None:
     patient = await api.patient(world.tokens[0])
     await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [pid]})
     await patient.until("admitted")
-    api.clock.advance(60)
-    await patient.send({"type": "media_state", "audio": True, "video": True})  # heard at +60
+    api.clock.advance(20)  # under the heartbeat timeout: this test client does not answer pings
+    await patient.send({"type": "media_state", "audio": True, "video": True})  # heard at +20
     await _wait_for_event(api, world, session_id, "media_state")
     heard_at = api.clock.now()
     await patient.close()
@@ -281,7 +281,7 @@ async def test_end_disconnects_everyone_and_cannot_happen_twice(api: Api) -> Non
     await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[0]["id"]]})
     await inside.until("admitted")
     waiting = await api.patient(world.tokens[1])
-    api.clock.advance(600)
+    api.clock.advance(20)  # under the heartbeat timeout: these test clients do not answer pings
 
     ended = await api.post(world.facilitator, f"/sessions/{session_id}/end")
     assert ended["state"] == "ended" and ended["ended_at"]
@@ -309,7 +309,7 @@ async def test_patient_leave_is_recorded_with_its_reason(api: Api) -> None:
     patient = await api.patient(world.tokens[0])
     await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[0]["id"]]})
     await patient.until("admitted")
-    api.clock.advance(42)
+    api.clock.advance(20)
     await patient.send({"type": "leave"})
     assert await patient.closed() == 1000
     left = await _wait_for_event(api, world, session_id, "left")
@@ -372,10 +372,16 @@ async def test_after_a_crash_the_next_process_drops_patients_at_the_last_alive_m
     assert [(e["reason"], e["at"]) for e in left] == [("drop", _iso(alive_at / 1000))]
 
 
-async def test_staff_websocket_traffic_keeps_the_sign_in_alive(api: Api) -> None:
+async def test_staff_websocket_traffic_keeps_the_sign_in_alive(api: Api, aiohttp_client: object) -> None:
     import asyncio
 
+    from server.app import create_app
     from server.store import keys
+
+    # Long clock jumps: a heartbeat timeout longer than them, so only the idle timer is tested.
+    settings = api.settings.replace(heartbeat_timeout_seconds=24 * 3600)
+    api = Api(await aiohttp_client(create_app(settings, redis=api.redis, clock=api.clock)),  # type: ignore[operator]
+              api.redis, api.clock, settings)
 
     world = await api.world(patients=0)
     session_id = await api.open(world)
