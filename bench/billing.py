@@ -413,7 +413,10 @@ async def finalise_all(redis: Redis, audit: AuditLog, session_ids: list[str], co
     await asyncio.gather(*(one(s) for s in session_ids))
     run.seconds = time.perf_counter() - t0
     run.attendance_records = await redis.hlen(keys.attendance_records())
-    run.billing_records = sum([await redis.zcard(keys.billing_by_status(s)) for s in outbox.STATUSES])
+    async with redis.pipeline(transaction=True) as pipe:  # one snapshot: a running worker moves records
+        for status in outbox.STATUSES:
+            pipe.zcard(keys.billing_by_status(status))
+        run.billing_records = sum(await pipe.execute())
     run.pending_left = await redis.scard(keys.finalise_pending())
 
 
@@ -566,6 +569,9 @@ async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, rece
             run.failed = await redis.zcard(keys.billing_by_status("failed"))
             if run.delivered + run.failed >= run.expected:
                 break
+            if task.done():
+                problem = task.exception() if not task.cancelled() else "cancelled"
+                raise RuntimeError(f"the delivery worker stopped: {problem!r}")
             if time.monotonic() > deadline:
                 run.timed_out = True
                 print(f"    ! gave up after {args.delivery_timeout:g} s", flush=True)
