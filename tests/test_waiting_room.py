@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import Api
+from tests.helpers import Api, World
 
 
 async def test_facilitator_admits_a_patient_who_checked_in_with_their_link(api: Api) -> None:
@@ -347,11 +347,7 @@ async def test_after_a_crash_the_next_process_drops_patients_at_the_last_alive_m
     from server.app import create_app
     from server.store import keys
 
-    world = await api.world()
-    session_id = await api.open(world)
-    patient = await api.patient(world.tokens[0])
-    await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[0]["id"]]})
-    await patient.until("admitted")
+    world, session_id = await _one_patient_admitted(api)
     api.clock.advance(30)
     alive_at = int(api.clock.now() * 1000)
     async with asyncio.timeout(5):  # the first process marks the session alive every heartbeat interval
@@ -360,9 +356,7 @@ async def test_after_a_crash_the_next_process_drops_patients_at_the_last_alive_m
 
     # The first process freezes (no alive marks, no heartbeats: as if killed); ten minutes later
     # a second process takes over the same Redis.
-    for task in asyncio.all_tasks():
-        if any(name in repr(task.get_coro()) for name in ("keep_alive_marks", "heartbeat")):
-            task.cancel()
+    _freeze_background_tasks()
     api.clock.advance(600)
     second = Api(await aiohttp_client(create_app(api.settings, redis=api.redis, clock=api.clock)),  # type: ignore[operator]
                  api.redis, api.clock, api.settings)
@@ -410,14 +404,8 @@ async def test_a_session_orphaned_by_a_crash_is_adopted_and_ends_by_itself(
     from server.services import SERVICES
     from server.store import keys
 
-    world = await api.world()
-    session_id = await api.open(world)
-    patient = await api.patient(world.tokens[0])
-    await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[0]["id"]]})
-    await patient.until("admitted")
-    for task in asyncio.all_tasks():  # the first process freezes, as if killed
-        if any(name in repr(task.get_coro()) for name in ("keep_alive_marks", "heartbeat")):
-            task.cancel()
+    world, session_id = await _one_patient_admitted(api)
+    _freeze_background_tasks()  # the first process freezes, as if killed
     # A second process starts; nobody comes back, and nobody asks about the session.
     settings = api.settings.replace(auto_end_seconds=60)
     second = await aiohttp_client(create_app(settings, redis=api.redis, clock=api.clock))  # type: ignore[operator]
@@ -431,3 +419,21 @@ async def test_a_session_orphaned_by_a_crash_is_adopted_and_ends_by_itself(
         while not await api.redis.exists(keys.session_finalised(session_id)):
             await asyncio.sleep(0.01)
     assert (await api.redis.hget(keys.session(session_id), "state")) == "ended"
+
+
+async def _one_patient_admitted(api: Api) -> tuple[World, str]:
+    world = await api.world()
+    session_id = await api.open(world)
+    patient = await api.patient(world.tokens[0])
+    await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[0]["id"]]})
+    await patient.until("admitted")
+    return world, session_id
+
+
+def _freeze_background_tasks() -> None:
+    """Stop this process's alive marks and heartbeats: to Redis it looks killed."""
+    import asyncio
+
+    for task in asyncio.all_tasks():
+        if any(name in repr(task.get_coro()) for name in ("keep_alive_marks", "heartbeat")):
+            task.cancel()
