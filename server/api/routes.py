@@ -6,6 +6,7 @@ from aiohttp import web
 
 from server.api import attendance, auth, billing, clinic, ops, sessions
 from server.pages import patient as patient_pages
+from server.pages import staff as staff_pages
 from server.realtime.ws import websocket
 
 API = "/api/v1"
@@ -49,3 +50,11 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(f"{API}/billing/deliveries/{{record_id}}/replay", billing.replay, name="billing.replay")
     r.add_get(f"{API}/ws", websocket, name="ws")
     r.add_get("/j/{token}", patient_pages.join_page, name="join")
+    r.add_get("/j/{token}/calendar.ics", patient_pages.calendar, name="join.calendar")
+    r.add_get("/", staff_pages.home, name="home")
+    r.add_get("/login", staff_pages.login_page, name="page.login")
+    r.add_get("/console", staff_pages.console, name="page.console")
+    r.add_get("/admin", staff_pages.admin_home, name="page.admin")
+    r.add_get("/admin/groups/{group_id}", staff_pages.admin_group, name="page.admin.group")
+    r.add_get("/admin/attendance", staff_pages.admin_attendance, name="page.admin.attendance")
+    r.add_get("/admin/billing", staff_pages.admin_billing, name="page.admin.billing")

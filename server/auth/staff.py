@@ -94,3 +94,10 @@ async def set_password(redis: Redis, user_id: str, password: str) -> None:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise StaffError("bad_request", f"password: {MIN_PASSWORD}-{MAX_PASSWORD} characters")
     await redis.hset(keys.user(user_id), "password", await asyncio.to_thread(hash_password, password))
+
+
+async def all_users(redis: Redis) -> list[User]:
+    """Every staff account, by name (for choosing a group's facilitators)."""
+    ids = sorted(await redis.smembers(keys.users()))
+    users = [user for user in [await get_user(redis, i) for i in ids] if user is not None]
+    return sorted(users, key=lambda u: u.name.lower())

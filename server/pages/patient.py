@@ -1,29 +1,65 @@
-"""/j/{token}: the patient's branded door."""
+"""/j/{token}: the patient's branded door, and /j/{token}/calendar.ics: their group's schedule."""
 
 from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
 
 from aiohttp import web
 
 from server.clinic import enrollments
-from server.clinic.groups import brand_of, get_group
+from server.clinic.calendar import describe_schedule, ics_feed
+from server.clinic.groups import brand_of, get_group, next_meeting
 from server.clinic.patients import get_patient
 from server.pages.render import render
 from server.services import services
 
 
-async def join_page(request: web.Request) -> web.Response:
+async def _enrolment_of(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The usable enrolment and group behind the link's token, or None for a bad or old link."""
     svc = services(request)
-    token = request.match_info["token"]
-    found = svc.links.read(token)
+    found = svc.links.read(request.match_info["token"])
     enrollment = await enrollments.get_enrollment(svc.redis, found[0]) if found else None
     group = await get_group(svc.redis, enrollment["group_id"]) if enrollment else None
     if (found is None or enrollment is None or group is None
             or not enrollments.usable(enrollment, group, found[1], svc.clock.now())):
-        return render(request, "link_invalid.html", {}, status=404)
+        return None
+    return enrollment, group
+
+
+def _link_invalid(request: web.Request) -> web.Response:
+    # No brand is known for a bad link; the page is plain and says what to do.
+    return render(request, "link_invalid.html", {}, status=404)
+
+
+async def join_page(request: web.Request) -> web.Response:
+    svc = services(request)
+    found = await _enrolment_of(request)
+    if found is None:
+        return _link_invalid(request)
+    enrollment, group = found
     patient = await get_patient(svc.redis, enrollment["patient_id"])
+    token = request.match_info["token"]
     return render(request, "join.html", {
         "brand": brand_of(group),
         "group_name": group["name"],
         "display_name": patient["display_name"] if patient else "",
+        "patient_id": enrollment["patient_id"],  # the page's own roster id, to tell itself apart
         "token": token,
+        "schedule": describe_schedule(group),
+        "next_start": next_meeting(group, svc.clock.now()) or "",
+        "calendar_url": f"/j/{token}/calendar.ics",
     })
+
+
+async def calendar(request: web.Request) -> web.Response:
+    svc = services(request)
+    found = await _enrolment_of(request)
+    if found is None:
+        raise web.HTTPNotFound()
+    enrollment, group = found
+    join_url = svc.links.url(enrollment["id"], enrollment["link_version"])
+    host = urlparse(svc.settings.public_url).hostname or "porchlight"
+    body = ics_feed(group, brand_of(group), join_url, svc.clock.now(), host)
+    return web.Response(text=body, content_type="text/calendar", charset="utf-8", headers={
+        "Content-Disposition": 'attachment; filename="group-schedule.ics"'})

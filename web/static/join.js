@@ -1,53 +1,331 @@
-// The patient's door: check in over the realtime WebSocket and show what is happening.
-const door = document.getElementById("door");
-const statusRegion = document.getElementById("status");
-const form = document.getElementById("checkin");
-const inSession = document.getElementById("in-session");
-let socket = null;
+// The patient's door: device check, check-in, a calm waiting room, the group, and clear
+// screens when it is over. Everything the server says arrives on the realtime socket.
+import { HELP, meterFor, openDevices, playTestTone, stopStream } from "/static/devices.js";
+import { VideoGrid } from "/static/grid.js";
+import { LiveSocket } from "/static/live.js";
+import { Room } from "/static/room.js";
+import { applyBrandFromBody } from "/static/theme.js";
+
+applyBrandFromBody();
+
+const $ = (id) => document.getElementById(id);
+const door = $("door");
+const me = { id: door.dataset.participantId, name: door.dataset.displayName };
+const views = { door: $("door-view"), waiting: $("waiting-view"), session: $("session-view"), ended: $("ended-view") };
+const statusRegion = $("status");
+const toggleAudio = $("toggle-audio");
+const toggleVideo = $("toggle-video");
+
+let localStream = null;
+let stopMeter = () => {};
+let joinedFrom = "home";
+let sentBack = false;
+let audioOn = true;
+let videoOn = true;
+let waitingSince = null;
+let waitTicker = null;
+let state = "door"; // door | waiting | session | ended
+const grid = new VideoGrid($("grid"), { selfLabel: "you" });
+const live = new LiveSocket({
+  hello: () => ({ type: "hello", token: door.dataset.token, location: joinedFrom }),
+  onFrame: (frame) => onFrame(frame),
+  onState: (kind, info) => onConnection(kind, info),
+});
+const room = new Room({ send: (frame) => live.send(frame), grid, onState: (text) => mediaNote(text) });
 
 function say(text) { statusRegion.textContent = text; }
 
-function connect(location) {
-  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${window.location.host}/api/v1/ws`);
-  socket.addEventListener("open", () => {
-    socket.send(JSON.stringify({ type: "hello", token: door.dataset.token, location }));
-  });
-  socket.addEventListener("message", (event) => {
-    const frame = JSON.parse(event.data);
-    switch (frame.type) {
-      case "waiting":
-        form.hidden = true;
-        say(frame.session_id ? "You are in the waiting room. Your facilitator will let you in soon."
-                             : (frame.message || "The session has not started yet."));
-        break;
-      case "admitted": form.hidden = true; inSession.hidden = false; say("You are in the group session."); break;
-      case "message": say(`Message from your facilitator: ${frame.text}`); break;
-      case "sent_back": inSession.hidden = true; say("Your facilitator moved you to the waiting room."); break;
-      case "declined": say(frame.message || "Your facilitator could not admit you to this session."); break;
-      case "removed": inSession.hidden = true; say(frame.reason || "You were removed from the session."); break;
-      case "session_ended": inSession.hidden = true; say("The session has ended. Thank you for joining."); break;
-      case "error": if (frame.code === "replaced") say("This link was opened in another window."); break;
-      default: break;
-    }
-  });
-  socket.addEventListener("close", (event) => {
-    if (event.code === 4401) say("This link is no longer valid. Please contact your clinic.");
-  });
+function show(name, focusHeading = true) {
+  state = name;
+  for (const [key, view] of Object.entries(views)) view.hidden = key !== name;
+  document.body.dataset.view = name;
+  if (focusHeading) {
+    const heading = views[name].querySelector("h1");
+    if (heading && heading.hasAttribute("tabindex")) heading.focus({ preventScroll: true });
+  }
 }
 
-form.addEventListener("submit", (event) => {
+function formatStart(iso) {
+  const when = new Date(iso);
+  if (Number.isNaN(when.getTime())) return "";
+  return new Intl.DateTimeFormat(undefined, { weekday: "long", hour: "numeric", minute: "2-digit" }).format(when);
+}
+
+// -- device check ------------------------------------------------------------------------
+
+function hasVideo() { return Boolean(localStream && localStream.getVideoTracks().length); }
+function hasAudio() { return Boolean(localStream && localStream.getAudioTracks().length); }
+
+function showPreview() {
+  const on = hasVideo() && videoOn;
+  for (const id of ["preview", "waiting-preview"]) {
+    const video = $(id);
+    video.srcObject = on ? localStream : null;
+    video.closest(".preview, .waiting-preview").classList.toggle("has-video", on);
+  }
+}
+
+async function startDevices() {
+  $("preview-note").textContent = "Starting your camera…";
+  $("retry-devices").hidden = true;
+  stopMeter();
+  stopStream(localStream);
+  const { stream, problem } = await openDevices({ video: true });
+  localStream = stream;
+  const help = $("device-help");
+  help.hidden = !problem;
+  help.textContent = problem ? HELP[problem] : "";
+  $("retry-devices").hidden = !problem || problem === "camera_missing" || problem === "unsupported";
+  $("preview-note").textContent = hasVideo() ? "" : "Camera off";
+  $("mic-hint").textContent = hasAudio() ? "Say something: the bar should move." : "No microphone in use.";
+  if (!hasVideo()) {
+    $("audio-only").checked = true;
+    $("audio-only").disabled = true;
+  } else {
+    $("audio-only").disabled = false;
+  }
+  videoOn = hasVideo() && !$("audio-only").checked;
+  applyTracks();
+  showPreview();
+  if (hasAudio()) stopMeter = meterFor(localStream, $("mic-meter"), $("mic-bar"));
+}
+
+function applyTracks() {
+  if (!localStream) return;
+  for (const track of localStream.getAudioTracks()) track.enabled = audioOn;
+  for (const track of localStream.getVideoTracks()) track.enabled = videoOn;
+}
+
+$("retry-devices").addEventListener("click", () => startDevices());
+$("audio-only").addEventListener("change", (event) => {
+  videoOn = hasVideo() && !event.target.checked;
+  applyTracks();
+  showPreview();
+});
+$("test-speaker").addEventListener("click", () => {
+  const button = $("test-speaker");
+  button.disabled = true;
+  const ms = playTestTone();
+  setTimeout(() => { button.disabled = false; }, ms || 500);
+  say("Playing a test sound. If you did not hear it, turn up the volume.");
+});
+
+// -- check-in and the waiting room ----------------------------------------------------------
+
+$("checkin").addEventListener("submit", (event) => {
   event.preventDefault();
-  const location = new FormData(form).get("location");
-  say("Checking in…");
-  connect(location);
+  joinedFrom = new FormData(event.target).get("location") === "other" ? "other" : "home";
+  event.target.querySelector("button[type=submit]").disabled = true;
+  say("Checking you in…");
+  live.connect();
 });
 
-document.getElementById("leave").addEventListener("click", () => {
-  if (socket) socket.send(JSON.stringify({ type: "leave" }));
-  inSession.hidden = true;
-  say("You left the session.");
+function tickWaited() {
+  if (!waitingSince) return;
+  const seconds = Math.max(0, Math.floor((Date.now() - waitingSince) / 1000));
+  const minutes = Math.floor(seconds / 60);
+  $("waited").textContent = minutes >= 60
+    ? `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")} min`
+    : `${minutes}:${String(seconds % 60).padStart(2, "0")}`;
+}
+
+function enterWaiting(frame) {
+  room.close();
+  grid.clear();
+  stopMeter();
+  if (!waitingSince) waitingSince = Date.now();
+  clearInterval(waitTicker);
+  waitTicker = setInterval(tickWaited, 1000);
+  tickWaited();
+  let text;
+  if (frame.session_id && sentBack) {
+    text = frame.message || "Your facilitator moved you back to the waiting room for a moment. Please stay on this page.";
+    say("Your facilitator moved you back to the waiting room for a moment.");
+  } else if (frame.session_id) {
+    text = frame.message || "Your facilitator will let you in soon. You can leave this page open.";
+    say("You are in the waiting room. Your facilitator will let you in soon.");
+  } else {
+    const when = frame.next_start ? formatStart(frame.next_start) : "";
+    text = when
+      ? `The group has not started yet. It is scheduled for ${when}; you will move to the waiting room when it opens.`
+      : frame.message || "The group has not started yet. You will move to the waiting room when it opens.";
+    say("You are checked in. The group has not started yet.");
+  }
+  $("waiting-text").textContent = text;
+  const first = state !== "waiting";
+  show("waiting", first);
+  showPreview();
+}
+
+function addMessage(text) {
+  const item = document.createElement("li");
+  const time = document.createElement("span");
+  time.className = "message-time";
+  time.textContent = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" }).format(new Date());
+  const body = document.createElement("span");
+  body.textContent = text;
+  item.append(time, body);
+  $("messages").append(item);
+  $("messages-box").hidden = false;
+  say(`Message from your facilitator: ${text}`);
+}
+
+// -- in the session ----------------------------------------------------------------------------
+
+function updateControls() {
+  toggleAudio.textContent = audioOn ? "Mute" : "Unmute";
+  toggleAudio.setAttribute("aria-pressed", String(!audioOn));
+  toggleAudio.classList.toggle("is-off", !audioOn);
+  toggleAudio.disabled = !hasAudio();
+  toggleVideo.textContent = videoOn ? "Stop video" : "Start video";
+  toggleVideo.setAttribute("aria-pressed", String(!videoOn));
+  toggleVideo.classList.toggle("is-off", !videoOn);
+  toggleVideo.disabled = !hasVideo();
+  grid.setSelfMuted(!audioOn);
+  grid.setSelfVideo(videoOn);
+}
+
+function sendMediaState() {
+  live.send({ type: "media_state", audio: audioOn && hasAudio(), video: videoOn && hasVideo() });
+}
+
+function enterSession(frame) {
+  sentBack = false;
+  clearInterval(waitTicker);
+  waitingSince = null;
+  const first = state !== "session";
+  show("session", first);
+  say(first ? "You are in the group. Welcome." : "You are back in the group.");
+  grid.setSelf(me.id, me.name, "patient", localStream);
+  updateControls();
+  room.start(localStream, frame.ice_servers).then(() => room.setTracks({ audio: audioOn, video: videoOn }));
+  sendMediaState();
+}
+
+function mediaNote(text) {
+  if (state === "session" && text) say(text);
+}
+
+toggleAudio.addEventListener("click", () => {
+  audioOn = !audioOn;
+  applyTracks();
+  room.setTracks({ audio: audioOn, video: videoOn });
+  sendMediaState();
+  updateControls();
+  say(audioOn ? "Your microphone is on." : "You are muted.");
 });
 
-document.documentElement.style.setProperty("--primary", document.body.dataset.primary);
-document.documentElement.style.setProperty("--accent", document.body.dataset.accent);
+toggleVideo.addEventListener("click", () => {
+  videoOn = !videoOn;
+  applyTracks();
+  room.setTracks({ audio: audioOn, video: videoOn });
+  sendMediaState();
+  updateControls();
+  say(videoOn ? "Your camera is on." : "Your camera is off. The group sees your name.");
+});
+
+// -- the end, whichever way it comes -----------------------------------------------------------
+
+function finish(heading, text, { again = null } = {}) {
+  room.close();
+  live.stop();
+  grid.clear();
+  clearInterval(waitTicker);
+  waitingSince = null;
+  stopMeter();
+  stopStream(localStream);
+  localStream = null;
+  $("ended-heading").textContent = heading;
+  $("ended-text").textContent = text;
+  const button = $("check-in-again");
+  button.hidden = !again;
+  if (again) button.textContent = again;
+  show("ended");
+  say(heading);
+}
+
+function leave() {
+  live.send({ type: "leave" });
+  finish("You left the session", "Thank you for joining. You can check in again with the same link while the group is running.",
+    { again: "Check in again" });
+}
+
+$("leave").addEventListener("click", leave);
+$("leave-waiting").addEventListener("click", () => {
+  live.send({ type: "leave" });
+  finish("You left the waiting room", "You can check in again with the same link whenever you are ready.",
+    { again: "Check in again" });
+});
+$("check-in-again").addEventListener("click", () => window.location.reload());
+
+const phone = document.querySelector(".door-footer a[href^='tel:']");
+const callClinic = phone ? ` If you have questions, call ${phone.textContent}.` : "";
+
+function onFrame(frame) {
+  switch (frame.type) {
+    case "waiting": enterWaiting(frame); break;
+    case "admitted": enterSession(frame); break;
+    case "roster": if (state === "session") grid.setRoster(frame.participants || []); break;
+    case "offer": case "answer": room.handle(frame); break;
+    case "message": addMessage(frame.text || ""); break;
+    case "sent_back":
+      // The server follows with `waiting`; that frame shows the waiting room.
+      sentBack = true;
+      waitingSince = null;
+      room.close();
+      $("messages").replaceChildren();
+      $("messages-box").hidden = true;
+      break;
+    case "muted":
+      audioOn = false;
+      applyTracks();
+      room.setTracks({ audio: false, video: videoOn });
+      sendMediaState();
+      updateControls();
+      say("Your facilitator muted your microphone. Press Unmute when you want to speak.");
+      break;
+    case "declined":
+      finish("You were not admitted this time",
+        (frame.message ? `Your facilitator says: “${frame.message}”. ` : "Your facilitator could not admit you to this session. ")
+        + callClinic.trim());
+      break;
+    case "removed":
+      finish("You have been removed from the session",
+        (frame.reason ? `Reason: ${frame.reason}. ` : "") + callClinic.trim());
+      break;
+    case "session_ended":
+      finish("The session has ended", "Thank you for joining today. See you next time.");
+      break;
+    case "error": onError(frame); break;
+    default: break;
+  }
+}
+
+function onError(frame) {
+  if (frame.code === "replaced") {
+    finish("This link is open somewhere else", "You opened your link in another window or device, so this one has stopped. "
+      + "You can carry on there, or use this window instead.", { again: "Use this window" });
+  } else if (frame.code === "invalid_token") {
+    finish("This link no longer works", `Please contact your clinic for a new link.${callClinic}`);
+  }
+  // Other errors (for example media not yet available) are not the patient's to act on.
+}
+
+function onConnection(kind, info) {
+  if (kind === "waiting_to_retry") {
+    say(`Connection lost. Reconnecting in ${info.seconds} s… You keep your place.`);
+    document.body.classList.add("is-offline");
+  } else if (kind === "reconnecting") {
+    say("Reconnecting…");
+  } else if (kind === "reconnected") {
+    document.body.classList.remove("is-offline");
+    say("Reconnected.");
+  }
+}
+
+// -- start ---------------------------------------------------------------------------------------
+
+$("preview-initials").textContent = (me.name || "?").split(/\s+/).slice(0, 2).map((p) => p[0]).join("").toUpperCase();
+const nextStart = $("next-start");
+if (nextStart) nextStart.textContent = formatStart(nextStart.getAttribute("datetime"));
+startDevices();

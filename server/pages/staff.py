@@ -1,0 +1,277 @@
+"""Staff pages: /login, /console (facilitators), /admin... (admins).
+
+Pages render from the same service functions the API uses; every change a page makes goes
+through the public API from the browser (with the session's CSRF token, which the page
+carries in a meta tag). A visit without a staff session is sent to /login; a signed-in user
+of the wrong role gets a plain 403 page.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from server.api.common import may_run
+from server.attendance import reports
+from server.auth.sessions import COOKIE_NAME, StaffSession
+from server.auth.staff import Role, all_users
+from server.billing import outbox
+from server.clinic import enrollments, groups, patients
+from server.clinic.calendar import describe_schedule, meetings_today
+from server.pages.charts import weekly_hours_chart
+from server.pages.render import render
+from server.services import services
+from server.store import keys
+
+HOME = {Role.ADMIN: "/admin", Role.FACILITATOR: "/console"}
+
+
+def _safe_next(raw: str | None) -> str | None:
+    # Only a path on this server: never an open redirect.
+    if raw and raw.startswith("/") and not raw.startswith("//") and "\\" not in raw:
+        return raw
+    return None
+
+
+async def _signed_in(request: web.Request, *roles: Role) -> StaffSession | web.Response:
+    """The caller's staff session; or a redirect to /login; or a 403 page for another role."""
+    svc = services(request)
+    staff = await svc.staff_sessions.resume(request.cookies.get(COOKIE_NAME))
+    if staff is None:
+        raise web.HTTPFound("/login?" + urlencode({"next": request.path_qs}))
+    if roles and staff.user.role not in roles:
+        return render(request, "notice.html", {
+            **_base(staff, "Not available"), "heading": "This page is not available to you",
+            "message": "Your account does not have access to this page. If you think it should, ask a clinic admin.",
+        }, status=403)
+    return staff
+
+
+def _base(staff: StaffSession, title: str) -> dict[str, Any]:
+    return {"user": staff.user, "csrf_token": staff.csrf_token, "title": title,
+            "is_admin": staff.user.role is Role.ADMIN}
+
+
+def _local(ms: int | str | None, zone: ZoneInfo, fmt: str = "%H:%M") -> str:
+    if ms in (None, ""):
+        return ""
+    return datetime.fromtimestamp(int(ms) / 1000, tz=zone).strftime(fmt)
+
+
+def _local_iso(value: str | None, zone: ZoneInfo, fmt: str = "%H:%M") -> str:
+    if not value:
+        return ""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(zone).strftime(fmt)
+
+
+# -- sign-in ---------------------------------------------------------------------------
+
+
+async def login_page(request: web.Request) -> web.Response:
+    svc = services(request)
+    wanted = _safe_next(request.query.get("next"))
+    staff = await svc.staff_sessions.resume(request.cookies.get(COOKIE_NAME), touch=False)
+    if staff is not None:
+        raise web.HTTPFound(wanted or HOME[staff.user.role])
+    return render(request, "login.html", {"next": wanted or ""})
+
+
+async def home(request: web.Request) -> web.Response:
+    staff = await _signed_in(request)
+    if isinstance(staff, web.Response):
+        return staff
+    raise web.HTTPFound(HOME[staff.user.role])
+
+
+# -- the facilitator's console -----------------------------------------------------------
+
+
+async def _sessions_today(request: web.Request, group: dict[str, Any]) -> list[dict[str, str]]:
+    svc = services(request)
+    zone = ZoneInfo(group.get("timezone") or "UTC")
+    local_now = datetime.fromtimestamp(svc.clock.now(), tz=zone)
+    midnight = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    ids = await svc.redis.zrangebyscore(keys.group_sessions(group["id"]), int(midnight.timestamp() * 1000), "+inf")
+    out = []
+    for session_id in ids:
+        row = await svc.redis.hgetall(keys.session(session_id))
+        if row:
+            out.append({"id": session_id, "state": row.get("state", ""),
+                        "started": _local(row.get("started_at"), zone), "ended": _local(row.get("ended_at"), zone)})
+    return out
+
+
+async def console(request: web.Request) -> web.Response:
+    staff = await _signed_in(request, Role.FACILITATOR, Role.ADMIN)
+    if isinstance(staff, web.Response):
+        return staff
+    svc = services(request)
+    now = svc.clock.now()
+    cards = []
+    for group in await groups.all_groups(svc.redis):
+        if not may_run(staff, group):
+            continue
+        zone = ZoneInfo(group.get("timezone") or "UTC")
+        cards.append({
+            "id": group["id"],
+            "name": group["name"],
+            "program": group["program"],
+            "schedule": describe_schedule(group),
+            "open_session_id": await svc.redis.get(keys.group_open_session(group["id"])) or "",
+            "meetings": [f"{m.start.strftime('%H:%M')}–{m.end.strftime('%H:%M')}" for m in meetings_today(group, now)],
+            "sessions": await _sessions_today(request, group),
+            "today": datetime.fromtimestamp(now, tz=zone).strftime("%A %-d %B"),
+            "brand": groups.brand_of(group),
+        })
+    return render(request, "console.html", {**_base(staff, "Console"), "groups": cards})
+
+
+# -- admin -------------------------------------------------------------------------------
+
+
+async def admin_home(request: web.Request) -> web.Response:
+    staff = await _signed_in(request, Role.ADMIN)
+    if isinstance(staff, web.Response):
+        return staff
+    svc = services(request)
+    users = await all_users(svc.redis)
+    names = {u.id: u.name for u in users}
+    rows = []
+    for group in await groups.all_groups(svc.redis):
+        enrolled = await enrollments.group_enrollments(svc.redis, group["id"])
+        rows.append({**group, "schedule_text": describe_schedule(group),
+                     "facilitators": [names.get(i, i) for i in group.get("facilitator_ids", [])],
+                     "active": sum(1 for e in enrolled if e.get("ended_at") is None)})
+    return render(request, "admin.html", {
+        **_base(staff, "Clinic"),
+        "section": "clinic",
+        "groups": rows,
+        "patients": await patients.all_patients(svc.redis),
+        "facilitators": [u for u in users if u.role is Role.FACILITATOR],
+        "programs": list(groups.PROGRAMS),
+    })
+
+
+async def admin_group(request: web.Request) -> web.Response:
+    staff = await _signed_in(request, Role.ADMIN)
+    if isinstance(staff, web.Response):
+        return staff
+    svc = services(request)
+    group = await groups.get_group(svc.redis, request.match_info["group_id"])
+    if group is None:
+        return render(request, "notice.html", {
+            **_base(staff, "Not found"), "heading": "Group not found",
+            "message": "There is no group at this address. It may have been mistyped.",
+        }, status=404)
+    everyone = await patients.all_patients(svc.redis)
+    names = {p["id"]: p["display_name"] for p in everyone}
+    enrolled = [enrollments.public(e, svc.links) for e in await enrollments.group_enrollments(svc.redis, group["id"])]
+    active_ids = {e["patient_id"] for e in enrolled if e["active"]}
+    for row in enrolled:
+        row["display_name"] = names.get(row["patient_id"], row["patient_id"])
+    return render(request, "admin_group.html", {
+        **_base(staff, group["name"]),
+        "section": "clinic",
+        "group": group,
+        "schedule_text": describe_schedule(group),
+        "brand": groups.brand_of(group),
+        "enrollments": sorted(enrolled, key=lambda e: (not e["active"], e["display_name"].lower())),
+        "unenrolled": [p for p in everyone if p["id"] not in active_ids],
+    })
+
+
+def _parse_day(raw: str | None, default: date) -> date:
+    try:
+        return date.fromisoformat(raw) if raw else default
+    except ValueError:
+        return default
+
+
+async def admin_attendance(request: web.Request) -> web.Response:
+    staff = await _signed_in(request, Role.ADMIN)
+    if isinstance(staff, web.Response):
+        return staff
+    svc = services(request)
+    default_from, default_to = reports.default_range(svc.clock)
+    start = _parse_day(request.query.get("from"), default_from)
+    end = _parse_day(request.query.get("to"), default_to)
+    if end < start:
+        start, end = end, start
+    end = min(end, start + timedelta(days=366))
+    all_groups = await groups.all_groups(svc.redis)
+    group_ids = {g["id"] for g in all_groups}
+    everyone = await patients.all_patients(svc.redis)
+    names = {p["id"]: p["display_name"] for p in everyone}
+    group_id = request.query.get("group_id") if request.query.get("group_id") in group_ids else None
+    patient_id = request.query.get("patient_id") if request.query.get("patient_id") in names else None
+    rows = await reports.records(svc.redis, start, end, group_id, patient_id)
+    # Looking at minutes is a pull like the API's: the audit log says who saw what range.
+    await svc.audit.append("attendance.export", staff.user.id, format="page", rows=len(rows),
+                           **{"from": start.isoformat(), "to": end.isoformat()})
+    weeks = await reports.weekly(svc.redis, start, end, group_id)
+    if patient_id is not None:
+        weeks = [w for w in weeks if w["patient_id"] == patient_id]
+    by_group = {g["id"]: g for g in all_groups}
+    table = []
+    for row in sorted(rows, key=lambda r: (r["service_date"], names.get(r["patient_id"], "")), reverse=True):
+        zone = ZoneInfo(by_group.get(row["group_id"], {}).get("timezone") or "UTC")
+        table.append({
+            **row,
+            "group_name": by_group.get(row["group_id"], {}).get("name", row["group_id"]),
+            "display_name": names.get(row["patient_id"], row["patient_id"]),
+            "joined": _local_iso(row.get("first_join"), zone),
+            "left": _local_iso(row.get("last_leave"), zone),
+            "waited_minutes": int(row.get("waited_seconds") or 0) // 60,
+            "video_minutes": int(row.get("video_seconds") or 0) // 60,
+            "audio_minutes": int(row.get("audio_only_seconds") or 0) // 60,
+        })
+    filters = {"from": start.isoformat(), "to": end.isoformat()}
+    if group_id:
+        filters["group_id"] = group_id
+    if patient_id:
+        filters["patient_id"] = patient_id
+    latest: dict[str, dict[str, Any]] = {}
+    for week in weeks:
+        if week["patient_id"] not in latest or week["week"] > latest[week["patient_id"]]["week"]:
+            latest[week["patient_id"]] = week
+    at_risk = sorted((names.get(p, p), w["week"]) for p, w in latest.items() if w["dropout_risk"])
+    return render(request, "admin_attendance.html", {
+        **_base(staff, "Attendance"),
+        "section": "attendance",
+        "filters": filters,
+        "csv_url": "/api/v1/attendance.csv?" + urlencode(filters),
+        "groups": all_groups,
+        "patients": sorted(everyone, key=lambda p: p["display_name"].lower()),
+        "rows": table,
+        "total_minutes": sum(int(r["attended_minutes"]) for r in rows),
+        "chart": weekly_hours_chart(weeks, names) if weeks else None,
+        "weeks": sorted(weeks, key=lambda w: (names.get(w["patient_id"], ""), w["week"])),
+        "names": names,
+        "at_risk": at_risk,
+    })
+
+
+async def admin_billing(request: web.Request) -> web.Response:
+    staff = await _signed_in(request, Role.ADMIN)
+    if isinstance(staff, web.Response):
+        return staff
+    svc = services(request)
+    status = request.query.get("status") if request.query.get("status") in outbox.STATUSES else None
+    rows = await outbox.deliveries(svc.redis, status, limit=500)
+    names = {p["id"]: p["display_name"] for p in await patients.all_patients(svc.redis)}
+    counts = {name: await svc.redis.zcard(keys.billing_by_status(name)) for name in outbox.STATUSES}
+    return render(request, "admin_billing.html", {
+        **_base(staff, "Billing"),
+        "section": "billing",
+        "status": status or "",
+        "statuses": outbox.STATUSES,
+        "counts": counts,
+        "rows": rows,
+        "names": names,
+        "webhook_configured": bool(svc.settings.billing_webhook_url),
+    })
+

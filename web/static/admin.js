@@ -1,0 +1,199 @@
+// Admin pages: each change goes through the public API, then the page reloads to show it.
+import { api, flash, flashAfterReload } from "/static/api.js";
+import { applyBrand } from "/static/theme.js";
+
+const $ = (id) => document.getElementById(id);
+const DAYS = { mon: 0, tue: 1, wed: 2, thu: 3, fri: 4, sat: 5, sun: 6 };
+
+function done(message) {
+  flashAfterReload(message);
+  window.location.reload();
+}
+
+function failed(what, error) {
+  flash(`${what} did not work: ${error.message}`, { error: true });
+}
+
+function busy(form, on) {
+  for (const button of form.querySelectorAll("button")) button.disabled = on;
+}
+
+// -- clinic: new group, new patient ------------------------------------------------------------
+
+const newGroup = $("new-group");
+if (newGroup) {
+  newGroup.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(newGroup);
+    const body = {
+      name: String(data.get("name") || "").trim(),
+      program: data.get("program"),
+      facilitator_ids: data.getAll("facilitator_ids"),
+    };
+    if (!body.name) { flash("Give the group a name.", { error: true }); $("group-name").focus(); return; }
+    const timezone = String(data.get("timezone") || "").trim();
+    if (timezone) body.timezone = timezone;
+    const days = String(data.get("days") || "").toLowerCase().split(/[\s,]+/).filter(Boolean);
+    if (days.length) {
+      const unknown = days.filter((d) => !(d.slice(0, 3) in DAYS));
+      if (unknown.length) { flash(`Unknown day: ${unknown.join(", ")}. Use Mon, Tue, …`, { error: true }); return; }
+      body.schedule = days.map((d) => ({
+        weekday: DAYS[d.slice(0, 3)], start: data.get("start") || "18:00", minutes: Number(data.get("minutes") || 180),
+      }));
+    }
+    busy(newGroup, true);
+    try {
+      const group = await api("POST", "/groups", body);
+      flashAfterReload(`Group "${group.name}" created.`);
+      window.location.assign(`/admin/groups/${group.id}`);
+    } catch (error) {
+      failed("Creating the group", error);
+      busy(newGroup, false);
+    }
+  });
+}
+
+const newPatient = $("new-patient");
+if (newPatient) {
+  newPatient.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(newPatient);
+    const body = { display_name: String(data.get("display_name") || "").trim() };
+    if (!body.display_name) { flash("Enter the name the group will see.", { error: true }); $("patient-name").focus(); return; }
+    const mrn = String(data.get("external_id") || "").trim();
+    if (mrn) body.external_id = mrn;
+    busy(newPatient, true);
+    try {
+      const patient = await api("POST", "/patients", body);
+      done(`${patient.display_name} added. Enrol them in a group to give them a link.`);
+    } catch (error) {
+      failed("Adding the patient", error);
+      busy(newPatient, false);
+    }
+  });
+}
+
+// -- a group: enrolments and links ------------------------------------------------------------
+
+const groupPage = $("group-page");
+const groupId = groupPage ? groupPage.dataset.groupId : null;
+
+const enrol = $("enrol");
+if (enrol) {
+  enrol.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(enrol);
+    const body = { patient_id: data.get("patient_id") };
+    if (data.get("starts_on")) body.starts_on = data.get("starts_on");
+    if (data.get("ends_on")) body.ends_on = data.get("ends_on");
+    busy(enrol, true);
+    try {
+      await api("POST", `/groups/${groupId}/enrollments`, body);
+      done("Enrolled. Copy their link and send it to them.");
+    } catch (error) {
+      failed("Enrolling", error);
+      busy(enrol, false);
+    }
+  });
+}
+
+async function copy(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    // No clipboard permission: select the text so Ctrl+C / long-press works.
+    return false;
+  }
+}
+
+for (const row of document.querySelectorAll("tr[data-enrollment-id]")) {
+  const url = row.querySelector("[data-role=join-url]");
+  const copyButton = row.querySelector("[data-action=copy]");
+  const rotateButton = row.querySelector("[data-action=rotate]");
+  if (copyButton && url) {
+    copyButton.addEventListener("click", async () => {
+      if (await copy(url.textContent.trim())) flash("Link copied.");
+      else {
+        window.getSelection().selectAllChildren(url);
+        flash("Press Ctrl+C (or long-press) to copy the selected link.");
+      }
+    });
+  }
+  if (rotateButton) {
+    rotateButton.addEventListener("click", async () => {
+      if (!window.confirm("Make a new link? The old one stops working at once, and the patient needs the new one.")) return;
+      rotateButton.disabled = true;
+      try {
+        const answer = await api("POST", `/enrollments/${row.dataset.enrollmentId}/rotate-link`, {});
+        url.textContent = answer.join_url;
+        flash("New link made. The old link no longer works.");
+      } catch (error) {
+        failed("Rotating the link", error);
+      }
+      rotateButton.disabled = false;
+    });
+  }
+}
+
+// -- the brand editor, with its live preview ------------------------------------------------------------
+
+const brandForm = $("brand-form");
+if (brandForm) {
+  const preview = $("brand-preview");
+  const colour = /^#[0-9a-f]{6}$/i;
+  const pairs = [["brand-primary", "brand-primary-pick"], ["brand-accent", "brand-accent-pick"]];
+  const refresh = () => {
+    const primary = $("brand-primary").value.trim();
+    const accent = $("brand-accent").value.trim();
+    applyBrand(preview, colour.test(primary) ? primary : null, colour.test(accent) ? accent : null);
+    $("preview-name").textContent = $("brand-name").value || "Porchlight";
+    $("preview-welcome").textContent = $("brand-welcome").value;
+    const phone = $("brand-phone").value.trim();
+    $("preview-phone").textContent = phone ? `Trouble joining? Call ${phone}.` : "";
+    const logo = $("brand-logo").value.trim();
+    const usable = logo.startsWith("https://") || logo.startsWith("/");
+    $("preview-logo").src = usable ? logo : "/static/porchlight-mark.svg";
+  };
+  for (const [text, picker] of pairs) {
+    $(picker).addEventListener("input", () => { $(text).value = $(picker).value; refresh(); });
+    $(text).addEventListener("input", () => { if (colour.test($(text).value.trim())) $(picker).value = $(text).value.trim(); refresh(); });
+  }
+  brandForm.addEventListener("input", refresh);
+  refresh();
+  brandForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(brandForm);
+    const brand = {};
+    for (const key of ["name", "logo_url", "primary_color", "accent_color", "welcome_text", "support_phone"]) {
+      brand[key] = String(data.get(key) || "").trim();
+    }
+    for (const key of ["primary_color", "accent_color"]) {
+      if (!colour.test(brand[key])) { flash("Colours look like #2f5d8a.", { error: true }); return; }
+    }
+    busy(brandForm, true);
+    try {
+      await api("PATCH", `/groups/${groupId}`, { brand });
+      flash("Brand saved. Patients see it the next time they open their link.");
+    } catch (error) {
+      failed("Saving the brand", error);
+    }
+    busy(brandForm, false);
+  });
+}
+
+// -- billing: replay a failed delivery -------------------------------------------------------------------
+
+for (const button of document.querySelectorAll("[data-action=replay]")) {
+  button.addEventListener("click", async () => {
+    const row = button.closest("tr");
+    button.disabled = true;
+    try {
+      await api("POST", `/billing/deliveries/${row.dataset.recordId}/replay`, {});
+      done("Delivery queued again.");
+    } catch (error) {
+      failed("Replaying", error);
+      button.disabled = false;
+    }
+  });
+}

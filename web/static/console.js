@@ -1,0 +1,423 @@
+// The facilitator's console: their groups, the waiting room live, and the session itself.
+import { api, flash, flashAfterReload, plural } from "/static/api.js";
+import { openDevices, playArrivalChime, stopStream } from "/static/devices.js";
+import { VideoGrid } from "/static/grid.js";
+import { LiveSocket } from "/static/live.js";
+import { Room } from "/static/room.js";
+
+const $ = (id) => document.getElementById(id);
+const root = $("console");
+const me = { id: root.dataset.userId, name: root.dataset.userName, role: root.dataset.userRole };
+const SESSION_KEY = "porchlight.console.session"; // the session this tab runs, to rejoin after a reload
+const baseTitle = document.title;
+
+// -- waiting-room cues: a chime and the count in the title bar ---------------------------------
+
+const seenWaiting = new Map(); // group id -> Set of patient ids already announced
+const waitingCounts = new Map(); // group id -> count
+
+function cue(groupId, waiting) {
+  const known = seenWaiting.get(groupId);
+  const ids = new Set(waiting.map((w) => w.patient_id));
+  const arrived = known ? waiting.filter((w) => !known.has(w.patient_id)) : [];
+  seenWaiting.set(groupId, ids);
+  waitingCounts.set(groupId, waiting.length);
+  const total = [...waitingCounts.values()].reduce((a, b) => a + b, 0);
+  document.title = total ? `(${total}) Waiting — Porchlight` : baseTitle;
+  if (arrived.length) playArrivalChime();
+  return arrived;
+}
+
+function since(iso) {
+  const seconds = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
+  if (seconds < 60) return "just arrived";
+  const minutes = Math.floor(seconds / 60);
+  return minutes < 60 ? `waiting ${minutes} min` : `waiting ${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+// -- the lobby: one watcher per group ------------------------------------------------------------
+
+const cards = [...document.querySelectorAll(".group-card")];
+const watchers = new Map();
+
+function watch(card) {
+  const groupId = card.dataset.groupId;
+  const count = card.querySelector("[data-role=waiting-count]");
+  const socket = new LiveSocket({
+    hello: () => ({ type: "hello", group_id: groupId }),
+    onFrame: (frame) => {
+      if (frame.type === "waiting_list") {
+        const waiting = frame.waiting || [];
+        if (!activeRoom || activeRoom.groupId !== groupId) cue(groupId, waiting);
+        count.textContent = waiting.length
+          ? `${plural(waiting.length, "person is", "people are")} waiting: ${waiting.map((w) => w.display_name).join(", ")}`
+          : "No one is waiting.";
+        count.classList.toggle("has-people", waiting.length > 0);
+      } else if (frame.type === "session_opened") {
+        card.dataset.openSessionId = frame.session_id;
+        card.querySelector("[data-action=start]").textContent = "Rejoin session";
+      } else if (frame.type === "session_ended") {
+        card.dataset.openSessionId = "";
+        card.querySelector("[data-action=start]").textContent = "Start session";
+      } else if (frame.type === "error" && frame.code === "unauthorized") {
+        window.location.assign("/login?next=/console");
+      }
+    },
+  });
+  socket.connect();
+  watchers.set(groupId, socket);
+}
+
+for (const card of cards) {
+  watch(card);
+  card.querySelector("[data-action=start]").addEventListener("click", () => start(card));
+}
+
+async function start(card) {
+  const button = card.querySelector("[data-action=start]");
+  button.disabled = true;
+  let sessionId = card.dataset.openSessionId;
+  try {
+    if (!sessionId) {
+      try {
+        sessionId = (await api("POST", `/groups/${card.dataset.groupId}/sessions`, {})).id;
+      } catch (error) {
+        if (error.code !== "session_open" || !error.detail.session_id) throw error;
+        sessionId = error.detail.session_id; // someone (or another tab) opened it: join that one
+      }
+    }
+    await enterRoom(card, sessionId);
+  } catch (error) {
+    flash(`Could not start the session: ${error.message}`, { error: true });
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// -- the room --------------------------------------------------------------------------------------
+
+let activeRoom = null;
+
+function enterRoomView(card) {
+  $("lobby").hidden = true;
+  $("room").hidden = false;
+  $("room-heading").textContent = card.dataset.groupName;
+  $("room-heading").focus({ preventScroll: true });
+}
+
+function leaveRoomView() {
+  $("room").hidden = true;
+  $("lobby").hidden = false;
+}
+
+async function enterRoom(card, sessionId) {
+  if (activeRoom) return;
+  try { sessionStorage.setItem(SESSION_KEY, sessionId); } catch { /* private mode */ }
+  const groupId = card.dataset.groupId;
+  enterRoomView(card);
+  say("Starting your camera and microphone…");
+  const { stream, problem } = await openDevices({ video: true });
+  const grid = new VideoGrid($("grid"), { selfLabel: "you" });
+  const state = {
+    groupId, sessionId, card, stream, grid, audioOn: true, videoOn: true,
+    mediaStarted: false, waiting: [], roster: [], openedAt: Date.now(), ticker: null,
+  };
+  activeRoom = state;
+  grid.setSelf(me.id, me.name, me.role, stream);
+  if (problem) say("Your camera or microphone is not available; you can still run the session.");
+  state.live = new LiveSocket({
+    hello: () => ({ type: "hello", session_id: sessionId }),
+    onFrame: (frame) => onRoomFrame(state, frame),
+    onState: (kind, info) => onRoomConnection(state, kind, info),
+  });
+  state.room = new Room({ send: (frame) => state.live.send(frame), grid, onState: (text) => say(text) });
+  state.live.connect();
+  state.ticker = setInterval(() => tick(state), 1000);
+  updateOwnControls(state);
+  api("GET", `/sessions/${sessionId}`).then((session) => {
+    state.openedAt = Date.parse(session.started_at) || state.openedAt;
+    tick(state);
+  }).catch(() => {});
+}
+
+function say(text) { $("room-status").textContent = text; }
+
+function tick(state) {
+  const seconds = Math.max(0, Math.floor((Date.now() - state.openedAt) / 1000));
+  const h = Math.floor(seconds / 3600);
+  const m = String(Math.floor((seconds % 3600) / 60)).padStart(2, "0");
+  const s = String(seconds % 60).padStart(2, "0");
+  $("room-clock").textContent = `${h}:${m}:${s}`;
+  for (const meta of document.querySelectorAll("#waiting [data-since]")) meta.textContent = since(meta.dataset.since);
+}
+
+function onRoomFrame(state, frame) {
+  switch (frame.type) {
+    case "roster":
+      state.roster = frame.participants || [];
+      state.grid.setRoster(state.roster);
+      renderParticipants(state);
+      if (!state.mediaStarted) {
+        // Staff take part from their hello: there is no `admitted`, so media starts on the first roster.
+        state.mediaStarted = true;
+        state.room.start(state.stream, frame.ice_servers)
+          .then(() => state.room.setTracks({ audio: state.audioOn, video: state.videoOn }));
+        sendMediaState(state);
+        say(state.reconnected ? "Reconnected. The room is as you left it." : "You are in the session.");
+      }
+      break;
+    case "waiting_list":
+      state.waiting = frame.waiting || [];
+      renderWaiting(state, cue(state.groupId, state.waiting));
+      break;
+    case "offer": case "answer": state.room.handle(frame); break;
+    case "session_ended": closeRoom(state, "The session has ended."); break;
+    case "error":
+      if (frame.code === "session_not_open" || frame.code === "session_ended") {
+        closeRoom(state, "This session has already ended.");
+      } else if (frame.code === "unauthorized") {
+        closeRoom(state, "Your sign-in has ended.");
+        window.location.assign("/login?next=/console");
+      }
+      break;
+    default: break;
+  }
+}
+
+function onRoomConnection(state, kind, info) {
+  if (kind === "waiting_to_retry") {
+    state.room.close();
+    state.mediaStarted = false;
+    state.reconnected = true;
+    say(`Connection lost. Reconnecting in ${info.seconds} s… Patients stay where they are.`);
+  } else if (kind === "reconnecting") {
+    say("Reconnecting…");
+  }
+}
+
+function personItem(name, metaText, since) {
+  const item = document.createElement("li");
+  item.className = "person";
+  const top = document.createElement("div");
+  top.className = "person-top";
+  const label = document.createElement("span");
+  label.className = "person-name";
+  label.textContent = name;
+  const meta = document.createElement("span");
+  meta.className = "person-meta";
+  meta.textContent = metaText;
+  if (since) meta.dataset.since = since;
+  top.append(label, meta);
+  const actions = document.createElement("div");
+  actions.className = "row";
+  item.append(top, actions);
+  return { item, actions };
+}
+
+function actionButton(text, kind, handler) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = `${kind} small`;
+  button.textContent = text;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try { await handler(); } finally { button.disabled = false; }
+  });
+  return button;
+}
+
+async function act(description, method, path, body) {
+  try {
+    return await api(method, path, body);
+  } catch (error) {
+    flash(`${description} did not work: ${error.message}`, { error: true });
+    return null;
+  }
+}
+
+function renderWaiting(state, arrived) {
+  const list = $("waiting");
+  const fresh = new Set(arrived.map((w) => w.patient_id));
+  list.replaceChildren();
+  for (const person of state.waiting) {
+    const { item, actions } = personItem(person.display_name, since(person.waiting_since), person.waiting_since);
+    item.dataset.patientId = person.patient_id;
+    item.setAttribute("aria-label", person.display_name);
+    if (fresh.has(person.patient_id)) item.classList.add("is-new");
+    actions.append(
+      actionButton("Admit", "primary", async () => {
+        if (await act("Admitting", "POST", `/sessions/${state.sessionId}/admit`, { patient_ids: [person.patient_id] })) {
+          say(`${person.display_name} admitted.`);
+        }
+      }),
+      actionButton("Decline", "danger-quiet", () => askAbout(person.display_name, "decline", async (text) => {
+        const body = { patient_id: person.patient_id };
+        if (text) body.message = text;
+        if (await act("Declining", "POST", `/sessions/${state.sessionId}/decline`, body)) {
+          say(`${person.display_name} was declined.`);
+        }
+      })),
+    );
+    list.append(item);
+  }
+  $("waiting-empty").hidden = state.waiting.length > 0;
+  $("waiting-badge").textContent = String(state.waiting.length);
+  $("admit-all").disabled = state.waiting.length === 0;
+  if (arrived.length) say(`${arrived.map((w) => w.display_name).join(", ")} arrived in the waiting room.`);
+}
+
+function renderParticipants(state) {
+  const list = $("participants");
+  list.replaceChildren();
+  const patients = state.roster.filter((p) => p.role === "patient");
+  for (const person of patients) {
+    const { item, actions } = personItem(person.display_name, "in the session", null);
+    item.dataset.patientId = person.id;
+    item.setAttribute("aria-label", person.display_name);
+    actions.append(
+      actionButton("Mute", "secondary", async () => {
+        if (await act("Muting", "POST", `/sessions/${state.sessionId}/mute`, { patient_id: person.id })) {
+          say(`${person.display_name} is muted. They can unmute themselves.`);
+        }
+      }),
+      actionButton("Send back", "secondary", async () => {
+        if (await act("Sending back", "POST", `/sessions/${state.sessionId}/send-back`, { patient_id: person.id })) {
+          say(`${person.display_name} is back in the waiting room.`);
+        }
+      }),
+      actionButton("Remove", "danger-quiet", () => askAbout(person.display_name, "remove", async (text) => {
+        const body = { patient_id: person.id };
+        if (text) body.reason = text;
+        if (await act("Removing", "POST", `/sessions/${state.sessionId}/remove`, body)) {
+          say(`${person.display_name} was removed from the session.`);
+        }
+      })),
+    );
+    list.append(item);
+  }
+  $("participants-empty").hidden = patients.length > 0;
+  $("participants-badge").textContent = String(patients.length);
+}
+
+// -- asking before declining or removing ----------------------------------------------------------
+
+const personDialog = $("person-dialog");
+let personAction = null;
+const ASK = {
+  decline: { heading: (n) => `Decline ${n}?`, label: "Message to the patient (optional)", confirm: "Decline" },
+  remove: { heading: (n) => `Remove ${n} from the session?`, label: "Reason, shown to the patient (optional)", confirm: "Remove" },
+};
+
+function askAbout(name, kind, action) {
+  const words = ASK[kind];
+  $("person-heading").textContent = words.heading(name);
+  $("person-label").textContent = words.label;
+  $("person-confirm").textContent = words.confirm;
+  $("person-text").value = "";
+  personAction = action;
+  personDialog.showModal();
+  $("person-text").focus();
+}
+
+$("person-cancel").addEventListener("click", () => { personAction = null; personDialog.close(); });
+$("person-form").addEventListener("submit", () => {
+  const action = personAction;
+  personAction = null;
+  if (action) action($("person-text").value.trim());
+});
+
+// -- room-wide actions ---------------------------------------------------------------------------
+
+$("admit-all").addEventListener("click", async () => {
+  if (!activeRoom) return;
+  const result = await act("Admitting everyone", "POST", `/sessions/${activeRoom.sessionId}/admit`, { all: true });
+  if (result) say(`${plural(result.admitted.length, "person", "people")} admitted.`);
+});
+
+$("message-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = $("message-text").value.trim();
+  if (!activeRoom || !text) return;
+  const result = await act("Sending the message", "POST", `/sessions/${activeRoom.sessionId}/message`, { text });
+  if (result) {
+    $("message-text").value = "";
+    flash(`Message sent to ${plural(result.delivered, "person", "people")} waiting.`);
+  }
+});
+
+const endDialog = $("end-dialog");
+$("end-session").addEventListener("click", () => endDialog.showModal());
+$("end-cancel").addEventListener("click", () => endDialog.close());
+endDialog.addEventListener("close", async () => {
+  if (endDialog.returnValue !== "end" || !activeRoom) return;
+  endDialog.returnValue = "";
+  const state = activeRoom;
+  if (await act("Ending the session", "POST", `/sessions/${state.sessionId}/end`, {})) {
+    closeRoom(state, "Session ended. Attendance has been recorded.");
+  }
+});
+
+function closeRoom(state, message) {
+  if (activeRoom !== state) return;
+  activeRoom = null;
+  clearInterval(state.ticker);
+  state.room.close();
+  state.live.stop();
+  state.grid.clear();
+  stopStream(state.stream);
+  try { sessionStorage.removeItem(SESSION_KEY); } catch { /* private mode */ }
+  // A fresh page shows today's sessions as they now are.
+  flashAfterReload(message);
+  leaveRoomView();
+  window.location.reload();
+}
+
+// -- your own microphone and camera --------------------------------------------------------------------
+
+function sendMediaState(state) {
+  const hasAudio = Boolean(state.stream && state.stream.getAudioTracks().length);
+  const hasVideo = Boolean(state.stream && state.stream.getVideoTracks().length);
+  state.live.send({ type: "media_state", audio: state.audioOn && hasAudio, video: state.videoOn && hasVideo });
+}
+
+function updateOwnControls(state) {
+  const audio = $("toggle-audio");
+  const video = $("toggle-video");
+  audio.textContent = state.audioOn ? "Mute my microphone" : "Unmute my microphone";
+  audio.classList.toggle("is-off", !state.audioOn);
+  audio.setAttribute("aria-pressed", String(!state.audioOn));
+  audio.disabled = !(state.stream && state.stream.getAudioTracks().length);
+  video.textContent = state.videoOn ? "Stop my video" : "Start my video";
+  video.classList.toggle("is-off", !state.videoOn);
+  video.setAttribute("aria-pressed", String(!state.videoOn));
+  video.disabled = !(state.stream && state.stream.getVideoTracks().length);
+  state.grid.setSelfMuted(!state.audioOn);
+  state.grid.setSelfVideo(state.videoOn);
+}
+
+function toggle(kind) {
+  const state = activeRoom;
+  if (!state) return;
+  if (kind === "audio") state.audioOn = !state.audioOn;
+  else state.videoOn = !state.videoOn;
+  if (state.stream) {
+    for (const track of state.stream.getAudioTracks()) track.enabled = state.audioOn;
+    for (const track of state.stream.getVideoTracks()) track.enabled = state.videoOn;
+  }
+  state.room.setTracks({ audio: state.audioOn, video: state.videoOn });
+  sendMediaState(state);
+  updateOwnControls(state);
+}
+
+$("toggle-audio").addEventListener("click", () => toggle("audio"));
+$("toggle-video").addEventListener("click", () => toggle("video"));
+
+// -- after a reload: go straight back into the session this tab was running ------------------------------
+
+let remembered = null;
+try { remembered = sessionStorage.getItem(SESSION_KEY); } catch { remembered = null; }
+const resumeCard = remembered && cards.find((card) => card.dataset.openSessionId === remembered);
+if (resumeCard) enterRoom(resumeCard, remembered);
+else if (remembered) {
+  try { sessionStorage.removeItem(SESSION_KEY); } catch { /* private mode */ }
+}

@@ -1,0 +1,192 @@
+// The video grid: one tile per person in the roster (and yourself), their name, their video
+// when it arrives, and a ring while they speak (from the level of their audio).
+
+const SPEAKING_LEVEL = 0.04; // RMS of the time-domain signal (0..1) that counts as speech
+const SAMPLE_MS = 150;
+
+function initials(name) {
+  const parts = String(name || "?").trim().split(/\s+/).filter(Boolean);
+  return (parts.slice(0, 2).map((p) => p[0]).join("") || "?").toUpperCase();
+}
+
+let audioContext = null;
+export function sharedAudioContext() {
+  if (!audioContext) {
+    const Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) return null;
+    audioContext = new Context();
+  }
+  if (audioContext.state === "suspended") audioContext.resume().catch(() => {});
+  return audioContext;
+}
+
+// Browsers start audio only after a tap or click: resume on the first one.
+for (const kind of ["pointerdown", "keydown"]) {
+  window.addEventListener(kind, () => { if (audioContext) audioContext.resume().catch(() => {}); }, { capture: true });
+}
+
+// A level meter on a stream's audio: returns { level(): 0..1, stop() } or null.
+export function levelOf(stream) {
+  if (!stream || stream.getAudioTracks().length === 0) return null;
+  const context = sharedAudioContext();
+  if (!context) return null;
+  const source = context.createMediaStreamSource(stream);
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 512;
+  source.connect(analyser);
+  const samples = new Float32Array(analyser.fftSize);
+  return {
+    level() {
+      analyser.getFloatTimeDomainData(samples);
+      let sum = 0;
+      for (const s of samples) sum += s * s;
+      return Math.sqrt(sum / samples.length);
+    },
+    stop() { try { source.disconnect(); } catch { /* gone */ } },
+  };
+}
+
+export class VideoGrid {
+  constructor(container, { selfLabel = "You" } = {}) {
+    this.container = container;
+    this.selfLabel = selfLabel;
+    this.tiles = new Map(); // id -> { figure, video, meter, stream }
+    this.streams = new Map(); // id -> MediaStream: a stream may arrive before its roster entry
+    this.selfId = null;
+    this.timer = setInterval(() => this.sampleLevels(), SAMPLE_MS);
+  }
+
+  tile(id, name, role) {
+    let tile = this.tiles.get(id);
+    if (!tile) {
+      const figure = document.createElement("figure");
+      figure.className = "tile";
+      figure.dataset.participantId = id;
+      const video = document.createElement("video");
+      video.autoplay = true;
+      video.playsInline = true;
+      video.setAttribute("playsinline", "");
+      const avatar = document.createElement("div");
+      avatar.className = "avatar";
+      avatar.setAttribute("aria-hidden", "true");
+      const caption = document.createElement("figcaption");
+      const label = document.createElement("span");
+      label.className = "tile-name";
+      const badge = document.createElement("span");
+      badge.className = "tile-role";
+      caption.append(label, badge);
+      figure.append(video, avatar, caption);
+      tile = { figure, video, avatar, label, badge, meter: null, stream: null };
+      this.tiles.set(id, tile);
+      this.container.append(figure);
+      if (this.streams.has(id)) this.bind(tile, this.streams.get(id));
+    }
+    const self = id === this.selfId;
+    tile.label.textContent = self ? `${name} (${this.selfLabel})` : name;
+    tile.badge.textContent = role === "facilitator" || role === "admin" ? "Facilitator" : "";
+    tile.avatar.textContent = initials(name);
+    tile.figure.classList.toggle("is-self", self);
+    return tile;
+  }
+
+  setSelf(id, name, role, stream) {
+    this.selfId = id;
+    const tile = this.tile(id, name, role);
+    tile.video.muted = true; // never play yourself back
+    this.attach(id, stream);
+    this.layout();
+  }
+
+  setSelfVideo(enabled) {
+    const tile = this.tiles.get(this.selfId);
+    if (tile) tile.figure.classList.toggle("has-video", enabled && this.hasLiveVideo(tile.stream));
+  }
+
+  setSelfMuted(muted) {
+    const tile = this.tiles.get(this.selfId);
+    if (tile) tile.figure.classList.toggle("is-muted", muted);
+  }
+
+  // participants: [{id, display_name, role}] from the server's roster frame.
+  setRoster(participants) {
+    const keep = new Set(participants.map((p) => p.id));
+    if (this.selfId) keep.add(this.selfId);
+    for (const person of participants) this.tile(person.id, person.display_name, person.role);
+    for (const [id, tile] of this.tiles) {
+      if (!keep.has(id)) {
+        if (tile.meter) tile.meter.stop();
+        tile.figure.remove();
+        this.tiles.delete(id);
+      }
+    }
+    // Yourself first, then everyone in roster order.
+    const order = [this.selfId, ...participants.map((p) => p.id)].filter((id, i, all) => id && all.indexOf(id) === i);
+    for (const id of order) {
+      const tile = this.tiles.get(id);
+      if (tile) this.container.append(tile.figure);
+    }
+    this.layout();
+  }
+
+  hasLiveVideo(stream) {
+    return Boolean(stream && stream.getVideoTracks().some((t) => t.readyState === "live" && t.enabled));
+  }
+
+  attach(id, stream) {
+    if (stream) this.streams.set(id, stream);
+    else this.streams.delete(id);
+    const tile = this.tiles.get(id);
+    if (tile) this.bind(tile, stream);
+  }
+
+  bind(tile, stream) {
+    if (tile.meter) tile.meter.stop();
+    tile.stream = stream || null;
+    tile.video.srcObject = stream || null;
+    tile.meter = stream ? levelOf(stream) : null;
+    tile.figure.classList.toggle("has-video", this.hasLiveVideo(stream));
+    if (stream) {
+      tile.video.play().catch(() => {});
+      for (const track of stream.getVideoTracks()) {
+        const refresh = () => tile.figure.classList.toggle("has-video", this.hasLiveVideo(stream));
+        track.addEventListener("ended", refresh);
+        track.addEventListener("mute", refresh);
+        track.addEventListener("unmute", refresh);
+      }
+    }
+  }
+
+  detach(id) {
+    this.streams.delete(id);
+    const tile = this.tiles.get(id);
+    if (!tile) return;
+    if (tile.meter) tile.meter.stop();
+    tile.meter = null;
+    tile.stream = null;
+    tile.video.srcObject = null;
+    tile.figure.classList.remove("has-video", "is-speaking");
+  }
+
+  sampleLevels() {
+    for (const tile of this.tiles.values()) {
+      const speaking = Boolean(tile.meter) && !tile.figure.classList.contains("is-muted")
+        && tile.meter.level() > SPEAKING_LEVEL;
+      tile.figure.classList.toggle("is-speaking", speaking);
+    }
+  }
+
+  layout() {
+    this.container.dataset.count = String(Math.min(this.tiles.size, 13));
+  }
+
+  clear() {
+    for (const tile of this.tiles.values()) {
+      if (tile.meter) tile.meter.stop();
+      tile.figure.remove();
+    }
+    this.tiles.clear();
+    this.streams.clear();
+    this.selfId = null;
+    this.layout();
+  }
+}
