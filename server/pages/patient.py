@@ -15,28 +15,37 @@ from server.pages.render import render
 from server.services import services
 
 
-async def _enrolment_of(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The usable enrolment and group behind the link's token, or None for a bad or old link."""
+async def _group_of(request: web.Request) -> tuple[dict[str, Any] | None, dict[str, Any] | None, bool]:
+    """The enrolment and group a link names (if it was ever genuine), and whether it works now."""
     svc = services(request)
     found = svc.links.read(request.match_info["token"])
     enrollment = await enrollments.get_enrollment(svc.redis, found[0]) if found else None
     group = await get_group(svc.redis, enrollment["group_id"]) if enrollment else None
-    if (found is None or enrollment is None or group is None
-            or not enrollments.usable(enrollment, group, found[1], svc.clock.now())):
+    usable = (found is not None and enrollment is not None and group is not None
+              and enrollments.usable(enrollment, group, found[1], svc.clock.now()))
+    return enrollment, group, usable
+
+
+async def _enrolment_of(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The usable enrolment and group behind the link's token, or None for a bad or old link."""
+    enrollment, group, usable = await _group_of(request)
+    if not usable or enrollment is None or group is None:
         return None
     return enrollment, group
 
 
-def _link_invalid(request: web.Request) -> web.Response:
-    # No brand is known for a bad link; the page is plain and says what to do.
-    return render(request, "link_invalid.html", {}, status=404)
+async def _link_invalid(request: web.Request) -> web.Response:
+    # A rotated or expired link was genuine (its signature holds): show its clinic's brand and
+    # phone. A forged one learns nothing.
+    _, group, _ = await _group_of(request)
+    return render(request, "link_invalid.html", {"brand": brand_of(group) if group else None}, status=404)
 
 
 async def join_page(request: web.Request) -> web.Response:
     svc = services(request)
     found = await _enrolment_of(request)
     if found is None:
-        return _link_invalid(request)
+        return await _link_invalid(request)
     enrollment, group = found
     patient = await get_patient(svc.redis, enrollment["patient_id"])
     token = request.match_info["token"]
