@@ -21,6 +21,7 @@ from server.billing.delivery import DeliveryWorker
 from server.clock import Clock, SystemClock
 from server.errors import ApiError
 from server.lobby.registry import Lobby
+from server.media.room import MediaRooms
 from server.metrics import Metrics
 from server.pages.render import TEMPLATES, WEB_DIR, environment
 from server.services import SERVICES, Services
@@ -122,7 +123,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         limiter=LoginLimiter(client, settings.login_max_failures_per_ip, settings.login_max_failures_per_user,
                              settings.login_failure_window_seconds),
         links=LinkSigner(settings.secret_key, settings.public_url),
-        lobby=Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds, settings.auto_end_seconds),
+        lobby=Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds, settings.auto_end_seconds,
+                    media=MediaRooms(settings.ice_servers), ice_servers=list(settings.ice_servers)),
     )
     app[TEMPLATES] = environment()
     setup_routes(app)
@@ -153,7 +155,14 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
     app.cleanup_ctx.append(alive_marks)
     app.cleanup_ctx.append(billing_delivery)
     app.on_shutdown.append(_close_websockets)
+    app.on_cleanup.append(_close_media)
     return app
+
+
+async def _close_media(app: web.Application) -> None:
+    media = app[SERVICES].lobby.media
+    if media is not None:
+        await media.close()
 
 
 async def _close_websockets(app: web.Application) -> None:

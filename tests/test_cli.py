@@ -87,7 +87,7 @@ async def test_demo_facilitator_admits_a_patient_over_http_and_websocket(demo: R
         admitted = await staff.post(f"{demo.url}/api/v1/sessions/{session_id}/admit",
                                     json={"patient_ids": [patient_id]}, headers={"X-CSRF-Token": csrf})
         assert admitted.status == 200
-        assert (await ws.receive_json(timeout=10)) == {"type": "admitted", "session_id": session_id}
+        assert (await ws.receive_json(timeout=10)) == {"type": "admitted", "session_id": session_id, "ice_servers": []}
         await ws.close()
 
     # `user add` reaches the running server's embedded Redis through the same data dir.

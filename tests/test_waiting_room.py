@@ -211,7 +211,7 @@ async def test_reconnect_within_grace_goes_straight_back_in(api: Api) -> None:
     api.clock.advance(100)  # within the 120 s grace
     back = await api.patient(world.tokens[0], expect=None)
     first = await back.next()
-    assert first == {"type": "admitted", "session_id": session_id}
+    assert first == {"type": "admitted", "session_id": session_id, "ice_servers": []}
     events = await api.events(world.facilitator, session_id)
     left = [e for e in events if e["type"] == "left"][0]
     assert left["reason"] == "drop"

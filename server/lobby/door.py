@@ -21,6 +21,7 @@ from server.clock import Clock, iso, to_ms
 from server.errors import ApiError, conflict, not_found
 from server.ids import new_id
 from server.lobby.machine import Event, Patient, RuleViolation, Session, Status
+from server.media.room import MediaRoom, MediaRooms
 from server.metrics import Metrics
 from server.realtime.connection import CLOSE_INVALID_TOKEN, CLOSE_REPLACED, Connection, encode
 from server.store import keys
@@ -57,6 +58,8 @@ class Door:
         self.staff_in_session: dict[Connection, Staff] = {}
         self.watchers: set[Connection] = set()  # staff watching the waiting room
         self.on_end: Callable[[str], Awaitable[None]] | None = None  # attendance finalisation
+        self.media: MediaRooms | None = None  # the session's media plane, when this process has one
+        self.ice_servers: list[dict[str, Any]] = []  # handed to clients on admission
         self.empty_since: int | None = None  # for the automatic end
         self._push_pending: set[str] = set()
         self._push_handle: asyncio.TimerHandle | None = None
@@ -190,6 +193,41 @@ class Door:
             self._broadcast(staff, {"type": "waiting_list", "waiting": self.waiting_list()})
         if "roster" in pending:
             self._broadcast(self._in_session_conns(), {"type": "roster", "participants": self.participants()})
+            if (room := self.media_room()) is not None:
+                room.sync(self.media_members())
+
+    # -- media ---------------------------------------------------------------------------
+
+    def media_room(self) -> MediaRoom | None:
+        if self.media is None or self.session is None:
+            return None
+        return self.media.room(self.session.session_id, self._record_media_state)
+
+    def media_members(self) -> dict[str, Connection]:
+        """Who may send and receive media now: staff in the session, admitted patients online."""
+        members = {staff.user_id: conn for conn, staff in self.staff_in_session.items()}  # newest wins
+        if self.session is not None:
+            for pid in self.session.with_status(Status.IN_SESSION):
+                if (conn := self.patient_conns.get(pid)) is not None:
+                    members[pid] = conn
+        return members
+
+    def admitted_frame(self, session_id: str) -> dict[str, Any]:
+        return {"type": "admitted", "session_id": session_id, "ice_servers": self.ice_servers}
+
+    async def _record_media_state(self, pid: str, is_patient: bool, audio: bool, video: bool) -> None:
+        async def record() -> None:
+            if self.session is not None:
+                await self._commit([self._media_event(pid, is_patient, audio, video)], [])
+
+        await self.run(record)
+
+    def _media_event(self, pid: str, is_patient: bool, audio: bool, video: bool) -> Event:
+        assert self.session is not None
+        event: Event = {"type": "media_state", "session_id": self.session.session_id,
+                        "at": to_ms(self.clock.now()), "audio": audio, "video": video}
+        event["patient_id" if is_patient else "user_id"] = pid
+        return event
 
     def _broadcast(self, conns: Iterable[Connection], message: dict[str, Any]) -> None:
         text = encode(message)  # once, not once per recipient
@@ -219,7 +257,7 @@ class Door:
         await self._commit(events, [patient_id])
         self._replace(older, conn, patient_id)
         if self.session.patients[patient_id].status is Status.IN_SESSION:
-            self._send(conn, {"type": "admitted", "session_id": self.session.session_id})
+            self._send(conn, self.admitted_frame(self.session.session_id))
             self.schedule_push("roster")
         else:
             self._send(conn, self.waiting_message())
@@ -254,13 +292,14 @@ class Door:
             self.schedule_push("waiting_list", "roster")
 
     async def media_state(self, conn: Connection, audio: bool, video: bool) -> None:
+        """The participant's own report; once they publish, the media room weighs it with the tracks."""
         pid = conn.patient_id or conn.user_id
         if self.session is None or pid is None:
             return
-        event: Event = {"type": "media_state", "session_id": self.session.session_id, "at": to_ms(self.clock.now()),
-                        "audio": audio, "video": video}
-        event["patient_id" if conn.patient_id else "user_id"] = pid
-        await self._commit([event], [])
+        room = self.media_room()
+        if room is not None and room.declare(pid, audio, video):
+            return
+        await self._commit([self._media_event(pid, conn.patient_id is not None, audio, video)], [])
 
     def is_admitted(self, conn: Connection) -> bool:
         if conn.user_id is not None:
@@ -359,7 +398,7 @@ class Door:
         for pid in targets:
             await self.audit.append("patient.admit", by, session_id=session_id, patient_id=pid)
             if (conn := self.patient_conns.get(pid)) is not None:
-                self._send(conn, {"type": "admitted", "session_id": session_id})
+                self._send(conn, self.admitted_frame(session_id))
         self.schedule_push("waiting_list", "roster")
         return targets
 
@@ -400,6 +439,8 @@ class Door:
         if session.patients.get(patient_id, _OUT).status is not Status.IN_SESSION:
             raise ApiError(409, "not_in_session", f"patient {patient_id} is not in the session")
         await self.audit.append("patient.mute", by, session_id=session_id, patient_id=patient_id)
+        if (room := self.media_room()) is not None:
+            room.mute(patient_id)
         if (conn := self.patient_conns.get(patient_id)) is not None:
             self._send(conn, {"type": "muted"})
 
@@ -424,6 +465,8 @@ class Door:
 
         await self._commit(events, list(session.patients), write)
         await self.audit.append("session.end", by, session_id=session_id, group_id=self.group_id)
+        if self.media is not None:
+            self.media.end(session_id)  # forwarding stops now; peer connections close in the background
         described = self.describe()
         patients = [self.patient_conns[p] for p in session.patients if p in self.patient_conns]
         for conn in set(self._in_session_conns() + patients):

@@ -13,6 +13,7 @@ from server.clock import Clock, iso, to_ms
 from server.errors import ApiError, not_found
 from server.lobby.door import Door, describe_session, load_session
 from server.lobby.machine import Status
+from server.media.room import MediaRooms
 from server.metrics import Metrics
 from server.store import keys
 from server.store.connection import UNAVAILABLE, Redis
@@ -22,9 +23,12 @@ from server.tasks import stop_if_cancelled
 class Lobby:
     def __init__(
         self, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float,
-        auto_end_seconds: float = 900.0,
+        auto_end_seconds: float = 900.0, media: MediaRooms | None = None,
+        ice_servers: list[dict[str, Any]] | None = None,
     ) -> None:
         self.redis = redis
+        self.media = media
+        self.ice_servers = ice_servers or []
         self.auto_end_seconds = auto_end_seconds
         self.delivery_wake = asyncio.Event()  # set when new billing records are queued
         self.clock = clock
@@ -108,6 +112,8 @@ class Lobby:
                 group_id, self.redis, self.clock, self.audit, self.metrics, self.grace_seconds
             )
             door.on_end = self.finalise
+            door.media = self.media
+            door.ice_servers = self.ice_servers
         return door
 
     async def session_group(self, session_id: str) -> str:

@@ -23,6 +23,7 @@ from server.clinic.groups import get_group
 from server.clinic.patients import get_patient
 from server.errors import ApiError
 from server.lobby.door import Door, Staff
+from server.media.room import MediaError
 from server.realtime.connection import (
     CLOSE_FORBIDDEN,
     CLOSE_HEARTBEAT,
@@ -167,13 +168,31 @@ class Client:
         elif kind in ("offer", "answer"):
             if not door.is_admitted(self.conn):
                 raise FrameError("not_admitted", "media is available only after admission")
-            if frame.get("pc") not in ("publish", "subscribe") or not isinstance(frame.get("sdp"), str):
-                raise FrameError("bad_request", f"{kind} needs pc (publish|subscribe) and sdp")
-            raise FrameError("media_unavailable", "media forwarding is not enabled on this server")
+            await self._signal(door, kind, frame.get("pc"), frame.get("sdp"))
         elif kind == "hello":
             raise FrameError("bad_request", "hello was already accepted")
         else:
             raise FrameError("bad_request", f"unknown message type {kind[:40]!r}")
+
+    async def _signal(self, door: Door, kind: str, pc: Any, sdp: Any) -> None:
+        """publish: the client offers, the server answers; subscribe: the other way round."""
+        if pc not in ("publish", "subscribe") or not isinstance(sdp, str):
+            raise FrameError("bad_request", f"{kind} needs pc (publish|subscribe) and sdp")
+        if (kind, pc) not in (("offer", "publish"), ("answer", "subscribe")):
+            raise FrameError("out_of_turn", f"the server does not take an {kind} on the {pc} connection")
+        room = door.media_room()
+        pid = self.conn.patient_id or self.conn.user_id
+        if room is None or pid is None:
+            raise FrameError("media_unavailable", "media is not available for this session")
+        room.sync(door.media_members())  # admission may be newer than the last roster push
+        try:
+            if kind == "offer":
+                answer = await room.publish(pid, self.conn, sdp)
+                self.conn.send({"type": "answer", "pc": "publish", "sdp": answer})
+            else:
+                await room.subscribed(pid, self.conn, sdp)
+        except MediaError as exc:
+            raise FrameError(exc.code, exc.message) from None
 
     async def gone(self) -> None:
         """The socket is finished: record the drop (if it still counts) and unregister."""

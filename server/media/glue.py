@@ -1,0 +1,223 @@
+"""Everything that reaches into aiortc's private internals, in one place.
+
+aiortc is pinned (pyproject.toml) because this module depends on names it does not promise:
+the receiver's packet handler and RTCP state, the sender's SSRCs, counters and retransmission
+hook, the DTLS transport's SRTP session and the ICE connection's selected pair.
+tests/test_media_glue.py checks each of them, so an upgrade that moves one fails loudly there
+instead of silently in a session.
+
+The path a packet takes: the publisher's DTLS transport decrypts and parses it and calls the
+receiver's `_handle_rtp_packet`; `tap_receiver` replaces that handler with one that keeps
+aiortc's receive statistics (for receiver reports), NACK generator and bitrate estimate but
+skips depacketising, the jitter buffer and the decoder, and hands the packet on. Each viewer
+track has a real `RTCRtpSender` (for SDP, SSRCs, sender reports and RTCP routing) whose track
+never yields; an `Outlet` sends rewritten packets for it: SRTP-protected with the viewer's
+DTLS session and written to its selected ICE pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import aioice.ice
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.clock import current_ntp_time
+from aiortc.codecs import is_rtx
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
+
+from server.media.packets import header
+
+Deliver = Callable[[RtpPacket, RTCRtpCodecParameters], None]
+
+HISTORY = 512  # packets kept per viewer track to answer NACKs
+WRITE_BUFFER_LIMIT = 256 * 1024  # bytes queued on a viewer's socket before packets are dropped
+
+
+def allow_loopback_candidates() -> None:
+    """Offer 127.0.0.1 as a host candidate too (aioice leaves it out), so `lo` alone works."""
+    original = aioice.ice.get_host_addresses
+    if getattr(original, "porchlight_loopback", False):
+        return
+
+    def with_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        addresses = original(use_ipv4, use_ipv6)
+        if use_ipv4 and "127.0.0.1" not in addresses:
+            addresses.append("127.0.0.1")
+        return addresses
+
+    with_loopback.porchlight_loopback = True  # type: ignore[attr-defined]
+    aioice.ice.get_host_addresses = with_loopback
+
+
+class HeldTrack(MediaStreamTrack):
+    """A track that never yields a frame: its sender's own RTP loop waits forever, idle."""
+
+    def __init__(self, kind: str, track_id: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._id = track_id
+
+    async def recv(self) -> Any:
+        await asyncio.get_running_loop().create_future()
+
+
+def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
+    """The msid stream id of one sender (aiortc gives all senders of a connection the same one)."""
+    sender._stream_id = stream_id
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """The codecs agreed for a transceiver, preferred first (set by offer/answer)."""
+    return list(getattr(transceiver, "_codecs", []))
+
+
+def stop_decoding(receiver: RTCRtpReceiver) -> None:
+    """aiortc starts a decoder thread in receive(); the forwarding path never feeds it."""
+    original = receiver.receive
+
+    async def receive(parameters: Any) -> None:
+        await original(parameters)
+        receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
+
+    receiver.receive = receive  # type: ignore[method-assign]
+
+
+def tap_receiver(receiver: RTCRtpReceiver, deliver: Deliver) -> None:
+    """Hand every incoming RTP packet (RTX unwrapped) to `deliver` instead of the decoder."""
+    codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+    rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    nack = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+    estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+    original_remb = receiver._handle_rtp_packet
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        if not receiver._enabled:
+            return
+        if estimator is not None and packet.extensions.abs_send_time is not None:
+            # Bitrate estimation and REMB feedback to the publisher, as aiortc does it.
+            remb = estimator.add(
+                abs_send_time=packet.extensions.abs_send_time, arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size, ssrc=packet.ssrc)
+            if remb is not None:
+                await _send_remb(receiver, remb)
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stats = streams.get(packet.ssrc)
+        if stats is None:
+            stats = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stats.add(packet)
+        if is_rtx(codec):
+            original_ssrc = rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            codec = codecs[apt]
+        if nack is not None and nack.add(packet):
+            await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
+        deliver(packet, codec)
+
+    del original_remb
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
+async def _send_remb(receiver: RTCRtpReceiver, remb: tuple[int, list[int]]) -> None:
+    rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+    if rtcp_ssrc is not None:
+        await receiver._send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0,
+                                                 fci=pack_remb_fci(*remb)))
+
+
+async def request_keyframe(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """Send a PLI for the publisher's stream."""
+    await receiver._send_rtcp_pli(media_ssrc)
+
+
+class Outlet:
+    """Sends already-rewritten RTP for one viewer track, as its aiortc sender would have."""
+
+    def __init__(self, transceiver: RTCRtpTransceiver, on_keyframe_request: Callable[[], None]) -> None:
+        self.transceiver = transceiver
+        sender = transceiver.sender
+        self.sender = sender
+        self.ssrc: int = sender._ssrc
+        self.rtx_ssrc: int = sender._rtx_ssrc
+        self.payload_type: int | None = None
+        self.rtx_payload_type: int | None = None
+        self.rtx_sequence = 0
+        self.history: dict[int, bytes] = {}
+        self.sent = 0
+        self.dropped = 0
+        self._octets = 0
+        self._loop = asyncio.get_running_loop()
+        # RTCP from the viewer: PLI/FIR go upstream, NACKs are answered from `history`.
+        sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+        sender._retransmit = self._retransmit  # type: ignore[method-assign,assignment]
+
+    def bind(self) -> bool:
+        """Learn the payload types agreed with the viewer; False until negotiation is done."""
+        if self.payload_type is not None:
+            return True
+        codecs = negotiated_codecs(self.transceiver)
+        if not codecs or self.transceiver.currentDirection not in ("sendonly", "sendrecv"):
+            return False
+        primary = codecs[0]
+        self.payload_type = primary.payloadType
+        for codec in codecs:
+            if is_rtx(codec) and codec.parameters.get("apt") == primary.payloadType:
+                self.rtx_payload_type = codec.payloadType
+        return True
+
+    def ready(self) -> bool:
+        dtls = self.sender.transport
+        return dtls._state is DtlsState.CONNECTED and self.bind()
+
+    def send(self, sequence: int, data: bytes) -> bool:
+        """Protect and send one RTP packet; False if the viewer's socket is backed up (dropped)."""
+        dtls = self.sender.transport
+        if dtls._state is not DtlsState.CONNECTED:
+            return False
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None:
+            return False
+        protocol = pair.protocol
+        udp = getattr(protocol, "transport", None)
+        if udp is not None and udp.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+            self.dropped += 1
+            return False
+        protected = dtls._tx_srtp.protect(data)
+        if type(protocol) is aioice.ice.StunProtocol and udp is not None:
+            udp.sendto(protected, pair.remote_addr)
+        else:  # TURN or TCP: their send path is a coroutine
+            self._loop.create_task(protocol.send_data(protected, pair.remote_addr))
+        self.history[sequence % HISTORY] = data
+        self.sent += 1
+        self._octets += len(data) - 12
+        # Sender reports come from the aiortc sender's own RTCP loop: give it our counters.
+        sender = self.sender
+        sender._RTCRtpSender__ntp_timestamp = current_ntp_time()  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = int.from_bytes(data[4:8], "big")  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count = self.sent  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count = self._octets  # type: ignore[attr-defined]
+        return True
+
+    async def _retransmit(self, sequence: int) -> None:
+        data = self.history.get(sequence % HISTORY)
+        if data is None or int.from_bytes(data[2:4], "big") != sequence:
+            return
+        if self.rtx_payload_type is not None:
+            marker = data[1] & 0x80
+            data = (header(marker >> 7, self.rtx_payload_type, self.rtx_sequence,
+                           int.from_bytes(data[4:8], "big"), self.rtx_ssrc)
+                    + sequence.to_bytes(2, "big") + data[12:])
+            self.rtx_sequence = (self.rtx_sequence + 1) & 0xFFFF
+        dtls = self.sender.transport
+        if dtls._state is DtlsState.CONNECTED:
+            await dtls._send_rtp(data)

@@ -1,0 +1,73 @@
+"""RTP facts the forwarder needs, read straight from the bytes: is this the start of a keyframe.
+
+Pure functions, no aiortc: a new viewer must not get a video stream until a packet that starts a
+keyframe, since nothing before it can be decoded.
+"""
+
+from __future__ import annotations
+
+import struct
+
+HEADER = struct.Struct("!BBHII")  # V=2 P X CC | M PT | sequence | timestamp | SSRC
+RTP_VERSION_BYTE = 0x80  # version 2, no padding, no extension, no CSRC
+
+
+def header(marker: int, payload_type: int, sequence: int, timestamp: int, ssrc: int) -> bytes:
+    return HEADER.pack(RTP_VERSION_BYTE, (marker << 7) | payload_type, sequence, timestamp, ssrc)
+
+
+def vp8_keyframe_start(payload: bytes) -> bool:
+    """The first packet of a VP8 keyframe (RFC 7741 payload descriptor, then the frame tag)."""
+    if len(payload) < 2:
+        return False
+    first = payload[0]
+    start, partition = first & 0x10, first & 0x07
+    if not start or partition:
+        return False
+    i = 1
+    if first & 0x80:  # X: extension byte follows
+        ext = payload[1]
+        i = 2
+        if ext & 0x80:  # I: picture id, 7 or 15 bits
+            if i >= len(payload):
+                return False
+            i += 2 if payload[i] & 0x80 else 1
+        if ext & 0x40:  # L: TL0PICIDX
+            i += 1
+        if ext & 0x30:  # T or K: TID/Y/KEYIDX
+            i += 1
+    if i >= len(payload):
+        return False
+    return not payload[i] & 0x01  # P bit of the frame tag: 0 means keyframe
+
+
+NAL_IDR, NAL_SPS, NAL_STAP_A, NAL_FU_A = 5, 7, 24, 28
+
+
+def h264_keyframe_start(payload: bytes) -> bool:
+    """A packet that starts an H264 IDR picture or carries its SPS (RFC 6184)."""
+    if not payload:
+        return False
+    nal = payload[0] & 0x1F
+    if nal in (NAL_IDR, NAL_SPS):
+        return True
+    if nal == NAL_STAP_A:
+        i = 1
+        while i + 2 < len(payload):
+            size = (payload[i] << 8) | payload[i + 1]
+            if payload[i + 2] & 0x1F in (NAL_IDR, NAL_SPS):
+                return True
+            i += 2 + size
+        return False
+    if nal == NAL_FU_A and len(payload) > 1:
+        return bool(payload[1] & 0x80) and payload[1] & 0x1F == NAL_IDR
+    return False
+
+
+def keyframe_start(mime_type: str, payload: bytes) -> bool:
+    kind = mime_type.lower()
+    if kind == "video/vp8":
+        return vp8_keyframe_start(payload)
+    if kind == "video/h264":
+        return h264_keyframe_start(payload)
+    return True  # audio: every packet is a place to start

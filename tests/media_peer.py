@@ -1,0 +1,169 @@
+"""A real aiortc participant for tests and benchmarks: publishes synthetic audio and video over
+the contract's publish connection, answers the server's subscribe offers, decodes what arrives
+and remembers, per remote participant (the msid stream id), what it decoded and when."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class SyntheticVideo(MediaStreamTrack):
+    """Small frames whose brightness changes every frame, at a steady rate."""
+
+    kind = "video"
+
+    def __init__(self, width: int = 160, height: int = 120, fps: int = 15) -> None:
+        super().__init__()
+        self.width, self.height, self.fps = width, height, fps
+        self.count = 0
+        self.start: float | None = None
+        self.sent_at: dict[int, float] = {}  # pts -> wall time it was captured (for latency)
+
+    async def recv(self) -> av.VideoFrame:
+        if self.start is None:
+            self.start = time.monotonic()
+        due = self.start + self.count / self.fps
+        if (delay := due - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+        frame = av.VideoFrame(self.width, self.height, "yuv420p")
+        luma = bytes([(self.count * 7) % 200 + 20]) * (frame.planes[0].line_size * self.height)
+        frame.planes[0].update(luma)
+        for plane in frame.planes[1:]:
+            plane.update(bytes([128]) * (plane.line_size * (self.height // 2)))
+        frame.pts = self.count * (90000 // self.fps)
+        frame.time_base = fractions.Fraction(1, 90000)
+        self.sent_at[frame.pts] = time.monotonic()
+        self.count += 1
+        return frame
+
+
+@dataclass
+class Seen:
+    """What one viewer decoded from one remote participant."""
+
+    video_frames: int = 0
+    audio_frames: int = 0
+    first_video_at: float | None = None
+    last_video_at: float | None = None
+    size: tuple[int, int] | None = None
+    video_event: asyncio.Event = field(default_factory=asyncio.Event)
+    audio_event: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class MediaPeer:
+    def __init__(self, send: Send, video: bool = True, audio: bool = True, video_codec: str | None = None,
+                 width: int = 160, height: int = 120, fps: int = 15) -> None:
+        self.send = send
+        self.video_track = SyntheticVideo(width, height, fps) if video else None
+        self.audio_track = AudioStreamTrack() if audio else None
+        self.video_codec = video_codec
+        config = RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        self.publish_pc = RTCPeerConnection(config)
+        self.subscribe_pc = RTCPeerConnection(config)
+        self.seen: dict[str, Seen] = {}
+        self.msids: dict[str, str] = {}  # mid -> msid stream id, from the server's offers
+        self.answered = asyncio.Event()
+        self.offers = 0
+        self.subscribe_connected_at: float | None = None
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.subscribe_pc.on("track", self._on_track)
+        self.subscribe_pc.on("connectionstatechange", self._on_subscribe_state)
+
+    def _on_subscribe_state(self) -> None:
+        if self.subscribe_pc.connectionState == "connected" and self.subscribe_connected_at is None:
+            self.subscribe_connected_at = time.monotonic()
+
+    async def publish(self) -> None:
+        pc = self.publish_pc
+        if self.audio_track is not None:
+            pc.addTransceiver(self.audio_track, direction="sendonly")
+        if self.video_track is not None:
+            transceiver = pc.addTransceiver(self.video_track, direction="sendonly")
+            if self.video_codec:
+                caps = RTCRtpSender.getCapabilities("video").codecs
+                transceiver.setCodecPreferences([c for c in caps if c.mimeType.lower() == self.video_codec.lower()])
+        await pc.setLocalDescription(await pc.createOffer())
+        assert pc.localDescription is not None
+        await self.send({"type": "offer", "pc": "publish", "sdp": pc.localDescription.sdp})
+
+    async def handle(self, frame: dict[str, Any]) -> bool:
+        """Take a signalling frame from the server; True if it was one."""
+        if frame["type"] == "answer" and frame.get("pc") == "publish":
+            await self.publish_pc.setRemoteDescription(RTCSessionDescription(sdp=frame["sdp"], type="answer"))
+            self.answered.set()
+            return True
+        if frame["type"] == "offer" and frame.get("pc") == "subscribe":
+            self.offers += 1
+            pc = self.subscribe_pc
+            for media in SessionDescription.parse(frame["sdp"]).media:
+                if media.msid:
+                    self.msids[media.rtp.muxId] = media.msid.split()[0]
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=frame["sdp"], type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            assert pc.localDescription is not None
+            await self.send({"type": "answer", "pc": "subscribe", "sdp": pc.localDescription.sdp})
+            return True
+        return False
+
+    def stream_of(self, track: MediaStreamTrack) -> str:
+        """The msid stream id (the publishing participant's id) of a received track."""
+        for transceiver in self.subscribe_pc.getTransceivers():
+            if transceiver.receiver.track is track and transceiver.mid in self.msids:
+                return self.msids[transceiver.mid]
+        raise AssertionError("a received track without an msid")
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        pid = self.stream_of(track)
+        self.tasks.append(asyncio.ensure_future(self._consume(pid, track)))
+
+    async def _consume(self, pid: str, track: MediaStreamTrack) -> None:
+        seen = self.seen.setdefault(pid, Seen())
+        with contextlib.suppress(MediaStreamError, asyncio.CancelledError):
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                if track.kind == "video":
+                    seen.video_frames += 1
+                    seen.last_video_at = now
+                    seen.size = (frame.width, frame.height)
+                    if seen.first_video_at is None:
+                        seen.first_video_at = now
+                    seen.video_event.set()
+                else:
+                    seen.audio_frames += 1
+                    seen.audio_event.set()
+
+    async def sees(self, pid: str, timeout: float = 20.0) -> Seen:
+        """Wait until video and audio from `pid` have both been decoded."""
+        seen = self.seen.setdefault(pid, Seen())
+        async with asyncio.timeout(timeout):
+            await seen.video_event.wait()
+            await seen.audio_event.wait()
+            return seen
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await self.publish_pc.close()
+        await self.subscribe_pc.close()
