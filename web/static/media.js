@@ -1,0 +1,126 @@
+// WebRTC for one participant (CONTRACT.md, "Media"): a *publish* connection that sends our camera
+// and microphone to the server, and a *subscribe* connection on which the server offers everyone
+// else's tracks, re-offering whenever that set changes. Non-trickle: an offer or answer goes out
+// once ICE gathering is complete. Each remote stream's id is the publishing participant's id.
+
+function gathered(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const check = () => {
+      if (pc.iceGatheringState === "complete") {
+        pc.removeEventListener("icegatheringstatechange", check);
+        resolve();
+      }
+    };
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+export class MediaLink {
+  constructor({ send, iceServers = [], onStream = () => {}, onStreamEnded = () => {}, onState = () => {} }) {
+    this.send = send;
+    this.config = { iceServers, bundlePolicy: "max-bundle" };
+    this.onStream = onStream;
+    this.onStreamEnded = onStreamEnded;
+    this.onState = onState;
+    this.publishPc = null;
+    this.subscribePc = null;
+    this.localStream = null;
+    this.streams = new Map(); // participant id -> MediaStream currently shown
+    this.chain = Promise.resolve(); // subscribe offers are answered one at a time, in order
+    this.closed = false;
+  }
+
+  // Publish the local stream (audio and/or video; null publishes nothing but still receives).
+  async start(localStream) {
+    this.localStream = localStream;
+    const tracks = localStream ? localStream.getTracks() : [];
+    if (!tracks.length || this.closed) return;
+    const pc = new RTCPeerConnection(this.config);
+    this.publishPc = pc;
+    pc.addEventListener("connectionstatechange", () => this.#report(pc.connectionState));
+    for (const track of tracks) pc.addTransceiver(track, { direction: "sendonly", streams: [localStream] });
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    if (this.closed) return;
+    this.send({ type: "offer", pc: "publish", sdp: pc.localDescription.sdp });
+  }
+
+  // Take a signalling frame from the server; true if it was one of ours.
+  handle(frame) {
+    if (frame.type === "answer" && frame.pc === "publish") {
+      if (this.publishPc && !this.closed) {
+        this.publishPc.setRemoteDescription({ type: "answer", sdp: frame.sdp })
+          .catch(() => this.#report("failed"));
+      }
+      return true;
+    }
+    if (frame.type === "offer" && frame.pc === "subscribe") {
+      this.chain = this.chain.then(() => this.#answer(frame.sdp)).catch(() => this.#report("failed"));
+      return true;
+    }
+    return false;
+  }
+
+  // Turn local tracks on or off (the caller also sends media_state).
+  setTracks({ audio, video }) {
+    if (!this.localStream) return;
+    for (const track of this.localStream.getAudioTracks()) track.enabled = audio;
+    for (const track of this.localStream.getVideoTracks()) track.enabled = video;
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    for (const pc of [this.publishPc, this.subscribePc]) if (pc) pc.close();
+    for (const id of this.streams.keys()) this.onStreamEnded(id);
+    this.streams.clear();
+  }
+
+  async #answer(sdp) {
+    if (this.closed) return;
+    if (!this.subscribePc) {
+      const pc = new RTCPeerConnection(this.config);
+      this.subscribePc = pc;
+      pc.addEventListener("track", (event) => this.#track(event));
+      pc.addEventListener("connectionstatechange", () => this.#report(pc.connectionState));
+    }
+    const pc = this.subscribePc;
+    await pc.setRemoteDescription({ type: "offer", sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    await gathered(pc);
+    if (this.closed) return;
+    this.send({ type: "answer", pc: "subscribe", sdp: pc.localDescription.sdp });
+    this.#sweep();
+  }
+
+  #track(event) {
+    const stream = event.streams[0];
+    if (!stream) return;
+    const id = stream.id;
+    stream.addEventListener("removetrack", () => this.#sweep());
+    if (this.streams.get(id) !== stream || !stream.active) {
+      this.streams.set(id, stream);
+    }
+    this.onStream(id, stream);
+  }
+
+  // A participant whose tracks the server withdrew (they left, or were removed) has ended.
+  #sweep() {
+    for (const [id, stream] of this.streams) {
+      if (stream.getTracks().length === 0) {
+        this.streams.delete(id);
+        this.onStreamEnded(id);
+      }
+    }
+  }
+
+  #report(state) {
+    const words = {
+      new: "Connecting video…", connecting: "Connecting video…", connected: "Video connected.",
+      disconnected: "Video connection interrupted, trying again…", failed: "Video could not connect.",
+      closed: "Video closed.",
+    };
+    this.onState(words[state] || state);
+  }
+}
