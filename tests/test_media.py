@@ -11,7 +11,7 @@ import pytest
 
 from server.lobby.door import Door
 from tests.helpers import Api, Socket, World
-from tests.media_peer import MediaPeer
+from tests.media_peer import MediaPeer, Seen
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -199,3 +199,43 @@ async def test_signalling_errors_are_answered_and_change_nothing(api: Api) -> No
             await person.peer.answered.wait()
     finally:
         await person.close()
+
+
+async def test_media_state_follows_the_tracks_and_the_facilitators_mute(api: Api) -> None:
+    world = await api.world(patients=1)
+    session_id = await api.open(world)
+    staff = Participant(world.facilitator.user_id, await api.staff_socket(world.facilitator, session_id=session_id))
+    sock = await api.patient(world.tokens[0])
+    await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[0]["id"]]})
+    await sock.until("admitted")
+    patient = Participant(world.patients[0]["id"], sock, video=False)  # joins with audio only
+    people = [staff, patient]
+
+    async def states() -> list[tuple[bool, bool]]:
+        return [(e["audio"], e["video"]) for e in await api.events(world.facilitator, session_id)
+                if e["type"] == "media_state" and e.get("patient_id") == patient.pid]
+
+    async def until_state(expected: tuple[bool, bool]) -> None:
+        async with asyncio.timeout(10):
+            while (await states())[-1:] != [expected]:
+                await asyncio.sleep(0.05)
+
+    try:
+        for person in people:
+            await person.peer.publish()
+        await staff.peer.seen.setdefault(patient.pid, Seen()).audio_event.wait()
+        await until_state((True, False))  # audio only: the patient has no camera track
+
+        await api.post(world.facilitator, f"/sessions/{session_id}/mute", {"patient_id": patient.pid})
+        await patient.until("muted")
+        await until_state((False, False))
+        room = door_of(api, world).media_room()
+        assert room is not None and room.members[patient.pid].sources["audio"].blocked
+
+        await sock.send({"type": "media_state", "audio": True, "video": False})  # they unmute themselves
+        await until_state((True, False))
+        assert not room.members[patient.pid].sources["audio"].blocked
+        assert await states() == [(True, False), (False, False), (True, False)]
+    finally:
+        for person in people:
+            await person.close()

@@ -1,0 +1,76 @@
+"""The aiortc internals the forwarder depends on still exist and still mean what it assumes.
+
+If aiortc is upgraded and one of these moves, this file fails first, naming it."""
+
+from __future__ import annotations
+
+import inspect
+
+import aioice.ice
+from aiortc import RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
+from aiortc.rtcdtlstransport import RTCCertificate
+from aiortc.rtcdtlstransport import State as DtlsState
+
+from server.media import glue
+from server.media.packets import h264_keyframe_start, header, keyframe_start, vp8_keyframe_start
+
+
+async def transport() -> RTCDtlsTransport:
+    return RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()])
+
+
+async def test_receiver_internals_the_tap_reads() -> None:
+    receiver = RTCRtpReceiver("video", await transport())
+    for name in ("codecs", "rtx_ssrc", "remote_streams", "nack_generator", "remote_bitrate_estimator",
+                 "rtcp_ssrc", "stop_decoder"):
+        assert hasattr(receiver, f"_RTCRtpReceiver__{name}"), name
+    assert list(inspect.signature(receiver._handle_rtp_packet).parameters) == ["packet", "arrival_time_ms"]
+    assert hasattr(receiver, "_send_rtcp_pli") and hasattr(receiver, "_send_rtcp_nack")
+    delivered: list[object] = []
+    glue.tap_receiver(receiver, lambda packet, codec: delivered.append(packet))
+    assert receiver._handle_rtp_packet.__qualname__.startswith("tap_receiver")
+
+
+async def test_sender_internals_the_outlet_writes() -> None:
+    sender = RTCRtpSender("video", await transport())
+    for name in ("ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count", "rtx_payload_type"):
+        assert hasattr(sender, f"_RTCRtpSender__{name}"), name
+    assert isinstance(sender._ssrc, int) and isinstance(sender._rtx_ssrc, int)
+    assert hasattr(sender, "_stream_id")
+    source = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "self._retransmit(" in source and "self._send_keyframe()" in source  # where NACK and PLI land
+
+
+async def test_transport_internals_the_outlet_sends_on() -> None:
+    dtls = await transport()
+    assert dtls._state is DtlsState.NEW
+    assert hasattr(dtls, "_tx_srtp") and hasattr(dtls, "_send_rtp")
+    assert hasattr(dtls.transport._connection, "_nominated")
+    assert "transport.sendto" in inspect.getsource(aioice.ice.StunProtocol.send_data)
+
+
+def test_loopback_candidates_are_offered() -> None:
+    glue.allow_loopback_candidates()
+    glue.allow_loopback_candidates()  # idempotent
+    assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False).count("127.0.0.1") == 1
+
+
+def test_keyframe_detection() -> None:
+    # VP8: S=1, PID=0, no extension, frame tag with P=0 (key) or 1 (delta).
+    assert vp8_keyframe_start(bytes([0x10, 0x00, 0x00]))
+    assert not vp8_keyframe_start(bytes([0x10, 0x01, 0x00]))
+    assert not vp8_keyframe_start(bytes([0x00, 0x00]))  # not the start of a frame
+    # With X, I (15-bit picture id), L, T/K: the frame tag comes after four more bytes.
+    assert vp8_keyframe_start(bytes([0x90, 0xE0, 0x80, 0x01, 0x05, 0x00, 0x00]))
+    assert not vp8_keyframe_start(bytes([0x90, 0xE0, 0x80, 0x01, 0x05, 0x00, 0x01]))
+    assert not vp8_keyframe_start(bytes([0x90]))  # truncated
+    # H264: IDR, SPS, STAP-A holding SPS, FU-A starting an IDR; a P slice is not.
+    assert h264_keyframe_start(bytes([0x65]))
+    assert h264_keyframe_start(bytes([0x67, 0x42]))
+    assert h264_keyframe_start(bytes([0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x68]))
+    assert h264_keyframe_start(bytes([0x7C, 0x85]))
+    assert not h264_keyframe_start(bytes([0x7C, 0x05]))  # a middle fragment
+    assert not h264_keyframe_start(bytes([0x41]))
+    assert keyframe_start("audio/opus", b"\x00")
+    assert header(1, 96, 65535, 2**32 - 1, 1234) == bytes([0x80, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                                          0x00, 0x00, 0x04, 0xD2])
