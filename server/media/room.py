@@ -110,8 +110,6 @@ class Source:
         self.last_packet = 0.0
         self.last_keyframe_request = float("-inf")
         self.closed = False
-        glue.stop_decoding(transceiver.receiver)
-        glue.tap_receiver(transceiver.receiver, self.deliver)
 
     def deliver(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
         """The hot path: one incoming packet, out to every viewer."""
@@ -305,7 +303,7 @@ class MediaRoom:
                 kind = transceiver.kind
                 if not codecs or kind in member.sources or transceiver.currentDirection not in ("recvonly", "sendrecv"):
                     continue
-                member.sources[kind] = Source(member, kind, transceiver, codecs[0])
+                member.sources[kind] = self.source(member, kind, transceiver, codecs[0])
                 added = True
             if added:
                 for other in self.members.values():
@@ -341,15 +339,7 @@ class MediaRoom:
                     continue
                 if pc is None:
                     pc = member.subscribe_pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
-                owner, kind = key
-                transceiver = pc.addTransceiver(glue.HeldTrack(kind, f"{owner}-{kind}-{next(self.counter)}"),
-                                                direction="sendonly")
-                glue.set_stream_id(transceiver.sender, owner)
-                if prefs := capability(source.codec, kind):
-                    transceiver.setCodecPreferences(prefs)
-                forward = Forward(source, glue.Outlet(transceiver, source.request_keyframe))
-                source.forwards.append(forward)
-                member.slots[key] = (transceiver, forward)
+                member.slots[key] = self.viewer_track(pc, source)
                 changed = True
             if not changed or pc is None:
                 return
@@ -362,6 +352,26 @@ class MediaRoom:
             if member.closed or pc.localDescription is None:
                 return
             member.conn.send({"type": "offer", "pc": "subscribe", "sdp": pc.localDescription.sdp})
+
+    def source(self, member: Member, kind: str, transceiver: RTCRtpTransceiver,
+               codec: RTCRtpCodecParameters) -> Source:
+        """A newly published track: its packets come to `deliver`, nothing is decoded."""
+        source = Source(member, kind, transceiver, codec)
+        glue.stop_decoding(transceiver.receiver)
+        glue.tap_receiver(transceiver.receiver, source.deliver)
+        return source
+
+    def viewer_track(self, pc: RTCPeerConnection, source: Source) -> tuple[RTCRtpTransceiver, Forward]:
+        """A new sending track on a viewer's subscribe connection, fed from `source`."""
+        owner, kind = source.owner.pid, source.kind
+        transceiver = pc.addTransceiver(glue.HeldTrack(kind, f"{owner}-{kind}-{next(self.counter)}"),
+                                        direction="sendonly")
+        glue.set_stream_id(transceiver.sender, owner)
+        if prefs := capability(source.codec, kind):
+            transceiver.setCodecPreferences(prefs)
+        forward = Forward(source, glue.Outlet(transceiver, source.request_keyframe))
+        source.forwards.append(forward)
+        return transceiver, forward
 
     async def subscribed(self, pid: str, conn: Connection, sdp: str) -> None:
         """The participant's answer to the last subscribe offer."""
@@ -453,15 +463,16 @@ class MediaRoom:
 class MediaRooms:
     """Every session's media room in this process, addressed by session id."""
 
-    def __init__(self, ice_servers: tuple[dict[str, Any], ...]) -> None:
+    def __init__(self, ice_servers: tuple[dict[str, Any], ...], room_class: type[MediaRoom] = MediaRoom) -> None:
         self.ice_servers = ice_servers
+        self.room_class = room_class
         self.rooms: dict[str, MediaRoom] = {}
         glue.allow_loopback_candidates()
 
     def room(self, session_id: str, on_state: StateSink) -> MediaRoom:
         room = self.rooms.get(session_id)
         if room is None:
-            room = self.rooms[session_id] = MediaRoom(session_id, self.ice_servers, on_state)
+            room = self.rooms[session_id] = self.room_class(session_id, self.ice_servers, on_state)
         return room
 
     def get(self, session_id: str) -> MediaRoom | None:
