@@ -171,7 +171,7 @@ function onRoomFrame(state, frame) {
       renderWaiting(state, cue(state.groupId, state.waiting));
       break;
     case "offer": case "answer": state.room.handle(frame); break;
-    case "session_ended": closeRoom(state, "The session has ended."); break;
+    case "session_ended": closeRoom(state, "Session ended. Attendance has been recorded."); break;
     case "error":
       if (frame.code === "session_not_open" || frame.code === "session_ended") {
         closeRoom(state, "This session has already ended.");

@@ -17,13 +17,20 @@ export class Room {
     this.onState = onState || (() => {});
     this.link = null;
     this.generation = 0;
+    this.starting = false;
+    this.early = []; // offers that arrive while media.js is still loading
+    loadMediaLink(); // fetch it now, not at admission
   }
 
   async start(localStream, iceServers) {
     this.close();
     const generation = ++this.generation;
+    this.starting = true;
     const MediaLink = await loadMediaLink();
     if (generation !== this.generation) return; // closed (or restarted) while loading
+    this.starting = false;
+    const early = this.early;
+    this.early = [];
     if (!MediaLink) {
       this.onState("Video is not available on this server right now; you are connected without it.");
       return;
@@ -35,6 +42,8 @@ export class Room {
       onStreamEnded: (participantId) => this.grid.detach(participantId),
       onState: (text) => this.onState(text),
     });
+    // The server may offer the others' streams as soon as we are admitted.
+    for (const frame of early) this.link.handle(frame);
     try {
       await this.link.start(localStream || null);
     } catch (error) {
@@ -44,7 +53,12 @@ export class Room {
   }
 
   handle(frame) {
-    return this.link ? Boolean(this.link.handle(frame)) : false;
+    if (this.link) return Boolean(this.link.handle(frame));
+    if (this.starting) {
+      this.early.push(frame);
+      return true;
+    }
+    return false;
   }
 
   setTracks(tracks) {
@@ -53,6 +67,8 @@ export class Room {
 
   close() {
     this.generation += 1;
+    this.starting = false;
+    this.early = [];
     if (this.link) {
       try { this.link.close(); } catch { /* already closed */ }
     }
