@@ -58,7 +58,7 @@ async def create_demo(redis: Redis, settings: Settings, clock: Clock) -> str:
         f"  group id:     {ids['group']}",
         f"  facilitator:  username facilitator  password {passwords['facilitator']}",
         f"  admin:        username admin        password {passwords['admin']}",
-        f"  staff sign-in: POST {settings.public_url}/api/v1/login  {{\"username\", \"password\"}}",
+        f"  staff sign-in: {settings.public_url}/login  (API: POST /api/v1/login)",
         "  patient links (each is a secret; open one per browser):",
     ]
     for name, enrollment_id in zip(PATIENTS, ids["enrollments"], strict=True):

@@ -28,6 +28,7 @@ class Row:
     name: str
     y: float
     minimum_y: float | None
+    minimum_hours: float
     at_risk: bool
     bars: list[Bar] = field(default_factory=list)
 
@@ -50,7 +51,7 @@ def weekly_hours_chart(weeks: list[dict[str, Any]], names: dict[str, str]) -> We
     top_hours = max([w["attended_seconds"] / 3600 for w in weeks] + [w["minimum_seconds"] / 3600 for w in weeks]
                     + [1.0])
     scale = BAR_AREA / (top_hours * 1.1)
-    column = (WIDTH - LABEL_WIDTH - 10) / max(1, len(week_ids))
+    column = (WIDTH - LABEL_WIDTH - 50) / max(1, len(week_ids))  # 50: room for the minimum's label
     bar_width = min(48.0, column * 0.6)
     centres = [(week, LABEL_WIDTH + column * (i + 0.5)) for i, week in enumerate(week_ids)]
     rows = []
@@ -64,6 +65,7 @@ def weekly_hours_chart(weeks: list[dict[str, Any]], names: dict[str, str]) -> We
             name=names.get(patient_id, patient_id),
             y=base,
             minimum_y=base - minimum * scale if minimum else None,
+            minimum_hours=minimum,
             at_risk=any(w["dropout_risk"] for w in mine if w),
         )
         for (week, centre), item in zip(centres, mine, strict=True):

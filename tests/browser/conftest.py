@@ -113,8 +113,10 @@ def demo(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             process.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
+    # Per module, not per session: sync Playwright keeps an event loop running in this thread
+    # while it is open, and the suite's asyncio tests that follow need the thread to themselves.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
