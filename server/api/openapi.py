@@ -34,6 +34,20 @@ def _op(summary: str, role: str | None, body: dict[str, Any] | None = None, ok: 
     return op
 
 
+def _page(summary: str, role: str | None = None, content_type: str = "text/html") -> dict[str, Any]:
+    """A page (not JSON): staff pages redirect to /login without a session, 403 for another role."""
+    ok = {"description": "OK", "content": {content_type: {}}}
+    op: dict[str, Any] = {"summary": summary, "responses": {"200": ok}}
+    if role:
+        op["x-role"] = role
+        op["responses"]["302"] = {"description": "not signed in: redirect to /login?next=..."}
+        op["responses"]["403"] = {"description": "signed in with another role: an HTML page", "content": {
+            "text/html": {}}}
+    else:
+        op["responses"]["404"] = {"description": "a bad, expired or rotated link", "content": {content_type: {}}}
+    return op
+
+
 def _obj(required: list[str], **props: Any) -> dict[str, Any]:
     return {"type": "object", "required": required, "additionalProperties": False, "properties": props}
 
@@ -105,6 +119,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/v1/ws"): _op("WebSocket upgrade: the realtime protocol (see the README)", None, ok=101,
                                errors=()),
     ("GET", "/j/{token}"): _op("The patient's join page (HTML)", None, errors=(404,)),
+    ("GET", "/j/{token}/calendar.ics"): _page("The group's next meetings as an iCalendar feed", None, "text/calendar"),
+    ("GET", "/"): _page("Redirects to the signed-in user's start page (or /login)", "staff"),
+    ("GET", "/login"): _page("Staff sign-in page"),
+    ("GET", "/console"): _page("The facilitator's console", "facilitator"),
+    ("GET", "/admin"): _page("Admin: groups and patients", "admin"),
+    ("GET", "/admin/groups/{group_id}"): _page("Admin: a group's enrolments, links and brand editor", "admin"),
+    ("GET", "/admin/attendance"): _page("Admin: attendance minutes, weekly hours, dropout risk", "admin"),
+    ("GET", "/admin/billing"): _page("Admin: billing deliveries and replay", "admin"),
 }
 
 

@@ -1,7 +1,7 @@
 """Real headless Chromium (Playwright) against a real `porchlight demo` process.
 
 Without Chromium these tests are skipped with the reason; with PORCHLIGHT_REQUIRE_BROWSER=1
-(CI) a missing browser is a failure instead. The server is one process for the whole run, on
+(CI) a missing browser is a failure instead. The server is one process per test module, on
 an ephemeral port and its own data dir, so the tests see only public behaviour.
 """
 
@@ -73,9 +73,12 @@ class Demo:
     output: Path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def demo(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """`porchlight demo` on an ephemeral port: the clinic, its logins and three patient links."""
+    """`porchlight demo` on an ephemeral port: the clinic, its logins and three patient links.
+
+    One per test module, so a module's records (attendance, sessions) are its own.
+    """
     data_dir = tmp_path_factory.mktemp("demo")
     log = data_dir / "output.txt"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORCHLIGHT_")}

@@ -180,4 +180,20 @@ def test_patient_and_facilitator_run_a_group_then_the_admin_pulls_the_minutes(de
     assert [(r["patient_id"], r["group_id"], r["status"]) for r in rows] == [(patient_id, demo.group_id, "attended")]
     assert int(rows[0]["reconnects"]) == 0 and rows[0]["intervals"].count("/") == 2  # admitted twice
 
+    # -- the other admin pages: the clinic, a group with its brand editor, billing -----------------
+    admin.get_by_role("link", name="Clinic").click()
+    expect(admin.get_by_role("heading", name="Groups")).to_be_visible()
+    check_accessibility(admin, "admin clinic")
+    admin.get_by_role("link", name="Evening DBT Skills").click()
+    expect(admin.get_by_role("button", name="Copy link for Alex R.")).to_be_visible()
+    admin.get_by_role("textbox", name="Main colour", exact=True).fill("#6b4f8f")
+    preview_bar = admin.locator("#brand-preview .brand-bar")
+    expect(preview_bar).to_have_css("background-color", "rgb(107, 79, 143)")
+    check_accessibility(admin, "admin group and brand editor")
+    screenshot(admin, "admin-group-1280", full_page=True)
+    admin.get_by_role("link", name="Billing").click()
+    expect(admin.get_by_role("heading", name="Billing deliveries")).to_be_visible()
+    check_accessibility(admin, "admin billing")
+    screenshot(admin, "admin-billing-1280", full_page=True)
+
     assert not media_problems, "; ".join(media_problems)
