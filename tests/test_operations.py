@@ -180,3 +180,13 @@ async def test_audit_log_is_hash_chained_and_tampering_is_found(api: Api) -> Non
     assert (await audit.verify()).ok
     await api.redis.rpop(keys.audit_log())
     assert not (await audit.verify()).ok  # the last entry removed: the head no longer matches
+
+
+def test_the_wheel_lists_every_server_package() -> None:
+    """pyproject.toml names packages one by one; a new one left out would be missing when installed."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "server").rglob("__init__.py")}
+    assert found - listed == set()

@@ -104,13 +104,7 @@ class Door:
         assert self.session is not None
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                states = {pid: json.dumps(self.session.patients[pid].to_json())
-                          for pid in patient_ids if pid in self.session.patients}
-                if states:
-                    pipe.hset(keys.session_patients(self.session.session_id), mapping=states)
-                if events:
-                    pipe.rpush(keys.session_events(self.session.session_id),
-                               *[json.dumps(e, separators=(",", ":")) for e in events])
+                write_changes(pipe, self.session, events, patient_ids)
                 if extra is not None:
                     extra(pipe)
                 await pipe.execute()
@@ -318,7 +312,8 @@ class Door:
             if self.session is None or self.session.session_id != session_id:
                 raise ApiError(409, "session_not_open", "that session is not open")
             self.staff_in_session[conn] = staff
-            self._send(conn, {"type": "roster", "participants": self.participants()})
+            # Staff take part from their hello (no `admitted`): their first roster carries the ICE servers.
+            self._send(conn, {"type": "roster", "participants": self.participants(), "ice_servers": self.ice_servers})
             self.schedule_push("roster")
         else:
             self.watchers.add(conn)
@@ -344,13 +339,9 @@ class Door:
         for pid, (at, location) in sorted(self.early.items(), key=lambda kv: kv[1][0]):
             events += session.check_in(pid, now, location, checked_in_at=at)
         self.session = session
-        record = {"id": session_id, "group_id": self.group_id, "state": "open", "started_at": str(now),
-                  "opened_by": user_id}
 
         def write(pipe: Any) -> None:
-            pipe.hset(keys.session(session_id), mapping=record)
-            pipe.zadd(keys.sessions_by_start(), {session_id: now})
-            pipe.zadd(keys.group_sessions(self.group_id), {session_id: now})
+            write_opened(pipe, self.group_id, session_id, now, user_id)
             pipe.delete(keys.group_early(self.group_id))
 
         try:
@@ -459,9 +450,8 @@ class Door:
         events = self._apply(lambda: session.end(now))
 
         def write(pipe: Any) -> None:
-            pipe.hset(keys.session(session_id), mapping={"state": "ended", "ended_at": str(now), "ended_by": by})
+            write_ended(pipe, session_id, now, by)
             pipe.delete(keys.group_open_session(self.group_id))
-            pipe.sadd(keys.finalise_pending(), session_id)  # finalised next, or by a sweeper after a crash
 
         await self._commit(events, list(session.patients), write)
         await self.audit.append("session.end", by, session_id=session_id, group_id=self.group_id)
@@ -514,6 +504,28 @@ class Door:
 
 
 _OUT = Patient(Status.OUT, since=0)
+
+
+def write_opened(pipe: Any, group_id: str, session_id: str, now: int, by: str) -> None:
+    """The session's record and indexes, as one opening writes them (inside a transaction)."""
+    record = {"id": session_id, "group_id": group_id, "state": "open", "started_at": str(now), "opened_by": by}
+    pipe.hset(keys.session(session_id), mapping=record)
+    pipe.zadd(keys.sessions_by_start(), {session_id: now})
+    pipe.zadd(keys.group_sessions(group_id), {session_id: now})
+
+
+def write_ended(pipe: Any, session_id: str, now: int, by: str) -> None:
+    pipe.hset(keys.session(session_id), mapping={"state": "ended", "ended_at": str(now), "ended_by": by})
+    pipe.sadd(keys.finalise_pending(), session_id)  # finalised next, or by a sweeper after a crash
+
+
+def write_changes(pipe: Any, session: Session, events: list[Event], patient_ids: Iterable[str]) -> None:
+    """Changed patient states and their events (inside a transaction)."""
+    states = {pid: json.dumps(session.patients[pid].to_json()) for pid in patient_ids if pid in session.patients}
+    if states:
+        pipe.hset(keys.session_patients(session.session_id), mapping=states)
+    if events:
+        pipe.rpush(keys.session_events(session.session_id), *[json.dumps(e, separators=(",", ":")) for e in events])
 
 
 def describe_session(session: Session, group_id: str, names: dict[str, str]) -> dict[str, Any]:

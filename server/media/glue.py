@@ -87,14 +87,16 @@ def stop_decoding(receiver: RTCRtpReceiver) -> None:
     receiver.receive = receive  # type: ignore[method-assign]
 
 
-def tap_receiver(receiver: RTCRtpReceiver, deliver: Deliver) -> None:
-    """Hand every incoming RTP packet (RTX unwrapped) to `deliver` instead of the decoder."""
+def tap_receiver(receiver: RTCRtpReceiver, deliver: Deliver, estimate_bandwidth: bool = True) -> None:
+    """Hand every incoming RTP packet (RTX unwrapped) to `deliver` instead of the decoder.
+
+    With `estimate_bandwidth`, aiortc's receive-side estimate runs and REMB goes back to the
+    sender (the server keeps it so publishers adapt to their uplink)."""
     codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
     rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
     streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
     nack = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
-    estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
-    original_remb = receiver._handle_rtp_packet
+    estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator if estimate_bandwidth else None  # type: ignore[attr-defined]
 
     async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
         if not receiver._enabled:
@@ -124,7 +126,6 @@ def tap_receiver(receiver: RTCRtpReceiver, deliver: Deliver) -> None:
             await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
         deliver(packet, codec)
 
-    del original_remb
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
 
 
