@@ -217,13 +217,14 @@ def server_env(data_dir: Path, heartbeat: float) -> dict[str, str]:
     return env
 
 
-async def start_server(data_dir: Path, heartbeat: float, gc_log: bool = False) -> Server:
+async def start_server(data_dir: Path, heartbeat: float, gc_log: bool = False,
+                       command: list[str] | None = None) -> Server:
     env = server_env(data_dir, heartbeat)
     log_path = data_dir.parent / "server.log"
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         proc = await asyncio.create_subprocess_exec(
-            *server_command(gc_log), "serve", env=env, stdin=asyncio.subprocess.DEVNULL,
+            *(command or server_command(gc_log)), "serve", env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=log_fd,
         )
     finally:

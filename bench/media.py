@@ -1,0 +1,280 @@
+"""Group rooms through one server process: packet forwarding against aiortc's default path.
+
+For each room size N (default 4, 8, 12) a fresh `porchlight serve` is started (embedded Redis),
+a group with N enrolled patients is created over HTTP, a session is opened and N synthetic
+participants (bench/media_client.py), each in its own process, check in, are admitted and
+publish 640x360 VP8 at 15 fps (~500 kbps) and Opus (a 440 Hz tone, ~32 kbps), both
+pre-encoded so the clients' CPU goes to networking, not encoding. Every participant sees
+every other. After a warm-up, during a fixed window, measured:
+
+- server CPU: user+system time of the server process (not its redis-server) / wall time,
+  in cores; and per forwarded RTP packet (packets from /metrics);
+- forwarded share: packets sent / (packets received x (N-1)); 1.00 means the server passed on
+  everything its publishers sent it (whatever the viewers then managed to read);
+- server RSS at the end of the window;
+- at every viewer, per remote participant: frames per second received whole, and
+  capture-to-receive latency per frame (p50/p95; capture times are on a shared schedule);
+- at one probe viewer that decodes two of its video streams with aiortc: decoded frames per
+  second (proof that what arrives is decodable VP8, not only packets);
+- with --profile N: py-spy samples the server during the window of the N-person room and the
+  functions with the most samples (own time) are printed.
+
+The same rooms then run through aiortc's default decode/re-encode path (bench/transcode.py)
+in the same run, and the ratio of server CPU is printed. Figures are printed, not asserted.
+
+    python -m bench.media [--sizes 4,8,12] [--transcode-sizes 4,8] [--window 10] [--warmup 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fractions
+import json
+import math
+import os
+import random
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import av
+
+from bench.media_client import PROBE_DECODES
+from bench.waiting_room import (
+    add_user,
+    login,
+    percentile,
+    porchlight_command,
+    post,
+    proc_kb,
+    server_metrics,
+    start_server,
+    stop_server,
+)
+
+FPS = 15
+LOOP = 60  # pre-encoded frames; a keyframe starts each loop (every 4 s)
+
+
+def encode_loop(path: Path, width: int = 640, height: int = 360, bitrate: int = 500_000) -> float:
+    """Encode LOOP frames of a moving, slightly noisy picture to VP8; returns the bitrate."""
+    ctx = av.CodecContext.create("libvpx", "w")
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.bit_rate = width, height, "yuv420p", bitrate
+    ctx.framerate = fractions.Fraction(FPS, 1)
+    ctx.time_base = fractions.Fraction(1, FPS)
+    ctx.gop_size = LOOP
+    ctx.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    rng = random.Random(1)
+    noise = bytes(rng.randrange(10) for _ in range(width * height * 2))
+    ramp = bytes(range(256)) * (width // 256 + 2)
+    frames: list[bytes] = []
+    for k in range(LOOP):
+        frame = av.VideoFrame(width, height, "yuv420p")
+        luma = b"".join(ramp[(r + 8 * k) % 256:(r + 8 * k) % 256 + width] for r in range(height))
+        off = (k * 997) % (width * height)
+        frame.planes[0].update(bytes((a + b) & 0xFF for a, b in zip(luma, noise[off:off + len(luma)], strict=True)))
+        for plane in frame.planes[1:]:
+            plane.update(bytes([128]) * (plane.line_size * (height // 2)))
+        frame.pts = k
+        frames += [bytes(p) for p in ctx.encode(frame)]
+    frames += [bytes(p) for p in ctx.encode(None)]
+    path.write_bytes(b"".join(struct.pack("!I", len(f)) + f for f in frames))
+    return sum(map(len, frames)) * 8 / (len(frames) / FPS)
+
+
+def encode_tone(path: Path) -> None:
+    """One second of a 440 Hz tone as 50 Opus packets (20 ms each), looped by the clients."""
+    ctx = av.CodecContext.create("libopus", "w")
+    ctx.sample_rate, ctx.layout, ctx.format, ctx.bit_rate = 48000, "stereo", "s16", 32000
+    packets: list[bytes] = []
+    for k in range(50):
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
+        values = (int(3000 * math.sin(2 * math.pi * 440 * (k * 960 + i) / 48000)) for i in range(960))
+        frame.planes[0].update(b"".join(struct.pack("<hh", v, v) for v in values))
+        frame.sample_rate, frame.pts, frame.time_base = 48000, k * 960, fractions.Fraction(1, 48000)
+        packets += [bytes(p) for p in ctx.encode(frame)]
+    path.write_bytes(b"".join(struct.pack("!I", len(p)) + p for p in packets))
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Row:
+    path: str
+    size: int
+    cores: float
+    us_per_packet: float
+    forwarded: float
+    packets_per_s: float
+    rss_mb: float
+    fps_min: float
+    fps_median: float
+    decoded_fps_min: float
+    latency_p50: float
+    latency_p95: float
+    streams_seen: str
+    client_cores: float
+
+
+async def run_room(path: str, size: int, frames_file: Path, args: argparse.Namespace) -> Row:
+    command = [sys.executable, "-m", "bench.transcode"] if path == "transcode" else porchlight_command()
+    with tempfile.TemporaryDirectory(prefix="porchlight-media-bench-") as tmp:
+        data_dir = Path(tmp) / "data"
+        data_dir.mkdir()
+        server = await start_server(data_dir, heartbeat=10.0, command=command)
+        try:
+            await add_user(server, "admin", "admin", "Bench Admin")
+            await add_user(server, "facilitator", "facilitator", "Bench Facilitator")
+            async with aiohttp.ClientSession() as http:
+                base = server.url
+                admin = await login(http, base, "admin")
+                facilitator = await login(http, base, "facilitator")
+                group = await post(http, base, admin, "/groups", {
+                    "name": "Bench group", "program": "IOP", "capacity": max(size, 2),
+                    "facilitator_ids": [facilitator.user_id], "timezone": "UTC"}, 201)
+                tokens = []
+                for i in range(size):
+                    patient = await post(http, base, admin, "/patients", {"display_name": f"Bench {i}"}, 201)
+                    enrollment = await post(http, base, admin, f"/groups/{group['id']}/enrollments",
+                                            {"patient_id": patient["id"]}, 201)
+                    tokens.append(enrollment["join_url"].rsplit("/j/", 1)[1])
+                session = await post(http, base, facilitator, f"/groups/{group['id']}/sessions", {}, 201)
+                t0 = time.time() + 1
+                window = (t0 + args.warmup + size * 0.5, t0 + args.warmup + size * 0.5 + args.window)
+                outs = [Path(tmp) / f"client{i}.json" for i in range(size)]
+                clients = [
+                    await asyncio.create_subprocess_exec(
+                        sys.executable, "-m", "bench.media_client", base, token, str(frames_file), str(t0),
+                        str(window[0]), str(window[1]), str(out), *(["--decode"] if i == 0 else []),
+                        stdout=asyncio.subprocess.DEVNULL, stderr=(Path(tmp) / f"client{i}.log").open("w"))
+                    for i, (token, out) in enumerate(zip(tokens, outs, strict=True))
+                ]
+                async with asyncio.timeout(120):
+                    while True:
+                        described = await (await http.get(
+                            f"{base}/api/v1/sessions/{session['id']}", headers=facilitator.headers())).json()
+                        if len(described["waiting"]) == size:
+                            break
+                        await asyncio.sleep(0.2)
+                await post(http, base, facilitator, f"/sessions/{session['id']}/admit", {"all": True})
+                await asyncio.sleep(max(0.0, window[0] - time.time()))
+                cpu0, (packets0, in0) = cpu_seconds(server.proc.pid), await _packets(http, base)
+                profile = None
+                if args.profile == size and path == "forward":
+                    profile = await asyncio.create_subprocess_exec(
+                        "py-spy", "record", "--format", "raw", "-r", "50", "-d", str(int(args.window)),
+                        "-o", str(Path(tmp) / "profile.txt"), "-p", str(server.proc.pid),
+                        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+                await asyncio.sleep(max(0.0, window[1] - time.time()))
+                cpu1, (packets1, in1) = cpu_seconds(server.proc.pid), await _packets(http, base)
+                rss = proc_kb(server.proc.pid, "VmRSS") / 1024
+                for client in clients:
+                    await client.wait()
+                if profile is not None:
+                    await profile.wait()
+                    print_profile(Path(tmp) / "profile.txt")
+        finally:
+            await stop_server(server)
+        results = [json.loads(out.read_text()) for out in outs if out.exists()]
+        if len(results) < size:
+            print((Path(tmp) / "client1.log").read_text()[-3000:])
+    span = window[1] - window[0]
+    fps, latency, seen = [], [], 0
+    for result in results:
+        for stream in result["streams"].values():
+            fps.append(stream["frames"] / span)
+            latency += stream["latency_ms"]
+            seen += stream["frames"] > 0
+    decoded = [n / span for n in results[0]["decoded"].values()] if results else []
+    cores = (cpu1 - cpu0) / span
+    packets = packets1 - packets0
+    return Row(
+        path=path, size=size, cores=cores, us_per_packet=(cpu1 - cpu0) / packets * 1e6 if packets else float("nan"),
+        packets_per_s=packets / span, rss_mb=rss,
+        forwarded=packets / ((in1 - in0) * (size - 1)) if in1 > in0 else float("nan"),
+        fps_min=min(fps, default=0.0), fps_median=statistics.median(fps) if fps else 0.0,
+        decoded_fps_min=min(decoded, default=0.0),
+        latency_p50=percentile(latency, 50), latency_p95=percentile(latency, 95),
+        streams_seen=f"{seen}/{size * (size - 1) - min(PROBE_DECODES, size - 1)}",
+        client_cores=sum(r["cpu_s"] for r in results) / (window[1] - t0 + 2),
+    )
+
+
+def print_profile(path: Path, top: int = 15) -> None:
+    """Own samples per function from py-spy's collapsed stacks."""
+    if not path.exists():
+        print("    (no profile: is py-spy installed? pip install py-spy)")
+        return
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frame = stack.rsplit(";", 1)[-1]
+        own[frame] = own.get(frame, 0) + int(count)
+        total += int(count)
+    print(f"    server profile, own time ({total} samples):")
+    for frame, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"    {100 * count / total:5.1f}%  {frame}")
+
+
+async def _packets(http: aiohttp.ClientSession, base: str) -> tuple[float, float]:
+    metrics = await server_metrics(http, base)
+    return metrics.get("porchlight_media_packets_out", 0.0), metrics.get("porchlight_media_packets_in", 0.0)
+
+
+def report(rows: list[Row]) -> None:
+    print()
+    print(f"{'path':<10} {'N':>3} {'server cores':>12} {'us/packet':>9} {'pkts/s out':>10} {'fwd':>5} {'RSS MB':>7} "
+          f"{'fps min':>7} {'fps med':>7} {'decoded min':>11} {'p50 ms':>7} {'p95 ms':>7} {'streams':>8} "
+          f"{'client cores':>12}")
+    for r in rows:
+        print(f"{r.path:<10} {r.size:>3} {r.cores:>12.3f} {r.us_per_packet:>9.1f} {r.packets_per_s:>10.0f} "
+              f"{r.forwarded:>5.2f} "
+              f"{r.rss_mb:>7.0f} {r.fps_min:>7.1f} {r.fps_median:>7.1f} {r.decoded_fps_min:>11.1f} "
+              f"{r.latency_p50:>7.0f} {r.latency_p95:>7.0f} {r.streams_seen:>8} {r.client_cores:>12.2f}")
+    forward = {r.size: r for r in rows if r.path == "forward"}
+    for r in rows:
+        if r.path == "transcode" and r.size in forward and forward[r.size].cores > 0:
+            print(f"N={r.size}: the default decode/re-encode path used {r.cores / forward[r.size].cores:.1f}x "
+                  f"the server CPU of forwarding (and delivered {r.fps_median:.1f} vs "
+                  f"{forward[r.size].fps_median:.1f} fps median)")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="4,8,12")
+    parser.add_argument("--transcode-sizes", default="4,8")
+    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=8.0)
+    parser.add_argument("--profile", type=int, default=0, help="profile the server in the room of this size")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        frames_file = Path(tmp) / "frames.bin"
+        bitrate = encode_loop(frames_file)
+        encode_tone(frames_file.with_suffix(".opus"))
+        print(f"video: 640x360 VP8 at {FPS} fps, {bitrate / 1000:.0f} kbps (pre-encoded loop of {LOOP} frames); "
+              f"{os.cpu_count()} CPUs", flush=True)
+        rows = []
+        plan = [("forward", int(n)) for n in args.sizes.split(",") if n]
+        plan += [("transcode", int(n)) for n in args.transcode_sizes.split(",") if n]
+        for path, size in plan:
+            print(f"  {path} room of {size}...", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                rows.append(await run_room(path, size, frames_file, args))
+                report(rows[-1:])
+        report(rows)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

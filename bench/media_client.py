@@ -1,0 +1,233 @@
+"""One synthetic participant for bench/media.py, in its own process.
+
+It checks in with a patient link, waits to be admitted, publishes pre-encoded Opus and
+640x360 VP8 frames on a fixed schedule: video frame k is
+captured at T0 + k/fps, for every participant of the run alike. Each frame's bytes are
+known in advance, so a viewer recognises a frame from the start of its first packet and
+knows when it was captured. Viewers take packets at the receiver (glue.tap_receiver, as the
+server does) and count a frame when its last packet arrives: capture-to-receive latency per
+frame and frames per second per remote participant, inside the measurement window.
+
+    python -m bench.media_client URL TOKEN FRAMES_FILE T0 WINDOW_START WINDOW_END OUT [--decode]
+
+With --decode the participant (the probe viewer) decodes two of the video streams with aiortc
+and reports decoded frames per second for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fractions
+import json
+import resource
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.codecs.vpx import VpxPayloadDescriptor
+from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
+
+from server.media import glue
+
+FPS = 15
+KEY = 48  # bytes of a frame that identify it
+PROBE_DECODES = 2  # video streams the probe viewer decodes
+
+
+def load_frames(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    frames, i = [], 0
+    while i < len(data):
+        (size,) = struct.unpack_from("!I", data, i)
+        frames.append(data[i + 4:i + 4 + size])
+        i += 4 + size
+    return frames
+
+
+class PreEncoded(MediaStreamTrack):
+    """Hands aiortc's sender encoded VP8 frames (av.Packet): it only packetizes them."""
+
+    kind = "video"
+
+    def __init__(self, frames: list[bytes], t0: float) -> None:
+        super().__init__()
+        self.frames = frames
+        self.t0 = t0
+        self.k = max(0, int((time.time() - t0) * FPS) + 1)
+        self.k -= self.k % len(frames)  # start at a keyframe
+
+    async def recv(self) -> av.Packet:
+        due = self.t0 + self.k / FPS
+        if (delay := due - time.time()) > 0:
+            await asyncio.sleep(delay)
+        packet = av.Packet(self.frames[self.k % len(self.frames)])
+        packet.pts = self.k * (90000 // FPS)
+        packet.time_base = fractions.Fraction(1, 90000)
+        self.k += 1
+        return packet
+
+
+class PreEncodedAudio(MediaStreamTrack):
+    """Opus packets (20 ms each) on a fixed schedule; aiortc's sender only packetizes them."""
+
+    kind = "audio"
+
+    def __init__(self, packets: list[bytes], t0: float) -> None:
+        super().__init__()
+        self.packets = packets
+        self.t0 = t0
+        self.k = max(0, int((time.time() - t0) * 50) + 1)
+
+    async def recv(self) -> av.Packet:
+        due = self.t0 + self.k / 50
+        if (delay := due - time.time()) > 0:
+            await asyncio.sleep(delay)
+        packet = av.Packet(self.packets[self.k % len(self.packets)])
+        packet.pts = self.k * 960
+        packet.time_base = fractions.Fraction(1, 48000)
+        self.k += 1
+        return packet
+
+
+class Viewer:
+    def __init__(self, frames: list[bytes], t0: float, window: tuple[float, float]) -> None:
+        self.index = {frame[:KEY]: i for i, frame in enumerate(frames)}
+        self.loop_len = len(frames)
+        self.t0 = t0
+        self.window = window
+        self.streams: dict[str, dict[str, Any]] = {}
+        self.decoded: dict[str, int] = {}
+        self.decoding: set[str] = set()
+
+    def tap(self, pid: str, receiver: Any, kind: str) -> None:
+        if kind == "audio":  # received (and counted in aiortc's statistics), not decoded
+            glue.tap_receiver(receiver, lambda packet, codec: None, estimate_bandwidth=False)
+            return
+        stream = self.streams.setdefault(pid, {"frames": 0, "latency_ms": [], "packets": 0})
+        current: dict[str, Any] = {"idx": None}
+
+        def deliver(packet: Any, codec: Any) -> None:
+            now = time.time()
+            if codec.mimeType.lower() != "video/vp8":
+                return
+            stream["packets"] += 1
+            try:
+                descriptor, data = VpxPayloadDescriptor.parse(packet.payload)
+            except ValueError:
+                return
+            if descriptor.partition_start and descriptor.partition_id == 0:
+                current["idx"] = self.index.get(data[:KEY])
+            if packet.marker:
+                idx, current["idx"] = current["idx"], None
+                if not self.window[0] <= now <= self.window[1]:
+                    return
+                stream["frames"] += 1
+                if idx is None:
+                    return  # not one of the pre-encoded frames (the re-encoding path): no latency
+                k = int((now - self.t0) * FPS)
+                k -= (k - idx) % self.loop_len  # the latest capture of this frame
+                stream["latency_ms"].append((now - (self.t0 + k / FPS)) * 1000)
+
+        glue.tap_receiver(receiver, deliver, estimate_bandwidth=False)
+
+    async def decode(self, pid: str, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                if track.kind == "video" and self.window[0] <= time.time() <= self.window[1]:
+                    self.decoded[pid] = self.decoded.get(pid, 0) + 1
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    frames = load_frames(Path(args.frames))
+    window = (args.window_start, args.window_end)
+    viewer = Viewer(frames, args.t0, window)
+    config = RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    publish = RTCPeerConnection(config)
+    subscribe = RTCPeerConnection(config)
+    msids: dict[str, str] = {}
+    ws_url = args.url.replace("http", "ws", 1) + "/api/v1/ws"
+    async with (asyncio.timeout(args.window_end + 20 - time.time()), aiohttp.ClientSession() as http,
+                http.ws_connect(ws_url, max_msg_size=0) as ws):
+
+        async def send(frame: dict[str, Any]) -> None:
+            await ws.send_str(json.dumps(frame))
+
+        def on_track(track: MediaStreamTrack) -> None:
+            for transceiver in subscribe.getTransceivers():
+                if transceiver.receiver.track is track:
+                    pid = msids[str(transceiver.mid)]
+                    if args.decode and track.kind == "video" and len(viewer.decoding) < PROBE_DECODES:
+                        # The probe: aiortc decodes a few video streams (all of them would starve
+                        # two shared cores at N=12); the others are taken at the receiver.
+                        viewer.decoding.add(pid)
+                        tasks.append(asyncio.ensure_future(viewer.decode(pid, track)))
+                    elif pid not in viewer.decoding:
+                        viewer.tap(pid, transceiver.receiver, track.kind)
+
+        tasks: list[asyncio.Task[Any]] = []
+        subscribe.on("track", on_track)
+        await send({"type": "hello", "token": args.token, "location": "home"})
+        deadline = args.window_end + 2
+        while time.time() < deadline:
+            try:  # not receive(timeout=): each server ping would restart that timer
+                async with asyncio.timeout(max(0.1, deadline - time.time())):
+                    msg = await ws.receive()
+            except TimeoutError:
+                break
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                break
+            frame = json.loads(msg.data)
+            kind = frame["type"]
+            if kind == "admitted":
+                tone = load_frames(Path(args.frames).with_suffix(".opus"))
+                publish.addTransceiver(PreEncodedAudio(tone, args.t0), direction="sendonly")
+                publish.addTransceiver(PreEncoded(frames, args.t0), direction="sendonly")
+                await publish.setLocalDescription(await publish.createOffer())
+                await send({"type": "offer", "pc": "publish", "sdp": publish.localDescription.sdp})
+            elif kind == "answer":
+                await publish.setRemoteDescription(RTCSessionDescription(sdp=frame["sdp"], type="answer"))
+            elif kind == "offer":
+                for media in SessionDescription.parse(frame["sdp"]).media:
+                    if media.msid:
+                        msids[str(media.rtp.muxId)] = media.msid.split()[0]
+                await subscribe.setRemoteDescription(RTCSessionDescription(sdp=frame["sdp"], type="offer"))
+                await subscribe.setLocalDescription(await subscribe.createAnswer())
+                await send({"type": "answer", "pc": "subscribe", "sdp": subscribe.localDescription.sdp})
+        for task in tasks:
+            task.cancel()
+        for pc in (publish, subscribe):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pc.close(), 5)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"streams": viewer.streams, "decoded": viewer.decoded, "cpu_s": usage.ru_utime + usage.ru_stime}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    for name in ("url", "token", "frames"):
+        parser.add_argument(name)
+    for name in ("t0", "window_start", "window_end"):
+        parser.add_argument(name, type=float)
+    parser.add_argument("out")
+    parser.add_argument("--decode", action="store_true")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    Path(args.out).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
