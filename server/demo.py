@@ -1,6 +1,8 @@
 """`porchlight demo`: a demo clinic with brand, a group, staff and three patients.
 
-Run again, it reuses the same clinic and links and gives the staff fresh passwords.
+The first run also records the group's meetings of the last three weeks (server/demo_history.py),
+so the attendance pages have something to show. Run again, it reuses the same clinic and links
+and gives the staff fresh passwords.
 """
 
 from __future__ import annotations
@@ -8,10 +10,12 @@ from __future__ import annotations
 import json
 import secrets
 
+from server.audit import AuditLog
 from server.auth.links import LinkSigner
 from server.auth.staff import Role, create_user, set_password
 from server.clinic import enrollments, groups, patients
 from server.clock import Clock
+from server.demo_history import seed_history
 from server.settings import Settings
 from server.store import keys
 from server.store.connection import Redis
@@ -43,13 +47,15 @@ async def create_demo(redis: Redis, settings: Settings, clock: Clock) -> str:
             "schedule": [{"weekday": d, "start": "18:00", "minutes": 180} for d in (0, 2, 3)],
             "billing": {"code": "90853", "min_billable_minutes": 45}, "brand": BRAND,
         }, clock.now())
-        enrolled = []
+        enrolled, patient_ids = [], []
         for name in PATIENTS:
             patient = await patients.create_patient(redis, {"display_name": name, "external_id": None}, clock.now())
             enrollment = await enrollments.create_enrollment(
                 redis, group["id"], {"patient_id": patient["id"], "starts_on": None, "ends_on": None}, clock.now())
             enrolled.append(enrollment["id"])
+            patient_ids.append(patient["id"])
         ids = {"facilitator": facilitator.id, "admin": admin.id, "group": group["id"], "enrollments": enrolled}
+        await seed_history(redis, AuditLog(redis, clock), group, patient_ids, facilitator.id, clock.now())
         await redis.set(keys.demo(), json.dumps(ids))
     links = LinkSigner(settings.secret_key, settings.public_url)
     lines = [

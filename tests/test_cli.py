@@ -55,6 +55,30 @@ async def demo(tmp_path: Path) -> AsyncIterator[Running]:
         await asyncio.wait_for(process.wait(), 30)
 
 
+
+async def test_demo_comes_with_three_weeks_of_attendance(demo: Running) -> None:
+    """A new demo has past meetings, finalised like live ones: minutes, absences, a dropout flag."""
+    text = "".join(demo.output)
+    password = re.search(r"admin:\s+username admin\s+password (\S+)", text).group(1)  # type: ignore[union-attr]
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as admin:
+        assert (await admin.post(f"{demo.url}/api/v1/login",
+                                 json={"username": "admin", "password": password})).status == 200
+        records = (await (await admin.get(f"{demo.url}/api/v1/attendance")).json())["records"]
+        weekly = (await (await admin.get(f"{demo.url}/api/v1/attendance/weekly")).json())
+    by_patient: dict[str, list[dict[str, object]]] = {}
+    for record in records:
+        by_patient.setdefault(str(record["patient_id"]), []).append(record)
+    assert len(by_patient) == 3
+    meetings = {r["session_id"] for r in records}
+    assert len(meetings) >= 8  # three a week for three weeks, up to yesterday
+    statuses = [sorted(str(r["status"]) for r in rows) for rows in by_patient.values()]
+    assert ["attended"] * len(meetings) in statuses  # one comes to everything
+    assert any(s.count("absent") == 3 for s in statuses)  # one stopped coming
+    assert any(r["attended_minutes"] == 180 for r in records)
+    assert any(week["dropout_risk"] for week in weekly["weeks"])
+
+
 async def test_demo_facilitator_admits_a_patient_over_http_and_websocket(demo: Running, tmp_path: Path) -> None:
     """The issue's "done when": README's first command, then the whole admission through the API."""
     text = "".join(demo.output)

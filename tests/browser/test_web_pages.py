@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tests.browser.conftest import Demo
 from tests.browser.support import check_accessibility, screenshot
@@ -165,15 +167,21 @@ def test_patient_and_facilitator_run_a_group_then_the_admin_pulls_the_minutes(de
     admin = new_page(1280, 800)
     sign_in(admin, demo, "/admin/attendance", "admin", demo.admin_password)
     admin.get_by_role("combobox", name="Group").select_option(label="Evening DBT Skills")
+    admin.get_by_role("button", name="Show").click()
+    # The demo comes with three weeks of past meetings: the whole group, then one patient today.
+    expect(admin.get_by_role("img", name="Weekly hours per patient")).to_be_visible()
+    expect(admin.locator("#attendance-table tbody tr").filter(has_text="absent")).not_to_have_count(0)
+    check_accessibility(admin, "admin attendance")
+    screenshot(admin, "admin-attendance-1280", full_page=True)
+    today = datetime.now(ZoneInfo("America/Chicago")).date().isoformat()  # the demo group's timezone
+    admin.get_by_role("textbox", name="From", exact=True).fill(today)
+    admin.get_by_role("textbox", name="To", exact=True).fill(today)
     admin.get_by_role("combobox", name="Patient").select_option(label="Alex R.")
     admin.get_by_role("button", name="Show").click()
     expect(admin).to_have_url(re.compile(rf"group_id={demo.group_id}.*patient_id={patient_id}"))
     row = admin.locator("#attendance-table tbody tr").filter(has_text="Alex R.")
     expect(row).to_have_count(1)
     expect(row).to_contain_text("attended")
-    expect(admin.get_by_role("img", name="Weekly hours per patient")).to_be_visible()
-    check_accessibility(admin, "admin attendance")
-    screenshot(admin, "admin-attendance-1280", full_page=True)
     with admin.expect_download() as download:
         admin.get_by_role("link", name="Download CSV").click()
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
