@@ -49,6 +49,12 @@ async def test_transport_internals_the_outlet_sends_on() -> None:
     assert "transport.sendto" in inspect.getsource(aioice.ice.StunProtocol.send_data)
 
 
+def test_ntp_time_matches_aiortcs() -> None:
+    from aiortc.clock import current_ntp_time
+
+    assert abs(glue.ntp_now() - current_ntp_time()) < (1 << 32) // 100  # within 10 ms
+
+
 def test_loopback_candidates_are_offered() -> None:
     glue.allow_loopback_candidates()
     glue.allow_loopback_candidates()  # idempotent

@@ -18,12 +18,12 @@ DTLS session and written to its selected ICE pair.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
 from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
-from aiortc.clock import current_ntp_time
 from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -36,6 +36,16 @@ Deliver = Callable[[RtpPacket, RTCRtpCodecParameters], None]
 
 HISTORY = 512  # packets kept per viewer track to answer NACKs
 WRITE_BUFFER_LIMIT = 256 * 1024  # bytes queued on a viewer's socket before packets are dropped
+
+
+NTP_EPOCH = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
+
+
+def ntp_now() -> int:
+    """64-bit NTP time, as aiortc.clock.current_ntp_time() but without building datetimes."""
+    now = time.time()
+    seconds = int(now)
+    return ((seconds + NTP_EPOCH) << 32) | int((now - seconds) * (1 << 32))
 
 
 def allow_loopback_candidates() -> None:
@@ -180,7 +190,7 @@ class Outlet:
         dtls = self.sender.transport
         return dtls._state is DtlsState.CONNECTED and self.bind()
 
-    def send(self, sequence: int, data: bytes) -> bool:
+    def send(self, sequence: int, timestamp: int, data: bytes) -> bool:
         """Protect and send one RTP packet; False if the viewer's socket is backed up (dropped)."""
         dtls = self.sender.transport
         if dtls._state is not DtlsState.CONNECTED:
@@ -203,8 +213,8 @@ class Outlet:
         self._octets += len(data) - 12
         # Sender reports come from the aiortc sender's own RTCP loop: give it our counters.
         sender = self.sender
-        sender._RTCRtpSender__ntp_timestamp = current_ntp_time()  # type: ignore[attr-defined]
-        sender._RTCRtpSender__rtp_timestamp = int.from_bytes(data[4:8], "big")  # type: ignore[attr-defined]
+        sender._RTCRtpSender__ntp_timestamp = ntp_now()  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count = self.sent  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count = self._octets  # type: ignore[attr-defined]
         return True

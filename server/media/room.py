@@ -173,7 +173,7 @@ class Forward:
         seq = (packet.sequence_number + self.seq_delta) & 0xFFFF
         ts = (packet.timestamp + self.ts_delta) & 0xFFFFFFFF
         data = header(packet.marker, outlet.payload_type, seq, ts, outlet.ssrc) + packet.payload
-        if outlet.send(seq, data):
+        if outlet.send(seq, ts, data):
             self.last_seq, self.last_ts, self.last_at = seq, ts, self.source.last_packet
         elif self.source.kind == "video":
             self.seq_delta = None  # the viewer fell behind: resume at the next keyframe
