@@ -162,6 +162,12 @@ class MediaPeer:
             await seen.audio_event.wait()
             return seen
 
+    def subscribe_socket(self) -> asyncio.DatagramTransport:
+        """The UDP socket the subscribe connection receives on (aioice's selected pair)."""
+        dtls = self.subscribe_pc.getTransceivers()[0].receiver.transport
+        transport: asyncio.DatagramTransport = dtls.transport._connection._nominated[1].protocol.transport
+        return transport
+
     async def close(self) -> None:
         for task in self.tasks:
             task.cancel()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from typing import Any
 
 import aiohttp
 import pytest
 
-from server.lobby.door import Door
+from server.media.room import MediaRoom
 from tests.helpers import Api, Socket, World
 from tests.media_peer import MediaPeer, Seen
 
@@ -50,26 +51,56 @@ class Participant:
         await self.sock.close()
 
 
-async def join_all(api: Api, world: World, patients: int, **media: Any) -> tuple[str, list[Participant]]:
-    """The facilitator opens and joins the session; `patients` patients are admitted; all publish."""
-    session_id = await api.open(world)
-    staff = await api.staff_socket(world.facilitator, session_id=session_id)
-    people = [Participant(world.facilitator.user_id, staff, **media)]
+class Room:
+    """One open session with its participants; closes their media and sockets at the end."""
+
+    def __init__(self, api: Api, world: World, session_id: str) -> None:
+        self.api = api
+        self.world = world
+        self.session_id = session_id
+        self.people: list[Participant] = []
+
+    @classmethod
+    async def open(cls, api: Api, world: World, **media: Any) -> Room:
+        """The facilitator opens the session and takes part in it."""
+        room = cls(api, world, await api.open(world))
+        staff = await api.staff_socket(world.facilitator, session_id=room.session_id)
+        room.people.append(Participant(world.facilitator.user_id, staff, **media))
+        return room
+
+    async def admit(self, i: int, **media: Any) -> Participant:
+        """Patient i checks in and is admitted (not yet publishing)."""
+        sock = await self.api.patient(self.world.tokens[i])
+        pid = self.world.patients[i]["id"]
+        await self.api.post(self.world.facilitator, f"/sessions/{self.session_id}/admit", {"patient_ids": [pid]})
+        assert (await sock.until("admitted"))["ice_servers"] == []
+        person = Participant(pid, sock, **media)
+        self.people.append(person)
+        return person
+
+    def media(self) -> MediaRoom:
+        from server.services import SERVICES
+
+        room = self.api.client.app[SERVICES].lobby.door(self.world.group["id"]).media_room()
+        assert room is not None
+        return room
+
+    async def __aenter__(self) -> Room:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for person in self.people:
+            await person.close()
+
+
+async def join_all(api: Api, world: World, patients: int, **media: Any) -> Room:
+    """The facilitator and `patients` admitted patients, all publishing."""
+    room = await Room.open(api, world, **media)
     for i in range(patients):
-        sock = await api.patient(world.tokens[i])
-        await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[i]["id"]]})
-        admitted = await sock.until("admitted")
-        assert admitted["ice_servers"] == []
-        people.append(Participant(world.patients[i]["id"], sock, **media))
-    for person in people:
+        await room.admit(i, **media)
+    for person in room.people:
         await person.peer.publish()
-    return session_id, people
-
-
-def door_of(api: Api, world: World) -> Door:
-    from server.services import SERVICES
-
-    return api.client.app[SERVICES].lobby.door(world.group["id"])
+    return room
 
 
 async def everyone_sees_everyone(people: list[Participant]) -> None:
@@ -77,36 +108,30 @@ async def everyone_sees_everyone(people: list[Participant]) -> None:
 
 
 async def test_four_people_see_and_hear_each_other(api: Api) -> None:
-    world = await api.world(patients=3)
-    _, people = await join_all(api, world, patients=3)
-    try:
+    async with await join_all(api, await api.world(patients=3), patients=3) as room:
+        people = room.people
         await everyone_sees_everyone(people)
         for viewer in people:
             assert set(viewer.peer.seen) == {p.pid for p in people if p is not viewer}
             for pid, seen in viewer.peer.seen.items():
                 assert seen.size == (160, 120), pid
-    finally:
-        for person in people:
-            await person.close()
 
 
 async def test_removed_participant_vanishes_for_everyone_within_a_second(api: Api) -> None:
     world = await api.world(patients=3)
-    session_id, people = await join_all(api, world, patients=3)
-    staff, stays, gone = people[0], people[1], people[3]
-    try:
-        await everyone_sees_everyone(people)
+    async with await join_all(api, world, patients=3) as room:
+        staff, stays, gone = room.people[0], room.people[1], room.people[3]
+        await everyone_sees_everyone(room.people)
         offers_before = stays.peer.offers
-        await api.post(world.facilitator, f"/sessions/{session_id}/remove", {"patient_id": gone.pid})
+        await api.post(world.facilitator, f"/sessions/{room.session_id}/remove", {"patient_id": gone.pid})
         removed_at = time.monotonic()
-        room = door_of(api, world).media_room()
-        assert room is not None
+        media = room.media()
         async with asyncio.timeout(1.0):  # the roster push drops them from the media room
-            while gone.pid in room.members:
+            while gone.pid in media.members:
                 await asyncio.sleep(0.01)
         # Nothing of theirs is forwarded any more, and the others are re-offered without them.
-        assert all(len(s.forwards) == 2 for s in room.members[staff.pid].sources.values())
-        assert all(f.source.owner.pid != gone.pid for m in room.members.values() for _, f in m.slots.values())
+        assert all(len(s.forwards) == 2 for s in media.members[staff.pid].sources.values())
+        assert all(f.source.owner.pid != gone.pid for m in media.members.values() for _, f in m.slots.values())
         await asyncio.sleep(max(0.0, removed_at + 1.0 - time.monotonic()))
         frozen = {v.pid: v.peer.seen[gone.pid].video_frames for v in (staff, stays)}
         await asyncio.sleep(0.5)
@@ -119,55 +144,31 @@ async def test_removed_participant_vanishes_for_everyone_within_a_second(api: Ap
         async with asyncio.timeout(5):
             while stays.peer.seen[staff.pid].video_frames < before + 5:
                 await asyncio.sleep(0.05)
-    finally:
-        for person in people:
-            await person.close()
 
 
 async def test_late_joiner_decodes_video_within_a_second(api: Api) -> None:
-    world = await api.world(patients=2)
-    session_id, people = await join_all(api, world, patients=1)
-    try:
-        await everyone_sees_everyone(people)
-        sock = await api.patient(world.tokens[1])
-        await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[1]["id"]]})
-        await sock.until("admitted")
-        late = Participant(world.patients[1]["id"], sock)
-        people.append(late)
+    async with await join_all(api, await api.world(patients=2), patients=1) as room:
+        await everyone_sees_everyone(room.people)
+        late = await room.admit(1)
         await late.peer.publish()
-        await everyone_sees_everyone(people)
+        await everyone_sees_everyone(room.people)
         connected = late.peer.subscribe_connected_at
         assert connected is not None
-        for pid in (people[0].pid, people[1].pid):
-            first = late.peer.seen[pid].first_video_at
+        for person in room.people[:2]:
+            first = late.peer.seen[person.pid].first_video_at
             assert first is not None
             assert first - connected < 1.0, f"first frame {first - connected:.2f}s after connecting"
-    finally:
-        for person in people:
-            await person.close()
 
 
 async def test_h264_publisher_is_seen_by_vp8_publishers(api: Api) -> None:
-    world = await api.world(patients=2)
-    session_id = await api.open(world)
-    staff = Participant(world.facilitator.user_id, await api.staff_socket(world.facilitator, session_id=session_id))
-    people = [staff]
-    for i, codec in enumerate(["video/H264", None]):
-        sock = await api.patient(world.tokens[i])
-        await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[i]["id"]]})
-        await sock.until("admitted")
-        people.append(Participant(world.patients[i]["id"], sock, video_codec=codec))
-    try:
-        for person in people:
+    async with await Room.open(api, await api.world(patients=2)) as room:
+        h264 = await room.admit(0, video_codec="video/H264")
+        vp8 = await room.admit(1)
+        for person in room.people:
             await person.peer.publish()
-        await everyone_sees_everyone(people)
-        room = door_of(api, world).media_room()
-        assert room is not None
-        assert room.members[people[1].pid].sources["video"].mime == "video/H264"
-        assert room.members[people[2].pid].sources["video"].mime == "video/VP8"
-    finally:
-        for person in people:
-            await person.close()
+        await everyone_sees_everyone(room.people)
+        assert room.media().members[h264.pid].sources["video"].mime == "video/H264"
+        assert room.media().members[vp8.pid].sources["video"].mime == "video/VP8"
 
 
 async def test_signalling_errors_are_answered_and_change_nothing(api: Api) -> None:
@@ -203,13 +204,10 @@ async def test_signalling_errors_are_answered_and_change_nothing(api: Api) -> No
 
 async def test_media_state_follows_the_tracks_and_the_facilitators_mute(api: Api) -> None:
     world = await api.world(patients=1)
-    session_id = await api.open(world)
-    staff = Participant(world.facilitator.user_id, await api.staff_socket(world.facilitator, session_id=session_id))
-    sock = await api.patient(world.tokens[0])
-    await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[0]["id"]]})
-    await sock.until("admitted")
-    patient = Participant(world.patients[0]["id"], sock, video=False)  # joins with audio only
-    people = [staff, patient]
+    room = await Room.open(api, world)
+    staff = room.people[0]
+    patient = await room.admit(0, video=False)  # joins with audio only
+    session_id = room.session_id
 
     async def states() -> list[tuple[bool, bool]]:
         return [(e["audio"], e["video"]) for e in await api.events(world.facilitator, session_id)
@@ -220,8 +218,8 @@ async def test_media_state_follows_the_tracks_and_the_facilitators_mute(api: Api
             while (await states())[-1:] != [expected]:
                 await asyncio.sleep(0.05)
 
-    try:
-        for person in people:
+    async with room:
+        for person in room.people:
             await person.peer.publish()
         await staff.peer.seen.setdefault(patient.pid, Seen()).audio_event.wait()
         await until_state((True, False))  # audio only: the patient has no camera track
@@ -229,13 +227,32 @@ async def test_media_state_follows_the_tracks_and_the_facilitators_mute(api: Api
         await api.post(world.facilitator, f"/sessions/{session_id}/mute", {"patient_id": patient.pid})
         await patient.until("muted")
         await until_state((False, False))
-        room = door_of(api, world).media_room()
-        assert room is not None and room.members[patient.pid].sources["audio"].blocked
+        assert room.media().members[patient.pid].sources["audio"].blocked
 
-        await sock.send({"type": "media_state", "audio": True, "video": False})  # they unmute themselves
+        await patient.sock.send({"type": "media_state", "audio": True, "video": False})  # they unmute themselves
         await until_state((True, False))
-        assert not room.members[patient.pid].sources["audio"].blocked
+        assert not room.media().members[patient.pid].sources["audio"].blocked
         assert await states() == [(True, False), (False, False), (True, False)]
-    finally:
-        for person in people:
-            await person.close()
+
+
+async def test_a_viewer_that_stops_reading_slows_nobody_and_recovers(api: Api) -> None:
+    async with await join_all(api, await api.world(patients=2), patients=2) as room:
+        staff, slow, steady = room.people
+        await everyone_sees_everyone(room.people)
+        # The slow viewer stops reading, with a tiny socket buffer: what the server sends is lost.
+        udp = slow.peer.subscribe_socket()
+        sock = udp.get_extra_info("socket")
+        size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        udp.pause_reading()
+        steady_before = steady.peer.seen[staff.pid].video_frames
+        await asyncio.sleep(2.0)  # two seconds of a stalled viewer
+        assert steady.peer.seen[staff.pid].video_frames - steady_before >= 20  # 15 fps for the others, still
+        outlets = [f.outlet for _, f in room.media().members[slow.pid].slots.values()]
+        assert all(len(o.history) <= 512 for o in outlets)  # nothing piles up for the slow one
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size // 2)  # the kernel doubles what it is given
+        udp.resume_reading()
+        stalled = {pid: seen.video_frames for pid, seen in slow.peer.seen.items()}
+        async with asyncio.timeout(10):  # it decodes again: lost packets re-sent, or a fresh keyframe
+            while any(slow.peer.seen[pid].video_frames < n + 15 for pid, n in stalled.items()):
+                await asyncio.sleep(0.05)

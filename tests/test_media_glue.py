@@ -33,9 +33,9 @@ async def test_receiver_internals_the_tap_reads() -> None:
 
 async def test_sender_internals_the_outlet_writes() -> None:
     sender = RTCRtpSender("video", await transport())
-    for name in ("ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count", "rtx_payload_type"):
+    for name in ("ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count"):
         assert hasattr(sender, f"_RTCRtpSender__{name}"), name
-    assert isinstance(sender._ssrc, int) and isinstance(sender._rtx_ssrc, int)
+    assert isinstance(sender._ssrc, int)
     assert hasattr(sender, "_stream_id")
     source = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
     assert "self._retransmit(" in source and "self._send_keyframe()" in source  # where NACK and PLI land

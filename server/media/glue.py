@@ -30,8 +30,6 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
 
-from server.media.packets import header
-
 Deliver = Callable[[RtpPacket, RTCRtpCodecParameters], None]
 
 HISTORY = 512  # packets kept per viewer track to answer NACKs
@@ -159,13 +157,11 @@ class Outlet:
         sender = transceiver.sender
         self.sender = sender
         self.ssrc: int = sender._ssrc
-        self.rtx_ssrc: int = sender._rtx_ssrc
         self.payload_type: int | None = None
-        self.rtx_payload_type: int | None = None
-        self.rtx_sequence = 0
         self.history: dict[int, bytes] = {}
         self.sent = 0
         self.dropped = 0
+        self.retransmitted = 0
         self._octets = 0
         self._loop = asyncio.get_running_loop()
         # RTCP from the viewer: PLI/FIR go upstream, NACKs are answered from `history`.
@@ -179,11 +175,7 @@ class Outlet:
         codecs = negotiated_codecs(self.transceiver)
         if not codecs or self.transceiver.currentDirection not in ("sendonly", "sendrecv"):
             return False
-        primary = codecs[0]
-        self.payload_type = primary.payloadType
-        for codec in codecs:
-            if is_rtx(codec) and codec.parameters.get("apt") == primary.payloadType:
-                self.rtx_payload_type = codec.payloadType
+        self.payload_type = codecs[0].payloadType
         return True
 
     def ready(self) -> bool:
@@ -220,15 +212,11 @@ class Outlet:
         return True
 
     async def _retransmit(self, sequence: int) -> None:
+        """A NACKed packet goes out again as it was (RTX is not negotiated: see room.capability)."""
         data = self.history.get(sequence % HISTORY)
         if data is None or int.from_bytes(data[2:4], "big") != sequence:
             return
-        if self.rtx_payload_type is not None:
-            marker = data[1] & 0x80
-            data = (header(marker >> 7, self.rtx_payload_type, self.rtx_sequence,
-                           int.from_bytes(data[4:8], "big"), self.rtx_ssrc)
-                    + sequence.to_bytes(2, "big") + data[12:])
-            self.rtx_sequence = (self.rtx_sequence + 1) & 0xFFFF
+        self.retransmitted += 1
         dtls = self.sender.transport
         if dtls._state is DtlsState.CONNECTED:
             await dtls._send_rtp(data)

@@ -85,11 +85,13 @@ def check_publish_offer(sdp: str) -> None:
 
 
 def capability(codec: RTCRtpCodecParameters, kind: str) -> list[RTCRtpCodecCapability]:
-    """Codec preferences that make a viewer track use exactly the publisher's codec (plus RTX)."""
+    """Codec preferences that make a viewer track use exactly the publisher's codec.
+
+    No RTX: lost packets are sent again as they were (same SSRC and sequence number), which
+    every receiver takes. aiortc receivers drop RTX on a connection with several video tracks
+    (their router knows no RTX SSRCs, and the RTX payload type is shared by all the tracks)."""
     caps = RTCRtpSender.getCapabilities(kind).codecs
-    chosen = [c for c in caps if c.mimeType.lower() == codec.mimeType.lower() and c.parameters == codec.parameters]
-    rtx = [c for c in caps if c.mimeType.lower().endswith("/rtx")]
-    return chosen[:1] + rtx[:1] if chosen else []
+    return [c for c in caps if c.mimeType.lower() == codec.mimeType.lower() and c.parameters == codec.parameters][:1]
 
 
 class Source:
