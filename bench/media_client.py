@@ -154,23 +154,27 @@ class Viewer:
         header (no CSRC, no extension), so this needs no parser. RTCP, STUN and DTLS still go
         to aiortc (ICE consent, sender reports)."""
         dtls = subscribe.getTransceivers()[0].receiver.transport
-        protocol = dtls.transport._connection._nominated[1].protocol
-        original = protocol.datagram_received
 
-        def datagram_received(data: bytes, addr: Any) -> None:
-            srtp = dtls._rx_srtp
-            if srtp is None or not 127 < data[0] < 192 or 192 <= data[1] <= 223:  # not RTP
-                original(data, addr)
-                return
-            try:
-                plain = srtp.unprotect(data)
-            except Exception:  # pylibsrtp.Error: a replay or a bad packet
-                return
-            owner = owners.get(int.from_bytes(plain[8:12], "big"))
-            if owner is not None and owner[1] == "video":
-                self.video_packet(owner[0], plain[12:], plain[1] >> 7, time.time())
+        def hook(protocol: Any) -> None:
+            original = protocol.datagram_received
 
-        protocol.datagram_received = datagram_received
+            def datagram_received(data: bytes, addr: Any) -> None:
+                srtp = dtls._rx_srtp
+                if srtp is None or not 127 < data[0] < 192 or 192 <= data[1] <= 223:  # not RTP
+                    original(data, addr)
+                    return
+                try:
+                    plain = srtp.unprotect(data)
+                except Exception:  # pylibsrtp.Error: a replay or a bad packet
+                    return
+                owner = owners.get(int.from_bytes(plain[8:12], "big"))
+                if owner is not None and owner[1] == "video":
+                    self.video_packet(owner[0], plain[12:], plain[1] >> 7, time.time())
+
+            protocol.datagram_received = datagram_received
+
+        for protocol in dtls.transport._connection._protocols:  # every local candidate's socket
+            hook(protocol)
 
     async def decode(self, pid: str, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):
