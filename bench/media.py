@@ -4,8 +4,9 @@ For each room size N (default 4, 8, 12) a fresh `porchlight serve` is started (e
 a group with N enrolled patients is created over HTTP, a session is opened and N synthetic
 participants (bench/media_client.py), each in its own process, check in, are admitted and
 publish 640x360 VP8 at 15 fps (~500 kbps) and Opus (a 440 Hz tone, ~32 kbps), both
-pre-encoded so the clients' CPU goes to networking, not encoding. Every participant sees
-every other. After a warm-up, during a fixed window, measured:
+pre-encoded so the clients' CPU goes to networking, not encoding; each publisher starts at
+its own place in the 4 s VP8 loop, so keyframes are spread out as in a real group. Every
+participant sees every other. After a warm-up, during a fixed window, measured:
 
 - server CPU: user+system time of the server process (not its redis-server) / wall time,
   in cores; and per forwarded RTP packet (packets from /metrics);
@@ -143,12 +144,15 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
                 group = await post(http, base, admin, "/groups", {
                     "name": "Bench group", "program": "IOP", "capacity": max(size, 2),
                     "facilitator_ids": [facilitator.user_id], "timezone": "UTC"}, 201)
-                tokens = []
+                tokens, offsets = [], {}
                 for i in range(size):
                     patient = await post(http, base, admin, "/patients", {"display_name": f"Bench {i}"}, 201)
                     enrollment = await post(http, base, admin, f"/groups/{group['id']}/enrollments",
                                             {"patient_id": patient["id"]}, 201)
                     tokens.append(enrollment["join_url"].rsplit("/j/", 1)[1])
+                    offsets[patient["id"]] = i * LOOP // size  # keyframes spread over the loop
+                offsets_file = Path(tmp) / "offsets.json"
+                offsets_file.write_text(json.dumps(offsets))
                 session = await post(http, base, facilitator, f"/groups/{group['id']}/sessions", {}, 201)
                 t0 = time.time() + 1
                 window = (t0 + args.warmup + size * 0.5, t0 + args.warmup + size * 0.5 + args.window)
@@ -156,7 +160,8 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
                 clients = [
                     await asyncio.create_subprocess_exec(
                         sys.executable, "-m", "bench.media_client", base, token, str(frames_file), str(t0),
-                        str(window[0]), str(window[1]), str(out), *(["--decode"] if i == 0 else []),
+                        str(window[0]), str(window[1]), str(out), "--offsets", str(offsets_file),
+                        "--offset", str(list(offsets.values())[i]), *(["--decode"] if i == 0 else []),
                         stdout=asyncio.subprocess.DEVNULL, stderr=(Path(tmp) / f"client{i}.log").open("w"))
                     for i, (token, out) in enumerate(zip(tokens, outs, strict=True))
                 ]

@@ -9,7 +9,11 @@ server does; most viewers read RTP straight off the socket, see Viewer.read_sock
 frame when its last packet arrives: capture-to-receive latency per frame and frames per second
 per remote participant, inside the measurement window.
 
-    python -m bench.media_client URL TOKEN FRAMES_FILE T0 WINDOW_START WINDOW_END OUT [--decode]
+    python -m bench.media_client URL TOKEN FRAMES_FILE T0 WINDOW_START WINDOW_END OUT --offsets FILE
+                                 [--offset K] [--decode]
+
+Publishers are spread over the loop (--offset), so their keyframes do not all fall in the same
+frame interval, as they would not in a real group.
 
 With --decode the participant (the probe viewer) decodes two of the video streams with aiortc
 and reports decoded frames per second for them.
@@ -63,18 +67,19 @@ class PreEncoded(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, frames: list[bytes], t0: float) -> None:
+    def __init__(self, frames: list[bytes], t0: float, offset: int) -> None:
         super().__init__()
         self.frames = frames
         self.t0 = t0
+        self.offset = offset  # where in the loop this publisher is at k = 0: keyframes not all at once
         self.k = max(0, int((time.time() - t0) * FPS) + 1)
-        self.k -= self.k % len(frames)  # start at a keyframe
+        self.k += (-(self.k + offset)) % len(frames)  # start at a keyframe
 
     async def recv(self) -> av.Packet:
         due = self.t0 + self.k / FPS
         if (delay := due - time.time()) > 0:
             await asyncio.sleep(delay)
-        packet = av.Packet(self.frames[self.k % len(self.frames)])
+        packet = av.Packet(self.frames[(self.k + self.offset) % len(self.frames)])
         packet.pts = self.k * (90000 // FPS)
         packet.time_base = fractions.Fraction(1, 90000)
         self.k += 1
@@ -104,8 +109,9 @@ class PreEncodedAudio(MediaStreamTrack):
 
 
 class Viewer:
-    def __init__(self, frames: list[bytes], t0: float, window: tuple[float, float]) -> None:
+    def __init__(self, frames: list[bytes], t0: float, window: tuple[float, float], offsets: dict[str, int]) -> None:
         self.index = {frame[:KEY]: i for i, frame in enumerate(frames)}
+        self.offsets = offsets  # each publisher's place in the loop at k = 0
         self.loop_len = len(frames)
         self.t0 = t0
         self.window = window
@@ -134,7 +140,7 @@ class Viewer:
         if idx is None:
             return  # not one of the pre-encoded frames (the re-encoding path): no latency
         k = int((now - self.t0) * FPS)
-        k -= (k - idx) % self.loop_len  # the latest capture of this frame
+        k -= (k + self.offsets.get(pid, 0) - idx) % self.loop_len  # the latest capture of this frame
         stream["latency_ms"].append((now - (self.t0 + k / FPS)) * 1000)
 
     def tap(self, pid: str, receiver: Any, kind: str) -> None:
@@ -187,7 +193,8 @@ class Viewer:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     frames = load_frames(Path(args.frames))
     window = (args.window_start, args.window_end)
-    viewer = Viewer(frames, args.t0, window)
+    offsets: dict[str, int] = json.loads(Path(args.offsets).read_text())
+    viewer = Viewer(frames, args.t0, window, offsets)
     config = RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     publish = RTCPeerConnection(config)
     subscribe = RTCPeerConnection(config)
@@ -238,7 +245,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if kind == "admitted":
                 tone = load_frames(Path(args.frames).with_suffix(".opus"))
                 publish.addTransceiver(PreEncodedAudio(tone, args.t0), direction="sendonly")
-                publish.addTransceiver(PreEncoded(frames, args.t0), direction="sendonly")
+                publish.addTransceiver(PreEncoded(frames, args.t0, args.offset), direction="sendonly")
                 await publish.setLocalDescription(await publish.createOffer())
                 await send({"type": "offer", "pc": "publish", "sdp": publish.localDescription.sdp})
             elif kind == "answer":
@@ -268,6 +275,8 @@ def main() -> None:
         parser.add_argument(name, type=float)
     parser.add_argument("out")
     parser.add_argument("--decode", action="store_true")
+    parser.add_argument("--offsets", required=True, help="JSON file: publisher id -> loop offset")
+    parser.add_argument("--offset", type=int, default=0, help="this publisher's loop offset")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     Path(args.out).write_text(json.dumps(result))
