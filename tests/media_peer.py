@@ -95,10 +95,13 @@ class MediaPeer:
             self.subscribe_connected_at = time.monotonic()
 
     async def publish(self) -> None:
+        """Offer our tracks on the publish connection (again, after start_video, to add video)."""
         pc = self.publish_pc
-        if self.audio_track is not None:
+        self.answered.clear()
+        sending = {t.sender.track for t in pc.getTransceivers()}
+        if self.audio_track is not None and self.audio_track not in sending:
             pc.addTransceiver(self.audio_track, direction="sendonly")
-        if self.video_track is not None:
+        if self.video_track is not None and self.video_track not in sending:
             transceiver = pc.addTransceiver(self.video_track, direction="sendonly")
             if self.video_codec:
                 caps = RTCRtpSender.getCapabilities("video").codecs
@@ -106,6 +109,11 @@ class MediaPeer:
         await pc.setLocalDescription(await pc.createOffer())
         assert pc.localDescription is not None
         await self.send({"type": "offer", "pc": "publish", "sdp": pc.localDescription.sdp})
+
+    async def start_video(self) -> None:
+        """Turn the camera on after joining with sound only: a re-offer on the publish connection."""
+        self.video_track = SyntheticVideo()
+        await self.publish()
 
     async def handle(self, frame: dict[str, Any]) -> bool:
         """Take a signalling frame from the server; True if it was one."""

@@ -256,3 +256,35 @@ async def test_a_viewer_that_stops_reading_slows_nobody_and_recovers(api: Api) -
         async with asyncio.timeout(10):  # it decodes again: lost packets re-sent, or a fresh keyframe
             while any(slow.peer.seen[pid].video_frames < n + 15 for pid, n in stalled.items()):
                 await asyncio.sleep(0.05)
+
+
+async def test_a_patient_who_joined_with_sound_only_turns_the_camera_on(api: Api) -> None:
+    async with await Room.open(api, await api.world(patients=1)) as room:
+        staff = room.people[0]
+        patient = await room.admit(0, video=False)
+        for person in room.people:
+            await person.peer.publish()
+        await staff.peer.seen.setdefault(patient.pid, Seen()).audio_event.wait()
+        offers = staff.peer.offers
+        await patient.peer.start_video()  # a re-offer on the same publish connection
+        await staff.peer.sees(patient.pid)  # their video now decodes at the facilitator
+        assert staff.peer.offers > offers  # the facilitator was re-offered with the new track
+        assert set(room.media().members[patient.pid].sources) == {"audio", "video"}
+
+
+async def test_a_patient_whose_connection_is_replaced_comes_back_on_screen(api: Api) -> None:
+    world = await api.world(patients=1)
+    async with await join_all(api, world, patients=1) as room:
+        staff, first = room.people
+        await everyone_sees_everyone(room.people)
+        # The same link in a new tab: the old socket is replaced, its media dropped at once.
+        sock = await api.patient(world.tokens[0], expect="admitted")  # within the reconnect grace
+        again = Participant(first.pid, sock)
+        room.people.append(again)
+        offers = staff.peer.offers
+        await again.peer.publish()
+        assert list(room.media().members) == [staff.pid, first.pid]  # one member per person
+        staff.peer.seen.pop(first.pid)
+        await staff.peer.sees(first.pid)  # the new tab's video reaches the facilitator
+        await again.peer.sees(staff.pid)  # and the facilitator's reaches the new tab
+        assert staff.peer.offers > offers  # re-offered: the old tab's tracks out, the new tab's in
