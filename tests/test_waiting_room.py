@@ -437,3 +437,15 @@ def _freeze_background_tasks() -> None:
     for task in asyncio.all_tasks():
         if any(name in repr(task.get_coro()) for name in ("keep_alive_marks", "heartbeat")):
             task.cancel()
+
+
+async def test_the_waiting_frame_says_since_when_so_a_reload_keeps_the_clock(api: Api) -> None:
+    world = await api.world(patients=1)
+    session_id = await api.open(world)
+    checked_in = api.clock.now()
+    first = await api.patient(world.tokens[0], expect=None)
+    assert (await first.until("waiting"))["waiting_since"] == _iso(checked_in)
+    api.clock.advance(25)
+    again = await api.patient(world.tokens[0], expect=None)  # the page is reloaded
+    frame = await again.until("waiting")
+    assert frame["session_id"] == session_id and frame["waiting_since"] == _iso(checked_in)

@@ -148,13 +148,19 @@ class Door:
             seen.setdefault(staff.user_id, staff)
         return list(seen.values())
 
-    def waiting_message(self, message: str | None = None) -> dict[str, Any]:
+    def waiting_message(self, patient_id: str, message: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "type": "waiting",
             "session_id": self.session.session_id if self.session else None,
             "group": {"name": self.group["name"]},
             "brand": brand_of(self.group),
         }
+        # Since when this patient has been waiting, so a reloaded page keeps its clock.
+        since = (self.session.patients[patient_id].since
+                 if self.session is not None and patient_id in self.session.patients
+                 else self.early.get(patient_id, (None, None))[0])
+        if since is not None:
+            out["waiting_since"] = iso(since)
         if self.session is None:
             out["message"] = message or NOT_YET_OPEN
             out["next_start"] = next_meeting(self.group, self.clock.now())
@@ -244,7 +250,7 @@ class Door:
                                   json.dumps({"at": now, "location": location}))
             self._replace(older, conn, patient_id)
             self.early[patient_id] = (now, location)
-            self._send(conn, self.waiting_message())
+            self._send(conn, self.waiting_message(patient_id))
             self.schedule_push("waiting_list")
             return
         events = self.session.check_in(patient_id, now, location)
@@ -254,7 +260,7 @@ class Door:
             self._send(conn, self.admitted_frame(self.session.session_id))
             self.schedule_push("roster")
         else:
-            self._send(conn, self.waiting_message())
+            self._send(conn, self.waiting_message(patient_id))
         self.schedule_push("waiting_list")
 
     def _replace(self, older: Connection | None, newer: Connection, patient_id: str) -> None:
@@ -355,7 +361,7 @@ class Door:
             self._send(watcher, {"type": "session_opened", "session_id": session_id})
         for pid in session.with_status(Status.WAITING):
             if (conn := self.patient_conns.get(pid)) is not None:
-                self._send(conn, self.waiting_message())
+                self._send(conn, self.waiting_message(pid))
         self.schedule_push("waiting_list", "roster")
         return self.describe()
 
@@ -422,7 +428,7 @@ class Door:
         await self.audit.append("patient.send_back", by, session_id=session_id, patient_id=patient_id)
         if (conn := self.patient_conns.get(patient_id)) is not None:
             self._send(conn, {"type": "sent_back"})
-            self._send(conn, self.waiting_message())
+            self._send(conn, self.waiting_message(patient_id))
         self.schedule_push("waiting_list", "roster")
 
     async def mute(self, session_id: str, patient_id: str, by: str) -> None:

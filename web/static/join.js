@@ -133,7 +133,11 @@ function enterWaiting(frame) {
   room.close();
   grid.clear();
   stopMeter();
-  if (!waitingSince) waitingSince = Date.now();
+  if (!waitingSince) {
+    // The server says since when we have been waiting: a reloaded page keeps counting from there.
+    const since = frame.waiting_since ? Date.parse(frame.waiting_since) : NaN;
+    waitingSince = Number.isNaN(since) ? Date.now() : Math.min(since, Date.now());
+  }
   clearInterval(waitTicker);
   waitTicker = setInterval(tickWaited, 1000);
   tickWaited();
