@@ -1,6 +1,6 @@
 // Runs inside a tab on the server's origin: one participant over the public WebSocket and
 // /static/media.js, with each remote participant's video in a <video> keyed by their id.
-async ({ hello, startOn }) => {
+async ({ hello, startOn, preferVideoCodec = null }) => {
   const { MediaLink } = await import("/static/media.js");
   const local = await navigator.mediaDevices.getUserMedia({
     audio: true, video: { width: 320, height: 240, frameRate: 15 },
@@ -9,6 +9,7 @@ async ({ hello, startOn }) => {
   window.harness = state;
   const socket = new WebSocket(`ws://${location.host}/api/v1/ws`);
   state.link = new MediaLink({
+    preferVideoCodec,
     send: (frame) => socket.send(JSON.stringify(frame)),
     onStream: (id, stream) => {
       let video = state.videos[id];

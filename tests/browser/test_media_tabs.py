@@ -1,5 +1,6 @@
-"""Three Chromium tabs hold a group session through the server: live video and audio each way,
-and a removed participant vanishes from the others' screens within a second."""
+"""Three Chromium tabs hold a group session through the server: live video and audio each way
+(one tab sends H264, as Safari would, the others VP8), and a removed participant vanishes from
+the others' screens within a second."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ AUDIO_IN = """async () => {
   const stats = await window.harness.link.subscribePc.getStats();
   return [...stats.values()].filter((s) => s.type === "inbound-rtp" && s.kind === "audio" && s.packetsReceived > 0)
     .length === 2;
+}"""
+
+SENT_CODEC = """async () => {
+  const stats = await window.harness.link.publishPc.getStats();
+  const out = [...stats.values()].find((s) => s.type === "outbound-rtp" && s.kind === "video" && s.codecId);
+  return out ? stats.get(out.codecId).mimeType : null;
 }"""
 
 pytestmark = pytest.mark.timeout(180)
@@ -39,11 +46,12 @@ def test_three_tabs_see_and_hear_each_other_and_a_removed_patient_vanishes(demo:
     session_id = session["id"]
     try:
         patients = []
-        for link in demo.links[:2]:
+        for link, codec in zip(demo.links[:2], ["video/H264", None], strict=True):  # one sends H264, as Safari
             page = new_page()
             page.goto(f"{demo.url}/healthz")
             page.evaluate(HARNESS, {"hello": {"type": "hello", "token": link.rsplit("/j/", 1)[1],
-                                              "location": "home"}, "startOn": "admitted"})
+                                              "location": "home"}, "startOn": "admitted",
+                                    "preferVideoCodec": codec})
             page.wait_for_function("() => window.harness.frames.includes('waiting')")
             patients.append(page)
         waiting = staff_call(facilitator, demo, "GET", f"/sessions/{session_id}", csrf)["waiting"]
@@ -59,6 +67,9 @@ def test_three_tabs_see_and_hear_each_other_and_a_removed_patient_vanishes(demo:
             tab.wait_for_function(SEES_TWO, timeout=60_000)
         for tab in tabs:  # remote audio: inbound packets on both audio streams
             tab.wait_for_function(AUDIO_IN, polling=200, timeout=30_000)
+        # The first patient really sends H264, and the others decode it (their tiles have a size).
+        assert patients[0].evaluate(SENT_CODEC) == "video/H264"
+        assert facilitator.evaluate(SENT_CODEC) == "video/VP8"
 
         removed = ids[1]
         staff_call(facilitator, demo, "POST", f"/sessions/{session_id}/remove", csrf, {"patient_id": removed})

@@ -17,8 +17,12 @@ function gathered(pc) {
 }
 
 export class MediaLink {
-  constructor({ send, iceServers = [], onStream = () => {}, onStreamEnded = () => {}, onState = () => {} }) {
+  // preferVideoCodec: e.g. "video/H264" where a hardware encoder saves battery; the server
+  // forwards each publisher's video in the codec it sends.
+  constructor({ send, iceServers = [], onStream = () => {}, onStreamEnded = () => {}, onState = () => {},
+                preferVideoCodec = null }) {
     this.send = send;
+    this.preferVideoCodec = preferVideoCodec;
     this.config = { iceServers, bundlePolicy: "max-bundle" };
     this.onStream = onStream;
     this.onStreamEnded = onStreamEnded;
@@ -39,7 +43,10 @@ export class MediaLink {
     const pc = new RTCPeerConnection(this.config);
     this.publishPc = pc;
     pc.addEventListener("connectionstatechange", () => this.#report(pc.connectionState));
-    for (const track of tracks) pc.addTransceiver(track, { direction: "sendonly", streams: [localStream] });
+    for (const track of tracks) {
+      const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [localStream] });
+      if (track.kind === "video") this.#prefer(transceiver);
+    }
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
     if (this.closed) return;
@@ -92,6 +99,14 @@ export class MediaLink {
     if (this.closed) return;
     this.send({ type: "answer", pc: "subscribe", sdp: pc.localDescription.sdp });
     this.#sweep();
+  }
+
+  #prefer(transceiver) {
+    const wanted = (this.preferVideoCodec || "").toLowerCase();
+    if (!wanted || !transceiver.setCodecPreferences || !RTCRtpSender.getCapabilities) return;
+    const codecs = RTCRtpSender.getCapabilities("video").codecs;
+    const first = codecs.filter((c) => c.mimeType.toLowerCase() === wanted);
+    if (first.length) transceiver.setCodecPreferences([...first, ...codecs.filter((c) => !first.includes(c))]);
   }
 
   #track(event) {
