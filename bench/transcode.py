@@ -33,6 +33,9 @@ class TranscodingRoom(room.MediaRoom):
                codec: RTCRtpCodecParameters) -> room.Source:
         return room.Source(member, kind, transceiver, codec)  # no tap: aiortc decodes it
 
+    def reuse_viewer_track(self, transceiver: RTCRtpTransceiver, old: Any, source: room.Source) -> Any:
+        return None  # relayed tracks are not recycled
+
     def viewer_track(self, pc: RTCPeerConnection, source: room.Source) -> Any:
         track = self.relay.subscribe(source.transceiver.receiver.track)
         transceiver = pc.addTransceiver(track, direction="sendonly")

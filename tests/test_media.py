@@ -284,7 +284,31 @@ async def test_a_patient_whose_connection_is_replaced_comes_back_on_screen(api: 
         offers = staff.peer.offers
         await again.peer.publish()
         assert list(room.media().members) == [staff.pid, first.pid]  # one member per person
-        staff.peer.seen.pop(first.pid)
-        await staff.peer.sees(first.pid)  # the new tab's video reaches the facilitator
+        before = staff.peer.seen[first.pid].video_frames
+        async with asyncio.timeout(10):  # the new tab's video reaches the facilitator (on the same m-line)
+            while staff.peer.seen[first.pid].video_frames < before + 10:
+                await asyncio.sleep(0.05)
         await again.peer.sees(staff.pid)  # and the facilitator's reaches the new tab
         assert staff.peer.offers > offers  # re-offered: the old tab's tracks out, the new tab's in
+
+
+async def test_sent_back_and_readmitted_patients_reuse_their_place_in_the_others_connections(api: Api) -> None:
+    world = await api.world(patients=1)
+    async with await join_all(api, world, patients=1) as room:
+        staff, patient = room.people
+        await everyone_sees_everyone(room.people)
+        for _ in range(3):
+            await api.post(world.facilitator, f"/sessions/{room.session_id}/send-back", {"patient_id": patient.pid})
+            await patient.until("sent_back")
+            await patient.peer.close()  # the server closed its side; the page starts afresh
+            patient.peer = MediaPeer(patient.sock.send)
+            await api.post(world.facilitator, f"/sessions/{room.session_id}/admit", {"patient_ids": [patient.pid]})
+            await patient.until("admitted")
+            before = staff.peer.seen[patient.pid].video_frames
+            await patient.peer.publish()
+            async with asyncio.timeout(10):  # their video plays again at the facilitator's
+                while staff.peer.seen[patient.pid].video_frames < before + 10:
+                    await asyncio.sleep(0.05)
+            await patient.peer.sees(staff.pid)
+        # Still one audio and one video m-line for the patient: the SDP does not grow with churn.
+        assert len(staff.peer.subscribe_pc.getTransceivers()) == 2

@@ -182,6 +182,8 @@ class Door:
     def schedule_push(self, *what: str) -> None:
         """Coalesce waiting_list / roster pushes: a burst of changes sends one of each."""
         self._push_pending.update(what)
+        if "roster" in what and (room := self.media_room()) is not None:
+            room.sync(self.media_members())  # media follows admission at once, not at the push
         if self._push_handle is None:
             self._push_handle = asyncio.get_running_loop().call_later(PUSH_DELAY, self._push)
 
@@ -193,8 +195,6 @@ class Door:
             self._broadcast(staff, {"type": "waiting_list", "waiting": self.waiting_list()})
         if "roster" in pending:
             self._broadcast(self._in_session_conns(), {"type": "roster", "participants": self.participants()})
-            if (room := self.media_room()) is not None:
-                room.sync(self.media_members())
 
     # -- media ---------------------------------------------------------------------------
 

@@ -168,6 +168,12 @@ class Outlet:
         sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
         sender._retransmit = self._retransmit  # type: ignore[method-assign,assignment]
 
+    def retarget(self, on_keyframe_request: Callable[[], None]) -> None:
+        """The viewer track now carries another source: new keyframe target, bind again once
+        the viewer has accepted the renegotiated m-line."""
+        self.sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+        self.payload_type = None
+
     def bind(self) -> bool:
         """Learn the payload types agreed with the viewer; False until negotiation is done."""
         if self.payload_type is not None:

@@ -197,6 +197,9 @@ class Member:
         self.subscribe_pc: RTCPeerConnection | None = None
         self.sources: dict[str, Source] = {}
         self.slots: dict[tuple[str, str], tuple[RTCRtpTransceiver, Forward]] = {}
+        # Inactive viewer tracks by (publisher, kind), kept for that publisher's return (a
+        # reconnect, a re-admission): reusing the m-line keeps the SDP from growing all session.
+        self.idle: dict[tuple[str, str], tuple[RTCRtpTransceiver, Forward]] = {}
         self.publish_lock = asyncio.Lock()
         self.subscribe_lock = asyncio.Lock()
         self.dirty = False
@@ -268,6 +271,19 @@ class MediaRoom:
             if pc is not None:
                 self.spawn(pc.close())
 
+    def _retire_publish(self, member: Member) -> None:
+        """Drop a member's dead publish connection and its tracks; the others are re-offered."""
+        for source in member.sources.values():
+            source.closed = True
+            source.forwards.clear()
+        member.sources.clear()
+        if member.publish_pc is not None:
+            self.spawn(member.publish_pc.close())
+            member.publish_pc = None
+        for other in self.members.values():
+            if other is not member:
+                self.spawn(self._renegotiate(other))
+
     def member(self, pid: str, conn: Connection) -> Member:
         member = self.members.get(pid)
         if member is None or member.conn is not conn or self.closed:
@@ -282,6 +298,9 @@ class MediaRoom:
         check_publish_offer(sdp)
         async with member.publish_lock:
             pc = member.publish_pc
+            if pc is not None and pc.connectionState in ("closed", "failed"):
+                self._retire_publish(member)  # the client gave up on that connection: start afresh
+                pc = None
             if pc is not None and pc.signalingState != "stable":
                 raise MediaError("out_of_turn", "a publish offer is already being answered")
             fresh = pc is None
@@ -335,13 +354,16 @@ class MediaRoom:
                     with contextlib.suppress(ValueError):
                         forward.source.forwards.remove(forward)
                     del member.slots[key]
+                    member.idle[key] = (transceiver, forward)
                     changed = True
             for key, source in wanted.items():
                 if key in member.slots:
                     continue
                 if pc is None:
                     pc = member.subscribe_pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
-                member.slots[key] = self.viewer_track(pc, source)
+                idle = member.idle.pop(key, None)
+                reused = self.reuse_viewer_track(*idle, source) if idle is not None else None
+                member.slots[key] = reused or self.viewer_track(pc, source)
                 changed = True
             if not changed or pc is None:
                 return
@@ -372,6 +394,22 @@ class MediaRoom:
         if prefs := capability(source.codec, kind):
             transceiver.setCodecPreferences(prefs)
         forward = Forward(source, glue.Outlet(transceiver, source.request_keyframe))
+        source.forwards.append(forward)
+        return transceiver, forward
+
+    def reuse_viewer_track(self, transceiver: RTCRtpTransceiver, old: Forward,
+                           source: Source) -> tuple[RTCRtpTransceiver, Forward] | None:
+        """The same publisher is back: send their new track on their old m-line, if the codec matches.
+
+        The stream carries on from where the old one stopped (sequence numbers, timestamps), and
+        starts again only once the viewer has accepted the m-line as active again."""
+        if (old.source.codec.mimeType.lower(), old.source.codec.parameters) != (
+                source.codec.mimeType.lower(), source.codec.parameters):
+            return None
+        transceiver.direction = "sendonly"
+        old.outlet.retarget(source.request_keyframe)
+        forward = Forward(source, old.outlet)
+        forward.last_seq, forward.last_ts, forward.last_at = old.last_seq, old.last_ts, old.last_at
         source.forwards.append(forward)
         return transceiver, forward
 

@@ -15,6 +15,10 @@ from tests.browser.support import check_accessibility, screenshot
 
 REMOTE_VIDEO = """() => [...document.querySelectorAll('.tile:not(.is-self) video')]
     .some(v => v.srcObject && v.videoWidth > 0)"""
+# A remote video whose track is live and receiving (a track with nothing arriving is muted).
+REMOTE_VIDEO_LIVE = """() => [...document.querySelectorAll('.tile:not(.is-self) video')]
+    .some(v => v.srcObject && v.videoWidth > 0
+               && v.srcObject.getVideoTracks().some(t => t.readyState === 'live' && !t.muted))"""
 
 
 def sign_in(page: Any, demo: Demo, path: str, username: str, password: str) -> None:
@@ -151,6 +155,11 @@ def test_patient_and_facilitator_run_a_group_then_the_admin_pulls_the_minutes(de
     expect(patient.get_by_role("button", name="Leave", exact=True)).to_be_hidden()
     waiting_room.get_by_role("listitem").filter(has_text="Alex R.").get_by_role("button", name="Admit").click()
     expect(patient.get_by_role("button", name="Leave", exact=True)).to_be_visible()
+    for who, page in (("patient", patient), ("facilitator", staff)):  # live again, both ways
+        try:
+            page.wait_for_function(REMOTE_VIDEO_LIVE, timeout=25_000)
+        except PlaywrightTimeout:
+            media_problems.append(f"after re-admission the {who} did not see the other's live video")
 
     # -- the patient leaves; the facilitator ends the session -------------------------------------
     patient.get_by_role("button", name="Leave", exact=True).click()
