@@ -312,3 +312,26 @@ async def test_sent_back_and_readmitted_patients_reuse_their_place_in_the_others
             await patient.peer.sees(staff.pid)
         # Still one audio and one video m-line for the patient: the SDP does not grow with churn.
         assert len(staff.peer.subscribe_pc.getTransceivers()) == 2
+
+
+async def test_an_answer_that_breaks_the_bundle_is_refused_and_harms_no_one(api: Api) -> None:
+    async with await Room.open(api, await api.world(patients=2)) as room:
+        staff = room.people[0]
+        bad = await room.admit(0)
+        good = await room.admit(1)
+        answers: list[dict[str, Any]] = []
+        send = bad.sock.send
+
+        async def mangle_first_answer(frame: dict[str, Any]) -> None:
+            if frame["type"] == "answer" and not answers:
+                answers.append(frame)
+                frame = {**frame, "sdp": frame["sdp"].replace("a=group:BUNDLE ", "a=group:BUNDLE bogus ")}
+            await send(frame)
+
+        bad.peer.send = mangle_first_answer
+        for person in room.people:
+            await person.peer.publish()
+        assert (await bad.until("error"))["code"] == "bad_sdp"
+        await send(answers[0])  # the real answer is still welcome
+        await everyone_sees_everyone(room.people)  # and everyone, the other viewers too, sees everyone
+        assert staff.pid in bad.peer.seen and good.pid in staff.peer.seen

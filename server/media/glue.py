@@ -18,6 +18,7 @@ DTLS session and written to its selected ICE pair.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -132,7 +133,10 @@ def tap_receiver(receiver: RTCRtpReceiver, deliver: Deliver, estimate_bandwidth:
             codec = codecs[apt]
         if nack is not None and nack.add(packet):
             await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
-        deliver(packet, codec)
+        try:
+            deliver(packet, codec)
+        except Exception:  # never let a forwarding bug end the publisher's DTLS receive loop
+            logging.getLogger(__name__).exception("a received packet could not be handled")
 
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
 
@@ -186,25 +190,27 @@ class Outlet:
 
     def ready(self) -> bool:
         dtls = self.sender.transport
-        return dtls._state is DtlsState.CONNECTED and self.bind()
+        return dtls is not None and dtls._state is DtlsState.CONNECTED and self.bind()
 
     def send(self, sequence: int, timestamp: int, data: bytes) -> bool:
         """Protect and send one RTP packet; False if the viewer's socket is backed up (dropped)."""
         dtls = self.sender.transport
-        if dtls._state is not DtlsState.CONNECTED:
+        if dtls is None or dtls._state is not DtlsState.CONNECTED:
             return False
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None:
             return False
         protocol = pair.protocol
+        # A UDP socket, or a TURN allocation (aioice's TurnTransport: sendto, no write buffer).
         udp = getattr(protocol, "transport", None)
-        if udp is not None and udp.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+        queued = getattr(udp, "get_write_buffer_size", None)
+        if queued is not None and queued() > WRITE_BUFFER_LIMIT:
             self.dropped += 1
             return False
         protected = dtls._tx_srtp.protect(data)
-        if type(protocol) is aioice.ice.StunProtocol and udp is not None:
+        if udp is not None:
             udp.sendto(protected, pair.remote_addr)
-        else:  # TURN or TCP: their send path is a coroutine
+        else:  # any other transport: its send path is a coroutine
             self._loop.create_task(protocol.send_data(protected, pair.remote_addr))
         self.history[sequence % HISTORY] = data
         self.sent += 1
@@ -224,5 +230,5 @@ class Outlet:
             return
         self.retransmitted += 1
         dtls = self.sender.transport
-        if dtls._state is DtlsState.CONNECTED:
+        if dtls is not None and dtls._state is DtlsState.CONNECTED:
             await dtls._send_rtp(data)

@@ -84,6 +84,23 @@ def check_publish_offer(sdp: str) -> None:
             raise MediaError("bad_sdp", "the offer lacks ICE credentials or a DTLS fingerprint")
 
 
+async def quietly_close(pc: RTCPeerConnection) -> None:
+    """Close in the background; a connection a client broke may fail to close cleanly."""
+    try:
+        await pc.close()
+    except Exception as exc:
+        log.info("a peer connection did not close cleanly: %r", exc)
+
+
+def same_sections(offer: SessionDescription, answer: SessionDescription) -> bool:
+    """An answer must keep the offer's media sections, in order, all in one BUNDLE group."""
+    mids = [m.rtp.muxId for m in offer.media]
+    if [m.rtp.muxId for m in answer.media] != mids or [m.kind for m in answer.media] != [m.kind for m in offer.media]:
+        return False
+    bundles = [g.items for g in answer.group if g.semantic == "BUNDLE"]
+    return bundles == [mids]
+
+
 def capability(codec: RTCRtpCodecParameters, kind: str) -> list[RTCRtpCodecCapability]:
     """Codec preferences that make a viewer track use exactly the publisher's codec.
 
@@ -121,14 +138,19 @@ class Source:
         if self.blocked or self.closed or not self.forwards or codec.mimeType != self.mime:
             return
         starts: bool | None = None
-        for forward in self.forwards:
-            if forward.seq_delta is None or forward.src_ssrc != packet.ssrc:
-                if starts is None:
-                    starts = keyframe_start(self.mime, packet.payload)
-                if not starts:
-                    continue
-                forward.rebase(packet, self.codec.clockRate, self.last_packet)
-            forward.send(packet)
+        for forward in list(self.forwards):
+            try:
+                if forward.seq_delta is None or forward.src_ssrc != packet.ssrc:
+                    if starts is None:
+                        starts = keyframe_start(self.mime, packet.payload)
+                    if not starts:
+                        forward.seq_delta = None  # waiting for a keyframe (and asking for one)
+                        continue
+                    forward.rebase(packet, self.codec.clockRate, self.last_packet)
+                forward.send(packet)
+            except Exception:  # one broken viewer track must not stop the publisher's receive loop
+                log.exception("forwarding to a viewer failed; that viewer track is dropped")
+                self.forwards.remove(forward)
 
     def request_keyframe(self, min_interval: float = KEYFRAME_MIN_INTERVAL) -> None:
         if self.kind != "video" or self.ssrc is None or self.closed:
@@ -152,6 +174,7 @@ class Forward:
         self.source = source
         self.outlet = outlet
         self.seq_delta: int | None = None  # None: waiting for a place to start (a keyframe)
+        self.base_seq = 0  # the publisher's sequence number where this run started
         self.ts_delta = 0
         self.src_ssrc: int | None = None
         self.last_seq = random.getrandbits(15)
@@ -161,6 +184,7 @@ class Forward:
 
     def rebase(self, packet: RtpPacket, clock_rate: int, now: float) -> None:
         """Start (or restart) the stream: contiguous sequence numbers, timestamps that move on."""
+        self.base_seq = packet.sequence_number
         self.seq_delta = (self.last_seq + 1 - packet.sequence_number) & 0xFFFF
         target = self.last_ts if self.last_at is None else self.last_ts + int((now - self.last_at) * clock_rate)
         self.ts_delta = (target - packet.timestamp) & 0xFFFFFFFF
@@ -172,11 +196,14 @@ class Forward:
             self.seq_delta = None
             return
         assert outlet.payload_type is not None and self.seq_delta is not None
+        if (packet.sequence_number - self.base_seq) & 0xFFFF >= 0x8000:
+            return  # from before this run started (a late retransmission): it has no place here
         seq = (packet.sequence_number + self.seq_delta) & 0xFFFF
         ts = (packet.timestamp + self.ts_delta) & 0xFFFFFFFF
         data = header(packet.marker, outlet.payload_type, seq, ts, outlet.ssrc) + packet.payload
         if outlet.send(seq, ts, data):
-            self.last_seq, self.last_ts, self.last_at = seq, ts, self.source.last_packet
+            if (seq - self.last_seq) & 0xFFFF < 0x8000:  # only ever forwards: a rebase never reuses numbers
+                self.last_seq, self.last_ts, self.last_at = seq, ts, self.source.last_packet
         elif self.source.kind == "video":
             self.seq_delta = None  # the viewer fell behind: resume at the next keyframe
 
@@ -269,7 +296,7 @@ class MediaRoom:
                 self.spawn(self._renegotiate(other))
         for pc in (member.publish_pc, member.subscribe_pc):
             if pc is not None:
-                self.spawn(pc.close())
+                self.spawn(quietly_close(pc))
 
     def _retire_publish(self, member: Member) -> None:
         """Drop a member's dead publish connection and its tracks; the others are re-offered."""
@@ -278,7 +305,7 @@ class MediaRoom:
             source.forwards.clear()
         member.sources.clear()
         if member.publish_pc is not None:
-            self.spawn(member.publish_pc.close())
+            self.spawn(quietly_close(member.publish_pc))
             member.publish_pc = None
         for other in self.members.values():
             if other is not member:
@@ -312,10 +339,12 @@ class MediaRoom:
                 await pc.setLocalDescription(answer)
             except Exception as exc:
                 if fresh:
-                    self.spawn(pc.close())
+                    self.spawn(quietly_close(pc))
+                else:
+                    self._retire_publish(member)  # a half-applied re-offer: the next offer starts afresh
                 raise MediaError("bad_sdp", f"the offer was refused ({type(exc).__name__})") from None
             if member.closed:
-                self.spawn(pc.close())
+                self.spawn(quietly_close(pc))
                 raise MediaError("not_admitted", "media is available only after admission")
             member.publish_pc = pc
             added = False
@@ -420,8 +449,14 @@ class MediaRoom:
             pc = member.subscribe_pc
             if pc is None or pc.signalingState != "have-local-offer":
                 raise MediaError("out_of_turn", "there is no subscribe offer waiting for an answer")
+            offer = pc.localDescription
             try:
-                SessionDescription.parse(sdp)
+                answer = SessionDescription.parse(sdp)
+            except Exception:
+                raise MediaError("bad_sdp", "the answer could not be read") from None
+            if offer is None or not same_sections(SessionDescription.parse(offer.sdp), answer):
+                raise MediaError("bad_sdp", "the answer's media sections or BUNDLE group differ from the offer")
+            try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             except Exception as exc:
                 raise MediaError("bad_sdp", f"the answer was refused ({type(exc).__name__})") from None
@@ -457,24 +492,30 @@ class MediaRoom:
         state = member.state(asyncio.get_running_loop().time())
         if state is None or state == member.recorded or member.closed:
             return
-        member.recorded = state
         await self.on_state(member.pid, member.is_patient, *state)
+        member.recorded = state  # only once written: a failed write is tried again at the next tick
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(TICK)
-            now = loop.time()
-            for member in list(self.members.values()):
-                for source in member.sources.values():
-                    waiting = [f for f in source.forwards if f.waiting and now - f.asked_at >= KEYFRAME_RETRY
-                               and f.outlet.ready()]
-                    if waiting:
-                        for forward in waiting:
-                            forward.asked_at = now
-                        source.request_keyframe(min_interval=0.0)
-                if member.state(now) != member.recorded:
-                    self.spawn(self._report(member))
+            try:
+                self._check(loop.time())
+            except Exception:
+                log.exception("media room check failed in session %s", self.session_id)
+
+    def _check(self, now: float) -> None:
+        """Keyframes for viewers still waiting for one; media state changes to record."""
+        for member in list(self.members.values()):
+            for source in member.sources.values():
+                waiting = [f for f in source.forwards if f.waiting and now - f.asked_at >= KEYFRAME_RETRY
+                           and f.outlet.ready()]
+                if waiting:
+                    for forward in waiting:
+                        forward.asked_at = now
+                    source.request_keyframe(min_interval=0.0)
+            if member.state(now) != member.recorded:
+                self.spawn(self._report(member))
 
     # -- the end ---------------------------------------------------------------------------------
 
