@@ -70,7 +70,8 @@ def test_drop_and_reconnect_gives_two_stretches_without_the_gap() -> None:
     events += s.drop("p1", last_heard=T0 + 20 * MIN)
     events += s.check_in("p1", T0 + 21 * MIN, None)  # within grace: straight back in
     events += s.end(T0 + 50 * MIN)
-    assert events[-2] == {**joined("p1", T0 + 21 * MIN, reconnect=True)}
+    assert {k: v for k, v in events[-2].items() if k != "seq"} == joined("p1", T0 + 21 * MIN, reconnect=True)
+    assert [e["seq"] for e in events] == list(range(len(events)))  # numbered in the order recorded
     a = one(events, T0, T0 + 60 * MIN)
     assert a.intervals == [(T0 + 1 * MIN, T0 + 20 * MIN), (T0 + 21 * MIN, T0 + 50 * MIN)]
     assert a.attended_seconds == (19 + 29) * 60
@@ -79,6 +80,16 @@ def test_drop_and_reconnect_gives_two_stretches_without_the_gap() -> None:
     assert (a.first_join, a.last_leave) == (T0 + 1 * MIN, T0 + 50 * MIN)
     assert (a.status, a.admitted, a.location) == ("attended", True, "home")
     assert attended_minutes(a.attended_seconds) == 48
+
+
+def test_two_events_that_read_alike_in_one_millisecond_are_two_not_a_duplicate() -> None:
+    """Checked in and declined twice in the same ms: the second decline is not taken for a copy."""
+    s = Session(SID, started_at=T0, grace_ms=2 * MIN)
+    events = s.check_in("p1", T0, "home") + s.decline("p1", T0, "u_doc")
+    events += s.check_in("p1", T0, "other") + s.decline("p1", T0, "u_doc")
+    for order in (events, list(reversed(events)), events + events[:2]):  # any order, with real copies
+        a = one(order, T0, T0 + 10 * MIN)
+        assert (a.status, a.waited_seconds, a.attended_seconds) == ("declined", 0, 0)
 
 
 def test_ten_minutes_in_the_waiting_room_are_waited_not_attended() -> None:

@@ -4,10 +4,12 @@ Pure: no I/O, no clock. Times are integer milliseconds since the epoch (UTC); th
 the ones `server.lobby.machine` records, in any order, possibly duplicated or late.
 
 Order
-    Exact duplicates are dropped (the first copy is kept), then events are sorted by `at` only,
-    stably: events at the same ms keep the order in which they were recorded. The event list
-    of a session is append-only and every event of one patient is recorded at or after the
-    previous one, so that order is the order in which things happened. Hence:
+    Exact duplicates are dropped (the first copy is kept), then events are sorted by `at`, and
+    at the same ms by `seq`, the session's own numbering of the machine's events (so two events
+    that read alike in one ms are two, and keep their order however they arrive; events without
+    a `seq`, such as media reports, come first and otherwise keep the order they were recorded
+    in). The event list of a session is append-only and every event of one patient is recorded
+    at or after the previous one, so that order is the order in which things happened. Hence:
       - a leave and a rejoin at the same ms (left, then joined) leave no gap: presence that
         closes and opens at the same ms is one stretch;
       - a join and a drop at the same ms (joined, then left: the machine stamps a drop at
@@ -101,7 +103,13 @@ def sort_events(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         if key not in seen:
             seen.add(key)
             unique.append(event)
-    return sorted(unique, key=event_at)
+    return sorted(unique, key=_order)
+
+
+def _order(event: Mapping[str, Any]) -> tuple[int, int]:
+    """By time, then by the session's own numbering (events without one, e.g. media reports, first)."""
+    seq = event.get("seq")
+    return event_at(event), seq if isinstance(seq, int) else -1
 
 
 def media_kind(event: Mapping[str, Any]) -> MediaKind:

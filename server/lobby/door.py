@@ -297,8 +297,10 @@ class Door:
         if self.session is None or pid is None:
             return
         room = self.media_room()
-        if room is not None and room.declare(pid, audio, video):
-            return
+        if room is not None:
+            room.sync(self.media_members())  # a report right after admission finds its member
+            if room.declare(pid, audio, video):
+                return
         await self._commit([self._media_event(pid, conn.patient_id is not None, audio, video)], [])
 
     def is_admitted(self, conn: Connection) -> bool:
@@ -460,9 +462,9 @@ class Door:
             pipe.delete(keys.group_open_session(self.group_id))
 
         await self._commit(events, list(session.patients), write)
-        await self.audit.append("session.end", by, session_id=session_id, group_id=self.group_id)
         if self.media is not None:
             self.media.end(session_id)  # forwarding stops now; peer connections close in the background
+        await self.audit.append("session.end", by, session_id=session_id, group_id=self.group_id)
         described = self.describe()
         patients = [self.patient_conns[p] for p in session.patients if p in self.patient_conns]
         for conn in set(self._in_session_conns() + patients):
@@ -557,10 +559,12 @@ async def load_session(redis: Redis, session_id: str, grace_ms: int) -> Session 
     if not record:
         return None
     states = await redis.hgetall(keys.session_patients(session_id))
+    recorded = await redis.llen(keys.session_events(session_id))  # new events number on from here
     return Session(
         session_id,
         started_at=int(record["started_at"]),
         grace_ms=grace_ms,
         ended_at=int(record["ended_at"]) if record.get("ended_at") else None,
         patients={pid: Patient.from_json(json.loads(raw)) for pid, raw in states.items()},
+        next_seq=recorded,
     )

@@ -75,6 +75,9 @@ class Session:
     grace_ms: int
     ended_at: int | None = None
     patients: dict[str, Patient] = field(default_factory=dict)
+    # Each event's place in the session's record: two events in the same millisecond keep their
+    # order, and two that happen to read alike are still two, not a duplicate to drop.
+    next_seq: int = 0
 
     @property
     def is_open(self) -> bool:
@@ -208,6 +211,8 @@ class Session:
         patient.reason = reason
 
     def _event(self, kind: str, patient_id: str, at: int, **extra: Any) -> Event:
-        event: Event = {"type": kind, "session_id": self.session_id, "patient_id": patient_id, "at": at}
+        event: Event = {"type": kind, "session_id": self.session_id, "patient_id": patient_id, "at": at,
+                        "seq": self.next_seq}
+        self.next_seq += 1
         event.update({k: (str(v) if isinstance(v, StrEnum) else v) for k, v in extra.items()})
         return event
