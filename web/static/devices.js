@@ -74,24 +74,11 @@ export function meterFor(stream, meter, bar) {
   return () => { running = false; level.stop(); };
 }
 
-// Two soft notes, generated: enough to hear that the speakers work.
+// Three soft notes, generated: enough to hear that the speakers work.
 export function playTestTone() {
   const context = sharedAudioContext();
   if (!context) return 0;
-  const start = context.currentTime + 0.05;
-  [523.25, 659.25, 783.99].forEach((frequency, index) => {
-    const oscillator = context.createOscillator();
-    const gain = context.createGain();
-    oscillator.type = "sine";
-    oscillator.frequency.value = frequency;
-    const at = start + index * 0.28;
-    gain.gain.setValueAtTime(0.0001, at);
-    gain.gain.exponentialRampToValueAtTime(0.25, at + 0.03);
-    gain.gain.exponentialRampToValueAtTime(0.0001, at + 0.5);
-    oscillator.connect(gain).connect(context.destination);
-    oscillator.start(at);
-    oscillator.stop(at + 0.55);
-  });
+  playTones(context, [523.25, 659.25, 783.99], { gap: 0.28, peak: 0.25, attack: 0.03, length: 0.5 });
   return 1100; // ms until it has finished
 }
 
@@ -99,17 +86,23 @@ export function playTestTone() {
 export function playArrivalChime() {
   const context = sharedAudioContext();
   if (!context) return;
-  const start = context.currentTime + 0.02;
-  [880, 660].forEach((frequency, index) => {
+  playTones(context, [880, 660], { gap: 0.18, peak: 0.18, attack: 0.02, length: 0.35 });
+}
+
+// Sine tones one after another, each fading in and out (no audio files to fetch).
+function playTones(context, frequencies, { gap, peak, attack, length }) {
+  const start = context.currentTime + 0.03;
+  frequencies.forEach((frequency, index) => {
     const oscillator = context.createOscillator();
     const gain = context.createGain();
+    oscillator.type = "sine";
     oscillator.frequency.value = frequency;
-    const at = start + index * 0.18;
+    const at = start + index * gap;
     gain.gain.setValueAtTime(0.0001, at);
-    gain.gain.exponentialRampToValueAtTime(0.18, at + 0.02);
-    gain.gain.exponentialRampToValueAtTime(0.0001, at + 0.35);
+    gain.gain.exponentialRampToValueAtTime(peak, at + attack);
+    gain.gain.exponentialRampToValueAtTime(0.0001, at + length);
     oscillator.connect(gain).connect(context.destination);
     oscillator.start(at);
-    oscillator.stop(at + 0.4);
+    oscillator.stop(at + length + 0.05);
   });
 }
