@@ -78,17 +78,21 @@ class MediaPeer:
         self.video_track = SyntheticVideo(width, height, fps) if video else None
         self.audio_track = AudioStreamTrack() if audio else None
         self.video_codec = video_codec
-        config = RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        self.publish_pc = RTCPeerConnection(config)
-        self.subscribe_pc = RTCPeerConnection(config)
+        self.config = RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        self.publish_pc = RTCPeerConnection(self.config)
+        self.subscribe_pc = RTCPeerConnection(self.config)
+        self.ignore_offers = 0  # subscribe offers to leave unanswered (a client that fails to answer)
         self.seen: dict[str, Seen] = {}
         self.msids: dict[str, str] = {}  # mid -> msid stream id, from the server's offers
         self.answered = asyncio.Event()
         self.offers = 0
         self.subscribe_connected_at: float | None = None
         self.tasks: list[asyncio.Task[Any]] = []
-        self.subscribe_pc.on("track", self._on_track)
-        self.subscribe_pc.on("connectionstatechange", self._on_subscribe_state)
+        self._listen(self.subscribe_pc)
+
+    def _listen(self, pc: RTCPeerConnection) -> None:
+        pc.on("track", self._on_track)
+        pc.on("connectionstatechange", self._on_subscribe_state)
 
     def _on_subscribe_state(self) -> None:
         if self.subscribe_pc.connectionState == "connected" and self.subscribe_connected_at is None:
@@ -123,6 +127,13 @@ class MediaPeer:
             return True
         if frame["type"] == "offer" and frame.get("pc") == "subscribe":
             self.offers += 1
+            if self.ignore_offers > 0:
+                self.ignore_offers -= 1
+                return True
+            if frame.get("restart"):  # the server started the subscribe connection over
+                await self.subscribe_pc.close()
+                self.subscribe_pc = RTCPeerConnection(self.config)
+                self._listen(self.subscribe_pc)
             pc = self.subscribe_pc
             for media in SessionDescription.parse(frame["sdp"]).media:
                 if media.msid:

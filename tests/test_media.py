@@ -335,3 +335,19 @@ async def test_an_answer_that_breaks_the_bundle_is_refused_and_harms_no_one(api:
         await send(answers[0])  # the real answer is still welcome
         await everyone_sees_everyone(room.people)  # and everyone, the other viewers too, sees everyone
         assert staff.pid in bad.peer.seen and good.pid in staff.peer.seen
+
+
+async def test_an_unanswered_subscribe_offer_starts_that_connection_over(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.media import room as media_room
+
+    monkeypatch.setattr(media_room, "ANSWER_TIMEOUT", 1.0)
+    async with await Room.open(api, await api.world(patients=1)) as room:
+        staff = room.people[0]
+        patient = await room.admit(0)
+        patient.peer.ignore_offers = 1  # the first offer goes unanswered (a client that failed)
+        for person in room.people:
+            await person.peer.publish()
+        await everyone_sees_everyone(room.people)  # after the restart offer, on a new connection
+        assert patient.peer.offers >= 2
+        assert staff.pid in patient.peer.seen

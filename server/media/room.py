@@ -51,6 +51,7 @@ KEYFRAME_MIN_INTERVAL = 0.3  # at most one PLI upstream per publisher track in t
 FLOW_TIMEOUT = 3.0  # a track silent this long counts as not sending
 START_GRACE = 5.0  # a new track counts as sending while it connects
 DRAIN_TIMEOUT = 5.0  # at shutdown, how long peer connections get to close
+ANSWER_TIMEOUT = 15.0  # a subscribe offer unanswered this long: that connection starts over
 
 StateSink = Callable[[str, bool, bool, bool], Awaitable[None]]  # (participant, is_patient, audio, video)
 
@@ -230,6 +231,7 @@ class Member:
         self.publish_lock = asyncio.Lock()
         self.subscribe_lock = asyncio.Lock()
         self.dirty = False
+        self.restart = False  # the next subscribe offer is on a new connection
         self.closed = False
         self.declared = (True, True)
         self.recorded: tuple[bool, bool] | None = None
@@ -251,6 +253,7 @@ class MediaRoom:
         self.on_state = on_state
         self.members: dict[str, Member] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.timers: set[asyncio.Future[Any]] = set()  # answer timeouts, cancelled at the end
         self.counter = itertools.count(1)
         self.closed = False
         self.ticker = asyncio.get_running_loop().create_task(self._tick())
@@ -404,7 +407,38 @@ class MediaRoom:
                 raise
             if member.closed or pc.localDescription is None:
                 return
-            member.conn.send({"type": "offer", "pc": "subscribe", "sdp": pc.localDescription.sdp})
+            frame: dict[str, Any] = {"type": "offer", "pc": "subscribe", "sdp": pc.localDescription.sdp}
+            if member.restart:
+                frame["restart"] = True  # a new connection: drop the old one before answering
+                member.restart = False
+            member.conn.send(frame)
+            timer = asyncio.ensure_future(self._restart_if_unanswered(member, pc, frame["sdp"]))
+            self.timers.add(timer)
+            timer.add_done_callback(self.timers.discard)
+
+    async def _restart_if_unanswered(self, member: Member, pc: RTCPeerConnection, offered: str) -> None:
+        """An offer nobody answered in time: start the viewer's subscribe connection over."""
+        await asyncio.sleep(ANSWER_TIMEOUT)
+        async with member.subscribe_lock:
+            current = pc.localDescription
+            if (not member.closed and not self.closed and member.subscribe_pc is pc
+                    and pc.signalingState == "have-local-offer" and current is not None and current.sdp == offered):
+                log.info("no answer to a subscribe offer in %ss; starting that connection over", ANSWER_TIMEOUT)
+                self._rebuild_subscribe(member)
+
+    def _rebuild_subscribe(self, member: Member) -> None:
+        """Close a viewer's subscribe connection; the next offer comes on a new one (restart)."""
+        for _, forward in list(member.slots.values()) + list(member.idle.values()):
+            with contextlib.suppress(ValueError):
+                forward.source.forwards.remove(forward)
+        member.slots.clear()
+        member.idle.clear()
+        if member.subscribe_pc is not None:
+            self.spawn(quietly_close(member.subscribe_pc))
+            member.subscribe_pc = None
+        member.restart = True
+        member.dirty = False
+        self.spawn(self._renegotiate(member))
 
     def source(self, member: Member, kind: str, transceiver: RTCRtpTransceiver,
                codec: RTCRtpCodecParameters) -> Source:
@@ -459,6 +493,7 @@ class MediaRoom:
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             except Exception as exc:
+                self._rebuild_subscribe(member)  # possibly half applied: start that connection over
                 raise MediaError("bad_sdp", f"the answer was refused ({type(exc).__name__})") from None
             again = member.dirty
         if again:
@@ -523,6 +558,8 @@ class MediaRoom:
         """The session ended: all forwarding stops now; connections close in the background."""
         self.closed = True
         self.ticker.cancel()
+        for timer in list(self.timers):
+            timer.cancel()
         for member in list(self.members.values()):
             self._drop(member)
 

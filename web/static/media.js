@@ -63,7 +63,8 @@ export class MediaLink {
       return true;
     }
     if (frame.type === "offer" && frame.pc === "subscribe") {
-      this.chain = this.chain.then(() => this.#answer(frame.sdp)).catch(() => this.#report("failed"));
+      this.chain = this.chain.then(() => this.#answer(frame.sdp, Boolean(frame.restart)))
+        .catch(() => this.#report("failed"));
       return true;
     }
     return false;
@@ -84,8 +85,15 @@ export class MediaLink {
     this.streams.clear();
   }
 
-  async #answer(sdp) {
+  async #answer(sdp, restart) {
     if (this.closed) return;
+    if (restart && this.subscribePc) {
+      // The server started our subscribe connection over (an answer went missing or failed).
+      this.subscribePc.close();
+      this.subscribePc = null;
+      for (const id of this.streams.keys()) this.onStreamEnded(id);
+      this.streams.clear();
+    }
     if (!this.subscribePc) {
       const pc = new RTCPeerConnection(this.config);
       this.subscribePc = pc;
