@@ -120,6 +120,21 @@ for (const row of document.querySelectorAll("tr[data-enrollment-id]")) {
       }
     });
   }
+  const endButton = row.querySelector("[data-action=end]");
+  if (endButton) {
+    endButton.addEventListener("click", async () => {
+      const name = row.cells[0].textContent.trim();
+      if (!window.confirm(`End ${name}'s enrolment? Their link stops working at once; their attendance is kept.`)) return;
+      endButton.disabled = true;
+      try {
+        await api("POST", `/enrollments/${row.dataset.enrollmentId}/end`, {});
+        window.location.reload();
+      } catch (error) {
+        failed("Ending the enrolment", error);
+        endButton.disabled = false;
+      }
+    });
+  }
   if (rotateButton) {
     rotateButton.addEventListener("click", async () => {
       if (!window.confirm("Make a new link? The old one stops working at once, and the patient needs the new one.")) return;
