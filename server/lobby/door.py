@@ -297,10 +297,8 @@ class Door:
         if self.session is None or pid is None:
             return
         room = self.media_room()
-        if room is not None:
-            room.sync(self.media_members())  # a report right after admission finds its member
-            if room.declare(pid, audio, video):
-                return
+        if room is not None and room.declare(pid, audio, video):
+            return
         await self._commit([self._media_event(pid, conn.patient_id is not None, audio, video)], [])
 
     def is_admitted(self, conn: Connection) -> bool:

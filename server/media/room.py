@@ -139,7 +139,8 @@ class Source:
         if self.blocked or self.closed or not self.forwards or codec.mimeType != self.mime:
             return
         starts: bool | None = None
-        for forward in list(self.forwards):
+        broken: list[Forward] = []
+        for forward in self.forwards:
             try:
                 if forward.seq_delta is None or forward.src_ssrc != packet.ssrc:
                     if starts is None:
@@ -151,7 +152,9 @@ class Source:
                 forward.send(packet)
             except Exception:  # one broken viewer track must not stop the publisher's receive loop
                 log.exception("forwarding to a viewer failed; that viewer track is dropped")
-                self.forwards.remove(forward)
+                broken.append(forward)
+        for forward in broken:
+            self.forwards.remove(forward)
 
     def request_keyframe(self, min_interval: float = KEYFRAME_MIN_INTERVAL) -> None:
         if self.kind != "video" or self.ssrc is None or self.closed:

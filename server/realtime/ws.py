@@ -184,7 +184,6 @@ class Client:
         pid = self.conn.patient_id or self.conn.user_id
         if room is None or pid is None:
             raise FrameError("media_unavailable", "media is not available for this session")
-        room.sync(door.media_members())  # admission may be newer than the last roster push
         try:
             if kind == "offer":
                 answer = await room.publish(pid, self.conn, sdp)
