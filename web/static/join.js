@@ -210,22 +210,23 @@ function mediaNote(text) {
   if (state === "session" && text) say(text);
 }
 
-toggleAudio.addEventListener("click", () => {
-  audioOn = !audioOn;
+// After Mute/Unmute or Stop/Start video: the tracks, the server and the page follow.
+function tracksChanged(message) {
   applyTracks();
   room.setTracks({ audio: audioOn, video: videoOn });
   sendMediaState();
   updateControls();
-  say(audioOn ? "Your microphone is on." : "You are muted.");
+  say(message);
+}
+
+toggleAudio.addEventListener("click", () => {
+  audioOn = !audioOn;
+  tracksChanged(audioOn ? "Your microphone is on." : "You are muted.");
 });
 
 toggleVideo.addEventListener("click", () => {
   videoOn = !videoOn;
-  applyTracks();
-  room.setTracks({ audio: audioOn, video: videoOn });
-  sendMediaState();
-  updateControls();
-  say(videoOn ? "Your camera is on." : "Your camera is off. The group sees your name.");
+  tracksChanged(videoOn ? "Your camera is on." : "Your camera is off. The group sees your name.");
 });
 
 // -- the end, whichever way it comes -----------------------------------------------------------
