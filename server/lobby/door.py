@@ -61,6 +61,10 @@ class Door:
         self.media: MediaRooms | None = None  # the session's media plane, when this process has one
         self.ice_servers: list[dict[str, Any]] = []  # handed to clients on admission
         self.empty_since: int | None = None  # for the automatic end
+        # Patients whose connection has gone but whose departure is not yet in Redis:
+        # patient id -> (when, voluntary). Kept in memory first, so a Redis outage may delay
+        # the record but never moves its time (see depart and settle).
+        self.departures: dict[str, tuple[int, bool]] = {}
         self._push_pending: set[str] = set()
         self._push_handle: asyncio.TimerHandle | None = None
 
@@ -87,7 +91,8 @@ class Door:
         # this server was known to hold their connection (the session's alive mark).
         if self.session:
             stale = [pid for pid, p in self.session.patients.items()
-                     if p.status in (Status.WAITING, Status.IN_SESSION) and pid not in self.patient_conns]
+                     if p.status in (Status.WAITING, Status.IN_SESSION)
+                     and pid not in self.patient_conns and pid not in self.departures]
             alive = await self.redis.hget(keys.session(self.session.session_id), "alive_at")
             last_heard = min(int(alive), to_ms(self.clock.now())) if alive else to_ms(self.clock.now())
             events: list[Event] = []
@@ -115,7 +120,26 @@ class Door:
     async def run(self, action: Callable[[], Awaitable[Any]]) -> Any:
         async with self.lock:
             await self.load()
+            await self._settle_departures()  # before anything that could follow them (a new hello)
             return await action()
+
+    async def settle(self) -> None:
+        """Commit departures kept in memory (after a Redis outage, say): at their own times."""
+        await self.run(_nothing)
+
+    async def _settle_departures(self) -> None:
+        for patient_id, (at, voluntary) in list(self.departures.items()):
+            if self.session is None:
+                await self.redis.hdel(keys.group_early(self.group_id), patient_id)
+                if self.early.pop(patient_id, None) is not None:
+                    self.schedule_push("waiting_list")
+            else:
+                session = self.session
+                events = session.leave(patient_id, at) if voluntary else session.drop(patient_id, at)
+                if events:
+                    await self._commit(events, [patient_id])
+                    self.schedule_push("waiting_list", "roster")
+            del self.departures[patient_id]
 
     # -- what clients see ------------------------------------------------------------------
 
@@ -271,25 +295,25 @@ class Door:
             older.close(CLOSE_REPLACED, "replaced")
         self.patient_conns[patient_id] = newer
 
-    async def patient_left(self, conn: Connection, voluntary: bool) -> None:
-        """The patient sent `leave` (voluntary) or their connection went away."""
+    def depart(self, conn: Connection, voluntary: bool) -> bool:
+        """The patient sent `leave` (voluntary) or their connection went away: forget the
+        connection now, without waiting for the lock or Redis, and remember when they left.
+        The departure reaches Redis at the next `run` or `settle`."""
         patient_id = conn.patient_id
         assert patient_id is not None
         if conn.replaced or self.patient_conns.get(patient_id) is not conn:
-            return
+            return False
         del self.patient_conns[patient_id]
-        if self.session is None:
-            if self.early.pop(patient_id, None) is not None:
-                await self.redis.hdel(keys.group_early(self.group_id), patient_id)
-                self.schedule_push("waiting_list")
-            return
-        if voluntary:
-            events = self.session.leave(patient_id, to_ms(self.clock.now()))
-        else:
-            events = self.session.drop(patient_id, to_ms(conn.last_heard))
-        if events:
-            await self._commit(events, [patient_id])
-            self.schedule_push("waiting_list", "roster")
+        at = self.clock.now() if voluntary else conn.last_heard
+        self.departures[patient_id] = (to_ms(at), voluntary)
+        if self.media is not None and self.session is not None:
+            if (room := self.media.get(self.session.session_id)) is not None:
+                room.sync(self.media_members())  # their media stops now, whatever Redis does
+        return True
+
+    async def patient_left(self, conn: Connection, voluntary: bool) -> None:
+        if self.depart(conn, voluntary):
+            await self.settle()
 
     async def media_state(self, conn: Connection, audio: bool, video: bool) -> None:
         """The participant's own report; once they publish, the media room weighs it with the tracks."""
@@ -367,7 +391,7 @@ class Door:
 
     async def mark_alive(self) -> None:
         """Record that this process still holds the session's connections (see load)."""
-        if self.session is not None and self.patient_conns:
+        if self.session is not None and any(not c.closing for c in self.patient_conns.values()):
             await self.redis.hset(keys.session(self.session.session_id), "alive_at", to_ms(self.clock.now()))
 
     def require_session(self, session_id: str) -> Session:
@@ -510,6 +534,10 @@ class Door:
 
 
 _OUT = Patient(Status.OUT, since=0)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def write_opened(pipe: Any, group_id: str, session_id: str, now: int, by: str) -> None:

@@ -59,19 +59,26 @@ class Lobby:
         return sum(1 for pid in door.session.with_status(status) if pid in door.patient_conns)
 
     async def keep_alive_marks(self, interval: float) -> None:
-        """Every heartbeat interval: mark open sessions alive, end empty ones, finalise leftovers."""
+        """Every heartbeat interval, one round of `tend` (the first after adopting leftovers)."""
         with contextlib.suppress(*UNAVAILABLE):
             await self.adopt_open_sessions()
         while True:
             await asyncio.sleep(interval)
-            for door in list(self.doors.values()):
-                with contextlib.suppress(*UNAVAILABLE):
-                    await door.mark_alive()
-                    await self._end_if_abandoned(door)
-            with contextlib.suppress(*UNAVAILABLE):
-                if await finalise_pending(self.redis, self.clock, self.audit):
-                    self.delivery_wake.set()
+            await self.tend()
             stop_if_cancelled()
+
+    async def tend(self) -> None:
+        """One round: commit departures held back by a Redis outage, mark open sessions alive,
+        end empty ones, finalise leftovers. Each step waits for Redis again next round."""
+        for door in list(self.doors.values()):
+            with contextlib.suppress(*UNAVAILABLE):
+                if door.departures:
+                    await door.settle()
+                await door.mark_alive()
+                await self._end_if_abandoned(door)
+        with contextlib.suppress(*UNAVAILABLE):
+            if await finalise_pending(self.redis, self.clock, self.audit):
+                self.delivery_wake.set()
 
     async def adopt_open_sessions(self) -> int:
         """Load every group with an open session, so one left by a previous process (a crash)

@@ -156,8 +156,9 @@ class Client:
         kind = frame["type"]
         if kind == "leave":
             if self.conn.patient_id is not None:
-                await door.run(lambda: door.patient_left(self.conn, voluntary=True))
+                door.depart(self.conn, voluntary=True)  # remembered now, committed below or later
             self.conn.close(1000, "left")
+            await door.settle()
         elif kind == "media_state":
             audio, video = frame.get("audio"), frame.get("video")
             if not isinstance(audio, bool) or not isinstance(video, bool):
@@ -199,7 +200,7 @@ class Client:
         if door is None:
             return
         if self.conn.patient_id is not None:
-            await door.run(lambda: door.patient_left(self.conn, voluntary=False))
+            await door.patient_left(self.conn, voluntary=False)
         else:
             async with door.lock:
                 door.staff_left(self.conn)
