@@ -125,6 +125,8 @@ class Row:
     latency_p50: float
     latency_p95: float
     streams_seen: str
+    published: str
+    complete: bool  # every participant published and every stream arrived
     client_cores: float
 
 
@@ -202,6 +204,9 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
             latency += stream["latency_ms"]
             seen += stream["frames"] > 0
     decoded = [n / span for n in results[0]["decoded"].values()] if results else []
+    published = sum(1 for r in results if r.get("published"))
+    expected_streams = size * (size - 1) - min(PROBE_DECODES, size - 1)
+    refused = sum(r.get("refusals", 0) for r in results)
     cores = (cpu1 - cpu0) / span
     packets = packets1 - packets0
     return Row(
@@ -211,7 +216,9 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
         fps_min=min(fps, default=0.0), fps_median=statistics.median(fps) if fps else 0.0,
         decoded_fps_min=min(decoded, default=0.0),
         latency_p50=percentile(latency, 50), latency_p95=percentile(latency, 95),
-        streams_seen=f"{seen}/{size * (size - 1) - min(PROBE_DECODES, size - 1)}",
+        streams_seen=f"{seen}/{expected_streams}",
+        published=f"{published}/{size}" + (f" ({refused} offers retried)" if refused else ""),
+        complete=published == size and seen == expected_streams,
         client_cores=sum(r["cpu_s"] for r in results) / (window[1] - t0 + 2),
     )
 
@@ -248,6 +255,10 @@ def report(rows: list[Row]) -> None:
               f"{r.forwarded:>5.2f} "
               f"{r.rss_mb:>7.0f} {r.fps_min:>7.1f} {r.fps_median:>7.1f} {r.decoded_fps_min:>11.1f} "
               f"{r.latency_p50:>7.0f} {r.latency_p95:>7.0f} {r.streams_seen:>8} {r.client_cores:>12.2f}")
+    for r in rows:
+        verdict = "every participant published and every stream arrived" if r.complete else \
+            "INCOMPLETE: the figures above do not describe a full room"
+        print(f"  {r.path} N={r.size}: published {r.published}, streams {r.streams_seen}: {verdict}")
     forward = {r.size: r for r in rows if r.path == "forward"}
     for r in rows:
         if r.path == "transcode" and r.size in forward and forward[r.size].cores > 0:

@@ -50,6 +50,8 @@ from server.media import glue
 FPS = 15
 KEY = 48  # bytes of a frame that identify it
 PROBE_DECODES = 2  # video streams the probe viewer decodes
+RETRYABLE = {"not_admitted", "media_unavailable"}  # a refused publish offer worth sending again
+RETRIES = 5
 
 
 def load_frames(path: Path) -> list[bytes]:
@@ -230,6 +232,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.decode:
             subscribe.on("track", on_track)
         subscribe.on("connectionstatechange", on_state)
+        published, refusals, errors = False, 0, []
         await send({"type": "hello", "token": args.token, "location": "home"})
         deadline = args.window_end + 2
         while time.time() < deadline:
@@ -248,8 +251,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 publish.addTransceiver(PreEncoded(frames, args.t0, args.offset), direction="sendonly")
                 await publish.setLocalDescription(await publish.createOffer())
                 await send({"type": "offer", "pc": "publish", "sdp": publish.localDescription.sdp})
+            elif kind == "error" and frame["code"] in RETRYABLE and not published and refusals < RETRIES:
+                # The offer was refused (e.g. not yet admitted to media): offer again, and say so.
+                refusals += 1
+                await asyncio.sleep(0.25 * refusals)
+                await send({"type": "offer", "pc": "publish", "sdp": publish.localDescription.sdp})
+            elif kind == "error":
+                errors.append(frame["code"])
             elif kind == "answer":
                 await publish.setRemoteDescription(RTCSessionDescription(sdp=frame["sdp"], type="answer"))
+                published = True
             elif kind == "offer":
                 for media in SessionDescription.parse(frame["sdp"]).media:
                     if media.msid:
@@ -264,7 +275,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pc.close(), 5)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"streams": viewer.streams, "decoded": viewer.decoded, "cpu_s": usage.ru_utime + usage.ru_stime}
+    return {"streams": viewer.streams, "decoded": viewer.decoded, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "published": published, "refusals": refusals, "errors": errors}
 
 
 def main() -> None:

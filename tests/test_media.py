@@ -9,6 +9,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiortc import RTCPeerConnection
+from aiortc.mediastreams import AudioStreamTrack
 
 from server.media.room import MediaRoom
 from tests.helpers import Api, Socket, World
@@ -351,3 +353,39 @@ async def test_an_unanswered_subscribe_offer_starts_that_connection_over(
         await everyone_sees_everyone(room.people)  # after the restart offer, on a new connection
         assert patient.peer.offers >= 2
         assert staff.pid in patient.peer.seen
+
+
+async def test_with_admit_all_a_patient_who_offers_the_instant_it_is_admitted_gets_its_answer(api: Api) -> None:
+    """Ten patients wait, each with its publish offer ready; "Admit all"; each sends the offer
+    in the same moment its `admitted` frame arrives. Every one must get an answer."""
+    world = await api.world(patients=10)
+    session_id = await api.open(world)
+    pcs: list[RTCPeerConnection] = []
+    try:
+        ready: list[tuple[Socket, str]] = []
+        for token in world.tokens:
+            sock = await api.patient(token)
+            pc = RTCPeerConnection()
+            pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            pcs.append(pc)
+            ready.append((sock, pc.localDescription.sdp))
+
+        async def offer_when_admitted(sock: Socket, sdp: str) -> dict[str, Any]:
+            await sock.until("admitted")
+            await sock.send({"type": "offer", "pc": "publish", "sdp": sdp})  # no await in between
+            async with asyncio.timeout(20):
+                while True:
+                    frame = await sock.next()
+                    if frame["type"] == "error" or (frame["type"] == "answer" and frame.get("pc") == "publish"):
+                        return frame
+
+        replies = asyncio.gather(*(offer_when_admitted(sock, sdp) for sock, sdp in ready))
+        await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"all": True})
+        answers = await replies
+        assert [frame["type"] for frame in answers] == ["answer"] * 10, answers
+        for sock, _ in ready:
+            await sock.close()
+    finally:
+        for pc in pcs:
+            await pc.close()

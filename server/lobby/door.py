@@ -281,8 +281,8 @@ class Door:
         await self._commit(events, [patient_id])
         self._replace(older, conn, patient_id)
         if self.session.patients[patient_id].status is Status.IN_SESSION:
+            self.schedule_push("roster")  # media first, then the frame (see admit)
             self._send(conn, self.admitted_frame(self.session.session_id))
-            self.schedule_push("roster")
         else:
             self._send(conn, self.waiting_message(patient_id))
         self.schedule_push("waiting_list")
@@ -416,11 +416,14 @@ class Door:
         for pid in targets:
             events += session.admit(pid, now, by)
         await self._commit(events, targets)
+        # Media membership follows the admission before anyone hears of it: a client that
+        # offers the instant its `admitted` arrives must find itself in the media room.
+        self.schedule_push("waiting_list", "roster")
         for pid in targets:
-            await self.audit.append("patient.admit", by, session_id=session_id, patient_id=pid)
             if (conn := self.patient_conns.get(pid)) is not None:
                 self._send(conn, self.admitted_frame(session_id))
-        self.schedule_push("waiting_list", "roster")
+        for pid in targets:
+            await self.audit.append("patient.admit", by, session_id=session_id, patient_id=pid)
         return targets
 
     async def decline(self, session_id: str, patient_id: str, message: str | None, by: str) -> None:

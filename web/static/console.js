@@ -173,6 +173,7 @@ function onRoomFrame(state, frame) {
     case "offer": case "answer": state.room.handle(frame); break;
     case "session_ended": closeRoom(state, "Session ended. Attendance has been recorded."); break;
     case "error":
+      if (state.room && state.room.handle(frame)) break; // a refused media offer: the room says so and retries
       if (frame.code === "session_not_open" || frame.code === "session_ended") {
         closeRoom(state, "This session has already ended.");
       } else if (frame.code === "unauthorized") {

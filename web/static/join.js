@@ -301,7 +301,7 @@ function onFrame(frame) {
     case "session_ended":
       finish("The session has ended", "Thank you for joining today. See you next time.");
       break;
-    case "error": onError(frame); break;
+    case "error": if (!room.handle(frame)) onError(frame); break; // media refusals: the room retries
     default: break;
   }
 }

@@ -3,6 +3,11 @@
 // else's tracks, re-offering whenever that set changes. Non-trickle: an offer or answer goes out
 // once ICE gathering is complete. Each remote stream's id is the publishing participant's id.
 
+// A publish offer refused for one of these reasons is sent again after a pause: the server
+// may not yet know of our admission, or its media may be starting (CONTRACT.md error codes).
+const RETRYABLE = new Set(["not_admitted", "media_unavailable"]);
+const RETRY_DELAYS = [250, 500, 1000, 2000, 4000]; // ms
+
 function gathered(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
@@ -32,6 +37,9 @@ export class MediaLink {
     this.localStream = null;
     this.streams = new Map(); // participant id -> MediaStream currently shown
     this.chain = Promise.resolve(); // subscribe offers are answered one at a time, in order
+    this.unanswered = null; // our publish offer's SDP, until the server answers it
+    this.refusals = 0;
+    this.retry = null;
     this.closed = false;
   }
 
@@ -50,12 +58,16 @@ export class MediaLink {
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
     if (this.closed) return;
-    this.send({ type: "offer", pc: "publish", sdp: pc.localDescription.sdp });
+    this.unanswered = pc.localDescription.sdp;
+    this.refusals = 0;
+    this.send({ type: "offer", pc: "publish", sdp: this.unanswered });
   }
 
   // Take a signalling frame from the server; true if it was one of ours.
   handle(frame) {
+    if (frame.type === "error" && this.unanswered) return this.#refused(frame);
     if (frame.type === "answer" && frame.pc === "publish") {
+      this.unanswered = null;
       if (this.publishPc && !this.closed) {
         this.publishPc.setRemoteDescription({ type: "answer", sdp: frame.sdp })
           .catch(() => this.#report("failed"));
@@ -80,6 +92,7 @@ export class MediaLink {
   close() {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.retry);
     for (const pc of [this.publishPc, this.subscribePc]) if (pc) pc.close();
     for (const id of this.streams.keys()) this.onStreamEnded(id);
     this.streams.clear();
@@ -107,6 +120,28 @@ export class MediaLink {
     if (this.closed) return;
     this.send({ type: "answer", pc: "subscribe", sdp: pc.localDescription.sdp });
     this.#sweep();
+  }
+
+  // The server refused our publish offer: say so, and offer again while that can help.
+  #refused(frame) {
+    if (!RETRYABLE.has(frame.code)) {
+      if (frame.code !== "bad_sdp") return false;
+      this.unanswered = null;
+      this.onState("Your video could not be sent (the server refused it). Leave and join again to retry.");
+      return true;
+    }
+    if (this.refusals >= RETRY_DELAYS.length) {
+      this.unanswered = null;
+      this.onState("Your video could not start. Others may not see or hear you; leave and join again.");
+      return true;
+    }
+    const delay = RETRY_DELAYS[this.refusals++];
+    this.onState("Video is getting ready, trying again…");
+    clearTimeout(this.retry);
+    this.retry = setTimeout(() => {
+      if (!this.closed && this.unanswered) this.send({ type: "offer", pc: "publish", sdp: this.unanswered });
+    }, delay);
+    return true;
   }
 
   #prefer(transceiver) {

@@ -54,7 +54,7 @@ export class Room {
 
   handle(frame) {
     if (this.link) return Boolean(this.link.handle(frame));
-    if (this.starting) {
+    if (this.starting && frame.type !== "error") {
       this.early.push(frame);
       return true;
     }
