@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -21,8 +22,9 @@ from server.billing.delivery import DeliveryWorker
 from server.clock import Clock, SystemClock
 from server.errors import ApiError
 from server.lobby.registry import Lobby
-from server.media.room import MediaRooms
-from server.metrics import Metrics
+from server.media.glue import Outlet
+from server.media.room import MediaRooms, Source
+from server.metrics import Metrics, RunningTotal
 from server.pages.render import TEMPLATES, WEB_DIR, environment
 from server.services import SERVICES, Services
 from server.settings import Settings
@@ -81,6 +83,7 @@ def _error_response(status: int, code: str, message: str, **extra: object) -> we
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     svc = request.app[SERVICES]
+    started = time.perf_counter()
     try:
         response = await handler(request)
     except ApiError as exc:
@@ -100,7 +103,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.exception("unhandled error in %s %s", request.method, redact(request.path))
         svc.metrics.error("internal_error")
         response = _error_response(500, "internal_error", "something went wrong")
-    svc.metrics.http_requests[f"{response.status // 100}xx"] += 1
+    svc.metrics.http_responses.labels(status=f"{response.status // 100}xx").inc()
+    if not isinstance(response, web.WebSocketResponse):  # its handler returns when the connection ends
+        # The route's name, not the path: a path holds ids (and join tokens), one series each.
+        route = request.match_info.route.name or "unmatched"
+        svc.metrics.http_duration.labels(route=route).observe(time.perf_counter() - started)
     if not response.prepared:
         _security_headers(response, svc.settings.secure_cookies)
     return response
@@ -112,6 +119,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_json_bytes)
     client = redis or connect(settings.redis_url or "redis://127.0.0.1:6379/0")
     metrics = Metrics()
+    media = MediaRooms(settings.ice_servers)
+    count_packets(metrics, media)
     audit = AuditLog(client, clock)
     app[SERVICES] = Services(
         settings=settings,
@@ -124,7 +133,7 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
                              settings.login_failure_window_seconds),
         links=LinkSigner(settings.secret_key, settings.public_url),
         lobby=Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds, settings.auto_end_seconds,
-                    media=MediaRooms(settings.ice_servers), ice_servers=list(settings.ice_servers)),
+                    media=media, ice_servers=list(settings.ice_servers)),
     )
     app[TEMPLATES] = environment()
     setup_routes(app)
@@ -144,7 +153,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
 
     async def billing_delivery(app: web.Application) -> AsyncIterator[None]:
         svc = app[SERVICES]
-        worker = DeliveryWorker(svc.redis, svc.clock, svc.settings, svc.audit, wake=svc.lobby.delivery_wake)
+        worker = DeliveryWorker(svc.redis, svc.clock, svc.settings, svc.audit, wake=svc.lobby.delivery_wake,
+                                metrics=svc.metrics)
         task = asyncio.create_task(worker.run())
         yield
         task.cancel()
@@ -157,6 +167,26 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
     app.on_shutdown.append(_close_websockets)
     app.on_cleanup.append(_close_media)
     return app
+
+
+def count_packets(metrics: Metrics, media: MediaRooms) -> None:
+    """RTP packet counters that keep counting across a track's or a room's end (MediaRoom.stats()
+    sums only the tracks alive now, and falls when one goes)."""
+
+    def sources() -> Iterator[Source]:
+        for room in list(media.rooms.values()):
+            for member in list(room.members.values()):
+                yield from list(member.sources.values())
+
+    def outlets() -> Iterator[Outlet]:
+        for source in sources():
+            for forward in list(source.forwards):
+                yield forward.outlet
+
+    packets_in = RunningTotal(sources, lambda source: source.packets)
+    packets_out = RunningTotal(outlets, lambda outlet: outlet.sent)
+    metrics.counter("porchlight_media_packets_in", "RTP packets received from publishers.", packets_in.read)
+    metrics.counter("porchlight_media_packets_out", "RTP packets forwarded to viewers.", packets_out.read)
 
 
 async def _close_media(app: web.Application) -> None:

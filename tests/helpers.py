@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from server.auth.sessions import COOKIE_NAME
 from server.auth.staff import Role, create_user
@@ -160,3 +161,19 @@ class Api:
 
     async def events(self, staff: Staff, session_id: str) -> list[dict[str, Any]]:
         return list((await self.get(staff, f"/sessions/{session_id}/events"))["events"])
+
+
+def metric_samples(text: str) -> dict[str, float]:
+    """Prometheus text as {'name{label="value",...}': value}, labels sorted by name."""
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+async def scrape(client: TestClient) -> dict[str, float]:
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    return metric_samples(await resp.text())

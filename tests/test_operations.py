@@ -16,7 +16,7 @@ from server.clock import ManualClock
 from server.settings import Settings
 from server.store.connection import connect
 from tests.conftest import RedisServer
-from tests.helpers import Api
+from tests.helpers import Api, metric_samples, scrape
 
 
 async def test_healthz_answers_ok_with_redis(api: Api) -> None:
@@ -34,15 +34,37 @@ async def test_metrics_count_waiting_in_session_and_errors(api: Api) -> None:
     await first.until("admitted")
     await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": ["pat_x"]}, expect=409)
     resp = await api.client.get("/metrics")
-    assert resp.status == 200 and resp.content_type == "text/plain"
-    text = await resp.text()
-    metrics = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
-    assert metrics["porchlight_patients_waiting"] == "1"
-    assert metrics["porchlight_patients_in_session"] == "1"
-    assert metrics["porchlight_sessions_open"] == "1"
-    assert metrics['porchlight_errors_total{code="not_waiting"}'] == "1"
-    assert int(metrics['porchlight_ws_messages_total{direction="in"}']) >= 2
-    assert int(metrics['porchlight_ws_messages_total{direction="out"}']) >= 3
+    assert resp.status == 200 and resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    metrics = metric_samples(await resp.text())
+    assert metrics["porchlight_patients_waiting"] == 1
+    assert metrics["porchlight_patients_in_session"] == 1
+    assert metrics["porchlight_sessions_open"] == 1
+    assert metrics['porchlight_errors_total{code="not_waiting"}'] == 1
+    assert metrics['porchlight_ws_messages_total{direction="in"}'] >= 2
+    assert metrics['porchlight_ws_messages_total{direction="out"}'] >= 3
+    assert metrics['porchlight_http_responses_total{status="2xx"}'] >= 1
+
+
+async def test_metrics_have_latency_histograms_process_metrics_and_the_build(api: Api) -> None:
+    world = await api.world(patients=1)
+    session_id = await api.open(world)
+    patient = await api.patient(world.tokens[0])
+    await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"patient_ids": [world.patients[0]["id"]]})
+    await patient.until("admitted")
+    metrics = await scrape(api.client)
+    # One successful admission, in every bucket up to +Inf (cumulative).
+    assert metrics['porchlight_admission_duration_seconds_bucket{le="+Inf"}'] == 1
+    assert metrics["porchlight_admission_duration_seconds_count"] == 1
+    assert metrics['porchlight_admission_duration_seconds_bucket{le="5.0"}'] == 1
+    # HTTP latency by route name: ids and join tokens never become label values.
+    assert metrics['porchlight_http_request_duration_seconds_count{route="sessions.admit"}'] == 1
+    assert metrics['porchlight_http_request_duration_seconds_bucket{le="+Inf",route="sessions.admit"}'] == 1
+    routes = {key for key in metrics if key.startswith("porchlight_http_request_duration_seconds_count")}
+    assert not any("/" in key for key in routes), routes
+    assert not any('route="ws"' in key for key in routes)  # a WebSocket's lifetime is not a latency
+    assert metrics["process_resident_memory_bytes"] > 0
+    [build] = [key for key in metrics if key.startswith("porchlight_build_info{")]
+    assert metrics[build] == 1 and 'version="' in build
 
 
 async def test_openapi_lists_exactly_the_real_routes(api: Api) -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 
 from server.api.common import json_response
 from server.api.openapi import openapi_document
+from server.billing import outbox
+from server.clock import to_ms
+from server.metrics import CONTENT_TYPE, BillingSnapshot
 from server.services import services
 from server.store.connection import UNAVAILABLE
 
@@ -20,8 +25,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=services(request).metrics.render(), content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    svc = services(request)
+    try:
+        pending, failed, oldest = await outbox.backlog(svc.redis, to_ms(svc.clock.now()))
+        svc.metrics.billing(BillingSnapshot(pending, failed, oldest))
+    except UNAVAILABLE:  # unknown, rather than the last values read: the scrape itself still works
+        svc.metrics.billing(BillingSnapshot(math.nan, math.nan, math.nan))
+    return web.Response(body=svc.metrics.render(), headers={"Content-Type": CONTENT_TYPE,
+                                                            "X-Content-Type-Options": "nosniff"})
 
 
 async def openapi(request: web.Request) -> web.Response:

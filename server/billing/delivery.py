@@ -22,6 +22,7 @@ import aiohttp
 from server.audit import AuditLog
 from server.billing import outbox, signing
 from server.clock import Clock, to_ms
+from server.metrics import Metrics
 from server.settings import Settings
 from server.store import keys
 from server.store.connection import UNAVAILABLE, Redis
@@ -81,8 +82,10 @@ class Outcome:
 
 class DeliveryWorker:
     def __init__(self, redis: Redis, clock: Clock, settings: Settings, audit: AuditLog,
-                 wake: asyncio.Event | None = None, rng: random.Random | None = None) -> None:
+                 wake: asyncio.Event | None = None, rng: random.Random | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.redis = redis
+        self.metrics = metrics or Metrics()
         self.clock = clock
         self.settings = settings
         self.audit = audit
@@ -136,21 +139,31 @@ class DeliveryWorker:
         if outcome.status is not None and 200 <= outcome.status < 300:
             await outbox.set_status(self.redis, record_id, "delivered", to_ms(now), delivered_at=to_ms(now), **fields)
             await self.audit.append("billing.delivered", None, record_id=record_id, attempts=attempts)
+            self._counted("delivered")
             return
         if outcome.status == 410:
             await self.redis.set(keys.billing_endpoint_disabled(), url)
             await outbox.set_status(self.redis, record_id, "failed", to_ms(now), **fields)
             await self.audit.append("billing.endpoint_disabled", None, record_id=record_id)
+            self._counted("failed")
             return
         if refusal or (now * 1000 - first) / 1000 >= GIVE_UP_AFTER:
             await outbox.set_status(self.redis, record_id, "failed", to_ms(now), **fields)
             await self.audit.append("billing.failed", None, record_id=record_id, attempts=attempts)
+            self._counted("failed")
             return
         delay = backoff(attempts, self.settings.billing_retry_base_seconds, self.rng)
         if outcome.retry_after is not None:
             delay = max(delay, min(outcome.retry_after, 24 * 3600.0))
         fields["next_attempt_at"] = to_ms(now + delay)
         await outbox.set_status(self.redis, record_id, "pending", to_ms(now), **fields)
+        self._counted("retry")
+
+    def _counted(self, result: str) -> None:
+        """After the outcome is stored: a count never runs ahead of what Redis says."""
+        self.metrics.billing_attempts.labels(result=result).inc()
+        if result == "delivered":
+            self.metrics.billing_delivered.inc()
 
     async def _post(self, http: aiohttp.ClientSession, url: str, record_id: str, body: bytes) -> Outcome:
         stamp = int(self.clock.now())

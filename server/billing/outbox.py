@@ -57,13 +57,26 @@ async def set_status(redis: Redis, record_id: str, status: str, now_ms: int, **f
         for other in STATUSES:
             if other != status:
                 pipe.zrem(keys.billing_by_status(other), record_id)
-        pipe.zadd(keys.billing_by_status(status), {record_id: now_ms})
+        # A record that stays pending keeps its score (when it became pending), so the oldest
+        # pending record's age (in /metrics) grows across its retries.
+        pipe.zadd(keys.billing_by_status(status), {record_id: now_ms}, nx=status == "pending")
         pipe.hset(keys.billing_delivery(record_id), mapping={"status": status, **fields})
         if status == "pending":
             pipe.zadd(keys.billing_due(), {record_id: int(fields.get("next_attempt_at", now_ms))})
         else:
             pipe.zrem(keys.billing_due(), record_id)
         await pipe.execute()
+
+
+async def backlog(redis: Redis, now_ms: int) -> tuple[int, int, float]:
+    """Records pending and failed, and the oldest pending one's age in seconds (0 when none)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(keys.billing_by_status("pending"))
+        pipe.zcard(keys.billing_by_status("failed"))
+        pipe.zrange(keys.billing_by_status("pending"), 0, 0, withscores=True)
+        pending, failed, oldest = await pipe.execute()
+    age = max(0.0, (now_ms - float(oldest[0][1])) / 1000) if oldest else 0.0
+    return int(pending), int(failed), age
 
 
 def describe(delivery: dict[str, str]) -> dict[str, Any]:
