@@ -95,7 +95,7 @@ async def correction(request: web.Request) -> web.Response:
     session_id = v.an_id(request.match_info["session_id"], "session_id")
     patient_id = v.an_id(request.match_info["patient_id"], "patient_id")
     body = v.body_object(await read_json(request), {"intervals", "reason"})
-    reason = v.required_text(body, "reason", MAX_REASON)
+    reason = v.required_text(body, "reason", MAX_REASON, multiline=True)
     if "intervals" not in body:
         raise bad_request("intervals: required")
     record = await correct(svc.redis, svc.clock, session_id, patient_id, body["intervals"], reason)

@@ -12,6 +12,7 @@ from server.auth.sessions import COOKIE_NAME, StaffSession
 from server.auth.staff import Role
 from server.errors import ApiError, bad_request, forbidden
 from server.services import services
+from server.validation import parse_json
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 STAFF_SESSION = web.RequestKey("staff_session", StaffSession)
@@ -29,18 +30,25 @@ async def read_json(request: web.Request) -> Any:
         raise ApiError(413, "payload_too_large", f"bodies are limited to {limit} bytes") from None
     if not raw:
         raise bad_request("a JSON body is required")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("malformed JSON") from None
+    return parse_json(raw)
 
 
-def _origin_ok(request: web.Request, public_url: str) -> bool:
+def same_origin(request: web.Request, public_url: str) -> bool:
+    """False when the request carries an Origin other than PORCHLIGHT_PUBLIC_URL's (absent is fine:
+    browsers send it on every cross-site request that matters here)."""
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    want, got = urlparse(public_url), urlparse(origin)
-    return (got.scheme, got.netloc) == (want.scheme, want.netloc)
+    return _origin_of(origin) == _origin_of(public_url)
+
+
+def _origin_of(url: str) -> tuple[str, str, int | None] | None:
+    try:
+        parsed = urlparse(url.strip())
+        port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
+    except ValueError:
+        return None  # a malformed Origin (a bad port) matches nothing, like "null"
+    return (parsed.scheme, (parsed.hostname or "").lower(), port) if parsed.hostname else None
 
 
 async def require_staff(request: web.Request, role: Role | None = None) -> StaffSession:
@@ -51,7 +59,7 @@ async def require_staff(request: web.Request, role: Role | None = None) -> Staff
         raise ApiError(401, "unauthorized", "sign in first")
     if request.method in STATE_CHANGING:
         token = request.headers.get("X-CSRF-Token", "")
-        if token != staff.csrf_token or not _origin_ok(request, svc.settings.public_url):
+        if token != staff.csrf_token or not same_origin(request, svc.settings.public_url):
             raise ApiError(403, "csrf_failed", "missing or wrong X-CSRF-Token, or a foreign Origin")
     if role is Role.ADMIN and staff.user.role is not Role.ADMIN:
         raise forbidden("admins only")

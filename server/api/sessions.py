@@ -66,7 +66,7 @@ async def decline(request: web.Request) -> web.Response:
     staff, door, session_id = await _session_door(request)
     body = await _body(request, {"patient_id", "message"})
     patient_id = v.an_id(body.get("patient_id"), "patient_id")
-    message = v.text(body, "message", MAX_MESSAGE, required=False)
+    message = v.text(body, "message", MAX_MESSAGE, required=False, multiline=True)
     await door.run(lambda: door.decline(session_id, patient_id, message, staff.user.id))
     return json_response({"declined": patient_id})
 
@@ -91,7 +91,7 @@ async def send_back(request: web.Request) -> web.Response:
 async def message(request: web.Request) -> web.Response:
     staff, door, session_id = await _session_door(request)
     body = await _body(request, {"text"})
-    text = v.required_text(body, "text", MAX_MESSAGE)
+    text = v.required_text(body, "text", MAX_MESSAGE, multiline=True)
 
     async def send() -> int:
         return door.message_waiting(session_id, text)

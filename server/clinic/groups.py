@@ -42,7 +42,7 @@ def validate_brand(value: Any) -> dict[str, str]:
     limits = {"name": 100, "logo_url": 500, "welcome_text": MAX_WELCOME, "support_phone": 40,
               "primary_color": 7, "accent_color": 7}
     for name, limit in limits.items():
-        text = v.text(brand, name, limit, required=False, min_len=0)
+        text = v.text(brand, name, limit, required=False, min_len=0, multiline=name == "welcome_text")
         if text is None:
             continue
         if name.endswith("_color") and not _COLOR_RE.match(text):

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from server.api.common import same_origin
 from server.auth.sessions import COOKIE_NAME, StaffSession
 from server.auth.staff import Role
 from server.clinic import enrollments
@@ -32,6 +32,7 @@ from server.realtime.connection import (
 )
 from server.services import Services, services
 from server.store.connection import UNAVAILABLE
+from server.validation import an_id, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,9 @@ class FrameError(Exception):
 
 def parse_frame(raw: str) -> dict[str, Any]:
     try:
-        frame = json.loads(raw)
-    except ValueError:
-        raise FrameError("bad_request", "frames must be JSON") from None
+        frame = parse_json(raw)
+    except ApiError as exc:
+        raise FrameError(exc.code, exc.message) from None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise FrameError("bad_request", "frames must be objects with a string \"type\"")
     return frame
@@ -122,14 +123,19 @@ class Client:
         if staff is None:
             self.error("unauthorized", "sign in first", CLOSE_INVALID_TOKEN)
             return False
+        if not same_origin(request, svc.settings.public_url):
+            # The cookie rides along with any page's WebSocket: only our own pages may use it.
+            self.error("forbidden", "this page's origin may not open a staff connection", CLOSE_FORBIDDEN)
+            return False
         session_id, group_id = frame.get("session_id"), frame.get("group_id")
-        if (session_id is None) == (group_id is None) or not isinstance(session_id or group_id, str):
+        if (session_id is None) == (group_id is None):
             self.error("bad_request", "staff hello names a session_id or a group_id")
             return False
         try:
             if session_id is not None:
+                session_id = an_id(session_id, "session_id")
                 group_id = await svc.lobby.session_group(session_id)
-            assert group_id is not None
+            group_id = an_id(group_id, "group_id")
             group = await get_group(svc.redis, group_id)
             if group is None:
                 raise ApiError(404, "not_found", "group not found")
