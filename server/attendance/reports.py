@@ -72,9 +72,14 @@ async def history(redis: Redis, session_id: str, patient_id: str) -> list[dict[s
     return [json.loads(r) for r in await redis.lrange(keys.attendance_history(session_id, patient_id), 0, -1)]
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP's list; a leading
+# tab, CR or LF hides the formula sign from a check of the first character only).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
 def _escape(value: Any) -> str:
     text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
