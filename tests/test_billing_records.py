@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import random
 
+import pytest
+
 from server.billing import records
-from server.billing.delivery import backoff, refused_address, retry_after
+from server.billing.delivery import backoff, literal_refusal, refusal, retry_after
 
 
 def attendance(**changes: object) -> dict[str, object]:
@@ -59,9 +62,26 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
     assert retry_after("120", 0) == 120 and retry_after("soon", 0) is None and retry_after(None, 0) is None
 
 
-async def test_webhook_hosts_on_metadata_or_link_local_addresses_are_refused() -> None:
-    assert await refused_address("http://169.254.169.254/latest", allow_link_local=False)
-    assert await refused_address("http://169.254.169.254/latest", allow_link_local=True)  # metadata: never
-    assert await refused_address("http://169.254.10.1/hook", allow_link_local=False)
-    assert await refused_address("http://169.254.10.1/hook", allow_link_local=True) is None
-    assert await refused_address("http://127.0.0.1:9/hook", allow_link_local=False) is None
+def test_webhook_hosts_on_metadata_or_link_local_addresses_are_refused() -> None:
+    assert literal_refusal("http://169.254.169.254/latest", allow_link_local=False)
+    assert literal_refusal("http://169.254.169.254/latest", allow_link_local=True)  # metadata: never
+    assert literal_refusal("http://169.254.10.1/hook", allow_link_local=False)
+    assert literal_refusal("http://169.254.10.1/hook", allow_link_local=True) is None
+    assert literal_refusal("http://127.0.0.1:9/hook", allow_link_local=False) is None
+    assert literal_refusal("http://[::ffff:169.254.169.254]/latest", allow_link_local=True)
+    assert literal_refusal("http://billing.example/hook", allow_link_local=False) is None  # the resolver's job
+
+
+@pytest.mark.parametrize("address", [
+    "::ffff:169.254.169.254", "::ffff:a9fe:a9fe", "::169.254.169.254", "64:ff9b::169.254.169.254", "fd00:ec2::254",
+])
+def test_ipv6_spellings_of_the_metadata_address_are_refused(address: str) -> None:
+    assert refusal(ipaddress.ip_address(address), allow_link_local=True)
+
+
+@pytest.mark.parametrize(("address", "allowed"), [
+    ("::ffff:169.254.10.1", False), ("fe80::1", False), ("::ffff:127.0.0.1", True), ("127.0.0.1", True),
+    ("::1", True), ("2001:db8::1", True),
+])
+def test_a_mapped_address_is_judged_as_the_ipv4_address_it_reaches(address: str, allowed: bool) -> None:
+    assert (refusal(ipaddress.ip_address(address), allow_link_local=False) is None) is allowed

@@ -15,9 +15,11 @@ import random
 import socket
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from ipaddress import IPv4Address, IPv6Address
 from urllib.parse import urlparse
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from server.audit import AuditLog
 from server.billing import outbox, signing
@@ -36,6 +38,7 @@ GIVE_UP_AFTER = 3 * 24 * 3600.0
 BATCH = 50  # deliveries claimed, and sent concurrently, per round
 MAX_STEP = 6 * 3600.0
 METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def backoff(attempt: int, base: float, rng: random.Random) -> float:
@@ -57,20 +60,70 @@ def retry_after(value: str | None, now: float) -> float | None:
         return None
 
 
-async def refused_address(url: str, allow_link_local: bool) -> str | None:
-    """Why `url` must not be called (it resolves to link-local or metadata addresses), or None."""
+def as_ipv4(address: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
+    """The IPv4 address an IPv6 address carries (mapped ::ffff:a.b.c.d, compatible ::a.b.c.d, NAT64
+    64:ff9b::a.b.c.d), which is where a connection to it goes; any other address as it is."""
+    if isinstance(address, IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if int(address) >> 32 == 0 and int(address) > 1:  # compatible; :: and ::1 are IPv6's own
+            return IPv4Address(int(address))
+        if address in NAT64:
+            return IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
+def refusal(address: IPv4Address | IPv6Address, allow_link_local: bool) -> str | None:
+    """Why a webhook must not be sent to `address` (metadata or link-local), or None."""
+    plain = as_ipv4(address)
+    if plain in METADATA_ADDRESSES or (plain.is_link_local and not allow_link_local):
+        return f"the webhook host resolves to {address}, a link-local or metadata address"
+    return None
+
+
+def literal_refusal(url: str, allow_link_local: bool) -> str | None:
+    """The check for a URL whose host is an IP address (aiohttp connects to those without asking
+    the resolver); a host name is checked by VettedResolver when connecting."""
     host = urlparse(url).hostname
     if host is None:
         return "the webhook URL has no host"
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        return f"cannot resolve the webhook host: {exc.strerror or exc}"
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if address in METADATA_ADDRESSES or (address.is_link_local and not allow_link_local):
-            return f"the webhook host resolves to {address}, a link-local or metadata address"
-    return None
+        address = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+    return refusal(address, allow_link_local)
+
+
+class RefusedAddress(OSError):
+    """The webhook host resolved to an address it must not be sent to."""
+
+
+class VettedResolver(AbstractResolver):
+    """Resolves once and hands aiohttp only addresses that passed `refusal`, so the connection goes
+    to the address that was checked: a DNS answer that changes between a check and the connect
+    (rebinding) cannot redirect it. A host with any refused address is refused whole."""
+
+    def __init__(self, allow_link_local: bool, inner: AbstractResolver | None = None) -> None:
+        self.allow_link_local = allow_link_local
+        self.inner = inner or aiohttp.DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        answers = await self.inner.resolve(host, port, family)
+        for answer in answers:
+            why = refusal(ipaddress.ip_address(answer["host"].split("%")[0]), self.allow_link_local)
+            if why is not None:
+                raise RefusedAddress(why)
+        return answers
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def webhook_session(allow_link_local: bool, resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
+    """The HTTP client webhooks are sent with: every host name goes through VettedResolver."""
+    connector = aiohttp.TCPConnector(resolver=VettedResolver(allow_link_local, resolver))
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT))
 
 
 @dataclass
@@ -78,6 +131,7 @@ class Outcome:
     status: int | None
     error: str | None
     retry_after: float | None
+    refused: bool = False  # the address is forbidden: retrying cannot help
 
 
 class DeliveryWorker:
@@ -94,8 +148,7 @@ class DeliveryWorker:
         self.poll_seconds = min(1.0, max(0.02, settings.billing_retry_base_seconds / 4))
 
     async def run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        async with webhook_session(self.settings.billing_allow_link_local) as http:
             while True:
                 delivered = 0
                 try:
@@ -127,8 +180,7 @@ class DeliveryWorker:
         if body is None or not delivery or delivery.get("status") != "pending":
             await self.redis.zrem(keys.billing_due(), record_id)
             return
-        refusal = await refused_address(url, self.settings.billing_allow_link_local)
-        outcome = Outcome(None, refusal, None) if refusal else await self._post(http, url, record_id, body)
+        outcome = await self._post(http, url, record_id, body)
         now = self.clock.now()
         attempts = int(delivery.get("attempts", 0)) + 1
         first = int(delivery.get("first_attempt_at") or to_ms(now))
@@ -147,7 +199,7 @@ class DeliveryWorker:
             await self.audit.append("billing.endpoint_disabled", None, record_id=record_id)
             self._counted("failed")
             return
-        if refusal or (now * 1000 - first) / 1000 >= GIVE_UP_AFTER:
+        if outcome.refused or (now * 1000 - first) / 1000 >= GIVE_UP_AFTER:
             await outbox.set_status(self.redis, record_id, "failed", to_ms(now), **fields)
             await self.audit.append("billing.failed", None, record_id=record_id, attempts=attempts)
             self._counted("failed")
@@ -166,6 +218,8 @@ class DeliveryWorker:
             self.metrics.billing_delivered.inc()
 
     async def _post(self, http: aiohttp.ClientSession, url: str, record_id: str, body: bytes) -> Outcome:
+        if (refused := literal_refusal(url, self.settings.billing_allow_link_local)) is not None:
+            return Outcome(None, refused, None, refused=True)
         stamp = int(self.clock.now())
         headers = signing.headers(list(self.settings.billing_webhook_secrets), record_id, stamp, body)
         try:
@@ -175,5 +229,9 @@ class DeliveryWorker:
                                retry_after(resp.headers.get("Retry-After"), self.clock.now()))
         except TimeoutError:
             return Outcome(None, "timeout", None)
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, RefusedAddress):
+                return Outcome(None, str(exc.os_error), None, refused=True)
+            return Outcome(None, type(exc).__name__, None)
         except aiohttp.ClientError as exc:
             return Outcome(None, type(exc).__name__, None)
