@@ -93,6 +93,16 @@ async def quietly_close(pc: RTCPeerConnection) -> None:
         log.info("a peer connection did not close cleanly: %r", exc)
 
 
+def keyed(description: SessionDescription) -> bool:
+    """Every media section carries ICE credentials and a DTLS fingerprint (a session-level one
+    counts: aiortc's parser copies it to each section). Without a fingerprint the DTLS handshake
+    has nothing to check the peer's certificate against."""
+    return all(
+        m.ice is not None and m.ice.usernameFragment and m.dtls is not None and m.dtls.fingerprints
+        for m in description.media
+    )
+
+
 def same_sections(offer: SessionDescription, answer: SessionDescription) -> bool:
     """An answer must keep the offer's media sections, in order, all in one BUNDLE group."""
     mids = [m.rtp.muxId for m in offer.media]
@@ -493,6 +503,8 @@ class MediaRoom:
                 raise MediaError("bad_sdp", "the answer could not be read") from None
             if offer is None or not same_sections(SessionDescription.parse(offer.sdp), answer):
                 raise MediaError("bad_sdp", "the answer's media sections or BUNDLE group differ from the offer")
+            if not keyed(answer):
+                raise MediaError("bad_sdp", "the answer lacks ICE credentials or a DTLS fingerprint")
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             except Exception as exc:
