@@ -133,7 +133,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
                              settings.login_failure_window_seconds),
         links=LinkSigner(settings.secret_key, settings.public_url),
         lobby=Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds, settings.auto_end_seconds,
-                    media=media, ice_servers=list(settings.ice_servers)),
+                    media=media, ice_servers=list(settings.ice_servers),
+                    check_ins_per_minute=settings.check_ins_per_minute),
     )
     app[TEMPLATES] = environment()
     setup_routes(app)

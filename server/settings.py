@@ -83,6 +83,11 @@ class Settings:
     max_json_bytes: int = 64 * 1024
     max_ws_frame_bytes: int = 64 * 1024
     hello_deadline_seconds: float = 10.0
+    # Frames one connection may send: a steady rate with a burst on top (pings included).
+    ws_frame_rate: float = 10.0
+    ws_frame_burst: int = 40
+    # Check-ins of one patient per minute: a hello/leave loop cannot ring the chime without end.
+    check_ins_per_minute: int = 10
 
     @property
     def secure_cookies(self) -> bool:

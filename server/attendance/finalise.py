@@ -9,6 +9,7 @@ finalising leaves the session pending; the sweeper of any process picks it up.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import Any
@@ -109,8 +110,10 @@ async def finalise(redis: Redis, clock: Clock, audit: AuditLog, session_id: str)
     if ctx is None:
         return False
     group = ctx["group"]
-    events = [json.loads(e) for e in await redis.lrange(keys.session_events(session_id), 0, -1)]
-    facts = session_attendance(events, ctx["started_ms"], ctx["ended_ms"])
+    raws = await redis.lrange(keys.session_events(session_id), 0, -1)
+    # Off the event loop: a session with a very long record (tens of thousands of events) would
+    # otherwise stall every room of this process while it is computed.
+    facts = await asyncio.to_thread(_attendance_of, raws, ctx["started_ms"], ctx["ended_ms"])
     day = ctx["service_date"]
     enrolled = {e["patient_id"] for e in await group_enrollments(redis, group["id"])
                 if _enrolled_on(e, day, ctx["started_ms"])}
@@ -145,6 +148,10 @@ async def finalise(redis: Redis, clock: Clock, audit: AuditLog, session_id: str)
     await audit.append("attendance.finalise", None, session_id=session_id, patients=len(records),
                        attending=len(attending), billing_records=len(bills))
     return True
+
+
+def _attendance_of(raws: list[str], started_ms: int, ended_ms: int) -> dict[str, PatientAttendance]:
+    return session_attendance([json.loads(e) for e in raws], started_ms, ended_ms)
 
 
 def _write_records(pipe: Any, ctx: dict[str, Any], records: dict[str, dict[str, Any]]) -> None:

@@ -9,6 +9,7 @@ reloaded from Redis on the next use, so nothing half-written survives.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -65,6 +66,11 @@ class Door:
         # patient id -> (when, voluntary). Kept in memory first, so a Redis outage may delay
         # the record but never moves its time (see depart and settle).
         self.departures: dict[str, tuple[int, bool]] = {}
+        # The last media state recorded for a participant who does not publish (yet), by
+        # (session id, participant id).
+        self.media_recorded: dict[tuple[str, str], tuple[bool, bool]] = {}
+        self.check_ins: dict[str, collections.deque[int]] = {}  # recent hellos (ms) per patient
+        self.check_ins_per_minute = 10
         self._push_pending: set[str] = set()
         self._push_handle: asyncio.TimerHandle | None = None
 
@@ -267,6 +273,7 @@ class Door:
 
     async def patient_hello(self, conn: Connection, patient_id: str, display_name: str, location: str | None) -> None:
         now = to_ms(self.clock.now())
+        self._count_check_in(patient_id, now)
         self.names[patient_id] = display_name
         older = self.patient_conns.get(patient_id)
         if self.session is None:
@@ -286,6 +293,16 @@ class Door:
         else:
             self._send(conn, self.waiting_message(patient_id))
         self.schedule_push("waiting_list")
+
+    def _count_check_in(self, patient_id: str, now: int) -> None:
+        """At most `check_ins_per_minute` hellos of one patient a minute: a check-in/leave loop
+        cannot ring the facilitator's chime without end (the patient is asked to wait)."""
+        recent = self.check_ins.setdefault(patient_id, collections.deque())
+        while recent and now - recent[0] >= 60_000:
+            recent.popleft()
+        if len(recent) >= self.check_ins_per_minute:
+            raise ApiError(429, "rate_limited", "too many check-ins; wait a minute and try again")
+        recent.append(now)
 
     def _replace(self, older: Connection | None, newer: Connection, patient_id: str) -> None:
         if older is not None and older is not newer:
@@ -323,7 +340,11 @@ class Door:
         room = self.media_room()
         if room is not None and room.declare(pid, audio, video):
             return
+        said = (self.session.session_id, pid)
+        if self.media_recorded.get(said) == (audio, video):
+            return  # the same again is not an event: a repeating client cannot grow the record
         await self._commit([self._media_event(pid, conn.patient_id is not None, audio, video)], [])
+        self.media_recorded[said] = (audio, video)
 
     def is_admitted(self, conn: Connection) -> bool:
         if conn.user_id is not None:
@@ -500,6 +521,7 @@ class Door:
         self.patient_conns = {pid: c for pid, c in self.patient_conns.items() if pid not in session.patients}
         self.staff_in_session = {}
         self.session = None
+        self.media_recorded = {}
         self.schedule_push("waiting_list")
         if self.on_end is not None:
             await self.on_end(session_id)

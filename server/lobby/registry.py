@@ -24,8 +24,9 @@ class Lobby:
     def __init__(
         self, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float,
         auto_end_seconds: float = 900.0, media: MediaRooms | None = None,
-        ice_servers: list[dict[str, Any]] | None = None,
+        ice_servers: list[dict[str, Any]] | None = None, check_ins_per_minute: int = 10,
     ) -> None:
+        self.check_ins_per_minute = check_ins_per_minute
         self.redis = redis
         self.media = media
         self.ice_servers = ice_servers or []
@@ -128,6 +129,7 @@ class Lobby:
             door.on_end = self.finalise
             door.media = self.media
             door.ice_servers = self.ice_servers
+            door.check_ins_per_minute = self.check_ins_per_minute
         return door
 
     async def session_group(self, session_id: str) -> str:

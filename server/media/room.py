@@ -248,6 +248,7 @@ class Member:
         self.closed = False
         self.declared = (True, True)
         self.recorded: tuple[bool, bool] | None = None
+        self.report_lock = asyncio.Lock()
 
     def state(self, now: float) -> tuple[bool, bool] | None:
         """What this participant is sending now: (audio, video); None before they publish."""
@@ -539,11 +540,12 @@ class MediaRoom:
             self.spawn(self._report(member))
 
     async def _report(self, member: Member) -> None:
-        state = member.state(asyncio.get_running_loop().time())
-        if state is None or state == member.recorded or member.closed:
-            return
-        await self.on_state(member.pid, member.is_patient, *state)
-        member.recorded = state  # only once written: a failed write is tried again at the next tick
+        async with member.report_lock:  # one write at a time: two reports of one change are one event
+            state = member.state(asyncio.get_running_loop().time())
+            if state is None or state == member.recorded or member.closed:
+                return
+            await self.on_state(member.pid, member.is_patient, *state)
+            member.recorded = state  # only once written: a failed write is tried again at the next tick
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()

@@ -17,6 +17,7 @@ from aiohttp import web
 from server.clock import Clock
 
 CLOSE_TOO_SLOW = 1008
+CLOSE_FLOOD = 1008  # policy violation: more frames than a client may send
 CLOSE_INVALID_TOKEN = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_REPLACED = 4409
@@ -38,6 +39,9 @@ class Connection:
         self.ws = ws
         self.clock = clock
         self.last_heard = clock.now()
+        # The last frame the client sent on purpose (not a pong): what a staff member's idle
+        # timer counts, since a browser answers pings by itself even in a forgotten tab.
+        self.last_active = self.last_heard
         self._queue: asyncio.Queue[str | _Close] = asyncio.Queue(maxsize=queue_size)
         self._writer = asyncio.create_task(self._write())
         self.closing = False
@@ -49,8 +53,10 @@ class Connection:
         self.replaced = False
         self.sent = 0
 
-    def heard(self) -> None:
+    def heard(self, active: bool = False) -> None:
         self.last_heard = self.clock.now()
+        if active:
+            self.last_active = self.last_heard
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue a frame; never blocks. A full queue disconnects the client."""

@@ -25,6 +25,7 @@ from server.errors import ApiError
 from server.lobby.door import Door, Staff
 from server.media.room import MediaError
 from server.realtime.connection import (
+    CLOSE_FLOOD,
     CLOSE_FORBIDDEN,
     CLOSE_HEARTBEAT,
     CLOSE_INVALID_TOKEN,
@@ -55,6 +56,35 @@ def parse_frame(raw: str) -> dict[str, Any]:
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise FrameError("bad_request", "frames must be objects with a string \"type\"")
     return frame
+
+
+class FrameBudget:
+    """A token bucket per connection: `rate` frames a second, `burst` at once.
+
+    A frame over budget is not processed; the client is told once (`rate_limited`), and a
+    client that keeps sending past a second burst is disconnected (1008).
+    """
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.at = now
+        self.refused = 0  # frames refused since the last one taken
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(float(self.burst), self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            self.refused = 0
+            return True
+        self.refused += 1
+        return False
+
+    @property
+    def flooding(self) -> bool:
+        return self.refused > self.burst
 
 
 class Client:
@@ -176,6 +206,8 @@ class Client:
             if not door.is_admitted(self.conn):
                 raise FrameError("not_admitted", "media is available only after admission")
             await self._signal(door, kind, frame.get("pc"), frame.get("sdp"))
+        elif kind == "activity":
+            pass  # the console's user is there (a click, a key, live media): resets the idle timer
         elif kind == "hello":
             raise FrameError("bad_request", "hello was already accepted")
         else:
@@ -239,7 +271,7 @@ class Client:
         if await sessions.resume(self.cookie, touch=False) is None:
             self.error("unauthorized", "your sign-in has ended", CLOSE_INVALID_TOKEN)
             return
-        if self.conn.last_heard > self.last_touch and now - self.last_touch >= STAFF_TOUCH_EVERY:
+        if self.conn.last_active > self.last_touch and now - self.last_touch >= STAFF_TOUCH_EVERY:
             assert self.staff is not None
             await sessions.touch(self.staff.token, now)
             self.last_touch = now
@@ -276,6 +308,7 @@ async def _serve(client: Client, ws: web.WebSocketResponse, request: web.Request
     loop = asyncio.get_running_loop()
     hello_deadline = loop.time() + svc.settings.hello_deadline_seconds
     accepted = False
+    budget = FrameBudget(svc.settings.ws_frame_rate, svc.settings.ws_frame_burst, svc.clock.now())
     while not conn.closing:
         timeout = None if accepted else max(0.0, hello_deadline - loop.time())
         try:
@@ -283,6 +316,14 @@ async def _serve(client: Client, ws: web.WebSocketResponse, request: web.Request
         except TimeoutError:
             client.error("hello_timeout", "no hello in time", 4400)
             return
+        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING) and not budget.take(svc.clock.now()):
+            conn.heard()  # a flood is still a sign of life; it is just not acted on
+            if budget.flooding:
+                client.error("rate_limited", "too many frames; closing", CLOSE_FLOOD)
+                return
+            if budget.refused == 1:
+                client.error("rate_limited", "too many frames; slow down (frames are being dropped)")
+            continue
         if msg.type is WSMsgType.PING:
             conn.heard()
             await ws.pong(msg.data)
@@ -295,7 +336,7 @@ async def _serve(client: Client, ws: web.WebSocketResponse, request: web.Request
                 client.error("bad_request", "frames must be JSON text")
                 continue
             return  # CLOSE, CLOSING, CLOSED, ERROR (incl. oversized: aiohttp closed with 1009)
-        conn.heard()
+        conn.heard(active=True)
         svc.metrics.ws_messages["in"] += 1
         try:
             frame = parse_frame(msg.data)

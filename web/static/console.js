@@ -94,6 +94,28 @@ async function start(card) {
   }
 }
 
+// -- the idle timer ------------------------------------------------------------------------------
+// The server's idle sign-out counts what the user does, not the browser's automatic pongs
+// (CONTRACT.md): a click or a key, at most once a minute, and live media of one's own while
+// running a session, tell it someone is here. A forgotten console tab is signed out.
+
+const ACTIVITY_EVERY = 60_000; // ms
+let lastActivity = 0;
+
+function reportActivity(force = false) {
+  const now = Date.now();
+  if (!force && now - lastActivity < ACTIVITY_EVERY) return;
+  lastActivity = now;
+  const sockets = [...watchers.values(), activeRoom && activeRoom.live].filter(Boolean);
+  for (const socket of sockets) socket.send({ type: "activity" });
+}
+
+for (const kind of ["pointerdown", "keydown"]) document.addEventListener(kind, () => reportActivity(), { passive: true });
+setInterval(() => {
+  const stream = activeRoom && activeRoom.stream;
+  if (stream && stream.getTracks().some((t) => t.readyState === "live" && t.enabled)) reportActivity(true);
+}, ACTIVITY_EVERY);
+
 // -- the room --------------------------------------------------------------------------------------
 
 let activeRoom = null;

@@ -1,0 +1,62 @@
+"""The staff idle sign-out counts what a person does, not what a browser does by itself."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+
+from server.app import create_app
+from server.auth.sessions import COOKIE_NAME
+from tests.helpers import Api
+
+
+async def test_a_console_that_only_answers_pings_is_signed_out_when_idle(api: Api, aiohttp_client: Any) -> None:
+    # Clock steps longer than the heartbeat timeout would drop the socket; only the idle timer is tested.
+    settings = api.settings.replace(heartbeat_timeout_seconds=24 * 3600)
+    api = Api(await aiohttp_client(create_app(settings, redis=api.redis, clock=api.clock)),
+              api.redis, api.clock, settings)
+    world = await api.world(patients=0)
+    ws = await api.client.ws_connect("/api/v1/ws", headers={"Cookie": f"{COOKIE_NAME}={world.facilitator.cookie}"},
+                                     autoping=False)
+    await ws.send_str(json.dumps({"type": "hello", "group_id": world.group["id"]}))
+    idle = settings.staff_idle_timeout_seconds
+    # A forgotten tab: the browser answers every ping, the person does nothing. Each step, the
+    # server's next ping is answered, as browsers do.
+    closed: int | None = None
+    for _ in range(int(idle // 60) + 3):
+        api.clock.advance(60)
+        msg = await ws.receive(timeout=5)
+        while msg.type is aiohttp.WSMsgType.TEXT:
+            if json.loads(msg.data).get("code") == "unauthorized":
+                break
+            msg = await ws.receive(timeout=5)
+        if msg.type is aiohttp.WSMsgType.PING:
+            await ws.pong(msg.data)
+            continue
+        closed = (await ws.receive(timeout=5)).data  # after `unauthorized`, the close
+        break
+    assert closed == 4401
+    await api.get(world.facilitator, "/me", expect=401)
+
+
+async def test_a_console_whose_user_is_active_stays_signed_in(api: Api, aiohttp_client: Any) -> None:
+    settings = api.settings.replace(heartbeat_timeout_seconds=24 * 3600)
+    api = Api(await aiohttp_client(create_app(settings, redis=api.redis, clock=api.clock)),
+              api.redis, api.clock, settings)
+    world = await api.world(patients=0)
+    ws = await api.client.ws_connect("/api/v1/ws", headers={"Cookie": f"{COOKIE_NAME}={world.facilitator.cookie}"},
+                                     autoping=False)
+    await ws.send_str(json.dumps({"type": "hello", "group_id": world.group["id"]}))
+    idle = settings.staff_idle_timeout_seconds
+    for _ in range(int(3 * idle // 60)):  # three idle periods, with a click every minute
+        api.clock.advance(60)
+        await ws.send_str(json.dumps({"type": "activity"}))
+        msg = await ws.receive(timeout=5)
+        while msg.type is not aiohttp.WSMsgType.PING:
+            assert msg.type is aiohttp.WSMsgType.TEXT and json.loads(msg.data)["type"] == "waiting_list", msg
+            msg = await ws.receive(timeout=5)
+        await ws.pong(msg.data)
+    await api.get(world.facilitator, "/me")
+    await ws.close()
