@@ -60,3 +60,23 @@ async def test_a_console_whose_user_is_active_stays_signed_in(api: Api, aiohttp_
         await ws.pong(msg.data)
     await api.get(world.facilitator, "/me")
     await ws.close()
+
+
+async def test_a_facilitator_removed_from_a_group_is_cut_off_at_once(api: Api) -> None:
+    from server.auth.staff import Role
+
+    world = await api.world(patients=1)
+    other = await api.staff("sam", Role.FACILITATOR, name="Sam R.")
+    watching = await api.staff_socket(world.facilitator, group_id=world.group["id"])
+    admin_watching = await api.staff_socket(world.admin, group_id=world.group["id"])
+    await api.request(world.admin, "PATCH", f"/api/v1/groups/{world.group['id']}",
+                      {"facilitator_ids": [other.user_id]})
+    error = await watching.until("error")
+    assert error["code"] == "forbidden"
+    assert await watching.closed() == 4403
+    # The admin's console carries on and sees the next arrival; the removed facilitator's did not.
+    await api.patient(world.tokens[0], expect=None)
+    listed = await admin_watching.until("waiting_list", lambda f: len(f["waiting"]) == 1)
+    assert listed["waiting"][0]["display_name"] == "Patient 0"
+    assert not [f for f in watching.seen if f["type"] == "waiting_list" and f["waiting"]]
+    await admin_watching.close()

@@ -65,6 +65,7 @@ async def patch_group(request: web.Request) -> web.Response:
     async with door.lock:
         updated = await groups.update_group(svc.redis, group, fields)
         _door_sees(door, updated)
+        door.recheck_staff(updated.get("facilitator_ids", []))
     await svc.audit.append("group.update", staff.user.id, group_id=group["id"], fields=sorted(fields))
     return json_response(await _with_open_session(svc, updated))
 

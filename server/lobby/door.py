@@ -24,7 +24,7 @@ from server.ids import new_id
 from server.lobby.machine import Event, Patient, RuleViolation, Session, Status
 from server.media.room import MediaRoom, MediaRooms
 from server.metrics import Metrics
-from server.realtime.connection import CLOSE_INVALID_TOKEN, CLOSE_REPLACED, Connection, encode
+from server.realtime.connection import CLOSE_FORBIDDEN, CLOSE_INVALID_TOKEN, CLOSE_REPLACED, Connection, encode
 from server.store import keys
 from server.store.connection import Redis
 
@@ -57,7 +57,7 @@ class Door:
         self.names: dict[str, str] = {}  # patient id -> display name
         self.early: dict[str, tuple[int, str | None]] = {}  # checked in before open: (at, location)
         self.staff_in_session: dict[Connection, Staff] = {}
-        self.watchers: set[Connection] = set()  # staff watching the waiting room
+        self.watchers: dict[Connection, Staff] = {}  # staff watching the waiting room
         self.on_end: Callable[[str], Awaitable[None]] | None = None  # attendance finalisation
         self.media: MediaRooms | None = None  # the session's media plane, when this process has one
         self.ice_servers: list[dict[str, Any]] = []  # handed to clients on admission
@@ -207,7 +207,7 @@ class Door:
         return conns
 
     def _staff_conns(self) -> set[Connection]:
-        return set(self.staff_in_session) | self.watchers
+        return set(self.staff_in_session) | set(self.watchers)
 
     def schedule_push(self, *what: str) -> None:
         """Coalesce waiting_list / roster pushes: a burst of changes sends one of each."""
@@ -367,11 +367,23 @@ class Door:
             self._send(conn, {"type": "roster", "participants": self.participants(), "ice_servers": self.ice_servers})
             self.schedule_push("roster")
         else:
-            self.watchers.add(conn)
+            self.watchers[conn] = staff
         self._send(conn, {"type": "waiting_list", "waiting": self.waiting_list()})
 
+    def recheck_staff(self, facilitator_ids: Iterable[str]) -> None:
+        """The group's facilitators changed: staff who may no longer run it are cut off now,
+        so an open console stops receiving patients' names."""
+        allowed = set(facilitator_ids)
+        people = {**self.watchers, **self.staff_in_session}
+        for conn, staff in people.items():
+            if staff.role != "admin" and staff.user_id not in allowed:
+                self._send(conn, {"type": "error", "code": "forbidden",
+                                  "message": "you no longer facilitate this group"})
+                conn.close(CLOSE_FORBIDDEN, "forbidden")
+                self.staff_left(conn)
+
     def staff_left(self, conn: Connection) -> None:
-        self.watchers.discard(conn)
+        self.watchers.pop(conn, None)
         if self.staff_in_session.pop(conn, None) is not None:
             self.schedule_push("roster")
 
