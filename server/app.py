@@ -28,7 +28,7 @@ from server.metrics import Metrics, RunningTotal
 from server.pages.render import TEMPLATES, WEB_DIR, environment
 from server.services import SERVICES, Services
 from server.settings import Settings
-from server.store.connection import UNAVAILABLE, Redis, connect
+from server.store.connection import UNAVAILABLE, Redis, RedisProbe, connect
 
 log = logging.getLogger("porchlight")
 
@@ -117,7 +117,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
     """The application. Without `redis`, it connects to settings.redis_url when started."""
     clock = clock or SystemClock()
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_json_bytes)
-    client = redis or connect(settings.redis_url or "redis://127.0.0.1:6379/0")
+    client = redis or connect(settings.redis_url or "redis://127.0.0.1:6379/0", settings.redis_pool_size,
+                              settings.redis_pool_timeout_seconds, settings.redis_timeout_seconds)
     metrics = Metrics()
     media = MediaRooms(settings.ice_servers)
     count_packets(metrics, media)
@@ -125,6 +126,7 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
     app[SERVICES] = Services(
         settings=settings,
         clock=clock,
+        redis_probe=RedisProbe(client),
         redis=client,
         metrics=metrics,
         audit=audit,
@@ -142,6 +144,7 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
 
     async def redis_client(app: web.Application) -> AsyncIterator[None]:
         yield
+        await app[SERVICES].redis_probe.aclose()
         if redis is None:  # we opened it, we close it
             await client.aclose()
 

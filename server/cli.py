@@ -65,7 +65,7 @@ async def redis_for(settings: Settings, owner: bool) -> AsyncIterator[Redis]:
         else:
             await asyncio.to_thread(embedded.start)
             url = embedded.url
-    client = connect(url)
+    client = connect(url, settings.redis_pool_size, settings.redis_pool_timeout_seconds, settings.redis_timeout_seconds)
     try:
         await client.ping()
         yield client

@@ -14,7 +14,7 @@ from server.clock import Clock
 from server.lobby.registry import Lobby
 from server.metrics import Metrics
 from server.settings import Settings
-from server.store.connection import Redis
+from server.store.connection import Redis, RedisProbe
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Services:
     limiter: LoginLimiter
     links: LinkSigner
     lobby: Lobby
+    redis_probe: RedisProbe
 
 
 SERVICES = web.AppKey("services", Services)

@@ -33,6 +33,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_HOST", "address to listen on", "127.0.0.1"),
     Setting("PORCHLIGHT_PORT", "TCP port to listen on (0 picks a free one)", "8080"),
     Setting("PORCHLIGHT_REDIS_URL", "Redis to use; unset starts an embedded redis-server", ""),
+    Setting("PORCHLIGHT_REDIS_POOL_SIZE", "Redis connections one process may open; more requests wait for one", "50"),
+    Setting("PORCHLIGHT_REDIS_POOL_TIMEOUT_SECONDS", "wait this long for a free Redis connection, then 503", "2"),
+    Setting("PORCHLIGHT_REDIS_TIMEOUT_SECONDS", "a Redis command unanswered this long fails (503)", "2"),
     Setting("PORCHLIGHT_DATA_DIR", "embedded Redis data (AOF) and the generated secret key", "./porchlight-data"),
     Setting("PORCHLIGHT_SECRET_KEY", "signs cookies and links (>= 32 chars); unset: made once in the data dir", ""),
     Setting("PORCHLIGHT_PUBLIC_URL", "absolute URL clients reach the server at; join links are built from it", "http://{host}:{port}"),
@@ -60,6 +63,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     redis_url: str | None = None
+    redis_pool_size: int = 50
+    redis_pool_timeout_seconds: float = 2.0
+    redis_timeout_seconds: float = 2.0
     data_dir: Path = Path("./porchlight-data")
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     public_url: str = "http://127.0.0.1:8080"
@@ -126,6 +132,9 @@ class Settings:
                 problems.append(f"PORCHLIGHT_REDIS_URL: redis://, rediss:// or unix:// (not {scheme!r})")
             else:
                 values["redis_url"] = url
+        number("PORCHLIGHT_REDIS_POOL_SIZE", "redis_pool_size", int, 1, 10000)
+        number("PORCHLIGHT_REDIS_POOL_TIMEOUT_SECONDS", "redis_pool_timeout_seconds", float, 0, 60)
+        number("PORCHLIGHT_REDIS_TIMEOUT_SECONDS", "redis_timeout_seconds", float, 0.1, 60)
         if (data_dir := get("PORCHLIGHT_DATA_DIR")) is not None:
             values["data_dir"] = Path(data_dir)
         if (key := env.get("PORCHLIGHT_SECRET_KEY")) is not None and key != "":

@@ -67,6 +67,9 @@ PID = _obj(["patient_id"], patient_id=S)
 # (method, path) -> operation
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/healthz"): _op("200 when the server and Redis are usable", None, errors=()),
+    ("GET", "/readyz"): _op("Readiness, the same as /healthz: 200 when Redis answers within 1 s", None, errors=()),
+    ("GET", "/livez"): {"summary": "Liveness: 200 while the process runs; Redis is not asked",
+                        "responses": {"200": {"description": "OK", **_json(OBJ)}}},
     ("GET", "/metrics"): _op("Prometheus text metrics", None, errors=()),
     ("GET", "/api/v1/openapi.json"): _op("This document", None, errors=()),
     ("POST", "/api/v1/login"): _op("Sign in; sets the session cookie, returns csrf_token", None,

@@ -1,4 +1,4 @@
-"""GET /healthz, GET /metrics, GET /api/v1/openapi.json."""
+"""GET /healthz (= /readyz), GET /livez, GET /metrics, GET /api/v1/openapi.json."""
 
 from __future__ import annotations
 
@@ -16,12 +16,16 @@ from server.store.connection import UNAVAILABLE
 
 
 async def healthz(request: web.Request) -> web.Response:
-    svc = services(request)
-    try:
-        await svc.redis.ping()
-    except UNAVAILABLE:
+    """Ready: Redis answers. Asked over the probe's own connection with a 1 s limit, so the answer
+    comes within about a second even when a burst holds every pooled connection or Redis hangs."""
+    if not await services(request).redis_probe.up():
         return json_response({"status": "unavailable", "redis": "down"}, status=503)
     return json_response({"status": "ok", "redis": "up"})
+
+
+async def livez(request: web.Request) -> web.Response:
+    """Alive: the process answers; Redis is not asked (a Redis outage is no reason to restart it)."""
+    return json_response({"status": "ok"})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -15,6 +15,8 @@ API = "/api/v1"
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/healthz", ops.healthz, name="healthz")
+    r.add_get("/readyz", ops.healthz, name="readyz")
+    r.add_get("/livez", ops.livez, name="livez")
     r.add_get("/metrics", ops.metrics, name="metrics")
     r.add_get(f"{API}/openapi.json", ops.openapi, name="openapi")
     r.add_post(f"{API}/login", auth.login, name="login")

@@ -1,12 +1,13 @@
-"""Opening the Redis client that every module shares."""
+"""Opening the Redis client that every module shares, and the health check's own connection."""
 
 from __future__ import annotations
 
-from typing import TypeAlias
+import asyncio
+from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -15,16 +16,69 @@ Redis: TypeAlias = aioredis.Redis
 # Errors that mean "Redis is not reachable right now": answered with 503, never half-applied.
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
+POOL_SIZE = 50
+POOL_TIMEOUT = 2.0
+COMMAND_TIMEOUT = 2.0
+PROBE_TIMEOUT = 1.0
 
-def connect(url: str) -> Redis:
-    """A pooled client; it reconnects by itself when Redis comes back."""
-    client: Redis = aioredis.from_url(
+
+def connect(url: str, pool_size: int = POOL_SIZE, pool_timeout: float = POOL_TIMEOUT,
+            command_timeout: float = COMMAND_TIMEOUT) -> Redis:
+    """A pooled client; it reconnects by itself when Redis comes back.
+
+    At most `pool_size` connections: a burst beyond that waits up to `pool_timeout` for a free
+    one instead of failing at once (503 only after the wait). A command unanswered for
+    `command_timeout` fails (503) and is not retried, so a hung Redis costs a request that
+    long, not a multiple of it; only a refused or reset connection (a restart) is retried.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=pool_size,
+        timeout=pool_timeout,
         decode_responses=True,
-        socket_timeout=5,
-        socket_connect_timeout=2,
+        socket_timeout=command_timeout,
+        socket_connect_timeout=command_timeout,
         health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
-        retry_on_error=[RedisConnectionError],
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2, supported_errors=(RedisConnectionError,)),
     )
-    return client
+    return aioredis.Redis.from_pool(pool)
+
+
+class RedisProbe:
+    """Is Redis answering? One connection of its own, so a health check never waits behind a
+    busy pool, and at most one PING in flight: checks that arrive meanwhile share its answer."""
+
+    def __init__(self, client: Redis, timeout: float = PROBE_TIMEOUT) -> None:
+        shared = client.connection_pool
+        kwargs: dict[str, Any] = {
+            **shared.connection_kwargs,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+            "retry_on_error": [],
+            "health_check_interval": 0,
+        }
+        pool = aioredis.BlockingConnectionPool(max_connections=1, timeout=timeout,
+                                               connection_class=shared.connection_class, **kwargs)
+        self._client: Redis = aioredis.Redis.from_pool(pool)
+        self._timeout = timeout
+        self._pending: asyncio.Task[bool] | None = None
+
+    async def up(self) -> bool:
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.create_task(self._ping())
+        # shield: one caller going away (a client hanging up) does not cancel the others' answer
+        return await asyncio.shield(self._pending)
+
+    async def _ping(self) -> bool:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._client.ping()
+        except (*UNAVAILABLE, TimeoutError):
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.cancel()
+        await self._client.aclose()
