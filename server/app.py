@@ -26,6 +26,7 @@ from server.media.glue import Outlet
 from server.media.room import MediaRooms, Source
 from server.metrics import Metrics, RunningTotal
 from server.pages.render import TEMPLATES, WEB_DIR, environment
+from server.realtime.hello_gate import HelloGate
 from server.services import SERVICES, Services
 from server.settings import Settings
 from server.store.connection import UNAVAILABLE, Redis, RedisProbe, connect
@@ -127,6 +128,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         settings=settings,
         clock=clock,
         redis_probe=RedisProbe(client),
+        hello_gate=HelloGate(settings.ws_before_hello_per_address, settings.ws_before_hello_max,
+                             settings.hello_deadline_seconds),
         redis=client,
         metrics=metrics,
         audit=audit,

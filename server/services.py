@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -15,6 +16,9 @@ from server.lobby.registry import Lobby
 from server.metrics import Metrics
 from server.settings import Settings
 from server.store.connection import Redis, RedisProbe
+
+if TYPE_CHECKING:  # it reads the client address through server.api.common, which imports this module
+    from server.realtime.hello_gate import HelloGate
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Services:
     links: LinkSigner
     lobby: Lobby
     redis_probe: RedisProbe
+    hello_gate: HelloGate
 
 
 SERVICES = web.AppKey("services", Services)

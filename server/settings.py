@@ -54,6 +54,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_USER", "failed logins per username before 429, per window", "5"),
     Setting("PORCHLIGHT_LOGIN_FAILURE_WINDOW_SECONDS", "window for counting failed logins", "900"),
     Setting("PORCHLIGHT_WS_SEND_QUEUE", "frames queued to one client before it is dropped as too slow", "256"),
+    Setting("PORCHLIGHT_WS_BEFORE_HELLO_PER_ADDRESS", "sockets one address may have open before hello (429)", "50"),
+    Setting("PORCHLIGHT_WS_BEFORE_HELLO_MAX", "sockets all may have open before hello (429)", "1000"),
     Setting("PORCHLIGHT_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "INFO"),
 )
 
@@ -66,6 +68,9 @@ class Settings:
     redis_pool_size: int = 50
     redis_pool_timeout_seconds: float = 2.0
     redis_timeout_seconds: float = 2.0
+    # Sockets that have not said hello cost memory and prove nothing: capped per address and in all.
+    ws_before_hello_per_address: int = 50
+    ws_before_hello_max: int = 1000
     data_dir: Path = Path("./porchlight-data")
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     public_url: str = "http://127.0.0.1:8080"
@@ -186,6 +191,8 @@ class Settings:
         number("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_USER", "login_max_failures_per_user", int, 1, 100000)
         number("PORCHLIGHT_LOGIN_FAILURE_WINDOW_SECONDS", "login_failure_window_seconds", int, 1, 86400)
         number("PORCHLIGHT_WS_SEND_QUEUE", "ws_send_queue", int, 4, 100000)
+        number("PORCHLIGHT_WS_BEFORE_HELLO_PER_ADDRESS", "ws_before_hello_per_address", int, 1, 1000000)
+        number("PORCHLIGHT_WS_BEFORE_HELLO_MAX", "ws_before_hello_max", int, 1, 1000000)
         if (level := get("PORCHLIGHT_LOG_LEVEL")) is not None:
             if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
                 problems.append(f"PORCHLIGHT_LOG_LEVEL={level!r}: must be DEBUG, INFO, WARNING or ERROR")

@@ -279,6 +279,7 @@ class Client:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     svc = services(request)
+    svc.hello_gate.enter(request, svc.lobby)  # 429 before the upgrade when too many have not said hello
     settings = svc.settings
     ws = web.WebSocketResponse(max_msg_size=settings.max_ws_frame_bytes, autoping=False)
     await ws.prepare(request)
