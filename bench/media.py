@@ -242,7 +242,7 @@ def print_profile(path: Path, top: int = 15) -> None:
 
 async def _packets(http: aiohttp.ClientSession, base: str) -> tuple[float, float]:
     metrics = await server_metrics(http, base)
-    return metrics.get("porchlight_media_packets_out", 0.0), metrics.get("porchlight_media_packets_in", 0.0)
+    return metrics.get("porchlight_media_packets_out_total", 0.0), metrics.get("porchlight_media_packets_in_total", 0.0)
 
 
 def report(rows: list[Row]) -> None:
