@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web_log import AccessLogger
 
+from server import logs
 from server.api.routes import setup_routes
 from server.audit import AuditLog
 from server.auth.links import LinkSigner
@@ -35,34 +33,11 @@ log = logging.getLogger("porchlight")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_TOKEN_PATH = re.compile(r"/j/[^/\s?\"]+")
-
 CSP = (
     "default-src 'self'; img-src 'self' https: data:; media-src 'self' blob:; "
     "connect-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
     "base-uri 'none'; form-action 'self'"
 )
-
-
-def redact(text: str) -> str:
-    """Join-link tokens are bearer secrets: never written to logs."""
-    return _TOKEN_PATH.sub("/j/[redacted]", text)
-
-
-class RedactingAccessLogger(AbstractAccessLogger):
-    """aiohttp's access log, with join-link tokens removed and no query strings."""
-
-    def __init__(self, logger: logging.Logger, log_format: str) -> None:
-        super().__init__(logger, log_format)
-        self._inner = AccessLogger(logger, '%a "%r" %s %b %Tfs')
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        path = redact(request.path)
-        self.logger.info('%s "%s %s" %s %.3fs', request.remote, request.method, path, response.status, time)
-
-    @property
-    def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
 
 
 def _security_headers(response: web.StreamResponse, secure: bool) -> None:
@@ -77,8 +52,8 @@ def _security_headers(response: web.StreamResponse, secure: bool) -> None:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 
 
-def _error_response(status: int, code: str, message: str, **extra: object) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+def _error_response(request: web.Request, error: ApiError) -> web.Response:
+    return web.json_response(error.body(request.get(logs.REQUEST_ID)), status=error.status)
 
 
 @web.middleware
@@ -89,21 +64,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await handler(request)
     except ApiError as exc:
         svc.metrics.error(exc.code)
-        response = web.json_response(exc.body(), status=exc.status)
+        response = _error_response(request, exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status, "http_error")
         svc.metrics.error(code)
-        response = _error_response(exc.status, code, exc.reason)
+        response = _error_response(request, ApiError(exc.status, code, exc.reason))
     except UNAVAILABLE:
-        log.warning("redis unavailable during %s %s", request.method, redact(request.path))
+        log.warning("redis unavailable during %s %s", request.method, request.path)
         svc.metrics.error("unavailable")
-        response = _error_response(503, "unavailable", "the service is temporarily unavailable; try again")
+        busy = ApiError(503, "unavailable", "the service is temporarily unavailable; try again")
+        response = _error_response(request, busy)
     except Exception:
-        log.exception("unhandled error in %s %s", request.method, redact(request.path))
+        log.exception("unhandled error in %s %s", request.method, request.path)
         svc.metrics.error("internal_error")
-        response = _error_response(500, "internal_error", "something went wrong")
+        response = _error_response(request, ApiError(500, "internal_error", "something went wrong"))
     svc.metrics.http_responses.labels(status=f"{response.status // 100}xx").inc()
     if not isinstance(response, web.WebSocketResponse):  # its handler returns when the connection ends
         # The route's name, not the path: a path holds ids (and join tokens), one series each.
@@ -117,7 +93,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | None = None) -> web.Application:
     """The application. Without `redis`, it connects to settings.redis_url when started."""
     clock = clock or SystemClock()
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_json_bytes)
+    logs.install()
+    app = web.Application(middlewares=[logs.request_ids, error_middleware], client_max_size=settings.max_json_bytes)
+    app.on_response_prepare.append(logs.answer_request_id)
     client = redis or connect(settings.redis_url or "redis://127.0.0.1:6379/0", settings.redis_pool_size,
                               settings.redis_pool_timeout_seconds, settings.redis_timeout_seconds)
     metrics = Metrics()

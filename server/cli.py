@@ -18,7 +18,8 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
-from server.app import RedactingAccessLogger, create_app
+from server import logs
+from server.app import create_app
 from server.audit import AuditLog
 from server.auth.staff import Role, StaffError, create_user
 from server.clock import SystemClock
@@ -98,7 +99,7 @@ async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitab
         if before is not None:
             await before(redis, settings)
         runner = web.AppRunner(
-            app, access_log_class=RedactingAccessLogger, handle_signals=False, shutdown_timeout=5
+            app, access_log_class=logs.AccessLogger, handle_signals=False, shutdown_timeout=5
         )
         await runner.setup()
         site = web.SockSite(runner, sock)
@@ -221,8 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = _load_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     runners: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
         "serve": lambda: _serve(settings),
         "demo": lambda: _serve(settings, before=_demo_setup),

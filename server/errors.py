@@ -1,4 +1,4 @@
-"""The one error shape: {"error": {"code": "snake_case", "message": "...", ...}}."""
+"""The one error shape: {"error": {"code": "snake_case", "message": "...", "request_id": "...", ...}}."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ class ApiError(Exception):
         self.message = message
         self.extra = extra
 
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, **self.extra}}
+    def body(self, request_id: str | None = None) -> dict[str, Any]:
+        error = {"code": self.code, "message": self.message, **self.extra}
+        if request_id is not None:
+            error["request_id"] = request_id  # what to quote to the operator, who finds it in the logs
+        return {"error": error}
 
 
 def bad_request(message: str, code: str = "bad_request") -> ApiError:

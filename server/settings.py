@@ -57,6 +57,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_WS_BEFORE_HELLO_PER_ADDRESS", "sockets one address may have open before hello (429)", "50"),
     Setting("PORCHLIGHT_WS_BEFORE_HELLO_MAX", "sockets all may have open before hello (429)", "1000"),
     Setting("PORCHLIGHT_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "INFO"),
+    Setting("PORCHLIGHT_LOG_FORMAT", "text, or json for one JSON object a line", "text"),
 )
 
 
@@ -90,6 +91,7 @@ class Settings:
     login_failure_window_seconds: int = 900
     ws_send_queue: int = 256
     log_level: str = "INFO"
+    log_format: str = "text"
     # Limits on what clients may send; not environment settings.
     max_json_bytes: int = 64 * 1024
     max_ws_frame_bytes: int = 64 * 1024
@@ -198,6 +200,11 @@ class Settings:
                 problems.append(f"PORCHLIGHT_LOG_LEVEL={level!r}: must be DEBUG, INFO, WARNING or ERROR")
             else:
                 values["log_level"] = level.upper()
+        if (log_format := get("PORCHLIGHT_LOG_FORMAT")) is not None:
+            if log_format.lower() not in ("text", "json"):
+                problems.append(f"PORCHLIGHT_LOG_FORMAT={log_format!r}: must be text or json")
+            else:
+                values["log_format"] = log_format.lower()
         known = {s.env for s in SETTINGS}
         for name in env:
             if name.startswith("PORCHLIGHT_") and name not in known:

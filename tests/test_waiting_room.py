@@ -300,7 +300,7 @@ async def test_end_disconnects_everyone_and_cannot_happen_twice(api: Api) -> Non
     second = await api.open(world)
     conflict = await api.post(world.facilitator, f"/groups/{world.group['id']}/sessions", expect=409)
     assert conflict["error"] == {"code": "session_open", "message": conflict["error"]["message"],
-                                 "session_id": second}
+                                 "session_id": second, "request_id": conflict["error"]["request_id"]}
 
 
 async def test_patient_leave_is_recorded_with_its_reason(api: Api) -> None:

@@ -149,7 +149,8 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
         "components": {
             "securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": "porchlight_session"}},
             "schemas": {"Error": _obj(["error"], error={
-                "type": "object", "required": ["code", "message"], "properties": {"code": S, "message": S},
+                "type": "object", "required": ["code", "message"],
+                "properties": {"code": S, "message": S, "request_id": S},  # request_id: as in X-Request-ID
             })},
         },
     }
