@@ -218,8 +218,8 @@ def server_env(data_dir: Path, heartbeat: float) -> dict[str, str]:
 
 
 async def start_server(data_dir: Path, heartbeat: float, gc_log: bool = False,
-                       command: list[str] | None = None) -> Server:
-    env = server_env(data_dir, heartbeat)
+                       command: list[str] | None = None, extra_env: dict[str, str] | None = None) -> Server:
+    env = {**server_env(data_dir, heartbeat), **(extra_env or {})}
     log_path = data_dir.parent / "server.log"
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
