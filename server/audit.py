@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,41 +29,60 @@ def entry_hash(entry: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Action:
+    """One audited action: who did what, with which details."""
+
+    action: str
+    actor: str | None
+    details: dict[str, Any]
+
+
 class AuditLog:
     def __init__(self, redis: Redis, clock: Clock) -> None:
         self.redis = redis
         self.clock = clock
-        # Appends from this process queue here; WATCH still guards against other processes.
         self._lock = asyncio.Lock()
 
     async def append(self, action: str, actor: str | None, **details: Any) -> dict[str, Any]:
         """Record one action. `actor` is a user id, `patient:<id>`, or None for the system."""
-        async with self._lock:
-            return await self._append(action, actor, details)
+        return (await self.commit_with([Action(action, actor, details)]))[0]
 
-    async def _append(self, action: str, actor: str | None, details: dict[str, Any]) -> dict[str, Any]:
-        while True:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(keys.audit_head())
-                    head = await pipe.get(keys.audit_head())
-                    seq, prev = (0, GENESIS) if head is None else _split_head(head)
-                    entry: dict[str, Any] = {
-                        "seq": seq + 1,
-                        "at": iso(to_ms(self.clock.now())),
-                        "action": action,
-                        "actor": actor,
-                        "details": details,
-                        "prev": prev,
-                    }
-                    entry["hash"] = entry_hash(entry)
-                    pipe.multi()
-                    pipe.rpush(keys.audit_log(), json.dumps(entry, sort_keys=True))
-                    pipe.set(keys.audit_head(), f"{entry['seq']}:{entry['hash']}")
-                    await pipe.execute()
-                    return entry
-                except WatchError:
-                    continue
+    async def commit_with(
+        self, actions: list[Action], write: Callable[[Any], None] | None = None
+    ) -> list[dict[str, Any]]:
+        """Append `actions` and run `write(pipe)` in one MULTI/EXEC: the change and its audit
+        entries are committed together or not at all (a crash cannot separate them)."""
+        async with self._lock:  # appends from this process queue here; WATCH guards against others
+            while True:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    try:
+                        await pipe.watch(keys.audit_head())
+                        head = await pipe.get(keys.audit_head())
+                        seq, prev = (0, GENESIS) if head is None else _split_head(head)
+                        entries = []
+                        for action in actions:
+                            seq += 1
+                            entry: dict[str, Any] = {
+                                "seq": seq,
+                                "at": iso(to_ms(self.clock.now())),
+                                "action": action.action,
+                                "actor": action.actor,
+                                "details": action.details,
+                                "prev": prev,
+                            }
+                            entry["hash"] = prev = entry_hash(entry)
+                            entries.append(entry)
+                        pipe.multi()
+                        if write is not None:
+                            write(pipe)
+                        if entries:
+                            pipe.rpush(keys.audit_log(), *[json.dumps(e, sort_keys=True) for e in entries])
+                            pipe.set(keys.audit_head(), f"{seq}:{prev}")
+                        await pipe.execute()
+                        return entries
+                    except WatchError:
+                        continue
 
     async def entries(self, start: int = 0, end: int = -1) -> list[dict[str, Any]]:
         return [json.loads(raw) for raw in await self.redis.lrange(keys.audit_log(), start, end)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,12 @@ class Socket:
 
     async def next(self, timeout: float = WAIT) -> dict[str, Any]:
         msg = await self.ws.receive(timeout=timeout)
+        while msg.type is aiohttp.WSMsgType.PING:
+            # Answered like a browser, except that a ping that crosses the server's close is
+            # not an error: the frames before the close are still read.
+            with contextlib.suppress(aiohttp.ClientConnectionResetError):
+                await self.ws.pong(msg.data)
+            msg = await self.ws.receive(timeout=timeout)
         if msg.type is not aiohttp.WSMsgType.TEXT:
             raise AssertionError(f"expected a frame, got {msg.type.name} {msg.data!r} {msg.extra!r}")
         frame: dict[str, Any] = json.loads(msg.data)
@@ -139,6 +146,7 @@ class Api:
 
     async def ws(self, staff: Staff | None = None, **kw: Any) -> Socket:
         headers = {"Cookie": f"{COOKIE_NAME}={staff.cookie}"} if staff else {}
+        kw.setdefault("autoping", False)  # Socket.next answers pings (see there)
         ws = await self.client.ws_connect("/api/v1/ws", headers=headers, **kw)
         return Socket(ws)
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from server.audit import AuditLog
+from server.audit import Action, AuditLog
 from server.clinic.groups import brand_of, get_group, next_meeting
 from server.clinic.patients import patients_by_id
 from server.clock import Clock, iso, to_ms
@@ -109,16 +109,26 @@ class Door:
         self.loaded = True
 
     async def _commit(
-        self, events: list[Event], patient_ids: list[str], extra: Callable[[Any], None] | None = None
+        self, events: list[Event], patient_ids: list[str], extra: Callable[[Any], None] | None = None,
+        audit: list[Action] | None = None,
     ) -> None:
-        """Write changed patient states and their events in one transaction."""
-        assert self.session is not None
+        """Write changed patient states, their events and the audit entries of the decision
+        in one transaction."""
+        session = self.session
+        assert session is not None
+
+        def write(pipe: Any) -> None:
+            write_changes(pipe, session, events, patient_ids)
+            if extra is not None:
+                extra(pipe)
+
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                write_changes(pipe, self.session, events, patient_ids)
-                if extra is not None:
-                    extra(pipe)
-                await pipe.execute()
+            if audit:
+                await self.audit.commit_with(audit, write)
+            else:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    write(pipe)
+                    await pipe.execute()
         except BaseException:
             self.loaded = False  # reload the last committed state on next use
             raise
@@ -408,12 +418,12 @@ class Door:
             pipe.delete(keys.group_early(self.group_id))
 
         try:
-            await self._commit(events, list(self.early), write)
+            await self._commit(events, list(self.early), write,
+                               [Action("session.open", user_id, {"session_id": session_id, "group_id": self.group_id})])
         except BaseException:
             await self.redis.delete(keys.group_open_session(self.group_id))
             raise
         self.early = {}
-        await self.audit.append("session.open", user_id, session_id=session_id, group_id=self.group_id)
         for watcher in self.watchers:
             self._send(watcher, {"type": "session_opened", "session_id": session_id})
         for pid in session.with_status(Status.WAITING):
@@ -448,22 +458,21 @@ class Door:
         events: list[Event] = []
         for pid in targets:
             events += session.admit(pid, now, by)
-        await self._commit(events, targets)
+        await self._commit(events, targets, audit=[
+            Action("patient.admit", by, {"session_id": session_id, "patient_id": pid}) for pid in targets])
         # Media membership follows the admission before anyone hears of it: a client that
         # offers the instant its `admitted` arrives must find itself in the media room.
         self.schedule_push("waiting_list", "roster")
         for pid in targets:
             if (conn := self.patient_conns.get(pid)) is not None:
                 self._send(conn, self.admitted_frame(session_id))
-        for pid in targets:
-            await self.audit.append("patient.admit", by, session_id=session_id, patient_id=pid)
         return targets
 
     async def decline(self, session_id: str, patient_id: str, message: str | None, by: str) -> None:
         session = self.require_session(session_id)
         events = self._apply(lambda: session.decline(patient_id, to_ms(self.clock.now()), by))
-        await self._commit(events, [patient_id])
-        await self.audit.append("patient.decline", by, session_id=session_id, patient_id=patient_id)
+        await self._commit(events, [patient_id], audit=[
+            Action("patient.decline", by, {"session_id": session_id, "patient_id": patient_id})])
         frame: dict[str, Any] = {"type": "declined"}
         if message:
             frame["message"] = message
@@ -473,8 +482,8 @@ class Door:
     async def remove(self, session_id: str, patient_id: str, reason: str | None, by: str) -> None:
         session = self.require_session(session_id)
         events = self._apply(lambda: session.remove(patient_id, to_ms(self.clock.now()), by))
-        await self._commit(events, [patient_id])
-        await self.audit.append("patient.remove", by, session_id=session_id, patient_id=patient_id)
+        await self._commit(events, [patient_id], audit=[
+            Action("patient.remove", by, {"session_id": session_id, "patient_id": patient_id})])
         frame: dict[str, Any] = {"type": "removed"}
         if reason:
             frame["reason"] = reason
@@ -484,8 +493,8 @@ class Door:
     async def send_back(self, session_id: str, patient_id: str, by: str) -> None:
         session = self.require_session(session_id)
         events = self._apply(lambda: session.send_back(patient_id, to_ms(self.clock.now()), by))
-        await self._commit(events, [patient_id])
-        await self.audit.append("patient.send_back", by, session_id=session_id, patient_id=patient_id)
+        await self._commit(events, [patient_id], audit=[
+            Action("patient.send_back", by, {"session_id": session_id, "patient_id": patient_id})])
         if (conn := self.patient_conns.get(patient_id)) is not None:
             self._send(conn, {"type": "sent_back"})
             self._send(conn, self.waiting_message(patient_id))
@@ -519,10 +528,10 @@ class Door:
             write_ended(pipe, session_id, now, by)
             pipe.delete(keys.group_open_session(self.group_id))
 
-        await self._commit(events, list(session.patients), write)
+        await self._commit(events, list(session.patients), write,
+                           [Action("session.end", by, {"session_id": session_id, "group_id": self.group_id})])
         if self.media is not None:
             self.media.end(session_id)  # forwarding stops now; peer connections close in the background
-        await self.audit.append("session.end", by, session_id=session_id, group_id=self.group_id)
         described = self.describe()
         patients = [self.patient_conns[p] for p in session.patients if p in self.patient_conns]
         for conn in set(self._in_session_conns() + patients):

@@ -261,6 +261,8 @@ class Client:
                 self.conn.close_code = CLOSE_HEARTBEAT
                 self.abort()
                 return
+            if self.conn.closing:
+                return  # no ping after the close is queued: it would cross the client's close
             with contextlib.suppress(ConnectionResetError, RuntimeError):
                 await self.conn.ws.ping()
             if self.staff is not None:
