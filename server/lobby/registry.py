@@ -46,10 +46,6 @@ class Lobby:
         if media is not None:
             metrics.gauge("porchlight_media_participants", "Participants with media in this process.",
                           lambda: sum(len(r.members) for r in media.rooms.values()))
-            metrics.gauge("porchlight_media_packets_in", "RTP packets received from current publishers.",
-                          lambda: sum(r.stats()["packets_in"] for r in media.rooms.values()))
-            metrics.gauge("porchlight_media_packets_out", "RTP packets forwarded on current viewer tracks.",
-                          lambda: sum(r.stats()["packets_out"] for r in media.rooms.values()))
         metrics.gauge("porchlight_ws_connections", "Patient WebSocket connections.",
                       lambda: sum(len(d.patient_conns) for d in self.doors.values()))
 
