@@ -45,6 +45,8 @@ class HelloGate:
 
     @property
     def waiting_for_hello(self) -> int:
+        """Sockets counted now. A hello is noticed only when a cap is reached (then at once), so
+        this may include sockets that said hello since, for at most the hello deadline."""
         return self._count
 
     def enter(self, request: web.Request, lobby: Lobby) -> None:
