@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.clock import ManualClock
-from server.settings import Settings
+from server.settings import Settings, SettingsError
 from server.store.connection import Redis, connect
 from tests.conftest import RedisServer
 from tests.helpers import Api
@@ -151,3 +151,21 @@ async def test_a_burst_larger_than_the_pool_queues_and_a_facilitator_admits_in_t
         await patient.until("admitted")
     finally:
         await small.aclose()
+
+
+def test_the_pool_and_socket_cap_settings_are_read_and_checked(tmp_path: Path) -> None:
+    env = {"PORCHLIGHT_DATA_DIR": str(tmp_path)}
+    defaults = Settings.from_env(env)
+    assert (defaults.redis_pool_size, defaults.redis_pool_timeout_seconds, defaults.redis_timeout_seconds) == (50, 2, 2)
+    assert (defaults.ws_before_hello_per_address, defaults.ws_before_hello_max) == (50, 1000)
+    chosen = Settings.from_env({
+        **env, "PORCHLIGHT_REDIS_POOL_SIZE": "20", "PORCHLIGHT_REDIS_POOL_TIMEOUT_SECONDS": "0",
+        "PORCHLIGHT_REDIS_TIMEOUT_SECONDS": "0.5", "PORCHLIGHT_WS_BEFORE_HELLO_PER_ADDRESS": "5",
+        "PORCHLIGHT_WS_BEFORE_HELLO_MAX": "100",
+    })
+    assert (chosen.redis_pool_size, chosen.redis_pool_timeout_seconds, chosen.redis_timeout_seconds) == (20, 0, 0.5)
+    assert (chosen.ws_before_hello_per_address, chosen.ws_before_hello_max) == (5, 100)
+    with pytest.raises(SettingsError) as bad:
+        Settings.from_env({**env, "PORCHLIGHT_REDIS_POOL_SIZE": "0", "PORCHLIGHT_REDIS_TIMEOUT_SECONDS": "never",
+                           "PORCHLIGHT_WS_BEFORE_HELLO_MAX": "-1"})
+    assert len(bad.value.problems) == 3
