@@ -54,7 +54,8 @@ class RedisProbe:
             **shared.connection_kwargs,
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
-            "retry": Retry(NoBackoff(), 0),
+            # A connection Redis dropped (a restart) is made again at once; a hang is never retried.
+            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             "retry_on_error": [],
             "health_check_interval": 0,
         }
