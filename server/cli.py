@@ -9,6 +9,7 @@ import gc
 import getpass
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -23,7 +24,7 @@ from server.app import create_app
 from server.audit import AuditLog
 from server.auth.staff import Role, StaffError, create_user
 from server.clock import SystemClock
-from server.settings import SETTINGS, Settings, SettingsError
+from server.settings import SETTINGS, Settings, SettingsError, service_links
 from server.store.connection import Redis, connect
 from server.store.embedded import EmbeddedRedis
 
@@ -40,6 +41,9 @@ def _settings_help() -> str:
 
 
 def _load_settings() -> Settings:
+    if links := service_links(os.environ):
+        print(f"porchlight: ignoring {len(links)} Kubernetes service-link variable(s) ({links[0]}, ...); "
+              "set enableServiceLinks: false in the pod spec to silence this", file=sys.stderr)
     try:
         return Settings.from_env()
     except SettingsError as exc:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -56,6 +58,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_WS_SEND_QUEUE", "frames queued to one client before it is dropped as too slow", "256"),
     Setting("PORCHLIGHT_WS_BEFORE_HELLO_PER_ADDRESS", "sockets one address may have open before hello (429)", "50"),
     Setting("PORCHLIGHT_WS_BEFORE_HELLO_MAX", "sockets all may have open before hello (429)", "1000"),
+    Setting("PORCHLIGHT_TRUSTED_PROXIES", "proxies (IPs or CIDRs) whose X-Forwarded-For names the client", ""),
     Setting("PORCHLIGHT_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "INFO"),
     Setting("PORCHLIGHT_LOG_FORMAT", "text, or json for one JSON object a line", "text"),
 )
@@ -101,6 +104,8 @@ class Settings:
     ws_frame_burst: int = 40
     # Check-ins of one patient per minute: a hello/leave loop cannot ring the chime without end.
     check_ins_per_minute: int = 10
+    # Reverse proxies whose X-Forwarded-For is believed (the client address for per-address limits).
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @property
     def secure_cookies(self) -> bool:
@@ -111,6 +116,7 @@ class Settings:
         env = os.environ if env is None else env
         problems: list[str] = []
         values: dict[str, Any] = {}
+        env = _read_secret_files(_without_service_links(env), problems)
 
         def get(name: str) -> str | None:
             raw = env.get(name)
@@ -195,6 +201,13 @@ class Settings:
         number("PORCHLIGHT_WS_SEND_QUEUE", "ws_send_queue", int, 4, 100000)
         number("PORCHLIGHT_WS_BEFORE_HELLO_PER_ADDRESS", "ws_before_hello_per_address", int, 1, 1000000)
         number("PORCHLIGHT_WS_BEFORE_HELLO_MAX", "ws_before_hello_max", int, 1, 1000000)
+        if (proxies := get("PORCHLIGHT_TRUSTED_PROXIES")) is not None:
+            try:
+                values["trusted_proxies"] = tuple(
+                    ipaddress.ip_network(part, strict=False) for part in proxies.replace(",", " ").split())
+            except ValueError:
+                problems.append(f"PORCHLIGHT_TRUSTED_PROXIES={proxies!r}: addresses or networks (CIDR), "
+                                "separated by commas")
         if (level := get("PORCHLIGHT_LOG_LEVEL")) is not None:
             if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
                 problems.append(f"PORCHLIGHT_LOG_LEVEL={level!r}: must be DEBUG, INFO, WARNING or ERROR")
@@ -205,7 +218,7 @@ class Settings:
                 problems.append(f"PORCHLIGHT_LOG_FORMAT={log_format!r}: must be text or json")
             else:
                 values["log_format"] = log_format.lower()
-        known = {s.env for s in SETTINGS}
+        known = {s.env for s in SETTINGS} | {f"{name}_FILE" for name in SECRET_FILES}
         for name in env:
             if name.startswith("PORCHLIGHT_") and name not in known:
                 problems.append(f"{name}: unknown setting (see `porchlight serve --help`)")
@@ -224,6 +237,42 @@ class Settings:
         current = {f.name: getattr(self, f.name) for f in fields(self)}
         current.update(changes)
         return Settings(**current)
+
+
+# Settings that may instead name a file holding the value (`<NAME>_FILE`), as container
+# orchestrators mount secrets.
+SECRET_FILES = ("PORCHLIGHT_SECRET_KEY", "PORCHLIGHT_BILLING_WEBHOOK_SECRET", "PORCHLIGHT_REDIS_URL")
+
+# What Kubernetes injects for a Service named "porchlight" (enableServiceLinks, on by default):
+# PORCHLIGHT_PORT=tcp://10.0.0.1:8080, PORCHLIGHT_SERVICE_HOST, PORCHLIGHT_PORT_8080_TCP_ADDR...
+_SERVICE_LINK = re.compile(r"^PORCHLIGHT_(SERVICE_(HOST|PORT)(_.*)?|PORT_\d+_(TCP|UDP|SCTP)(_.*)?)$")
+
+
+def service_links(env: Mapping[str, str]) -> list[str]:
+    """Variables that are Kubernetes service links, not settings (they are ignored)."""
+    return sorted(name for name, value in env.items()
+                  if _SERVICE_LINK.match(name)
+                  or (name == "PORCHLIGHT_PORT" and re.match(r"^(tcp|udp|sctp)://", value.strip())))
+
+
+def _without_service_links(env: Mapping[str, str]) -> dict[str, str]:
+    links = set(service_links(env))
+    return {name: value for name, value in env.items() if name not in links}
+
+
+def _read_secret_files(env: dict[str, str], problems: list[str]) -> dict[str, str]:
+    for name in SECRET_FILES:
+        path = env.get(f"{name}_FILE", "").strip()
+        if not path:
+            continue
+        if env.get(name, "").strip():
+            problems.append(f"{name} and {name}_FILE: set one of them, not both")
+            continue
+        try:
+            env[name] = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{name}_FILE: cannot read {path!r} ({type(exc).__name__})")
+    return env
 
 
 def _valid_whsec(secret: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 from urllib.parse import urlparse
@@ -77,4 +78,40 @@ def require_group_rights(staff: StaffSession, group: dict[str, Any]) -> None:
 
 
 def client_ip(request: web.Request) -> str:
-    return request.remote or "unknown"
+    """The client's address, for per-address limits: the peer, or behind a trusted reverse
+    proxy (PORCHLIGHT_TRUSTED_PROXIES) the address that proxy saw (X-Forwarded-For)."""
+    peer = request.remote or "unknown"
+    trusted = services(request).settings.trusted_proxies
+    if not trusted:
+        return peer
+    return forwarded_client(peer, request.headers.getall("X-Forwarded-For", []), trusted)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def forwarded_client(peer: str, forwarded: list[str], trusted: tuple[Network, ...]) -> str:
+    """Walk X-Forwarded-For from the right (the hops nearest us) while each hop is a trusted
+    proxy; the first address not a proxy is the client. Anything a client wrote further left is
+    never believed, and an unreadable hop stops the walk at the last proxy."""
+
+    def is_proxy(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in trusted)
+
+    if not is_proxy(peer):
+        return peer
+    hops = [hop.strip() for header in forwarded for hop in header.split(",")]
+    client = peer
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break
+        client = hop
+        if not is_proxy(hop):
+            break
+    return client
