@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from unittest import mock
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import make_mocked_request
 
 from server.app import create_app
 from server.clock import ManualClock
@@ -87,19 +84,12 @@ async def test_patients_behind_one_address_all_get_in_because_hello_ends_the_cou
         await sock.close()
 
 
-def _request(address: str, port: int) -> web.Request:
-    transport = mock.Mock()
-    transport.get_extra_info.side_effect = lambda name, default=None: (address, port) if name == "peername" else default
-    return make_mocked_request("GET", "/api/v1/ws", transport=transport)
-
-
 async def test_the_caps_count_each_address_apart_and_a_finished_socket_frees_its_slot() -> None:
     gate = HelloGate(per_address=2, total=3, deadline=60)
-    lobby: Any = mock.Mock(doors={})
     release = {name: asyncio.Event() for name in ("a1", "a2", "b1", "c1")}
 
     async def hold(name: str, address: str) -> None:
-        gate.enter(_request(address, len(name)), lobby)
+        gate.enter(address)
         await release[name].wait()
 
     held = {name: asyncio.create_task(hold(name, address)) for name, address in
@@ -107,9 +97,9 @@ async def test_the_caps_count_each_address_apart_and_a_finished_socket_frees_its
     await asyncio.sleep(0)  # each has entered
     assert gate.waiting_for_hello == 3
     with pytest.raises(ApiError) as per_address:
-        gate.enter(_request("10.0.0.1", 9), lobby)
+        gate.enter("10.0.0.1")
     with pytest.raises(ApiError) as total:
-        gate.enter(_request("10.0.0.3", 9), lobby)
+        gate.enter("10.0.0.3")
     assert per_address.value.status == total.value.status == 429
 
     release["a1"].set()

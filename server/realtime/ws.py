@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from server.api.common import same_origin
+from server.api.common import client_ip, same_origin
 from server.auth.sessions import COOKIE_NAME, StaffSession
 from server.auth.staff import Role
 from server.clinic import enrollments
@@ -281,7 +282,7 @@ class Client:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     svc = services(request)
-    svc.hello_gate.enter(request, svc.lobby)  # 429 before the upgrade when too many have not said hello
+    ticket = svc.hello_gate.enter(client_ip(request))  # 429 before the upgrade when too many have not said hello
     settings = svc.settings
     ws = web.WebSocketResponse(max_msg_size=settings.max_ws_frame_bytes, autoping=False)
     await ws.prepare(request)
@@ -289,7 +290,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     client = Client(svc, conn, request.transport)
     beat = asyncio.create_task(client.heartbeat())
     try:
-        await _serve(client, ws, request)
+        await _serve(client, ws, request, lambda: svc.hello_gate.passed(ticket))
     except UNAVAILABLE:
         client.error("unavailable", "the service is temporarily unavailable", 1013)
     finally:
@@ -305,7 +306,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _serve(client: Client, ws: web.WebSocketResponse, request: web.Request) -> None:
+async def _serve(client: Client, ws: web.WebSocketResponse, request: web.Request,
+                 on_hello: Callable[[], None]) -> None:
     svc = client.svc
     conn = client.conn
     loop = asyncio.get_running_loop()
@@ -345,6 +347,8 @@ async def _serve(client: Client, ws: web.WebSocketResponse, request: web.Request
             frame = parse_frame(msg.data)
             if not accepted:
                 accepted = await client.hello(frame, request)
+                if accepted:
+                    on_hello()
             else:
                 await client.dispatch(frame)
         except FrameError as exc:
