@@ -16,7 +16,7 @@ from typing import Any
 
 from server.audit import AuditLog
 from server.clock import Clock, SystemClock, iso
-from server.store import keys
+from server.store import keys, sessions
 from server.store.connection import Redis
 
 
@@ -32,11 +32,12 @@ async def export_lines(redis: Redis, start: date, end: date) -> AsyncIterator[di
     """Everything about sessions that started in [start, end] (UTC days), and the audit entries then."""
     low, high = _ms(start), _ms(end + timedelta(days=1))
     for session_id in await _sessions(redis, low, high):
-        session = await redis.hgetall(keys.session(session_id))
+        record = await sessions.read(redis, session_id)
+        if record is None:
+            continue
         events = [json.loads(e) for e in await redis.lrange(keys.session_events(session_id), 0, -1)]
-        yield {"kind": "session", "session": session, "events": events}
-        for member in await redis.zrangebyscore(keys.attendance_by_start(), session["started_at"],
-                                                session["started_at"]):
+        yield {"kind": "session", "session": record.stored, "events": events}
+        for member in await redis.zrangebyscore(keys.attendance_by_start(), record.started_at, record.started_at):
             if not member.startswith(f"{session_id}:"):
                 continue
             patient_id = member.split(":", 1)[1]
@@ -61,11 +62,11 @@ async def purge(redis: Redis, clock: Clock, years: int, dry_run: bool) -> dict[s
         cutoff = today.replace(year=today.year - years, day=28)
     counts = {"sessions": 0, "attendance_records": 0, "billing_records": 0}
     for session_id in await _sessions(redis, 0, _ms(cutoff)):
-        session = await redis.hgetall(keys.session(session_id))
-        if session.get("state") != "ended":
+        record = await sessions.read(redis, session_id)
+        if record is None or not record.ended:
             continue
-        members = [m for m in await redis.zrangebyscore(keys.attendance_by_start(), session["started_at"],
-                                                        session["started_at"]) if m.startswith(f"{session_id}:")]
+        members = [m for m in await redis.zrangebyscore(keys.attendance_by_start(), record.started_at,
+                                                        record.started_at) if m.startswith(f"{session_id}:")]
         bills = await redis.hgetall(keys.billing_session_records(session_id))
         counts["sessions"] += 1
         counts["attendance_records"] += len(members)
@@ -82,9 +83,6 @@ async def purge(redis: Redis, clock: Clock, years: int, dry_run: bool) -> dict[s
                 for status in ("pending", "delivered", "failed"):
                     pipe.zrem(keys.billing_by_status(status), record_id)
                 pipe.zrem(keys.billing_due(), record_id)
-            pipe.delete(keys.session(session_id), keys.session_events(session_id), keys.session_patients(session_id),
-                        keys.billing_session_records(session_id), keys.session_finalised(session_id))
-            pipe.zrem(keys.sessions_by_start(), session_id)
-            pipe.zrem(keys.group_sessions(session["group_id"]), session_id)
+            sessions.delete(pipe, record)
             await pipe.execute()
     return counts

@@ -16,9 +16,10 @@ from server.audit import AuditLog
 from server.clinic.calendar import local_today, meetings_between
 from server.clock import ManualClock, to_ms
 from server.ids import new_id
-from server.lobby.door import write_changes, write_ended, write_opened
 from server.lobby.machine import Event, Session
+from server.lobby.persist import write_changes
 from server.store.connection import Redis
+from server.store.sessions import write_ended, write_opened
 
 MINUTE = 60_000
 WEEKS = 3

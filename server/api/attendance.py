@@ -15,7 +15,7 @@ from server.auth.staff import Role
 from server.clinic.groups import require_group
 from server.errors import bad_request, not_found
 from server.services import services
-from server.store import keys
+from server.store import keys, sessions
 
 MAX_REASON = 500
 MAX_RANGE_DAYS = 3 * 366
@@ -50,11 +50,11 @@ async def session_attendance(request: web.Request) -> web.Response:
     svc = services(request)
     staff = await require_staff(request)
     session_id = v.an_id(request.match_info["session_id"], "session_id")
-    session = await svc.redis.hgetall(keys.session(session_id))
-    if not session:
+    record = await sessions.read(svc.redis, session_id)
+    if record is None:
         raise not_found("session")
-    require_group_rights(staff, await require_group(svc.redis, session["group_id"]))
-    rows = await reports.session_records(svc.redis, session_id, int(session["started_at"]))
+    require_group_rights(staff, await require_group(svc.redis, record.group_id))
+    rows = await reports.session_records(svc.redis, session_id, record.started_at)
     return json_response({"final": bool(await svc.redis.exists(keys.session_finalised(session_id))),
                           "records": rows})
 

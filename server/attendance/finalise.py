@@ -27,7 +27,7 @@ from server.clinic.groups import get_group
 from server.clinic.patients import patients_by_id
 from server.clock import Clock, iso, to_ms
 from server.ids import new_id
-from server.store import keys
+from server.store import keys, sessions
 from server.store.connection import Redis
 
 
@@ -77,14 +77,14 @@ def attendance_record(
 
 async def session_context(redis: Redis, session_id: str) -> dict[str, Any] | None:
     """The ended session with what records need: times, group, facilitator."""
-    raw = await redis.hgetall(keys.session(session_id))
-    if not raw or raw.get("state") != "ended":
+    record = await sessions.read(redis, session_id)
+    if record is None or not record.ended or record.ended_at is None:
         return None
-    group = await get_group(redis, raw["group_id"])
+    group = await get_group(redis, record.group_id)
     if group is None:
         return None
-    started, ended = int(raw["started_at"]), int(raw["ended_at"])
-    opener = await get_user(redis, raw.get("opened_by", "")) if raw.get("opened_by") else None
+    started, ended = record.started_at, record.ended_at
+    opener = await get_user(redis, record.opened_by) if record.opened_by else None
     if opener is None or opener.id not in group.get("facilitator_ids", []):
         ids = group.get("facilitator_ids", [])
         opener = await get_user(redis, ids[0]) if ids else opener

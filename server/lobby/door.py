@@ -22,10 +22,11 @@ from server.clock import Clock, iso, to_ms
 from server.errors import ApiError, conflict, not_found
 from server.ids import new_id
 from server.lobby.machine import Event, Patient, RuleViolation, Session, Status
+from server.lobby.persist import describe_session, load_session, write_changes
 from server.media.room import MediaRoom, MediaRooms
 from server.metrics import Metrics
 from server.realtime.connection import CLOSE_FORBIDDEN, CLOSE_INVALID_TOKEN, CLOSE_REPLACED, Connection, encode
-from server.store import keys
+from server.store import keys, sessions
 from server.store.connection import Redis
 
 NOT_YET_OPEN = "The session has not started yet. You will be moved to the waiting room when it opens."
@@ -99,8 +100,8 @@ class Door:
             stale = [pid for pid, p in self.session.patients.items()
                      if p.status in (Status.WAITING, Status.IN_SESSION)
                      and pid not in self.patient_conns and pid not in self.departures]
-            alive = await self.redis.hget(keys.session(self.session.session_id), "alive_at")
-            last_heard = min(int(alive), to_ms(self.clock.now())) if alive else to_ms(self.clock.now())
+            alive = await sessions.alive_at(self.redis, self.session.session_id)
+            last_heard = min(alive, to_ms(self.clock.now())) if alive else to_ms(self.clock.now())
             events: list[Event] = []
             for pid in stale:
                 events += self.session.drop(pid, last_heard)
@@ -414,7 +415,7 @@ class Door:
         self.session = session
 
         def write(pipe: Any) -> None:
-            write_opened(pipe, self.group_id, session_id, now, user_id)
+            sessions.write_opened(pipe, self.group_id, session_id, now, user_id)
             pipe.delete(keys.group_early(self.group_id))
 
         try:
@@ -435,7 +436,7 @@ class Door:
     async def mark_alive(self) -> None:
         """Record that this process still holds the session's connections (see load)."""
         if self.session is not None and any(not c.closing for c in self.patient_conns.values()):
-            await self.redis.hset(keys.session(self.session.session_id), "alive_at", to_ms(self.clock.now()))
+            await sessions.mark_alive(self.redis, self.session.session_id, to_ms(self.clock.now()))
 
     def require_session(self, session_id: str) -> Session:
         if self.session is None or self.session.session_id != session_id:
@@ -525,7 +526,7 @@ class Door:
         events = self._apply(lambda: session.end(now))
 
         def write(pipe: Any) -> None:
-            write_ended(pipe, session_id, now, by)
+            sessions.write_ended(pipe, session_id, now, by)
             pipe.delete(keys.group_open_session(self.group_id))
 
         await self._commit(events, list(session.patients), write,
@@ -584,59 +585,3 @@ _OUT = Patient(Status.OUT, since=0)
 
 async def _nothing() -> None:
     return None
-
-
-def write_opened(pipe: Any, group_id: str, session_id: str, now: int, by: str) -> None:
-    """The session's record and indexes, as one opening writes them (inside a transaction)."""
-    record = {"id": session_id, "group_id": group_id, "state": "open", "started_at": str(now), "opened_by": by}
-    pipe.hset(keys.session(session_id), mapping=record)
-    pipe.zadd(keys.sessions_by_start(), {session_id: now})
-    pipe.zadd(keys.group_sessions(group_id), {session_id: now})
-
-
-def write_ended(pipe: Any, session_id: str, now: int, by: str) -> None:
-    pipe.hset(keys.session(session_id), mapping={"state": "ended", "ended_at": str(now), "ended_by": by})
-    pipe.sadd(keys.finalise_pending(), session_id)  # finalised next, or by a sweeper after a crash
-
-
-def write_changes(pipe: Any, session: Session, events: list[Event], patient_ids: Iterable[str]) -> None:
-    """Changed patient states and their events (inside a transaction)."""
-    states = {pid: json.dumps(session.patients[pid].to_json()) for pid in patient_ids if pid in session.patients}
-    if states:
-        pipe.hset(keys.session_patients(session.session_id), mapping=states)
-    if events:
-        pipe.rpush(keys.session_events(session.session_id), *[json.dumps(e, separators=(",", ":")) for e in events])
-
-
-def describe_session(session: Session, group_id: str, names: dict[str, str]) -> dict[str, Any]:
-    def name(pid: str) -> str:
-        return names.get(pid, "Patient")
-
-    waiting = sorted((p.since, pid) for pid, p in session.patients.items() if p.status is Status.WAITING)
-    present = sorted((p.joined_at or p.since, pid) for pid, p in session.patients.items()
-                     if p.status is Status.IN_SESSION)
-    return {
-        "id": session.session_id,
-        "group_id": group_id,
-        "state": "open" if session.is_open else "ended",
-        "started_at": iso(session.started_at),
-        "ended_at": iso(session.ended_at),
-        "waiting": [{"patient_id": pid, "display_name": name(pid), "waiting_since": iso(t)} for t, pid in waiting],
-        "participants": [{"patient_id": pid, "display_name": name(pid), "joined_at": iso(t)} for t, pid in present],
-    }
-
-
-async def load_session(redis: Redis, session_id: str, grace_ms: int) -> Session | None:
-    record = await redis.hgetall(keys.session(session_id))
-    if not record:
-        return None
-    states = await redis.hgetall(keys.session_patients(session_id))
-    recorded = await redis.llen(keys.session_events(session_id))  # new events number on from here
-    return Session(
-        session_id,
-        started_at=int(record["started_at"]),
-        grace_ms=grace_ms,
-        ended_at=int(record["ended_at"]) if record.get("ended_at") else None,
-        patients={pid: Patient.from_json(json.loads(raw)) for pid, raw in states.items()},
-        next_seq=recorded,
-    )

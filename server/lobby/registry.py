@@ -11,11 +11,12 @@ from server.attendance.finalise import finalise, finalise_pending
 from server.audit import AuditLog
 from server.clock import Clock, iso, to_ms
 from server.errors import ApiError, not_found
-from server.lobby.door import Door, describe_session, load_session
+from server.lobby.door import Door
 from server.lobby.machine import Status
+from server.lobby.persist import describe_session, load_session
 from server.media.room import MediaRooms
 from server.metrics import Metrics
-from server.store import keys
+from server.store import keys, sessions
 from server.store.connection import UNAVAILABLE, Redis
 from server.tasks import stop_if_cancelled
 
@@ -129,10 +130,10 @@ class Lobby:
         return door
 
     async def session_group(self, session_id: str) -> str:
-        group_id = await self.redis.hget(keys.session(session_id), "group_id")
+        group_id = await sessions.group_of(self.redis, session_id)
         if group_id is None:
             raise not_found("session")
-        return str(group_id)
+        return group_id
 
     async def events(self, session_id: str) -> list[dict[str, Any]]:
         raws = await self.redis.lrange(keys.session_events(session_id), 0, -1)

@@ -25,14 +25,19 @@ from server.clinic.calendar import describe_schedule, meetings_today
 from server.pages.charts import weekly_hours_chart
 from server.pages.render import render
 from server.services import services
-from server.store import keys
+from server.store import keys, sessions
 
 HOME = {Role.ADMIN: "/admin", Role.FACILITATOR: "/console"}
 
 
 def _safe_next(raw: str | None) -> str | None:
-    # Only a path on this server: never an open redirect.
-    if raw and raw.startswith("/") and not raw.startswith("//") and "\\" not in raw:
+    """A path on this server, or None: never an open redirect. Browsers drop tabs and newlines
+    from a URL and read a backslash as a slash, so "/%09/evil.example" (a tab) is "//evil.example",
+    another host: any control character, whitespace or backslash refuses the value, and what is
+    left must start with exactly one slash."""
+    if not raw or any(ch.isspace() or ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch == "\\" for ch in raw):
+        return None
+    if raw.startswith("/") and not raw.startswith("//"):
         return raw
     return None
 
@@ -96,13 +101,8 @@ async def _sessions_today(request: web.Request, group: dict[str, Any]) -> list[d
     local_now = datetime.fromtimestamp(svc.clock.now(), tz=zone)
     midnight = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
     ids = await svc.redis.zrangebyscore(keys.group_sessions(group["id"]), int(midnight.timestamp() * 1000), "+inf")
-    out = []
-    for session_id in ids:
-        row = await svc.redis.hgetall(keys.session(session_id))
-        if row:
-            out.append({"id": session_id, "state": row.get("state", ""),
-                        "started": _local(row.get("started_at"), zone), "ended": _local(row.get("ended_at"), zone)})
-    return out
+    return [{"id": r.id, "state": r.state, "started": _local(r.started_at, zone), "ended": _local(r.ended_at, zone)}
+            for r in await sessions.read_many(svc.redis, list(ids))]
 
 
 async def console(request: web.Request) -> web.Response:
