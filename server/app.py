@@ -14,7 +14,8 @@ from server import logs
 from server.api.routes import setup_routes
 from server.audit import AuditLog
 from server.auth.links import LinkSigner
-from server.auth.ratelimit import LoginLimiter
+from server.auth.passwords import PasswordChecks
+from server.auth.ratelimit import LoginLimiter, LoginLimits
 from server.auth.sessions import StaffSessions
 from server.billing.delivery import DeliveryWorker
 from server.clock import Clock, SystemClock
@@ -112,8 +113,16 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         metrics=metrics,
         audit=audit,
         staff_sessions=StaffSessions(client, settings.secret_key, clock, settings.staff_idle_timeout_seconds),
-        limiter=LoginLimiter(client, settings.login_max_failures_per_ip, settings.login_max_failures_per_user,
-                             settings.login_failure_window_seconds),
+        limiter=LoginLimiter(client, clock, LoginLimits(
+            per_address=settings.login_max_failures_per_ip,
+            per_user_at_address=settings.login_max_failures_per_user,
+            window_seconds=settings.login_failure_window_seconds,
+            lockout_seconds=settings.login_lockout_seconds,
+            lockout_max_seconds=settings.login_lockout_max_seconds,
+            user_slow_after=settings.login_slow_after_failures_per_user,
+            user_slow_max_seconds=settings.login_slow_max_seconds,
+        )),
+        password_checks=PasswordChecks(settings.password_checks_at_once, settings.password_checks_queue),
         links=LinkSigner(settings.secret_key, settings.public_url),
         lobby=Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds, settings.auto_end_seconds,
                     media=media, ice_servers=list(settings.ice_servers),

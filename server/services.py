@@ -9,6 +9,7 @@ from aiohttp import web
 
 from server.audit import AuditLog
 from server.auth.links import LinkSigner
+from server.auth.passwords import PasswordChecks
 from server.auth.ratelimit import LoginLimiter
 from server.auth.sessions import StaffSessions
 from server.clock import Clock
@@ -30,6 +31,7 @@ class Services:
     audit: AuditLog
     staff_sessions: StaffSessions
     limiter: LoginLimiter
+    password_checks: PasswordChecks
     links: LinkSigner
     lobby: Lobby
     redis_probe: RedisProbe

@@ -55,6 +55,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_IP", "failed logins per IP before 429, per window", "20"),
     Setting("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_USER", "failed logins per username before 429, per window", "5"),
     Setting("PORCHLIGHT_LOGIN_FAILURE_WINDOW_SECONDS", "window for counting failed logins", "900"),
+    Setting("PORCHLIGHT_LOGIN_LOCKOUT_SECONDS", "first lock-out of an address from a username; doubles", "60"),
+    Setting("PORCHLIGHT_LOGIN_LOCKOUT_MAX_SECONDS", "longest lock-out of an address from a username", "3600"),
+    Setting("PORCHLIGHT_LOGIN_SLOW_AFTER_FAILURES_PER_USER",
+            "failed logins at a username from all addresses, per window, before it is slowed", "100"),
+    Setting("PORCHLIGHT_LOGIN_SLOW_MAX_SECONDS", "longest wait between attempts at a slowed username", "30"),
+    Setting("PORCHLIGHT_PASSWORD_CHECKS_AT_ONCE", "password hashes computed at once (each takes a core)", "2"),
+    Setting("PORCHLIGHT_PASSWORD_CHECKS_QUEUE", "sign-ins that may wait for a password check; more get 503", "32"),
     Setting("PORCHLIGHT_WS_SEND_QUEUE", "frames queued to one client before it is dropped as too slow", "256"),
     Setting("PORCHLIGHT_WS_BEFORE_HELLO_PER_ADDRESS", "sockets one address may have open before hello (429)", "50"),
     Setting("PORCHLIGHT_WS_BEFORE_HELLO_MAX", "sockets all may have open before hello (429)", "1000"),
@@ -92,6 +99,14 @@ class Settings:
     login_max_failures_per_ip: int = 20
     login_max_failures_per_user: int = 5
     login_failure_window_seconds: int = 900
+    # One address locked out of one username, doubling; every address only slowed at a username.
+    login_lockout_seconds: float = 60.0
+    login_lockout_max_seconds: float = 3600.0
+    login_slow_after_failures_per_user: int = 100
+    login_slow_max_seconds: float = 30.0
+    # Password hashing is the costly part of a sign-in: a few at once, a bounded line for them.
+    password_checks_at_once: int = 2
+    password_checks_queue: int = 32
     ws_send_queue: int = 256
     log_level: str = "INFO"
     log_format: str = "text"
@@ -198,6 +213,12 @@ class Settings:
         number("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_IP", "login_max_failures_per_ip", int, 1, 100000)
         number("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_USER", "login_max_failures_per_user", int, 1, 100000)
         number("PORCHLIGHT_LOGIN_FAILURE_WINDOW_SECONDS", "login_failure_window_seconds", int, 1, 86400)
+        number("PORCHLIGHT_LOGIN_LOCKOUT_SECONDS", "login_lockout_seconds", float, 1, 86400)
+        number("PORCHLIGHT_LOGIN_LOCKOUT_MAX_SECONDS", "login_lockout_max_seconds", float, 1, 7 * 86400)
+        number("PORCHLIGHT_LOGIN_SLOW_AFTER_FAILURES_PER_USER", "login_slow_after_failures_per_user", int, 1, 10000000)
+        number("PORCHLIGHT_LOGIN_SLOW_MAX_SECONDS", "login_slow_max_seconds", float, 1, 3600)
+        number("PORCHLIGHT_PASSWORD_CHECKS_AT_ONCE", "password_checks_at_once", int, 1, 64)
+        number("PORCHLIGHT_PASSWORD_CHECKS_QUEUE", "password_checks_queue", int, 0, 100000)
         number("PORCHLIGHT_WS_SEND_QUEUE", "ws_send_queue", int, 4, 100000)
         number("PORCHLIGHT_WS_BEFORE_HELLO_PER_ADDRESS", "ws_before_hello_per_address", int, 1, 1000000)
         number("PORCHLIGHT_WS_BEFORE_HELLO_MAX", "ws_before_hello_max", int, 1, 1000000)

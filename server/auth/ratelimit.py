@@ -1,32 +1,133 @@
-"""Failed-login counting per IP and per username; only failures count."""
+"""Sign-in attempts, limited three ways; each attempt is reserved before its password is hashed.
+
+- per client address: `per_address` attempts a window, then 429 until the window ends;
+- per username from one address: `per_user_at_address` attempts, then that address is locked
+  out of that username for `lockout`, doubling with each further failure up to `lockout_max`;
+  the real user elsewhere is not affected;
+- per username from every address: after `user_slow_after` attempts a window, attempts at it
+  are spaced out (1 s, doubling up to `user_slow_max`), never locked.
+
+A reservation is checked and counted in one Lua script, so a burst of concurrent attempts
+cannot all pass the check before any is counted. A successful sign-in gives its reservation
+back (and clears that address's record for the username); a failed one keeps it as the failure.
+Times come from the injected clock; key expiry only clears up.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
+from server.clock import Clock
 from server.store import keys
 from server.store.connection import Redis
 
+USER_SLOW_FIRST_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    per_address: int
+    per_user_at_address: int
+    window_seconds: float
+    lockout_seconds: float
+    lockout_max_seconds: float
+    user_slow_after: int
+    user_slow_max_seconds: float
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an attempt may not be made now: "address", "user_at_address" or "user"."""
+
+    reason: str
+    retry_after_seconds: int
+
 
 class LoginLimiter:
-    def __init__(self, redis: Redis, per_ip: int, per_user: int, window_seconds: int) -> None:
+    def __init__(self, redis: Redis, clock: Clock, limits: LoginLimits) -> None:
         self.redis = redis
-        self.per_ip = per_ip
-        self.per_user = per_user
-        self.window = window_seconds
+        self.clock = clock
+        self.limits = limits
 
-    async def blocked(self, ip: str, username: str) -> bool:
-        ip_count, user_count = await self.redis.mget(
-            keys.login_failures_ip(ip), keys.login_failures_user(username)
+    async def reserve(self, ip: str, username: str) -> Refusal | None:
+        """Count one attempt now, or say why not (nothing is counted then)."""
+        lim = self.limits
+        ttl_ms = _ms(lim.window_seconds + max(lim.lockout_max_seconds, lim.user_slow_max_seconds))
+        answer = await self.redis.eval(
+            _RESERVE, 3, *self._keys(ip, username),
+            _ms(self.clock.now()), _ms(lim.window_seconds), lim.per_address, lim.per_user_at_address,
+            _ms(lim.lockout_seconds), _ms(lim.lockout_max_seconds), lim.user_slow_after,
+            _ms(USER_SLOW_FIRST_SECONDS), _ms(lim.user_slow_max_seconds), ttl_ms,
         )
-        return int(ip_count or 0) >= self.per_ip or int(user_count or 0) >= self.per_user
+        if int(answer[0]) == 1:
+            return None
+        return Refusal(str(answer[2]), max(1, math.ceil(int(answer[1]) / 1000)))
 
-    async def record_failure(self, ip: str, username: str) -> None:
-        await self.redis.eval(_COUNT, 2, keys.login_failures_ip(ip), keys.login_failures_user(username), self.window)
+    async def refund(self, ip: str, username: str) -> None:
+        """The attempt succeeded: it is not a failure."""
+        await self.redis.eval(_REFUND, 3, *self._keys(ip, username))
+
+    @staticmethod
+    def _keys(ip: str, username: str) -> tuple[str, str, str]:
+        return (keys.login_attempts_address(ip), keys.login_attempts_user(username),
+                keys.login_attempts_user_at(username, ip))
 
 
-# Count a failure under both keys; the window starts at the first failure (works on Redis 6).
-_COUNT = """
-for _, key in ipairs(KEYS) do
-  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+# KEYS: address, user (every address), user at this address. Each a hash: n attempts counted,
+# since (the window's start; not for user-at-address, whose window runs from its last attempt),
+# last (the latest attempt; not for the address), in the clock's ms.
+# ARGV: now, window, per_address, per_user_at_address, lockout, lockout_max, user_slow_after,
+# user_slow_first, user_slow_max, ttl.
+# Returns {1} when reserved, else {0, ms to wait, reason}.
+_RESERVE = """
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local per_address, per_user_at = tonumber(ARGV[3]), tonumber(ARGV[4])
+local lockout, lockout_max = tonumber(ARGV[5]), tonumber(ARGV[6])
+local slow_after, slow_first, slow_max = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local ttl = tonumber(ARGV[10])
+
+local function read(key)
+  local v = redis.call('HMGET', key, 'n', 'since', 'last')
+  return tonumber(v[1]) or 0, tonumber(v[2]) or now, tonumber(v[3]) or 0
 end
+-- The wait after the n-th attempt: none for the first `free`, then doubling up to `most`.
+local function backoff(n, free, first, most)
+  if n < free then return 0 end
+  return math.min(first * 2 ^ (n - free), most)
+end
+
+local a_n, a_since = read(KEYS[1])
+if now - a_since >= window then a_n, a_since = 0, now end
+if a_n >= per_address then return {0, a_since + window - now, 'address'} end
+
+local p_n, _, p_last = read(KEYS[3])
+local p_wait = backoff(p_n, per_user_at, lockout, lockout_max)
+if now >= p_last + p_wait + window then p_n, p_wait = 0, 0 end  -- quiet for a window: forgotten
+if now < p_last + p_wait then return {0, p_last + p_wait - now, 'user_at_address'} end
+
+local u_n, u_since, u_last = read(KEYS[2])
+if now - u_since >= window then u_n, u_since = 0, now end
+local u_wait = backoff(u_n, slow_after, slow_first, slow_max)
+if now < u_last + u_wait then return {0, u_last + u_wait - now, 'user'} end
+
+redis.call('HSET', KEYS[1], 'n', a_n + 1, 'since', a_since)
+redis.call('HSET', KEYS[2], 'n', u_n + 1, 'since', u_since, 'last', now)
+redis.call('HSET', KEYS[3], 'n', p_n + 1, 'last', now)
+for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
+return {1}
+"""
+
+# A success: the address and the username get the attempt back; this address's failures at
+# this username are forgiven.
+_REFUND = """
+for i = 1, 2 do
+  if (tonumber(redis.call('HGET', KEYS[i], 'n')) or 0) > 0 then redis.call('HINCRBY', KEYS[i], 'n', -1) end
+end
+redis.call('DEL', KEYS[3])
 return 1
 """

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from server.auth.passwords import DUMMY_HASH, hash_password, verify_password
+from server.auth.passwords import DUMMY_HASH, PasswordChecks, check_password, hash_password
 from server.ids import new_id
 from server.store import keys
 from server.store.connection import Redis
@@ -78,16 +78,29 @@ async def get_user(redis: Redis, user_id: str) -> User | None:
     return _user_from(data) if data else None
 
 
-async def authenticate(redis: Redis, username: str, password: str) -> User | None:
+async def authenticate(redis: Redis, username: str, password: str, checks: PasswordChecks) -> User | None:
     user_id = await redis.get(keys.username(username)) if USERNAME_RE.match(username) else None
     data = await redis.hgetall(keys.user(user_id)) if user_id else {}
-    # scrypt takes ~100 ms: run it off the event loop so live sessions do not stall.
     if not data:
-        await asyncio.to_thread(verify_password, password, DUMMY_HASH)
+        await checks.run(check_password, password, DUMMY_HASH)
         return None
-    if not await asyncio.to_thread(verify_password, password, data["password"]):
+    checked = await checks.run(check_password, password, data["password"])
+    if not checked.matches:
         return None
+    if checked.upgraded is not None:
+        await redis.eval(_UPGRADE_HASH, 1, keys.user(data["id"]), data["password"], checked.upgraded)
     return _user_from(data)
+
+
+# The upgraded hash replaces the one that was checked, and only that one: a password changed
+# meanwhile is never overwritten with the old password.
+_UPGRADE_HASH = """
+if redis.call('HGET', KEYS[1], 'password') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'password', ARGV[2])
+  return 1
+end
+return 0
+"""
 
 
 async def set_password(redis: Redis, user_id: str, password: str) -> None:

@@ -1,7 +1,7 @@
 """Every Redis key Porchlight uses is built here, and nowhere else.
 
 Attendance events, sessions, groups, enrolments and the audit log carry no TTL: they are
-records. Only staff sessions and login-failure counters expire.
+records. Only staff sessions and sign-in attempt counters expire.
 """
 
 PREFIX = "pl"
@@ -27,12 +27,20 @@ def user_staff_sessions(user_id: str) -> str:
     return f"{PREFIX}:user:{user_id}:staffsessions"
 
 
-def login_failures_ip(ip: str) -> str:
-    return f"{PREFIX}:loginfail:ip:{ip}"
+def login_attempts_address(ip: str) -> str:
+    """Sign-in attempts from one client address (a hash: n, since; clock times in ms)."""
+    return f"{PREFIX}:login:address:{ip}"
 
 
-def login_failures_user(name: str) -> str:
-    return f"{PREFIX}:loginfail:user:{name.lower()}"
+def login_attempts_user(name: str) -> str:
+    """Sign-in attempts at one username from every address (a hash: n, since, last)."""
+    return f"{PREFIX}:login:user:{name.lower()}"
+
+
+def login_attempts_user_at(name: str, ip: str) -> str:
+    """Sign-in attempts at one username from one address (a hash: n, last). The address comes
+    last and never holds an "@", so no two (name, address) pairs share a key."""
+    return f"{PREFIX}:login:user_at:{name.lower()}@{ip}"
 
 
 def group(group_id: str) -> str:

@@ -5,6 +5,14 @@ const username = document.getElementById("username");
 const password = document.getElementById("password");
 const HOME = { admin: "/admin", facilitator: "/console" };
 
+// Where to go after signing in: only a path on this site (the server checks it too). Browsers
+// drop tabs and newlines and read a backslash as a slash, so "/<tab>/x" would be "//x", another host.
+function safeNext(raw) {
+  if (!raw || /[\s\x00-\x1f\x7f-\x9f\\]/.test(raw) || !raw.startsWith("/") || raw.startsWith("//")) return null;
+  const url = new URL(raw, window.location.origin);
+  return url.origin === window.location.origin ? url.pathname + url.search + url.hash : null;
+}
+
 function showError(text, field) {
   errorText.textContent = text;
   for (const input of [username, password]) input.setAttribute("aria-invalid", String(input === field || field === "both"));
@@ -29,14 +37,15 @@ form.addEventListener("submit", async (event) => {
     });
     if (response.ok) {
       const body = await response.json();
-      window.location.assign(form.dataset.next || HOME[body.user.role] || "/console");
+      window.location.assign(safeNext(form.dataset.next) || HOME[body.user.role] || "/console");
       return;
     }
     if (response.status === 401) {
       password.value = "";
       showError("That username and password do not match. Check them and try again.", "both");
     } else if (response.status === 429) {
-      showError("Too many attempts. Wait 15 minutes, then try again, or ask a clinic admin to help.", null);
+      const wait = Math.ceil(((await response.json()).error.retry_after_seconds || 900) / 60);
+      showError(`Too many attempts. Wait ${wait} minute${wait === 1 ? "" : "s"}, then try again, or ask a clinic admin to help.`, null);
     } else {
       showError("Signing in did not work just now. Try again in a moment.", null);
     }
