@@ -19,7 +19,7 @@ from server.auth.ratelimit import LoginLimiter, LoginLimits
 from server.auth.sessions import StaffSessions
 from server.billing.delivery import DeliveryWorker
 from server.clock import Clock, SystemClock
-from server.errors import ApiError
+from server.errors import ApiError, ErrorCode
 from server.lobby.registry import Lobby
 from server.media.glue import Outlet
 from server.media.room import MediaRooms, Source
@@ -69,18 +69,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status, "http_error")
+        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED,
+                413: ErrorCode.PAYLOAD_TOO_LARGE}.get(exc.status, ErrorCode.HTTP_ERROR)
         svc.metrics.error(code)
         response = _error_response(request, ApiError(exc.status, code, exc.reason))
+        if "Allow" in exc.headers:  # a 405 names the methods the route has (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
     except UNAVAILABLE:
         log.warning("redis unavailable during %s %s", request.method, request.path)
-        svc.metrics.error("unavailable")
-        busy = ApiError(503, "unavailable", "the service is temporarily unavailable; try again")
+        svc.metrics.error(ErrorCode.UNAVAILABLE)
+        busy = ApiError(503, ErrorCode.UNAVAILABLE, "the service is temporarily unavailable; try again")
         response = _error_response(request, busy)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        svc.metrics.error("internal_error")
-        response = _error_response(request, ApiError(500, "internal_error", "something went wrong"))
+        svc.metrics.error(ErrorCode.INTERNAL_ERROR)
+        response = _error_response(request, ApiError(500, ErrorCode.INTERNAL_ERROR, "something went wrong"))
     svc.metrics.http_responses.labels(status=f"{response.status // 100}xx").inc()
     if not isinstance(response, web.WebSocketResponse):  # its handler returns when the connection ends
         # The route's name, not the path: a path holds ids (and join tokens), one series each.
@@ -192,5 +195,4 @@ async def _close_media(app: web.Application) -> None:
 async def _close_websockets(app: web.Application) -> None:
     """On shutdown, tell every client and close; their drops are recorded as usual."""
     for door in list(app[SERVICES].lobby.doors.values()):
-        for conn in list(door.patient_conns.values()) + list(door.staff_in_session) + list(door.watchers):
-            conn.close(1001, "server shutting down")
+        door.close_all(1001, "server shutting down")

@@ -9,7 +9,7 @@ from server.api.common import client_ip, json_response, read_json, require_staff
 from server.auth.passwords import PasswordChecksBusy
 from server.auth.sessions import COOKIE_NAME
 from server.auth.staff import authenticate
-from server.errors import ApiError
+from server.errors import ApiError, ErrorCode
 from server.services import services
 
 
@@ -17,7 +17,7 @@ async def login(request: web.Request) -> web.Response:
     svc = services(request)
     if _cross_site(request, svc.settings.public_url):
         # Login CSRF: a foreign page must not sign the browser in to an account of its choosing.
-        raise ApiError(403, "csrf_failed", "sign in from this site's own page")
+        raise ApiError(403, ErrorCode.CSRF_FAILED, "sign in from this site's own page")
     body = v.body_object(await read_json(request), {"username", "password"})
     username = v.required_text(body, "username", 64)
     password = v.required_text(body, "password", 1024)
@@ -26,14 +26,14 @@ async def login(request: web.Request) -> web.Response:
         with svc.password_checks.place():
             refusal = await svc.limiter.reserve(ip, username)
             if refusal is not None:
-                raise ApiError(429, "rate_limited", "too many sign-in attempts; try again later",
+                raise ApiError(429, ErrorCode.RATE_LIMITED, "too many sign-in attempts; try again later",
                                retry_after_seconds=refusal.retry_after_seconds)
             user = await authenticate(svc.redis, username, password, svc.password_checks)
     except PasswordChecksBusy:
-        raise ApiError(503, "unavailable", "too many sign-ins at once; try again in a moment") from None
+        raise ApiError(503, ErrorCode.UNAVAILABLE, "too many sign-ins at once; try again in a moment") from None
     if user is None:
         await svc.audit.append("login.failure", None, username=username[:64], ip=ip)
-        raise ApiError(401, "invalid_credentials", "wrong username or password")
+        raise ApiError(401, ErrorCode.INVALID_CREDENTIALS, "wrong username or password")
     await svc.limiter.refund(ip, username)
     session, cookie = await svc.staff_sessions.start(user)
     await svc.audit.append("login.success", user.id, ip=ip)

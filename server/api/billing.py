@@ -9,7 +9,7 @@ from server.api.common import json_response, require_staff
 from server.auth.staff import Role
 from server.billing import outbox
 from server.clock import to_ms
-from server.errors import ApiError, bad_request, not_found
+from server.errors import ApiError, ErrorCode, bad_request, not_found
 from server.services import services
 from server.store import keys
 
@@ -31,7 +31,8 @@ async def replay(request: web.Request) -> web.Response:
     if not delivery:
         raise not_found("delivery")
     if delivery["status"] != "failed":
-        raise ApiError(409, "not_failed", f"only failed deliveries are replayed; this one is {delivery['status']}")
+        raise ApiError(409, ErrorCode.NOT_FAILED,
+                       f"only failed deliveries are replayed; this one is {delivery['status']}")
     now = to_ms(svc.clock.now())
     # A replay is an admin saying the endpoint is fixed: a 410-disabled endpoint is enabled again.
     await svc.redis.delete(keys.billing_endpoint_disabled())

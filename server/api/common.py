@@ -11,7 +11,7 @@ from aiohttp import web
 
 from server.auth.sessions import COOKIE_NAME, StaffSession
 from server.auth.staff import Role
-from server.errors import ApiError, bad_request, forbidden
+from server.errors import ApiError, ErrorCode, bad_request, forbidden
 from server.services import services
 from server.validation import parse_json
 
@@ -28,7 +28,7 @@ async def read_json(request: web.Request) -> Any:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         limit = services(request).settings.max_json_bytes
-        raise ApiError(413, "payload_too_large", f"bodies are limited to {limit} bytes") from None
+        raise ApiError(413, ErrorCode.PAYLOAD_TOO_LARGE, f"bodies are limited to {limit} bytes") from None
     if not raw:
         raise bad_request("a JSON body is required")
     return parse_json(raw)
@@ -57,11 +57,11 @@ async def require_staff(request: web.Request, role: Role | None = None) -> Staff
     svc = services(request)
     staff = await svc.staff_sessions.resume(request.cookies.get(COOKIE_NAME))
     if staff is None:
-        raise ApiError(401, "unauthorized", "sign in first")
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, "sign in first")
     if request.method in STATE_CHANGING:
         token = request.headers.get("X-CSRF-Token", "")
         if token != staff.csrf_token or not same_origin(request, svc.settings.public_url):
-            raise ApiError(403, "csrf_failed", "missing or wrong X-CSRF-Token, or a foreign Origin")
+            raise ApiError(403, ErrorCode.CSRF_FAILED, "missing or wrong X-CSRF-Token, or a foreign Origin")
     if role is Role.ADMIN and staff.user.role is not Role.ADMIN:
         raise forbidden("admins only")
     request[STAFF_SESSION] = staff
