@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,64 @@ async def test_openapi_lists_exactly_the_real_routes(api: Api) -> None:
     for (method, path) in documented:
         op = document["paths"][path][method.lower()]
         assert op["summary"] and op["responses"]
+
+
+async def test_openapi_describes_ids_parameters_media_types_and_errors(api: Api) -> None:
+    document = await (await api.client.get("/api/v1/openapi.json")).json()
+    ops = {(m.upper(), path): op for path, item in document["paths"].items() for m, op in item.items()}
+    names = {route.name for route in api.client.app.router.routes() if route.name}
+    ids = [op["operationId"] for op in ops.values()]
+    assert len(ids) == len(set(ids)) == len(ops)
+    assert {i.replace("_", ".") for i in ids} <= {n.replace("_", ".") for n in names}
+
+    def params(method: str, path: str) -> dict[tuple[str, str], dict[str, Any]]:
+        out = {}
+        for p in ops[(method, path)].get("parameters", []):
+            if "$ref" in p:
+                p = document["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]]
+            out[(p["in"], p["name"])] = p
+        return out
+
+    for (method, path), op in ops.items():
+        declared = params(method, path)
+        for name in re.findall(r"{(\w+)}", path):  # every path parameter, typed
+            assert declared[("path", name)]["schema"]["type"] == "string"
+        state_changing = method in {"POST", "PUT", "PATCH", "DELETE"} and path != "/api/v1/login"
+        assert (("header", "X-CSRF-Token") in declared) == state_changing, (method, path)
+        if state_changing:
+            assert {"401", "403", "503"} <= set(op["responses"]), (method, path)
+        if "requestBody" in op:  # every body has a schema with its required fields, and can be too large
+            body = op["requestBody"]["content"]["application/json"]["schema"]
+            assert "required" in body or "oneOf" in body, (method, path)
+            assert {"400", "413"} <= set(op["responses"]), (method, path)
+    for path in ("/api/v1/attendance", "/api/v1/attendance.csv"):
+        assert {("query", q) for q in ("from", "to", "group_id", "patient_id")} <= set(params("GET", path))
+    assert params("GET", "/api/v1/attendance")[("query", "from")]["schema"]["format"] == "date"
+    assert params("GET", "/api/v1/billing/deliveries")[("query", "status")]["schema"]["enum"] == [
+        "pending", "delivered", "failed"]
+    assert {"429", "401"} <= set(ops[("POST", "/api/v1/login")]["responses"])
+    assert "409" in ops[("POST", "/api/v1/groups/{group_id}/sessions")]["responses"]
+
+    def media(method: str, path: str) -> set[str]:
+        return set(ops[(method, path)]["responses"]["200"]["content"])
+
+    assert media("GET", "/api/v1/attendance.csv") == {"text/csv"}
+    assert media("GET", "/j/{token}/calendar.ics") == {"text/calendar"}
+    assert media("GET", "/j/{token}") == {"text/html"}
+    assert media("GET", "/metrics") == {"text/plain; version=0.0.4"}
+    assert media("GET", "/api/v1/groups") == {"application/json"}
+    error = document["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"]
+    assert error["properties"]["error"]["required"] == ["code", "message"]
+    assert "request_id" in error["properties"]["error"]["properties"]
+
+
+async def test_a_method_the_route_lacks_is_405_with_allow(api: Api) -> None:
+    world = await api.world(patients=0)
+    answer = await api.client.delete(f"/api/v1/groups/{world.group['id']}")
+    assert answer.status == 405
+    assert set(answer.headers["Allow"].split(",")) >= {"GET", "PATCH"}
+    assert (await answer.json())["error"]["code"] == "method_not_allowed"
 
 
 async def test_security_headers_and_no_referrer_on_the_join_page(api: Api) -> None:
