@@ -221,7 +221,7 @@ async def test_slow_client_is_disconnected_not_buffered(api: Api, world: tuple[W
     w, session_id = world
     patient = await api.patient(w.tokens[0])
     door = api.client.app[SERVICES].lobby.doors[w.group["id"]]
-    conn: Connection = door.patient_conns[w.patients[0]["id"]]
+    conn: Connection = door.presence.patients[w.patients[0]["id"]]
     for _ in range(api.settings.ws_send_queue + 10):
         conn.send({"type": "message", "text": "x"})  # more than the queue holds, faster than it drains
     assert conn.close_code == 1008

@@ -4,6 +4,7 @@ and the reverse proxy in front of it."""
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,8 @@ def test_start_up_says_service_links_are_ignored(tmp_path: Path, monkeypatch: py
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     from server.cli import _load_settings
 
+    for name in [n for n in os.environ if n.startswith("PORCHLIGHT_")]:  # e.g. CI's own switches
+        monkeypatch.delenv(name)
     monkeypatch.setenv("PORCHLIGHT_PORT", "tcp://10.96.0.12:8080")
     monkeypatch.setenv("PORCHLIGHT_SERVICE_HOST", "10.96.0.12")
     monkeypatch.setenv("PORCHLIGHT_DATA_DIR", str(tmp_path))

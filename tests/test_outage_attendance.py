@@ -65,7 +65,7 @@ async def test_leaving_during_a_redis_outage_is_billed_to_the_moment_of_leaving(
         await dropper.close()  # the tab is closed at 3 s: a drop, last heard then
         gone = {world.patients[0]["id"], world.patients[1]["id"]}
         async with asyncio.timeout(5):  # the server has let go of both connections
-            while gone & set(door.patient_conns):
+            while gone & set(door.presence.patients):
                 await asyncio.sleep(0.01)
         for _ in range(3):  # the outage lasts 30 s; the server keeps trying
             clock.advance(10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -23,21 +24,14 @@ from server.errors import ApiError, conflict, not_found
 from server.ids import new_id
 from server.lobby.machine import Event, Patient, RuleViolation, Session, Status
 from server.lobby.persist import describe_session, load_session, write_changes
+from server.lobby.presence import Presence, Staff, participants, waiting_list
 from server.media.room import MediaRoom, MediaRooms
 from server.metrics import Metrics
-from server.realtime.connection import CLOSE_FORBIDDEN, CLOSE_INVALID_TOKEN, CLOSE_REPLACED, Connection, encode
+from server.realtime.connection import CLOSE_FORBIDDEN, CLOSE_INVALID_TOKEN, CLOSE_REPLACED, Connection
 from server.store import keys, sessions
 from server.store.connection import Redis
 
 NOT_YET_OPEN = "The session has not started yet. You will be moved to the waiting room when it opens."
-PUSH_DELAY = 0.02  # seconds: bursts of arrivals are coalesced into one waiting_list push
-
-
-@dataclass
-class Staff:
-    user_id: str
-    name: str
-    role: str
 
 
 class Door:
@@ -54,11 +48,8 @@ class Door:
         self.loaded = False
         self.group: dict[str, Any] = {}
         self.session: Session | None = None
-        self.patient_conns: dict[str, Connection] = {}  # the live connection of each patient
-        self.names: dict[str, str] = {}  # patient id -> display name
+        self.presence = Presence(metrics, self._render)
         self.early: dict[str, tuple[int, str | None]] = {}  # checked in before open: (at, location)
-        self.staff_in_session: dict[Connection, Staff] = {}
-        self.watchers: dict[Connection, Staff] = {}  # staff watching the waiting room
         self.on_end: Callable[[str], Awaitable[None]] | None = None  # attendance finalisation
         self.media: MediaRooms | None = None  # the session's media plane, when this process has one
         self.ice_servers: list[dict[str, Any]] = []  # handed to clients on admission
@@ -72,8 +63,6 @@ class Door:
         self.media_recorded: dict[tuple[str, str], tuple[bool, bool]] = {}
         self.check_ins: dict[str, collections.deque[int]] = {}  # recent hellos (ms) per patient
         self.check_ins_per_minute = 10
-        self._push_pending: set[str] = set()
-        self._push_handle: asyncio.TimerHandle | None = None
 
     # -- loading and committing ------------------------------------------------------------
 
@@ -92,14 +81,14 @@ class Door:
         self.early = {}
         for pid, raw in early.items():
             data = json.loads(raw)
-            if pid in self.patient_conns:
+            if pid in self.presence.patients:
                 self.early[pid] = (data["at"], data.get("location"))
         # Patients whose connection did not survive a restart are dropped at the last moment
         # this server was known to hold their connection (the session's alive mark).
         if self.session:
             stale = [pid for pid, p in self.session.patients.items()
                      if p.status in (Status.WAITING, Status.IN_SESSION)
-                     and pid not in self.patient_conns and pid not in self.departures]
+                     and pid not in self.presence.patients and pid not in self.departures]
             alive = await sessions.alive_at(self.redis, self.session.session_id)
             last_heard = min(alive, to_ms(self.clock.now())) if alive else to_ms(self.clock.now())
             events: list[Event] = []
@@ -161,33 +150,10 @@ class Door:
     # -- what clients see ------------------------------------------------------------------
 
     def waiting_list(self) -> list[dict[str, Any]]:
-        if self.session is not None:
-            rows = [(p.since, pid) for pid, p in self.session.patients.items() if p.status is Status.WAITING]
-        else:
-            rows = [(at, pid) for pid, (at, _) in self.early.items()]
-        return [
-            {"patient_id": pid, "display_name": self.names.get(pid, "Patient"), "waiting_since": iso(since)}
-            for since, pid in sorted(rows)
-        ]
+        return waiting_list(self.session, self.early, self.presence)
 
     def participants(self) -> list[dict[str, Any]]:
-        people: list[dict[str, Any]] = [
-            {"id": s.user_id, "display_name": s.name, "role": s.role}
-            for s in self._unique_staff()
-        ]
-        if self.session is not None:
-            people += [
-                {"id": pid, "display_name": self.names.get(pid, "Patient"), "role": "patient"}
-                for pid, p in sorted(self.session.patients.items(), key=lambda kv: kv[1].joined_at or 0)
-                if p.status is Status.IN_SESSION
-            ]
-        return people
-
-    def _unique_staff(self) -> list[Staff]:
-        seen: dict[str, Staff] = {}
-        for staff in self.staff_in_session.values():
-            seen.setdefault(staff.user_id, staff)
-        return list(seen.values())
+        return participants(self.session, self.presence)
 
     def waiting_message(self, patient_id: str, message: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -209,33 +175,17 @@ class Door:
             out["message"] = message
         return out
 
-    def _in_session_conns(self) -> list[Connection]:
-        conns = list(self.staff_in_session)
-        if self.session is not None:
-            for pid in self.session.with_status(Status.IN_SESSION):
-                if (conn := self.patient_conns.get(pid)) is not None:
-                    conns.append(conn)
-        return conns
-
-    def _staff_conns(self) -> set[Connection]:
-        return set(self.staff_in_session) | set(self.watchers)
-
     def schedule_push(self, *what: str) -> None:
         """Coalesce waiting_list / roster pushes: a burst of changes sends one of each."""
-        self._push_pending.update(what)
         if "roster" in what and (room := self.media_room()) is not None:
             room.sync(self.media_members())  # media follows admission at once, not at the push
-        if self._push_handle is None:
-            self._push_handle = asyncio.get_running_loop().call_later(PUSH_DELAY, self._push)
+        self.presence.schedule(*what)
 
-    def _push(self) -> None:
-        self._push_handle = None
-        pending, self._push_pending = self._push_pending, set()
-        staff = self._staff_conns()
-        if "waiting_list" in pending and staff:
-            self._broadcast(staff, {"type": "waiting_list", "waiting": self.waiting_list()})
-        if "roster" in pending:
-            self._broadcast(self._in_session_conns(), {"type": "roster", "participants": self.participants()})
+    def _render(self, what: str) -> tuple[list[Connection] | set[Connection], dict[str, Any]] | None:
+        if what == "waiting_list":
+            staff = self.presence.staff_conns()
+            return (staff, {"type": "waiting_list", "waiting": self.waiting_list()}) if staff else None
+        return self.presence.in_session(self.session), {"type": "roster", "participants": self.participants()}
 
     # -- media ---------------------------------------------------------------------------
 
@@ -246,15 +196,13 @@ class Door:
 
     def media_members(self) -> dict[str, Connection]:
         """Who may send and receive media now: staff in the session, admitted patients online."""
-        members = {staff.user_id: conn for conn, staff in self.staff_in_session.items()}  # newest wins
-        if self.session is not None:
-            for pid in self.session.with_status(Status.IN_SESSION):
-                if (conn := self.patient_conns.get(pid)) is not None:
-                    members[pid] = conn
+        members = {staff.user_id: conn for conn, staff in self.presence.staff.items()}  # newest wins
+        members.update(self.presence.admitted(self.session))
         return members
 
-    def admitted_frame(self, session_id: str) -> dict[str, Any]:
-        return {"type": "admitted", "session_id": session_id, "ice_servers": self.ice_servers}
+    def _tell_admitted(self, conn: Connection, session_id: str) -> None:
+        conn.told_admitted = True  # from now on it gets rosters (never one before this frame)
+        self.presence.send(conn, {"type": "admitted", "session_id": session_id, "ice_servers": self.ice_servers})
 
     async def _record_media_state(self, pid: str, is_patient: bool, audio: bool, video: bool) -> None:
         async def record() -> None:
@@ -270,29 +218,19 @@ class Door:
         event["patient_id" if is_patient else "user_id"] = pid
         return event
 
-    def _broadcast(self, conns: Iterable[Connection], message: dict[str, Any]) -> None:
-        text = encode(message)  # once, not once per recipient
-        for conn in conns:
-            self.metrics.ws_messages["out"] += 1
-            conn.send_text(text)
-
-    def _send(self, conn: Connection, message: dict[str, Any]) -> None:
-        self.metrics.ws_messages["out"] += 1
-        conn.send(message)
-
     # -- patients ------------------------------------------------------------------------
 
     async def patient_hello(self, conn: Connection, patient_id: str, display_name: str, location: str | None) -> None:
         now = to_ms(self.clock.now())
         self._count_check_in(patient_id, now)
-        self.names[patient_id] = display_name
-        older = self.patient_conns.get(patient_id)
+        self.presence.names[patient_id] = display_name
+        older = self.presence.patients.get(patient_id)
         if self.session is None:
             await self.redis.hset(keys.group_early(self.group_id), patient_id,
                                   json.dumps({"at": now, "location": location}))
             self._replace(older, conn, patient_id)
             self.early[patient_id] = (now, location)
-            self._send(conn, self.waiting_message(patient_id))
+            self.presence.send(conn, self.waiting_message(patient_id))
             self.schedule_push("waiting_list")
             return
         events = self.session.check_in(patient_id, now, location)
@@ -300,9 +238,9 @@ class Door:
         self._replace(older, conn, patient_id)
         if self.session.patients[patient_id].status is Status.IN_SESSION:
             self.schedule_push("roster")  # media first, then the frame (see admit)
-            self._send(conn, self.admitted_frame(self.session.session_id))
+            self._tell_admitted(conn, self.session.session_id)
         else:
-            self._send(conn, self.waiting_message(patient_id))
+            self.presence.send(conn, self.waiting_message(patient_id))
         self.schedule_push("waiting_list")
 
     def _count_check_in(self, patient_id: str, now: int) -> None:
@@ -318,10 +256,10 @@ class Door:
     def _replace(self, older: Connection | None, newer: Connection, patient_id: str) -> None:
         if older is not None and older is not newer:
             older.replaced = True
-            self._send(older, {"type": "error", "code": "replaced",
+            self.presence.send(older, {"type": "error", "code": "replaced",
                                "message": "this link was opened in another window"})
             older.close(CLOSE_REPLACED, "replaced")
-        self.patient_conns[patient_id] = newer
+        self.presence.patients[patient_id] = newer
 
     def depart(self, conn: Connection, voluntary: bool) -> bool:
         """The patient sent `leave` (voluntary) or their connection went away: forget the
@@ -329,9 +267,9 @@ class Door:
         The departure reaches Redis at the next `run` or `settle`."""
         patient_id = conn.patient_id
         assert patient_id is not None
-        if conn.replaced or self.patient_conns.get(patient_id) is not conn:
+        if conn.replaced or self.presence.patients.get(patient_id) is not conn:
             return False
-        del self.patient_conns[patient_id]
+        del self.presence.patients[patient_id]
         at = self.clock.now() if voluntary else conn.last_heard
         self.departures[patient_id] = (to_ms(at), voluntary)
         if self.media is not None and self.session is not None:
@@ -359,10 +297,10 @@ class Door:
 
     def is_admitted(self, conn: Connection) -> bool:
         if conn.user_id is not None:
-            return conn in self.staff_in_session
+            return conn in self.presence.staff
         return (
             self.session is not None and conn.patient_id is not None
-            and self.patient_conns.get(conn.patient_id) is conn
+            and self.presence.patients.get(conn.patient_id) is conn
             and self.session.patients.get(conn.patient_id, _OUT).status is Status.IN_SESSION
         )
 
@@ -373,29 +311,30 @@ class Door:
         if session_id is not None:
             if self.session is None or self.session.session_id != session_id:
                 raise ApiError(409, "session_not_open", "that session is not open")
-            self.staff_in_session[conn] = staff
+            self.presence.staff[conn] = staff
             # Staff take part from their hello (no `admitted`): their first roster carries the ICE servers.
-            self._send(conn, {"type": "roster", "participants": self.participants(), "ice_servers": self.ice_servers})
+            self.presence.send(conn, {"type": "roster", "participants": self.participants(),
+                                      "ice_servers": self.ice_servers})
             self.schedule_push("roster")
         else:
-            self.watchers[conn] = staff
-        self._send(conn, {"type": "waiting_list", "waiting": self.waiting_list()})
+            self.presence.watchers[conn] = staff
+        self.presence.send(conn, {"type": "waiting_list", "waiting": self.waiting_list()})
 
     def recheck_staff(self, facilitator_ids: Iterable[str]) -> None:
         """The group's facilitators changed: staff who may no longer run it are cut off now,
         so an open console stops receiving patients' names."""
         allowed = set(facilitator_ids)
-        people = {**self.watchers, **self.staff_in_session}
+        people = {**self.presence.watchers, **self.presence.staff}
         for conn, staff in people.items():
             if staff.role != "admin" and staff.user_id not in allowed:
-                self._send(conn, {"type": "error", "code": "forbidden",
+                self.presence.send(conn, {"type": "error", "code": "forbidden",
                                   "message": "you no longer facilitate this group"})
                 conn.close(CLOSE_FORBIDDEN, "forbidden")
                 self.staff_left(conn)
 
     def staff_left(self, conn: Connection) -> None:
-        self.watchers.pop(conn, None)
-        if self.staff_in_session.pop(conn, None) is not None:
+        self.presence.watchers.pop(conn, None)
+        if self.presence.staff.pop(conn, None) is not None:
             self.schedule_push("roster")
 
     async def open_session(self, user_id: str) -> dict[str, Any]:
@@ -425,17 +364,17 @@ class Door:
             await self.redis.delete(keys.group_open_session(self.group_id))
             raise
         self.early = {}
-        for watcher in self.watchers:
-            self._send(watcher, {"type": "session_opened", "session_id": session_id})
+        for watcher in self.presence.watchers:
+            self.presence.send(watcher, {"type": "session_opened", "session_id": session_id})
         for pid in session.with_status(Status.WAITING):
-            if (conn := self.patient_conns.get(pid)) is not None:
-                self._send(conn, self.waiting_message(pid))
+            if (conn := self.presence.patients.get(pid)) is not None:
+                self.presence.send(conn, self.waiting_message(pid))
         self.schedule_push("waiting_list", "roster")
         return self.describe()
 
     async def mark_alive(self) -> None:
         """Record that this process still holds the session's connections (see load)."""
-        if self.session is not None and any(not c.closing for c in self.patient_conns.values()):
+        if self.session is not None and any(not c.closing for c in self.presence.patients.values()):
             await sessions.mark_alive(self.redis, self.session.session_id, to_ms(self.clock.now()))
 
     def require_session(self, session_id: str) -> Session:
@@ -465,8 +404,8 @@ class Door:
         # offers the instant its `admitted` arrives must find itself in the media room.
         self.schedule_push("waiting_list", "roster")
         for pid in targets:
-            if (conn := self.patient_conns.get(pid)) is not None:
-                self._send(conn, self.admitted_frame(session_id))
+            if (conn := self.presence.patients.get(pid)) is not None:
+                self._tell_admitted(conn, session_id)
         return targets
 
     async def decline(self, session_id: str, patient_id: str, message: str | None, by: str) -> None:
@@ -496,9 +435,10 @@ class Door:
         events = self._apply(lambda: session.send_back(patient_id, to_ms(self.clock.now()), by))
         await self._commit(events, [patient_id], audit=[
             Action("patient.send_back", by, {"session_id": session_id, "patient_id": patient_id})])
-        if (conn := self.patient_conns.get(patient_id)) is not None:
-            self._send(conn, {"type": "sent_back"})
-            self._send(conn, self.waiting_message(patient_id))
+        if (conn := self.presence.patients.get(patient_id)) is not None:
+            conn.told_admitted = False
+            self.presence.send(conn, {"type": "sent_back"})
+            self.presence.send(conn, self.waiting_message(patient_id))
         self.schedule_push("waiting_list", "roster")
 
     async def mute(self, session_id: str, patient_id: str, by: str) -> None:
@@ -508,15 +448,15 @@ class Door:
         await self.audit.append("patient.mute", by, session_id=session_id, patient_id=patient_id)
         if (room := self.media_room()) is not None:
             room.mute(patient_id)
-        if (conn := self.patient_conns.get(patient_id)) is not None:
-            self._send(conn, {"type": "muted"})
+        if (conn := self.presence.patients.get(patient_id)) is not None:
+            self.presence.send(conn, {"type": "muted"})
 
     def message_waiting(self, session_id: str, text: str) -> int:
         session = self.require_session(session_id)
         sent = 0
         for pid in session.with_status(Status.WAITING):
-            if (conn := self.patient_conns.get(pid)) is not None:
-                self._send(conn, {"type": "message", "text": text})
+            if (conn := self.presence.patients.get(pid)) is not None:
+                self.presence.send(conn, {"type": "message", "text": text})
                 sent += 1
         return sent
 
@@ -534,14 +474,14 @@ class Door:
         if self.media is not None:
             self.media.end(session_id)  # forwarding stops now; peer connections close in the background
         described = self.describe()
-        patients = [self.patient_conns[p] for p in session.patients if p in self.patient_conns]
-        for conn in set(self._in_session_conns() + patients):
-            self._send(conn, {"type": "session_ended"})
+        patients = [self.presence.patients[p] for p in session.patients if p in self.presence.patients]
+        for conn in set(self.presence.in_session(self.session) + patients):
+            self.presence.send(conn, {"type": "session_ended"})
             conn.close(1000, "session ended")
-        for conn in self.watchers:
-            self._send(conn, {"type": "session_ended"})
-        self.patient_conns = {pid: c for pid, c in self.patient_conns.items() if pid not in session.patients}
-        self.staff_in_session = {}
+        for conn in self.presence.watchers:
+            self.presence.send(conn, {"type": "session_ended"})
+        self.presence.patients = {pid: c for pid, c in self.presence.patients.items() if pid not in session.patients}
+        self.presence.staff = {}
         self.session = None
         self.media_recorded = {}
         self.schedule_push("waiting_list")
@@ -551,9 +491,10 @@ class Door:
 
     def revoke_link(self, patient_id: str) -> None:
         """The patient's link was rotated or their enrolment ended: close what it opened."""
-        conn = self.patient_conns.get(patient_id)
+        conn = self.presence.patients.get(patient_id)
         if conn is not None:
-            self._send(conn, {"type": "error", "code": "invalid_token", "message": "this link is no longer valid"})
+            self.presence.send(conn, {"type": "error", "code": "invalid_token",
+                                      "message": "this link is no longer valid"})
             conn.close(CLOSE_INVALID_TOKEN, "invalid_token")
 
     def _apply(self, action: Callable[[], list[Event]]) -> list[Event]:
@@ -563,21 +504,52 @@ class Door:
             raise ApiError(409, exc.code, exc.message) from None
 
     def _disconnect(self, patient_id: str, frame: dict[str, Any]) -> None:
-        conn = self.patient_conns.pop(patient_id, None)
+        conn = self.presence.patients.pop(patient_id, None)
         if conn is not None:
-            self._send(conn, frame)
+            self.presence.send(conn, frame)
             conn.close(1000, str(frame["type"]))
+
+    def counts(self) -> DoorCounts:
+        """What this door holds now, for the process's gauges."""
+        waiting = len(self.early) + sum(1 for pid in (self.session.with_status(Status.WAITING) if self.session else ())
+                                        if pid in self.presence.patients)
+        return DoorCounts(waiting=waiting, in_session=sum(1 for _ in self.presence.admitted(self.session)),
+                          connections=len(self.presence.patients), open=self.session is not None)
+
+    async def end_if_abandoned(self, after_seconds: float) -> None:
+        """End a session whose facilitator has gone and whose room has been empty for a while."""
+        session = self.session
+        now = to_ms(self.clock.now())
+        if session is None or self.presence.staff or any(self.presence.admitted(session)):
+            self.empty_since = None
+        elif self.empty_since is None:
+            self.empty_since = now
+        elif now - self.empty_since >= to_ms(after_seconds):
+            session_id = session.session_id
+            with contextlib.suppress(ApiError):
+                await self.run(lambda: self.end(session_id, "system:auto_end"))
+
+    def close_all(self, code: int, reason: str) -> None:
+        self.presence.close_all(code, reason)
 
     def describe(self) -> dict[str, Any]:
         assert self.session is not None
-        return describe_session(self.session, self.group_id, self.names)
+        return describe_session(self.session, self.group_id, self.presence.names)
 
     async def remember_names(self) -> None:
         if self.session is None:
             return
-        missing = [pid for pid in self.session.patients if pid not in self.names]
+        missing = [pid for pid in self.session.patients if pid not in self.presence.names]
         for pid, patient in (await patients_by_id(self.redis, missing)).items():
-            self.names[pid] = patient["display_name"]
+            self.presence.names[pid] = patient["display_name"]
+
+
+@dataclass(frozen=True)
+class DoorCounts:
+    waiting: int  # connected and waiting, before the opening too
+    in_session: int  # admitted and connected
+    connections: int  # patients' WebSockets
+    open: bool
 
 
 _OUT = Patient(Status.OUT, since=0)

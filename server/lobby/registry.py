@@ -9,10 +9,9 @@ from typing import Any
 
 from server.attendance.finalise import finalise, finalise_pending
 from server.audit import AuditLog
-from server.clock import Clock, iso, to_ms
-from server.errors import ApiError, not_found
+from server.clock import Clock, iso
+from server.errors import not_found
 from server.lobby.door import Door
-from server.lobby.machine import Status
 from server.lobby.persist import describe_session, load_session
 from server.media.room import MediaRooms
 from server.metrics import Metrics
@@ -39,22 +38,16 @@ class Lobby:
         self.grace_seconds = grace_seconds
         self.doors: dict[str, Door] = {}
         metrics.gauge("porchlight_patients_waiting", "Patients connected and waiting (incl. before opening).",
-                      lambda: sum(self._count(d, Status.WAITING) + len(d.early) for d in self.doors.values()))
+                      lambda: sum(d.counts().waiting for d in self.doors.values()))
         metrics.gauge("porchlight_patients_in_session", "Patients admitted and connected.",
-                      lambda: sum(self._count(d, Status.IN_SESSION) for d in self.doors.values()))
+                      lambda: sum(d.counts().in_session for d in self.doors.values()))
         metrics.gauge("porchlight_sessions_open", "Sessions open in this process.",
-                      lambda: sum(1 for d in self.doors.values() if d.session is not None))
+                      lambda: sum(d.counts().open for d in self.doors.values()))
         if media is not None:
             metrics.gauge("porchlight_media_participants", "Participants with media in this process.",
                           lambda: sum(len(r.members) for r in media.rooms.values()))
         metrics.gauge("porchlight_ws_connections", "Patient WebSocket connections.",
-                      lambda: sum(len(d.patient_conns) for d in self.doors.values()))
-
-    @staticmethod
-    def _count(door: Door, status: Status) -> int:
-        if door.session is None:
-            return 0
-        return sum(1 for pid in door.session.with_status(status) if pid in door.patient_conns)
+                      lambda: sum(d.counts().connections for d in self.doors.values()))
 
     async def keep_alive_marks(self, interval: float) -> None:
         """Every heartbeat interval, one round of `tend` (the first after adopting leftovers)."""
@@ -73,7 +66,7 @@ class Lobby:
                 if door.departures:
                     await door.settle()
                 await door.mark_alive()
-                await self._end_if_abandoned(door)
+                await door.end_if_abandoned(self.auto_end_seconds)
         with contextlib.suppress(*UNAVAILABLE):
             if await finalise_pending(self.redis, self.clock, self.audit):
                 self.delivery_wake.set()
@@ -93,24 +86,6 @@ class Lobby:
                     await door.load()
                 adopted += 1
         return adopted
-
-    async def _end_if_abandoned(self, door: Door) -> None:
-        """End a session whose facilitator has gone and whose room has been empty for a while."""
-        session = door.session
-        if session is None:
-            door.empty_since = None
-            return
-        empty = not door.staff_in_session and not any(
-            pid in door.patient_conns for pid in session.with_status(Status.IN_SESSION))
-        now = to_ms(self.clock.now())
-        if not empty:
-            door.empty_since = None
-        elif door.empty_since is None:
-            door.empty_since = now
-        elif now - door.empty_since >= to_ms(self.auto_end_seconds):
-            session_id = session.session_id
-            with contextlib.suppress(ApiError):
-                await door.run(lambda: door.end(session_id, "system:auto_end"))
 
     async def finalise(self, session_id: str) -> None:
         with contextlib.suppress(*UNAVAILABLE):  # left pending: the sweeper finalises it later

@@ -51,6 +51,7 @@ class Connection:
         self.user_id: str | None = None
         self.group_id: str | None = None
         self.replaced = False
+        self.told_admitted = False  # the `admitted` frame has been sent on this connection
         self.sent = 0
 
     def heard(self, active: bool = False) -> None:

@@ -23,7 +23,8 @@ from server.clinic import enrollments
 from server.clinic.groups import get_group
 from server.clinic.patients import get_patient
 from server.errors import ApiError
-from server.lobby.door import Door, Staff
+from server.lobby.door import Door
+from server.lobby.presence import Staff
 from server.media.room import MediaError
 from server.realtime.connection import (
     CLOSE_FLOOD,

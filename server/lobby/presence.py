@@ -1,0 +1,124 @@
+"""Who is connected to one group's door, and what reaches them.
+
+Presence is in-process: the WebSockets this process holds for a group, with the push
+coalescer that turns a burst of changes into one `waiting_list` and one `roster` frame. It
+knows connections, not rules: what a push contains is the door's (`render`). A later
+cross-process bus implements the same small surface (send, broadcast, schedule, close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from server.clock import iso
+from server.lobby.machine import Session, Status
+from server.metrics import Metrics
+from server.realtime.connection import Connection, encode
+
+PUSH_DELAY = 0.02  # seconds: bursts of arrivals are coalesced into one waiting_list push
+
+# What a push consists of: the recipients and the frame, or None when there is nobody to tell.
+Render = Callable[[str], "tuple[Iterable[Connection], dict[str, Any]] | None"]
+
+
+@dataclass
+class Staff:
+    user_id: str
+    name: str
+    role: str
+
+
+class Presence:
+    def __init__(self, metrics: Metrics, render: Render) -> None:
+        self.metrics = metrics
+        self.render = render
+        self.patients: dict[str, Connection] = {}  # the live connection of each patient
+        self.staff: dict[Connection, Staff] = {}  # staff taking part in the open session
+        self.watchers: dict[Connection, Staff] = {}  # staff watching the waiting room
+        self.names: dict[str, str] = {}  # patient id -> display name
+        self._pending: set[str] = set()
+        self._handle: asyncio.TimerHandle | None = None
+
+    # -- who -----------------------------------------------------------------------------
+
+    def name(self, patient_id: str) -> str:
+        return self.names.get(patient_id, "Patient")
+
+    def unique_staff(self) -> list[Staff]:
+        seen: dict[str, Staff] = {}
+        for staff in self.staff.values():
+            seen.setdefault(staff.user_id, staff)
+        return list(seen.values())
+
+    def staff_conns(self) -> set[Connection]:
+        return set(self.staff) | set(self.watchers)
+
+    def admitted(self, session: Session | None) -> Iterator[tuple[str, Connection]]:
+        """Admitted patients who are connected, with their connection."""
+        if session is not None:
+            for pid in session.with_status(Status.IN_SESSION):
+                if (conn := self.patients.get(pid)) is not None:
+                    yield pid, conn
+
+    def in_session(self, session: Session | None) -> list[Connection]:
+        """Who gets rosters: staff in the session, and admitted patients once told so (a push
+        may fire while an admission is being committed; its `admitted` frame comes first)."""
+        return list(self.staff) + [conn for _, conn in self.admitted(session) if conn.told_admitted]
+
+    def everyone(self) -> list[Connection]:
+        return list(self.patients.values()) + list(self.staff) + list(self.watchers)
+
+    # -- what reaches them ---------------------------------------------------------------
+
+    def send(self, conn: Connection, message: dict[str, Any]) -> None:
+        self.metrics.ws_messages["out"] += 1
+        conn.send(message)
+
+    def broadcast(self, conns: Iterable[Connection], message: dict[str, Any]) -> None:
+        text = encode(message)  # once, not once per recipient
+        for conn in conns:
+            self.metrics.ws_messages["out"] += 1
+            conn.send_text(text)
+
+    def schedule(self, *what: str) -> None:
+        """Coalesce pushes ("waiting_list", "roster"): a burst of changes sends one of each."""
+        self._pending.update(what)
+        if self._handle is None:
+            self._handle = asyncio.get_running_loop().call_later(PUSH_DELAY, self._push)
+
+    def _push(self) -> None:
+        self._handle = None
+        pending, self._pending = self._pending, set()
+        for what in ("waiting_list", "roster"):
+            if what in pending and (rendered := self.render(what)) is not None:
+                self.broadcast(*rendered)
+
+    def close_all(self, code: int, reason: str) -> None:
+        for conn in self.everyone():
+            conn.close(code, reason)
+
+
+# -- the views clients see -----------------------------------------------------------------
+
+
+def waiting_list(session: Session | None, early: dict[str, tuple[int, str | None]],
+                 presence: Presence) -> list[dict[str, Any]]:
+    if session is not None:
+        rows = [(p.since, pid) for pid, p in session.patients.items() if p.status is Status.WAITING]
+    else:
+        rows = [(at, pid) for pid, (at, _) in early.items()]
+    return [{"patient_id": pid, "display_name": presence.name(pid), "waiting_since": iso(since)}
+            for since, pid in sorted(rows)]
+
+
+def participants(session: Session | None, presence: Presence) -> list[dict[str, Any]]:
+    people: list[dict[str, Any]] = [{"id": s.user_id, "display_name": s.name, "role": s.role}
+                                    for s in presence.unique_staff()]
+    if session is not None:
+        people += [{"id": pid, "display_name": presence.name(pid), "role": "patient"}
+                   for pid, p in sorted(session.patients.items(), key=lambda kv: kv[1].joined_at or 0)
+                   if p.status is Status.IN_SESSION]
+    return people
