@@ -25,7 +25,7 @@ from server.clinic.patients import get_patient
 from server.errors import ApiError
 from server.lobby.door import Door
 from server.lobby.presence import Staff
-from server.media.room import MediaError
+from server.realtime import frames
 from server.realtime.connection import (
     CLOSE_FLOOD,
     CLOSE_FORBIDDEN,
@@ -33,6 +33,7 @@ from server.realtime.connection import (
     CLOSE_INVALID_TOKEN,
     Connection,
 )
+from server.realtime.frames import FrameError
 from server.services import Services, services
 from server.store.connection import UNAVAILABLE
 from server.validation import an_id, parse_json
@@ -41,13 +42,6 @@ log = logging.getLogger(__name__)
 
 LOCATIONS = ("home", "other")
 STAFF_TOUCH_EVERY = 30.0  # seconds between idle-timer refreshes from WebSocket traffic
-
-
-class FrameError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def parse_frame(raw: str) -> dict[str, Any]:
@@ -189,50 +183,8 @@ class Client:
     # -- after hello ---------------------------------------------------------------------
 
     async def dispatch(self, frame: dict[str, Any]) -> None:
-        door = self.door
-        assert door is not None
-        kind = frame["type"]
-        if kind == "leave":
-            if self.conn.patient_id is not None:
-                door.depart(self.conn, voluntary=True)  # remembered now, committed below or later
-            self.conn.close(1000, "left")
-            await door.settle()
-        elif kind == "media_state":
-            audio, video = frame.get("audio"), frame.get("video")
-            if not isinstance(audio, bool) or not isinstance(video, bool):
-                raise FrameError("bad_request", "media_state needs boolean audio and video")
-            if not door.is_admitted(self.conn):
-                raise FrameError("not_admitted", "you have not been admitted")
-            await door.run(lambda: door.media_state(self.conn, audio, video))
-        elif kind in ("offer", "answer"):
-            if not door.is_admitted(self.conn):
-                raise FrameError("not_admitted", "media is available only after admission")
-            await self._signal(door, kind, frame.get("pc"), frame.get("sdp"))
-        elif kind == "activity":
-            pass  # the console's user is there (a click, a key, live media): resets the idle timer
-        elif kind == "hello":
-            raise FrameError("bad_request", "hello was already accepted")
-        else:
-            raise FrameError("bad_request", f"unknown message type {kind[:40]!r}")
-
-    async def _signal(self, door: Door, kind: str, pc: Any, sdp: Any) -> None:
-        """publish: the client offers, the server answers; subscribe: the other way round."""
-        if pc not in ("publish", "subscribe") or not isinstance(sdp, str):
-            raise FrameError("bad_request", f"{kind} needs pc (publish|subscribe) and sdp")
-        if (kind, pc) not in (("offer", "publish"), ("answer", "subscribe")):
-            raise FrameError("out_of_turn", f"the server does not take an {kind} on the {pc} connection")
-        room = door.media_room()
-        pid = self.conn.patient_id or self.conn.user_id
-        if room is None or pid is None:
-            raise FrameError("media_unavailable", "media is not available for this session")
-        try:
-            if kind == "offer":
-                answer = await room.publish(pid, self.conn, sdp)
-                self.conn.send({"type": "answer", "pc": "publish", "sdp": answer})
-            else:
-                await room.subscribed(pid, self.conn, sdp)
-        except MediaError as exc:
-            raise FrameError(exc.code, exc.message) from None
+        assert self.door is not None
+        await frames.dispatch(frames.Sender(self.conn, self.door), frame)
 
     async def gone(self) -> None:
         """The socket is finished: record the drop (if it still counts) and unregister."""
