@@ -1,0 +1,263 @@
+"""One group's live state, kept in step with Redis: the open session as the pure state
+machine holds it, who is connected (presence), departures not yet written, and the media room.
+
+Every change runs under the lock, is applied by the state machine, and is committed to Redis
+in one MULTI/EXEC (patient states and attendance events together) before any client hears of
+it. If the commit fails (Redis down), the in-memory state is dropped and reloaded from Redis
+on the next use, so nothing half-written survives. The actions on it are `Door`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from server.audit import Action, AuditLog
+from server.clinic.groups import brand_of, get_group, next_meeting
+from server.clock import Clock, iso, to_ms
+from server.errors import not_found
+from server.lobby.machine import Event, Patient, Session, Status
+from server.lobby.persist import load_session, write_changes
+from server.lobby.presence import Presence, participants, waiting_list
+from server.media.room import MediaRoom, MediaRooms
+from server.metrics import Metrics
+from server.realtime.connection import Connection
+from server.store import keys, sessions
+from server.store.connection import Redis
+
+NOT_YET_OPEN = "The session has not started yet. You will be moved to the waiting room when it opens."
+
+
+class DoorState:
+    """One group's live state (see the module's docstring); `Door` adds the actions."""
+
+    def __init__(
+        self, group_id: str, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float
+    ) -> None:
+        self.group_id = group_id
+        self.redis = redis
+        self.clock = clock
+        self.audit = audit
+        self.metrics = metrics
+        self.grace_ms = to_ms(grace_seconds)
+        self.lock = asyncio.Lock()
+        self.loaded = False
+        self.group: dict[str, Any] = {}
+        self.session: Session | None = None
+        self.presence = Presence(metrics, self._render)
+        self.early: dict[str, tuple[int, str | None]] = {}  # checked in before open: (at, location)
+        self.on_end: Callable[[str], Awaitable[None]] | None = None  # attendance finalisation
+        self.media: MediaRooms | None = None  # the session's media plane, when this process has one
+        self.ice_servers: list[dict[str, Any]] = []  # handed to clients on admission
+        self.empty_since: int | None = None  # for the automatic end
+        # Patients whose connection has gone but whose departure is not yet in Redis:
+        # patient id -> (when, voluntary). Kept in memory first, so a Redis outage may delay
+        # the record but never moves its time (see depart and settle).
+        self.departures: dict[str, tuple[int, bool]] = {}
+        # The last media state recorded for a participant who does not publish (yet), by
+        # (session id, participant id).
+        self.media_recorded: dict[tuple[str, str], tuple[bool, bool]] = {}
+        self.check_ins: dict[str, collections.deque[int]] = {}  # recent hellos (ms) per patient
+        self.check_ins_per_minute = 10
+
+    # -- loading and committing ------------------------------------------------------------
+
+    async def load(self) -> None:
+        if self.loaded:
+            return
+        group = await get_group(self.redis, self.group_id)
+        if group is None:
+            raise not_found("group")
+        self.group = group
+        self.session = None
+        session_id = await self.redis.get(keys.group_open_session(self.group_id))
+        if session_id:
+            self.session = await load_session(self.redis, session_id, self.grace_ms)
+        early = await self.redis.hgetall(keys.group_early(self.group_id))
+        self.early = {}
+        for pid, raw in early.items():
+            data = json.loads(raw)
+            if pid in self.presence.patients:
+                self.early[pid] = (data["at"], data.get("location"))
+        # Patients whose connection did not survive a restart are dropped at the last moment
+        # this server was known to hold their connection (the session's alive mark).
+        if self.session:
+            stale = [pid for pid, p in self.session.patients.items()
+                     if p.status in (Status.WAITING, Status.IN_SESSION)
+                     and pid not in self.presence.patients and pid not in self.departures]
+            alive = await sessions.alive_at(self.redis, self.session.session_id)
+            last_heard = min(alive, to_ms(self.clock.now())) if alive else to_ms(self.clock.now())
+            events: list[Event] = []
+            for pid in stale:
+                events += self.session.drop(pid, last_heard)
+            if events:
+                await self._commit(events, stale)
+        self.loaded = True
+
+    async def _commit(
+        self, events: list[Event], patient_ids: list[str], extra: Callable[[Any], None] | None = None,
+        audit: list[Action] | None = None,
+    ) -> None:
+        """Write changed patient states, their events and the audit entries of the decision
+        in one transaction."""
+        session = self.session
+        assert session is not None
+
+        def write(pipe: Any) -> None:
+            write_changes(pipe, session, events, patient_ids)
+            if extra is not None:
+                extra(pipe)
+
+        try:
+            if audit:
+                await self.audit.commit_with(audit, write)
+            else:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    write(pipe)
+                    await pipe.execute()
+        except BaseException:
+            self.loaded = False  # reload the last committed state on next use
+            raise
+
+    async def run(self, action: Callable[[], Awaitable[Any]]) -> Any:
+        async with self.lock:
+            await self.load()
+            await self._settle_departures()  # before anything that could follow them (a new hello)
+            return await action()
+
+    async def settle(self) -> None:
+        """Commit departures kept in memory (after a Redis outage, say): at their own times."""
+        await self.run(_nothing)
+
+    async def _settle_departures(self) -> None:
+        for patient_id, (at, voluntary) in list(self.departures.items()):
+            if self.session is None:
+                await self.redis.hdel(keys.group_early(self.group_id), patient_id)
+                if self.early.pop(patient_id, None) is not None:
+                    self.schedule_push("waiting_list")
+            else:
+                session = self.session
+                events = session.leave(patient_id, at) if voluntary else session.drop(patient_id, at)
+                if events:
+                    await self._commit(events, [patient_id])
+                    self.schedule_push("waiting_list", "roster")
+            del self.departures[patient_id]
+
+    # -- what clients see ------------------------------------------------------------------
+
+    def waiting_list(self) -> list[dict[str, Any]]:
+        return waiting_list(self.session, self.early, self.presence)
+
+    def participants(self) -> list[dict[str, Any]]:
+        return participants(self.session, self.presence)
+
+    def waiting_message(self, patient_id: str, message: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": "waiting",
+            "session_id": self.session.session_id if self.session else None,
+            "group": {"name": self.group["name"]},
+            "brand": brand_of(self.group),
+        }
+        # Since when this patient has been waiting, so a reloaded page keeps its clock.
+        since = (self.session.patients[patient_id].since
+                 if self.session is not None and patient_id in self.session.patients
+                 else self.early.get(patient_id, (None, None))[0])
+        if since is not None:
+            out["waiting_since"] = iso(since)
+        if self.session is None:
+            out["message"] = message or NOT_YET_OPEN
+            out["next_start"] = next_meeting(self.group, self.clock.now())
+        elif message:
+            out["message"] = message
+        return out
+
+    def schedule_push(self, *what: str) -> None:
+        """Coalesce waiting_list / roster pushes: a burst of changes sends one of each."""
+        if "roster" in what and (room := self.media_room()) is not None:
+            room.sync(self.media_members())  # media follows admission at once, not at the push
+        self.presence.schedule(*what)
+
+    def _render(self, what: str) -> tuple[list[Connection] | set[Connection], dict[str, Any]] | None:
+        if what == "waiting_list":
+            staff = self.presence.staff_conns()
+            return (staff, {"type": "waiting_list", "waiting": self.waiting_list()}) if staff else None
+        return self.presence.in_session(self.session), {"type": "roster", "participants": self.participants()}
+
+    # -- media ---------------------------------------------------------------------------
+
+    def media_room(self) -> MediaRoom | None:
+        if self.media is None or self.session is None:
+            return None
+        return self.media.room(self.session.session_id, self._record_media_state)
+
+    def media_members(self) -> dict[str, Connection]:
+        """Who may send and receive media now: staff in the session, admitted patients online."""
+        members = {staff.user_id: conn for conn, staff in self.presence.staff.items()}  # newest wins
+        members.update(self.presence.admitted(self.session))
+        return members
+
+    def _tell_admitted(self, conn: Connection, session_id: str) -> None:
+        conn.told_admitted = True  # from now on it gets rosters (never one before this frame)
+        self.presence.send(conn, {"type": "admitted", "session_id": session_id, "ice_servers": self.ice_servers})
+
+    async def _record_media_state(self, pid: str, is_patient: bool, audio: bool, video: bool) -> None:
+        async def record() -> None:
+            if self.session is not None:
+                await self._commit([self._media_event(pid, is_patient, audio, video)], [])
+
+        await self.run(record)
+
+    def _media_event(self, pid: str, is_patient: bool, audio: bool, video: bool) -> Event:
+        assert self.session is not None
+        event: Event = {"type": "media_state", "session_id": self.session.session_id,
+                        "at": to_ms(self.clock.now()), "audio": audio, "video": video}
+        event["patient_id" if is_patient else "user_id"] = pid
+        return event
+
+    def depart(self, conn: Connection, voluntary: bool) -> bool:
+        """The patient sent `leave` (voluntary) or their connection went away: forget the
+        connection now, without waiting for the lock or Redis, and remember when they left.
+        The departure reaches Redis at the next `run` or `settle`."""
+        patient_id = conn.patient_id
+        assert patient_id is not None
+        if conn.replaced or self.presence.patients.get(patient_id) is not conn:
+            return False
+        del self.presence.patients[patient_id]
+        at = self.clock.now() if voluntary else conn.last_heard
+        self.departures[patient_id] = (to_ms(at), voluntary)
+        if self.media is not None and self.session is not None:
+            if (room := self.media.get(self.session.session_id)) is not None:
+                room.sync(self.media_members())  # their media stops now, whatever Redis does
+        return True
+
+    async def mark_alive(self) -> None:
+        """Record that this process still holds the session's connections (see load)."""
+        if self.session is not None and any(not c.closing for c in self.presence.patients.values()):
+            await sessions.mark_alive(self.redis, self.session.session_id, to_ms(self.clock.now()))
+
+    def counts(self) -> DoorCounts:
+        """What this door holds now, for the process's gauges."""
+        waiting = len(self.early) + sum(1 for pid in (self.session.with_status(Status.WAITING) if self.session else ())
+                                        if pid in self.presence.patients)
+        return DoorCounts(waiting=waiting, in_session=sum(1 for _ in self.presence.admitted(self.session)),
+                          connections=len(self.presence.patients), open=self.session is not None)
+
+
+@dataclass(frozen=True)
+class DoorCounts:
+    waiting: int  # connected and waiting, before the opening too
+    in_session: int  # admitted and connected
+    connections: int  # patients' WebSockets
+    open: bool
+
+
+OUT = Patient(Status.OUT, since=0)  # who is not in the session at all
+
+
+async def _nothing() -> None:
+    return None
+
