@@ -83,7 +83,9 @@ def _ms(seconds: float) -> int:
 # last (the latest attempt; not for the address), in the clock's ms.
 # ARGV: now, window, per_address, per_user_at_address, lockout, lockout_max, user_slow_after,
 # user_slow_first, user_slow_max, ttl.
-# Returns {1} when reserved, else {0, ms to wait, reason}.
+# Returns {1} when reserved, else {0, ms to wait, reason}. Concurrent requests read the clock
+# before their scripts run, so `now` may be a little behind a `last` already written: a
+# comparison is made only where there is a wait, and `last` never goes back.
 _RESERVE = """
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local per_address, per_user_at = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -108,16 +110,16 @@ if a_n >= per_address then return {0, a_since + window - now, 'address'} end
 local p_n, _, p_last = read(KEYS[3])
 local p_wait = backoff(p_n, per_user_at, lockout, lockout_max)
 if now >= p_last + p_wait + window then p_n, p_wait = 0, 0 end  -- quiet for a window: forgotten
-if now < p_last + p_wait then return {0, p_last + p_wait - now, 'user_at_address'} end
+if p_wait > 0 and now < p_last + p_wait then return {0, p_last + p_wait - now, 'user_at_address'} end
 
 local u_n, u_since, u_last = read(KEYS[2])
 if now - u_since >= window then u_n, u_since = 0, now end
 local u_wait = backoff(u_n, slow_after, slow_first, slow_max)
-if now < u_last + u_wait then return {0, u_last + u_wait - now, 'user'} end
+if u_wait > 0 and now < u_last + u_wait then return {0, u_last + u_wait - now, 'user'} end
 
 redis.call('HSET', KEYS[1], 'n', a_n + 1, 'since', a_since)
-redis.call('HSET', KEYS[2], 'n', u_n + 1, 'since', u_since, 'last', now)
-redis.call('HSET', KEYS[3], 'n', p_n + 1, 'last', now)
+redis.call('HSET', KEYS[2], 'n', u_n + 1, 'since', u_since, 'last', math.max(now, u_last))
+redis.call('HSET', KEYS[3], 'n', p_n + 1, 'last', math.max(now, p_last))
 for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
 return {1}
 """
