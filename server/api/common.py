@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 from aiohttp import web
 
 from server.auth.sessions import COOKIE_NAME, StaffSession
-from server.auth.staff import Role
+from server.auth.staff import Role, can_run
 from server.errors import ApiError, ErrorCode, bad_request, forbidden
 from server.services import services
 from server.validation import parse_json
@@ -69,7 +69,7 @@ async def require_staff(request: web.Request, role: Role | None = None) -> Staff
 
 
 def may_run(staff: StaffSession, group: dict[str, Any]) -> bool:
-    return staff.user.role is Role.ADMIN or staff.user.id in group.get("facilitator_ids", [])
+    return can_run(staff.user, group)
 
 
 def require_group_rights(staff: StaffSession, group: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from server.auth.passwords import DUMMY_HASH, PasswordChecks, check_password, hash_password
 from server.ids import new_id
@@ -30,6 +31,11 @@ class StaffError(ValueError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def can_run(user: User, group: dict[str, Any]) -> bool:
+    """The one rights rule: an admin runs every group, a facilitator the groups they facilitate."""
+    return user.role is Role.ADMIN or user.id in group.get("facilitator_ids", [])
 
 
 @dataclass(frozen=True)

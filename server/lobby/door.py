@@ -17,17 +17,17 @@ from server.clock import to_ms
 from server.errors import ApiError, conflict
 from server.ids import new_id
 from server.lobby.machine import Event, RuleViolation, Session, Status
+from server.lobby.peer import CLOSE_FORBIDDEN, CLOSE_INVALID_TOKEN, CLOSE_REPLACED, Peer
 from server.lobby.persist import describe_session
 from server.lobby.presence import Staff
 from server.lobby.state import OUT, DoorState
-from server.realtime.connection import CLOSE_FORBIDDEN, CLOSE_INVALID_TOKEN, CLOSE_REPLACED, Connection
 from server.store import keys, sessions
 
 
 class Door(DoorState):
     # -- patients ------------------------------------------------------------------------
 
-    async def patient_hello(self, conn: Connection, patient_id: str, display_name: str, location: str | None) -> None:
+    async def patient_hello(self, conn: Peer, patient_id: str, display_name: str, location: str | None) -> None:
         now = to_ms(self.clock.now())
         self._count_check_in(patient_id, now)
         self.presence.names[patient_id] = display_name
@@ -60,7 +60,7 @@ class Door(DoorState):
             raise ApiError(429, "rate_limited", "too many check-ins; wait a minute and try again")
         recent.append(now)
 
-    def _replace(self, older: Connection | None, newer: Connection, patient_id: str) -> None:
+    def _replace(self, older: Peer | None, newer: Peer, patient_id: str) -> None:
         if older is not None and older is not newer:
             older.replaced = True
             self.presence.send(older, {"type": "error", "code": "replaced",
@@ -68,11 +68,11 @@ class Door(DoorState):
             older.close(CLOSE_REPLACED, "replaced")
         self.presence.patients[patient_id] = newer
 
-    async def patient_left(self, conn: Connection, voluntary: bool) -> None:
+    async def patient_left(self, conn: Peer, voluntary: bool) -> None:
         if self.depart(conn, voluntary):
             await self.settle()
 
-    async def media_state(self, conn: Connection, audio: bool, video: bool) -> None:
+    async def media_state(self, conn: Peer, audio: bool, video: bool) -> None:
         """The participant's own report; once they publish, the media room weighs it with the tracks."""
         pid = conn.patient_id or conn.user_id
         if self.session is None or pid is None:
@@ -86,7 +86,7 @@ class Door(DoorState):
         await self._commit([self._media_event(pid, conn.patient_id is not None, audio, video)], [])
         self.media_recorded[said] = (audio, video)
 
-    def is_admitted(self, conn: Connection) -> bool:
+    def is_admitted(self, conn: Peer) -> bool:
         if conn.user_id is not None:
             return conn in self.presence.staff
         return (
@@ -97,7 +97,7 @@ class Door(DoorState):
 
     # -- staff ---------------------------------------------------------------------------
 
-    async def staff_join(self, conn: Connection, staff: Staff, session_id: str | None) -> None:
+    async def staff_join(self, conn: Peer, staff: Staff, session_id: str | None) -> None:
         """Staff hello: with a session id they take part in it; without, they watch the door."""
         if session_id is not None:
             if self.session is None or self.session.session_id != session_id:
@@ -123,7 +123,7 @@ class Door(DoorState):
                 conn.close(CLOSE_FORBIDDEN, "forbidden")
                 self.staff_left(conn)
 
-    def staff_left(self, conn: Connection) -> None:
+    def staff_left(self, conn: Peer) -> None:
         self.presence.watchers.pop(conn, None)
         if self.presence.staff.pop(conn, None) is not None:
             self.schedule_push("roster")

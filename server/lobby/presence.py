@@ -9,19 +9,20 @@ cross-process bus implements the same small surface (send, broadcast, schedule, 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from server.clock import iso
 from server.lobby.machine import Session, Status
+from server.lobby.peer import Peer
 from server.metrics import Metrics
-from server.realtime.connection import Connection, encode
 
 PUSH_DELAY = 0.02  # seconds: bursts of arrivals are coalesced into one waiting_list push
 
 # What a push consists of: the recipients and the frame, or None when there is nobody to tell.
-Render = Callable[[str], "tuple[Iterable[Connection], dict[str, Any]] | None"]
+Render = Callable[[str], "tuple[Iterable[Peer], dict[str, Any]] | None"]
 
 
 @dataclass
@@ -35,9 +36,9 @@ class Presence:
     def __init__(self, metrics: Metrics, render: Render) -> None:
         self.metrics = metrics
         self.render = render
-        self.patients: dict[str, Connection] = {}  # the live connection of each patient
-        self.staff: dict[Connection, Staff] = {}  # staff taking part in the open session
-        self.watchers: dict[Connection, Staff] = {}  # staff watching the waiting room
+        self.patients: dict[str, Peer] = {}  # the live connection of each patient
+        self.staff: dict[Peer, Staff] = {}  # staff taking part in the open session
+        self.watchers: dict[Peer, Staff] = {}  # staff watching the waiting room
         self.names: dict[str, str] = {}  # patient id -> display name
         self._pending: set[str] = set()
         self._handle: asyncio.TimerHandle | None = None
@@ -53,32 +54,32 @@ class Presence:
             seen.setdefault(staff.user_id, staff)
         return list(seen.values())
 
-    def staff_conns(self) -> set[Connection]:
+    def staff_conns(self) -> set[Peer]:
         return set(self.staff) | set(self.watchers)
 
-    def admitted(self, session: Session | None) -> Iterator[tuple[str, Connection]]:
+    def admitted(self, session: Session | None) -> Iterator[tuple[str, Peer]]:
         """Admitted patients who are connected, with their connection."""
         if session is not None:
             for pid in session.with_status(Status.IN_SESSION):
                 if (conn := self.patients.get(pid)) is not None:
                     yield pid, conn
 
-    def in_session(self, session: Session | None) -> list[Connection]:
+    def in_session(self, session: Session | None) -> list[Peer]:
         """Who gets rosters: staff in the session, and admitted patients once told so (a push
         may fire while an admission is being committed; its `admitted` frame comes first)."""
         return list(self.staff) + [conn for _, conn in self.admitted(session) if conn.told_admitted]
 
-    def everyone(self) -> list[Connection]:
+    def everyone(self) -> list[Peer]:
         return list(self.patients.values()) + list(self.staff) + list(self.watchers)
 
     # -- what reaches them ---------------------------------------------------------------
 
-    def send(self, conn: Connection, message: dict[str, Any]) -> None:
+    def send(self, conn: Peer, message: dict[str, Any]) -> None:
         self.metrics.ws_messages["out"] += 1
         conn.send(message)
 
-    def broadcast(self, conns: Iterable[Connection], message: dict[str, Any]) -> None:
-        text = encode(message)  # once, not once per recipient
+    def broadcast(self, conns: Iterable[Peer], message: dict[str, Any]) -> None:
+        text = json.dumps(message, separators=(",", ":"))  # once, not once per recipient
         for conn in conns:
             self.metrics.ws_messages["out"] += 1
             conn.send_text(text)

@@ -21,11 +21,11 @@ from server.clinic.groups import brand_of, get_group, next_meeting
 from server.clock import Clock, iso, to_ms
 from server.errors import not_found
 from server.lobby.machine import Event, Patient, Session, Status
+from server.lobby.peer import Peer
 from server.lobby.persist import load_session, write_changes
 from server.lobby.presence import Presence, participants, waiting_list
 from server.media.room import MediaRoom, MediaRooms
 from server.metrics import Metrics
-from server.realtime.connection import Connection
 from server.store import keys, sessions
 from server.store.connection import Redis
 
@@ -181,7 +181,7 @@ class DoorState:
             room.sync(self.media_members())  # media follows admission at once, not at the push
         self.presence.schedule(*what)
 
-    def _render(self, what: str) -> tuple[list[Connection] | set[Connection], dict[str, Any]] | None:
+    def _render(self, what: str) -> tuple[list[Peer] | set[Peer], dict[str, Any]] | None:
         if what == "waiting_list":
             staff = self.presence.staff_conns()
             return (staff, {"type": "waiting_list", "waiting": self.waiting_list()}) if staff else None
@@ -194,13 +194,13 @@ class DoorState:
             return None
         return self.media.room(self.session.session_id, self._record_media_state)
 
-    def media_members(self) -> dict[str, Connection]:
+    def media_members(self) -> dict[str, Peer]:
         """Who may send and receive media now: staff in the session, admitted patients online."""
         members = {staff.user_id: conn for conn, staff in self.presence.staff.items()}  # newest wins
         members.update(self.presence.admitted(self.session))
         return members
 
-    def _tell_admitted(self, conn: Connection, session_id: str) -> None:
+    def _tell_admitted(self, conn: Peer, session_id: str) -> None:
         conn.told_admitted = True  # from now on it gets rosters (never one before this frame)
         self.presence.send(conn, {"type": "admitted", "session_id": session_id, "ice_servers": self.ice_servers})
 
@@ -218,7 +218,7 @@ class DoorState:
         event["patient_id" if is_patient else "user_id"] = pid
         return event
 
-    def depart(self, conn: Connection, voluntary: bool) -> bool:
+    def depart(self, conn: Peer, voluntary: bool) -> bool:
         """The patient sent `leave` (voluntary) or their connection went away: forget the
         connection now, without waiting for the lock or Redis, and remember when they left.
         The departure reaches Redis at the next `run` or `settle`."""

@@ -15,12 +15,12 @@ from typing import Any
 from aiohttp import web
 
 from server.clock import Clock
+from server.lobby.peer import CLOSE_FORBIDDEN, CLOSE_INVALID_TOKEN, CLOSE_REPLACED
+
+__all__ = ["CLOSE_FORBIDDEN", "CLOSE_INVALID_TOKEN", "CLOSE_REPLACED", "Connection", "encode"]
 
 CLOSE_TOO_SLOW = 1008
 CLOSE_FLOOD = 1008  # policy violation: more frames than a client may send
-CLOSE_INVALID_TOKEN = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_REPLACED = 4409
 CLOSE_HEARTBEAT = 4408
 
 

@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 
 from server.api.common import client_ip, same_origin
 from server.auth.sessions import COOKIE_NAME, StaffSession
-from server.auth.staff import Role
+from server.auth.staff import can_run
 from server.clinic import enrollments
 from server.clinic.groups import get_group
 from server.clinic.patients import get_patient
@@ -165,7 +165,7 @@ class Client:
             group = await get_group(svc.redis, group_id)
             if group is None:
                 raise ApiError(404, "not_found", "group not found")
-            if staff.user.role is not Role.ADMIN and staff.user.id not in group.get("facilitator_ids", []):
+            if not can_run(staff.user, group):
                 self.error("forbidden", "you do not facilitate this group", CLOSE_FORBIDDEN)
                 return False
             door = svc.lobby.door(group_id)
