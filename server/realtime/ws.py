@@ -16,7 +16,6 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from server.api.common import client_ip, same_origin
 from server.auth.sessions import COOKIE_NAME, StaffSession
 from server.auth.staff import can_run
 from server.clinic import enrollments
@@ -34,6 +33,7 @@ from server.realtime.connection import (
     Connection,
 )
 from server.realtime.frames import FrameError
+from server.requests import client_address, same_origin
 from server.services import Services, services
 from server.store.connection import UNAVAILABLE
 from server.validation import an_id, parse_json
@@ -235,7 +235,8 @@ class Client:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     svc = services(request)
-    ticket = svc.hello_gate.enter(client_ip(request))  # 429 before the upgrade when too many have not said hello
+    # 429 before the upgrade when too many have not said hello
+    ticket = svc.hello_gate.enter(client_address(request, svc.settings.trusted_proxies))
     settings = svc.settings
     ws = web.WebSocketResponse(max_msg_size=settings.max_ws_frame_bytes, autoping=False)
     await ws.prepare(request)
