@@ -341,9 +341,9 @@ async def test_an_answer_that_breaks_the_bundle_is_refused_and_harms_no_one(api:
 
 async def test_an_unanswered_subscribe_offer_starts_that_connection_over(
         api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from server.media import room as media_room
+    from server.media import negotiation
 
-    monkeypatch.setattr(media_room, "ANSWER_TIMEOUT", 1.0)
+    monkeypatch.setattr(negotiation, "ANSWER_TIMEOUT", 1.0)
     async with await Room.open(api, await api.world(patients=1)) as room:
         staff = room.people[0]
         patient = await room.admit(0)

@@ -7,6 +7,7 @@ keyframe, since nothing before it can be decoded.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 HEADER = struct.Struct("!BBHII")  # V=2 P X CC | M PT | sequence | timestamp | SSRC
 RTP_VERSION_BYTE = 0x80  # version 2, no padding, no extension, no CSRC
@@ -64,10 +65,12 @@ def h264_keyframe_start(payload: bytes) -> bool:
     return False
 
 
+def keyframe_detector(mime_type: str) -> Callable[[bytes], bool] | None:
+    """The keyframe-start test for a codec, chosen once per track; None where every packet is a
+    place to start (audio)."""
+    return {"video/vp8": vp8_keyframe_start, "video/h264": h264_keyframe_start}.get(mime_type.lower())
+
+
 def keyframe_start(mime_type: str, payload: bytes) -> bool:
-    kind = mime_type.lower()
-    if kind == "video/vp8":
-        return vp8_keyframe_start(payload)
-    if kind == "video/h264":
-        return h264_keyframe_start(payload)
-    return True  # audio: every packet is a place to start
+    detect = keyframe_detector(mime_type)
+    return detect is None or detect(payload)

@@ -1,0 +1,324 @@
+"""Negotiation (seconds): SDP offers and answers, renegotiation, and the restart of a connection
+whose offer went unanswered.
+
+Each admitted participant has up to two peer connections (CONTRACT.md): *publish*, where the
+client offers its audio and video and the server answers, and *subscribe*, where the server
+offers every other participant's tracks and re-offers whenever that set changes (the server
+is the only offerer there, so there is no glare: a change during an unanswered offer waits
+for the answer). Negotiation creates the per-packet objects (`tracks.Source` for a published
+track, `tracks.Forward` for a viewer track) and retires them; it does not forward packets.
+
+`Negotiation` is the half of `room.MediaRoom` that does this; the room (membership) decides
+who is in it and calls `renegotiate` when the tracks a viewer should see change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.exceptions import InvalidStateError
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.sdp import SessionDescription
+
+from server.media import glue
+from server.media.tracks import Forward, Source
+
+if TYPE_CHECKING:
+    from server.media.room import Member
+
+log = logging.getLogger(__name__)
+
+ANSWER_TIMEOUT = 15.0  # a subscribe offer unanswered this long: that connection starts over
+
+
+class MediaError(Exception):
+    """A media request refused; `code` and `message` go back to the client in an error frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def rtc_configuration(ice_servers: tuple[dict[str, Any], ...]) -> RTCConfiguration:
+    servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+               for s in ice_servers]
+    return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+
+
+def check_publish_offer(sdp: str) -> None:
+    """A publish offer is well-formed SDP with at most one audio and one video section."""
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises whatever the bad line provokes
+        raise MediaError("bad_sdp", f"the SDP could not be read ({type(exc).__name__})") from None
+    kinds = [m.kind for m in parsed.media]
+    if not kinds:
+        raise MediaError("bad_sdp", "the offer has no media")
+    if any(k not in ("audio", "video") for k in kinds) or kinds.count("audio") > 1 or kinds.count("video") > 1:
+        raise MediaError("bad_sdp", "a publish offer carries at most one audio and one video track")
+    for media in parsed.media:
+        if media.ice is None or not media.ice.usernameFragment or not media.dtls or not media.dtls.fingerprints:
+            raise MediaError("bad_sdp", "the offer lacks ICE credentials or a DTLS fingerprint")
+
+
+async def quietly_close(pc: RTCPeerConnection) -> None:
+    """Close in the background; a connection a client broke may fail to close cleanly."""
+    try:
+        await pc.close()
+    except Exception as exc:
+        log.info("a peer connection did not close cleanly: %r", exc)
+
+
+def keyed(description: SessionDescription) -> bool:
+    """Every media section carries ICE credentials and a DTLS fingerprint (a session-level one
+    counts: aiortc's parser copies it to each section). Without a fingerprint the DTLS handshake
+    has nothing to check the peer's certificate against."""
+    return all(
+        m.ice is not None and m.ice.usernameFragment and m.dtls is not None and m.dtls.fingerprints
+        for m in description.media
+    )
+
+
+def same_sections(offer: SessionDescription, answer: SessionDescription) -> bool:
+    """An answer must keep the offer's media sections, in order, all in one BUNDLE group."""
+    mids = [m.rtp.muxId for m in offer.media]
+    if [m.rtp.muxId for m in answer.media] != mids or [m.kind for m in answer.media] != [m.kind for m in offer.media]:
+        return False
+    bundles = [g.items for g in answer.group if g.semantic == "BUNDLE"]
+    return bundles == [mids]
+
+
+def capability(codec: RTCRtpCodecParameters, kind: str) -> list[RTCRtpCodecCapability]:
+    """Codec preferences that make a viewer track use exactly the publisher's codec.
+
+    No RTX: lost packets are sent again as they were (same SSRC and sequence number), which
+    every receiver takes. aiortc receivers drop RTX on a connection with several video tracks
+    (their router knows no RTX SSRCs, and the RTX payload type is shared by all the tracks)."""
+    caps = RTCRtpSender.getCapabilities(kind).codecs
+    return [c for c in caps if c.mimeType.lower() == codec.mimeType.lower() and c.parameters == codec.parameters][:1]
+
+
+class Negotiation:
+    """Offers and answers for one room's members; mixed into `room.MediaRoom`, which provides
+    the members, the closed flag and `spawn` (background work it waits for at the end)."""
+
+    session_id: str
+    ice_servers: tuple[dict[str, Any], ...]
+    members: dict[str, Member]
+    closed: bool
+
+    def __init__(self) -> None:
+        self.timers: set[asyncio.Future[Any]] = set()  # answer timeouts, cancelled at the end
+        self.counter = itertools.count(1)  # numbers viewer tracks, so their ids are unique
+
+    def spawn(self, work: Awaitable[Any]) -> None:
+        raise NotImplementedError  # the room's
+
+    # -- publish ------------------------------------------------------------------------------
+
+    async def answer_publish(self, member: Member, sdp: str) -> str:
+        """Take a member's publish offer; return the server's answer. Their new tracks are
+        offered to everyone else."""
+        check_publish_offer(sdp)
+        async with member.publish_lock:
+            pc = member.publish_pc
+            if pc is not None and pc.connectionState in ("closed", "failed"):
+                self.retire_publish(member)  # the client gave up on that connection: start afresh
+                pc = None
+            if pc is not None and pc.signalingState != "stable":
+                raise MediaError("out_of_turn", "a publish offer is already being answered")
+            fresh = pc is None
+            if pc is None:
+                pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                answer = await pc.createAnswer()
+                await pc.setLocalDescription(answer)
+            except Exception as exc:
+                if fresh:
+                    self.spawn(quietly_close(pc))
+                else:
+                    self.retire_publish(member)  # a half-applied re-offer: the next offer starts afresh
+                raise MediaError("bad_sdp", f"the offer was refused ({type(exc).__name__})") from None
+            if member.closed:
+                self.spawn(quietly_close(pc))
+                raise MediaError("not_admitted", "media is available only after admission")
+            member.publish_pc = pc
+            added = False
+            for transceiver in pc.getTransceivers():
+                codecs = glue.negotiated_codecs(transceiver)
+                kind = transceiver.kind
+                if not codecs or kind in member.sources or transceiver.currentDirection not in ("recvonly", "sendrecv"):
+                    continue
+                member.sources[kind] = self.source(member, kind, transceiver, codecs[0])
+                added = True
+            if added:
+                self.renegotiate_others(member)
+            assert pc.localDescription is not None
+            return pc.localDescription.sdp
+
+    def retire_publish(self, member: Member) -> None:
+        """Drop a member's dead publish connection and its tracks; the others are re-offered."""
+        for source in member.sources.values():
+            source.closed = True
+            source.forwards.clear()
+        member.sources.clear()
+        if member.publish_pc is not None:
+            self.spawn(quietly_close(member.publish_pc))
+            member.publish_pc = None
+        self.renegotiate_others(member)
+
+    def source(self, member: Member, kind: str, transceiver: RTCRtpTransceiver,
+               codec: RTCRtpCodecParameters) -> Source:
+        """A newly published track: its packets come to `deliver`, nothing is decoded."""
+        source = Source(member, kind, transceiver, codec)
+        glue.stop_decoding(transceiver.receiver)
+        glue.tap_receiver(transceiver.receiver, source.deliver)
+        return source
+
+    # -- subscribe ----------------------------------------------------------------------------
+
+    def renegotiate_others(self, member: Member) -> None:
+        """Everyone but `member` is offered what changed (`member`'s tracks came or went)."""
+        for other in self.members.values():
+            if other is not member:
+                self.spawn(self.renegotiate(other))
+
+    async def renegotiate(self, member: Member) -> None:
+        """Offer the viewer every other member's tracks, if that set changed since the last offer."""
+        async with member.subscribe_lock:
+            if member.closed or self.closed:
+                return
+            pc = member.subscribe_pc
+            if pc is not None and pc.signalingState == "have-local-offer":
+                member.dirty = True  # offered already: re-offer once the answer is in
+                return
+            member.dirty = False
+            wanted = {(other.pid, kind): source for other in self.members.values() if other is not member
+                      for kind, source in other.sources.items() if not source.closed}
+            changed = False
+            for key, (transceiver, forward) in list(member.slots.items()):
+                if wanted.get(key) is not forward.source:
+                    transceiver.direction = "inactive"
+                    with contextlib.suppress(ValueError):
+                        forward.source.forwards.remove(forward)
+                    del member.slots[key]
+                    member.idle[key] = (transceiver, forward)
+                    changed = True
+            for key, source in wanted.items():
+                if key in member.slots:
+                    continue
+                if pc is None:
+                    pc = member.subscribe_pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
+                idle = member.idle.pop(key, None)
+                reused = self.reuse_viewer_track(*idle, source) if idle is not None else None
+                member.slots[key] = reused or self.viewer_track(pc, source)
+                changed = True
+            if not changed or pc is None:
+                return
+            try:
+                await pc.setLocalDescription(await pc.createOffer())
+            except InvalidStateError:
+                if member.closed or self.closed:
+                    return  # dropped while the offer was being made
+                raise
+            if member.closed or pc.localDescription is None:
+                return
+            frame: dict[str, Any] = {"type": "offer", "pc": "subscribe", "sdp": pc.localDescription.sdp}
+            if member.restart:
+                frame["restart"] = True  # a new connection: drop the old one before answering
+                member.restart = False
+            member.conn.send(frame)
+            timer = asyncio.ensure_future(self._restart_if_unanswered(member, pc, frame["sdp"]))
+            self.timers.add(timer)
+            timer.add_done_callback(self.timers.discard)
+
+    async def take_answer(self, member: Member, sdp: str) -> None:
+        """The member's answer to the last subscribe offer."""
+        async with member.subscribe_lock:
+            pc = member.subscribe_pc
+            if pc is None or pc.signalingState != "have-local-offer":
+                raise MediaError("out_of_turn", "there is no subscribe offer waiting for an answer")
+            offer = pc.localDescription
+            try:
+                answer = SessionDescription.parse(sdp)
+            except Exception:
+                raise MediaError("bad_sdp", "the answer could not be read") from None
+            if offer is None or not same_sections(SessionDescription.parse(offer.sdp), answer):
+                raise MediaError("bad_sdp", "the answer's media sections or BUNDLE group differ from the offer")
+            if not keyed(answer):
+                raise MediaError("bad_sdp", "the answer lacks ICE credentials or a DTLS fingerprint")
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            except Exception as exc:
+                self._rebuild_subscribe(member)  # possibly half applied: start that connection over
+                raise MediaError("bad_sdp", f"the answer was refused ({type(exc).__name__})") from None
+            again = member.dirty
+        if again:
+            self.spawn(self.renegotiate(member))
+
+    async def _restart_if_unanswered(self, member: Member, pc: RTCPeerConnection, offered: str) -> None:
+        """An offer nobody answered in time: start the viewer's subscribe connection over."""
+        await asyncio.sleep(ANSWER_TIMEOUT)
+        async with member.subscribe_lock:
+            current = pc.localDescription
+            if (not member.closed and not self.closed and member.subscribe_pc is pc
+                    and pc.signalingState == "have-local-offer" and current is not None and current.sdp == offered):
+                log.info("no answer to a subscribe offer in %ss; starting that connection over", ANSWER_TIMEOUT)
+                self._rebuild_subscribe(member)
+
+    def _rebuild_subscribe(self, member: Member) -> None:
+        """Close a viewer's subscribe connection; the next offer comes on a new one (restart)."""
+        for _, forward in list(member.slots.values()) + list(member.idle.values()):
+            with contextlib.suppress(ValueError):
+                forward.source.forwards.remove(forward)
+        member.slots.clear()
+        member.idle.clear()
+        if member.subscribe_pc is not None:
+            self.spawn(quietly_close(member.subscribe_pc))
+            member.subscribe_pc = None
+        member.restart = True
+        member.dirty = False
+        self.spawn(self.renegotiate(member))
+
+    def viewer_track(self, pc: RTCPeerConnection, source: Source) -> tuple[RTCRtpTransceiver, Forward]:
+        """A new sending track on a viewer's subscribe connection, fed from `source`."""
+        owner, kind = source.owner.pid, source.kind
+        transceiver = pc.addTransceiver(glue.HeldTrack(kind, f"{owner}-{kind}-{next(self.counter)}"),
+                                        direction="sendonly")
+        glue.set_stream_id(transceiver.sender, owner)
+        if prefs := capability(source.codec, kind):
+            transceiver.setCodecPreferences(prefs)
+        forward = Forward(source, glue.Outlet(transceiver, source.request_keyframe))
+        source.forwards.append(forward)
+        return transceiver, forward
+
+    def reuse_viewer_track(self, transceiver: RTCRtpTransceiver, old: Forward,
+                           source: Source) -> tuple[RTCRtpTransceiver, Forward] | None:
+        """The same publisher is back: send their new track on their old m-line, if the codec matches.
+
+        The stream carries on from where the old one stopped (sequence numbers, timestamps), and
+        starts again only once the viewer has accepted the m-line as active again."""
+        if (old.source.codec.mimeType.lower(), old.source.codec.parameters) != (
+                source.codec.mimeType.lower(), source.codec.parameters):
+            return None
+        transceiver.direction = "sendonly"
+        old.outlet.retarget(source.request_keyframe)
+        forward = Forward(source, old.outlet, old.rewriter.continued(source.codec.clockRate))
+        source.forwards.append(forward)
+        return transceiver, forward
