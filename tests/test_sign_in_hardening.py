@@ -191,6 +191,25 @@ async def test_many_failures_at_one_username_from_everywhere_slow_it_down_but_ne
         assert (await sign_in(api, "dana", PASSWORD, clinic))[0] == 200
 
 
+async def test_an_address_the_user_signed_in_from_is_not_slowed_by_failures_elsewhere(
+        make_api: Callable[..., Any]) -> None:
+    api = await make_api(login_slow_after_failures_per_user=6)
+    await create_user(api.redis, "dana", PASSWORD, Role.FACILITATOR)
+    async with from_address("127.0.0.2") as one, from_address("127.0.0.3") as two, \
+            from_address("127.0.0.4") as clinic, from_address("127.0.0.5") as new_laptop:
+        assert (await sign_in(api, "dana", PASSWORD, clinic))[0] == 200
+        api.clock.advance(3600)
+        for http in [one] * 5 + [two] * 3:
+            await sign_in(api, "dana", "guess", http)
+        assert (await sign_in(api, "dana", PASSWORD, new_laptop))[0] == 429
+        assert (await sign_in(api, "dana", PASSWORD, clinic))[0] == 200
+        # Known for a while only: a month later the clinic's address waits like any other.
+        api.clock.advance(31 * 86400)
+        for http in [one] * 5 + [two] * 3:
+            await sign_in(api, "dana", "guess", http)
+        assert (await sign_in(api, "dana", PASSWORD, clinic))[0] == 429
+
+
 # -- 3. argon2id, and scrypt hashes upgraded -------------------------------------------------------
 
 

@@ -43,6 +43,11 @@ def login_attempts_user_at(name: str, ip: str) -> str:
     return f"{PREFIX}:login:user_at:{name.lower()}@{ip}"
 
 
+def login_known_addresses(name: str) -> str:
+    """Addresses one username signed in from lately (a sorted set: address -> ms of the last)."""
+    return f"{PREFIX}:login:known:{name.lower()}"
+
+
 def group(group_id: str) -> str:
     return f"{PREFIX}:group:{group_id}"
 
