@@ -233,10 +233,9 @@ def _staff_change(summary: str, role: str, **kw: Any) -> Schema:
     return _op(summary, role, csrf=True, **kw)
 
 
-def _page(summary: str, role: str | None = None, content_type: str = "text/html",
-          query: tuple[Schema, ...] = ()) -> Schema:
+def _page(summary: str, role: str | None = None, query: tuple[Schema, ...] = (), by_id: bool = False) -> Schema:
     """A page (not JSON): staff pages redirect to /login without a session, 403 for another role."""
-    ok = {"description": "OK", "content": {content_type: {"schema": S}}}
+    ok = {"description": "OK", "content": {"text/html": {"schema": S}}}
     op: Schema = {"summary": summary, "responses": {"200": ok}}
     if role:
         op["x-role"] = role
@@ -244,6 +243,8 @@ def _page(summary: str, role: str | None = None, content_type: str = "text/html"
                                   "headers": {"Location": {"schema": S}}}
         op["responses"]["403"] = {"description": "signed in with another role: an HTML page",
                                   "content": {"text/html": {"schema": S}}}
+    if by_id:
+        op["responses"]["404"] = {"description": "no such thing: an HTML page", "content": {"text/html": {"schema": S}}}
     if query:
         op["parameters"] = list(query)
     return op
@@ -363,7 +364,8 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ("GET", "/login"): _page("Staff sign-in page", query=(NEXT_Q,)),
     ("GET", "/console"): _page("The facilitator's console", "facilitator"),
     ("GET", "/admin"): _page("Admin: groups and patients", "admin"),
-    ("GET", "/admin/groups/{group_id}"): _page("Admin: a group's enrolments, links and brand editor", "admin"),
+    ("GET", "/admin/groups/{group_id}"): _page("Admin: a group's enrolments, links and brand editor", "admin",
+                                               by_id=True),
     ("GET", "/admin/attendance"): _page("Admin: attendance minutes, weekly hours, dropout risk", "admin",
                                         query=(FROM, TO, GROUP_Q, PATIENT_Q)),
     ("GET", "/admin/billing"): _page("Admin: billing deliveries and replay", "admin", query=(STATUS_Q,)),
