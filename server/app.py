@@ -94,6 +94,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+DELIVERY = web.AppKey("delivery", DeliveryWorker)  # the billing worker, once started (tests drive it)
+
+
 def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | None = None) -> web.Application:
     """The application. Without `redis`, it connects to settings.redis_url when started."""
     clock = clock or SystemClock()
@@ -150,8 +153,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
 
     async def billing_delivery(app: web.Application) -> AsyncIterator[None]:
         svc = app[SERVICES]
-        worker = DeliveryWorker(svc.redis, svc.clock, svc.settings, svc.audit, wake=svc.lobby.delivery_wake,
-                                metrics=svc.metrics)
+        worker = app[DELIVERY] = DeliveryWorker(svc.redis, svc.clock, svc.settings, svc.audit,
+                                                wake=svc.lobby.delivery_wake, metrics=svc.metrics)
         task = asyncio.create_task(worker.run())
         yield
         task.cancel()

@@ -258,8 +258,10 @@ async def test_410_disables_the_endpoint_and_replay_delivers(billing: Api, recei
     assert {d["last_status"] for d in failed} == {410}
     attempts_before = len(receiver.attempts)
     billing.clock.advance(3600)
-    await asyncio.sleep(0.2)
-    assert len(receiver.attempts) == attempts_before  # disabled: nothing more is sent
+    from server.app import DELIVERY
+
+    assert await billing.client.app[DELIVERY].run_once() == 0  # disabled: nothing more is tried
+    assert len(receiver.attempts) == attempts_before
 
     for delivery in failed:
         replayed = await billing.post(world.admin, f"/billing/deliveries/{delivery['id']}/replay")
@@ -335,8 +337,10 @@ async def test_a_session_left_empty_ends_by_itself(billing: Api, receiver: Recei
     await sock.send({"type": "leave"})
     await sock.closed()
     billing.clock.advance(1)
-    await asyncio.sleep(0.1)  # the room is seen empty
+    lobby = billing.client.app[SERVICES].lobby
+    await lobby.tend()  # the room is seen empty
     billing.clock.advance(billing.settings.auto_end_seconds + 1)
+    await lobby.tend()  # and ends
     await receiver.wait(lambda: len(receiver.accepted) == 1, billing.clock, step=1)
     described = await billing.get(world.facilitator, f"/sessions/{session_id}")
     assert described["state"] == "ended"

@@ -413,8 +413,9 @@ async def test_a_session_orphaned_by_a_crash_is_adopted_and_ends_by_itself(
         while world.group["id"] not in second.app[SERVICES].lobby.doors:
             await asyncio.sleep(0.01)
     api.clock.advance(1)
-    await asyncio.sleep(0.1)  # the adopted room is seen empty
+    await second.app[SERVICES].lobby.tend()  # the adopted room is seen empty
     api.clock.advance(61)
+    await second.app[SERVICES].lobby.tend()  # and ends
     async with asyncio.timeout(5):
         while not await api.redis.exists(keys.session_finalised(session_id)):
             await asyncio.sleep(0.01)

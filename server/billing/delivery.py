@@ -162,6 +162,11 @@ class DeliveryWorker:
                     await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
                 self.wake.clear()
 
+    async def run_once(self) -> int:
+        """One round of `run`, for tests and tools: deliver what is due now; how many were tried."""
+        async with webhook_session(self.settings.billing_allow_link_local) as http:
+            return await self.deliver_due(http)
+
     async def deliver_due(self, http: aiohttp.ClientSession) -> int:
         url = self.settings.billing_webhook_url
         if not url or not self.settings.billing_webhook_secrets:
