@@ -43,6 +43,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check server tests bench tools
 	$(BIN)/mypy
 	$(BIN)/mypy tools
+	$(BIN)/lint-imports  # the direction of imports: [tool.importlinter] in pyproject.toml
 
 # A CycloneDX SBOM of the runtime dependencies as installed (the locked versions).
 sbom: $(STAMP)
