@@ -118,7 +118,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         redis=client,
         metrics=metrics,
         audit=audit,
-        staff_sessions=StaffSessions(client, settings.secret_key, clock, settings.staff_idle_timeout_seconds),
+        staff_sessions=StaffSessions(client, settings.signing_keys, clock, settings.staff_idle_timeout_seconds,
+                                     settings.staff_session_max_seconds),
         limiter=LoginLimiter(client, clock, LoginLimits(
             per_address=settings.login_max_failures_per_ip,
             per_user_at_address=settings.login_max_failures_per_user,
@@ -129,7 +130,7 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
             user_slow_max_seconds=settings.login_slow_max_seconds,
         )),
         password_checks=PasswordChecks(settings.password_checks_at_once, settings.password_checks_queue),
-        links=LinkSigner(settings.secret_key, settings.public_url),
+        links=LinkSigner(settings.signing_keys, settings.public_url),
         lobby=Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds, settings.auto_end_seconds,
                     media=media, ice_servers=list(settings.ice_servers),
                     check_ins_per_minute=settings.check_ins_per_minute),

@@ -57,7 +57,7 @@ async def create_demo(redis: Redis, settings: Settings, clock: Clock) -> str:
         ids = {"facilitator": facilitator.id, "admin": admin.id, "group": group["id"], "enrollments": enrolled}
         await seed_history(redis, AuditLog(redis, clock), group, patient_ids, facilitator.id, clock.now())
         await redis.set(keys.demo(), json.dumps(ids))
-    links = LinkSigner(settings.secret_key, settings.public_url)
+    links = LinkSigner(settings.signing_keys, settings.public_url)
     lines = [
         "",
         "Demo clinic: Lakeside Behavioral Health, group \"Evening DBT Skills\" (IOP)",

@@ -52,8 +52,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_HEARTBEAT_INTERVAL_SECONDS", "WebSocket ping interval", "10"),
     Setting("PORCHLIGHT_HEARTBEAT_TIMEOUT_SECONDS", "a client silent this long is dropped", "30"),
     Setting("PORCHLIGHT_STAFF_IDLE_TIMEOUT_SECONDS", "staff sessions end after this much inactivity", "900"),
+    Setting("PORCHLIGHT_STAFF_SESSION_MAX_SECONDS", "a staff sign-in ends this long after it began", "43200"),
     Setting("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_IP", "failed logins per IP before 429, per window", "20"),
-    Setting("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_USER", "failed logins per username before 429, per window", "5"),
+    Setting("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_USER", "failures at a username from one address before lock-out", "5"),
     Setting("PORCHLIGHT_LOGIN_FAILURE_WINDOW_SECONDS", "window for counting failed logins", "900"),
     Setting("PORCHLIGHT_LOGIN_LOCKOUT_SECONDS", "first lock-out of an address from a username; doubles", "60"),
     Setting("PORCHLIGHT_LOGIN_LOCKOUT_MAX_SECONDS", "longest lock-out of an address from a username", "3600"),
@@ -84,6 +85,7 @@ class Settings:
     ws_before_hello_max: int = 1000
     data_dir: Path = Path("./porchlight-data")
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    previous_secret_keys: tuple[str, ...] = field(default=(), repr=False)  # still verify, never sign
     public_url: str = "http://127.0.0.1:8080"
     billing_webhook_url: str | None = None
     billing_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
@@ -96,6 +98,7 @@ class Settings:
     heartbeat_interval_seconds: float = 10.0
     heartbeat_timeout_seconds: float = 30.0
     staff_idle_timeout_seconds: float = 900.0
+    staff_session_max_seconds: float = 12 * 3600.0
     login_max_failures_per_ip: int = 20
     login_max_failures_per_user: int = 5
     login_failure_window_seconds: int = 900
@@ -121,6 +124,11 @@ class Settings:
     check_ins_per_minute: int = 10
     # Reverse proxies whose X-Forwarded-For is believed (the client address for per-address limits).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @property
+    def signing_keys(self) -> tuple[str, ...]:
+        """The key that signs first, then older ones that still verify (during a rotation)."""
+        return (self.secret_key, *self.previous_secret_keys)
 
     @property
     def secure_cookies(self) -> bool:
@@ -165,11 +173,13 @@ class Settings:
         number("PORCHLIGHT_REDIS_TIMEOUT_SECONDS", "redis_timeout_seconds", float, 0.1, 60)
         if (data_dir := get("PORCHLIGHT_DATA_DIR")) is not None:
             values["data_dir"] = Path(data_dir)
-        if (key := env.get("PORCHLIGHT_SECRET_KEY")) is not None and key != "":
-            if len(key) < 32:
-                problems.append("PORCHLIGHT_SECRET_KEY: must be at least 32 characters")
+        if (key := env.get("PORCHLIGHT_SECRET_KEY")) is not None and key.strip() != "":
+            # Rotation: several keys, separated by spaces or commas; the first signs, all verify.
+            given = key.replace(",", " ").split()
+            if any(len(k) < 32 for k in given):
+                problems.append("PORCHLIGHT_SECRET_KEY: each key must be at least 32 characters")
             else:
-                values["secret_key"] = key
+                values["secret_key"], values["previous_secret_keys"] = given[0], tuple(given[1:])
         if (public := get("PORCHLIGHT_PUBLIC_URL")) is not None:
             parsed = urlparse(public)
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -210,6 +220,7 @@ class Settings:
         number("PORCHLIGHT_HEARTBEAT_INTERVAL_SECONDS", "heartbeat_interval_seconds", float, 0.01, 600)
         number("PORCHLIGHT_HEARTBEAT_TIMEOUT_SECONDS", "heartbeat_timeout_seconds", float, 0.05, 3600)
         number("PORCHLIGHT_STAFF_IDLE_TIMEOUT_SECONDS", "staff_idle_timeout_seconds", float, 10, 86400)
+        number("PORCHLIGHT_STAFF_SESSION_MAX_SECONDS", "staff_session_max_seconds", float, 60, 7 * 86400)
         number("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_IP", "login_max_failures_per_ip", int, 1, 100000)
         number("PORCHLIGHT_LOGIN_MAX_FAILURES_PER_USER", "login_max_failures_per_user", int, 1, 100000)
         number("PORCHLIGHT_LOGIN_FAILURE_WINDOW_SECONDS", "login_failure_window_seconds", int, 1, 86400)

@@ -98,3 +98,43 @@ async def test_behind_a_trusted_proxy_per_address_limits_count_each_client(api: 
     assert [await wrong("198.51.100.1", f"user{i}") for i in range(3)] == [401, 401, 429]
     # Another patient-facing client behind the same proxy is not blocked by the first one.
     assert await wrong("198.51.100.2", "someone") == 401
+
+
+async def test_rotating_the_signing_key_keeps_links_and_sign_ins_valid(api: Api, aiohttp_client: object) -> None:
+    from server.app import create_app
+
+    old, new = "o" * 40, "n" * 40
+    before = api.settings.replace(secret_key=old)
+    first = Api(await aiohttp_client(create_app(before, redis=api.redis, clock=api.clock)),  # type: ignore[operator]
+                api.redis, api.clock, before)
+    world = await first.world(patients=1)
+    await first.open(world)
+
+    # The operator rotates: PORCHLIGHT_SECRET_KEY="new old"; the new key signs, the old still verifies.
+    rotated = Settings.from_env({"PORCHLIGHT_SECRET_KEY": f"{new} {old}", "PORCHLIGHT_DATA_DIR": "unused"})
+    assert rotated.signing_keys == (new, old)
+    during = api.settings.replace(secret_key=rotated.secret_key, previous_secret_keys=rotated.previous_secret_keys)
+    second = Api(await aiohttp_client(create_app(during, redis=api.redis, clock=api.clock)),  # type: ignore[operator]
+                 api.redis, api.clock, during)
+    await second.patient(world.tokens[0])  # a link handed out before the rotation still works
+    await second.get(world.admin, "/me")  # and so does a sign-in
+    rotated_link = (await second.post(world.admin, f"/enrollments/{world.patients[0]['enrollment_id']}/rotate-link"))
+    token = rotated_link["join_url"].rsplit("/j/", 1)[1]
+
+    # Once the old key is dropped, only what the new key signed is accepted.
+    after = api.settings.replace(secret_key=new)
+    third = Api(await aiohttp_client(create_app(after, redis=api.redis, clock=api.clock)),  # type: ignore[operator]
+                api.redis, api.clock, after)
+    await third.get(world.admin, "/me", expect=401)
+    await third.patient(token)
+
+
+async def test_a_staff_sign_in_ends_after_its_maximum_age_however_busy(api: Api) -> None:
+    world = await api.world(patients=0)
+    limit = api.settings.staff_session_max_seconds
+    idle = api.settings.staff_idle_timeout_seconds
+    for _ in range(int(limit // (idle / 2))):  # busy all along: a request every half idle period
+        api.clock.advance(idle / 2)
+        await api.get(world.admin, "/me")
+    api.clock.advance(idle / 2)
+    await api.get(world.admin, "/me", expect=401)

@@ -6,14 +6,18 @@ rest: a rotated link carries an old version, an ended or expired enrolment admit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from itsdangerous import BadSignature, URLSafeSerializer
+
+from server.auth.sessions import verifying_keys
 
 SALT = "porchlight.join-link"
 
 
 class LinkSigner:
-    def __init__(self, secret_key: str, public_url: str) -> None:
-        self._serializer = URLSafeSerializer(secret_key, salt=SALT)
+    def __init__(self, secret_keys: str | Sequence[str], public_url: str) -> None:
+        self._serializer = URLSafeSerializer(verifying_keys(secret_keys), salt=SALT)
         self.public_url = public_url.rstrip("/")
 
     def token(self, enrollment_id: str, version: int) -> str:

@@ -8,6 +8,7 @@ Idle time is measured with the injectable clock; Redis's TTL only collects what 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -28,11 +29,13 @@ class StaffSession:
 
 
 class StaffSessions:
-    def __init__(self, redis: Redis, secret_key: str, clock: Clock, idle_timeout: float) -> None:
+    def __init__(self, redis: Redis, secret_keys: str | Sequence[str], clock: Clock, idle_timeout: float,
+                 max_age: float = 12 * 3600) -> None:
         self.redis = redis
         self.clock = clock
         self.idle_timeout = idle_timeout
-        self._signer = URLSafeSerializer(secret_key, salt="porchlight.staff-session")
+        self.max_age = max_age  # a sign-in ends this long after it began, however busy
+        self._signer = URLSafeSerializer(verifying_keys(secret_keys), salt="porchlight.staff-session")
 
     def _ttl(self) -> int:
         return int(self.idle_timeout) + 60
@@ -44,6 +47,7 @@ class StaffSessions:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.staff_session(token), mapping={
                 "user_id": user.id, "csrf": csrf, "last_seen": repr(self.clock.now()),
+                "started": repr(self.clock.now()),
             })
             pipe.expire(keys.staff_session(token), self._ttl())
             pipe.sadd(keys.user_staff_sessions(user.id), token)
@@ -64,7 +68,8 @@ class StaffSessions:
         if not data:
             return None
         now = self.clock.now()
-        if now - float(data["last_seen"]) > self.idle_timeout:
+        started = float(data.get("started", data["last_seen"]))
+        if now - float(data["last_seen"]) > self.idle_timeout or now - started > self.max_age:
             await self.revoke(token, data["user_id"])
             return None
         user = await get_user(self.redis, data["user_id"])
@@ -84,6 +89,13 @@ class StaffSessions:
             pipe.delete(keys.staff_session(token))
             pipe.srem(keys.user_staff_sessions(user_id), token)
             await pipe.execute()
+
+
+def verifying_keys(secret_keys: str | Sequence[str]) -> list[str]:
+    """itsdangerous's order for key rotation: every key verifies, the LAST signs. Ours is the
+    operator's: the first key given signs (PORCHLIGHT_SECRET_KEY="new old")."""
+    keys_ = [secret_keys] if isinstance(secret_keys, str) else list(secret_keys)
+    return list(reversed(keys_))
 
 
 # Refresh last_seen only if the session still exists.
