@@ -121,6 +121,15 @@ def required_text(body: Mapping[str, Any], name: str, max_len: int, multiline: b
     return value
 
 
+def password(body: Mapping[str, Any], name: str, max_len: int) -> str:
+    """A password: any characters (it is only hashed, never shown), so one set with a tab in
+    it still signs in; JSON reading already refused what cannot be encoded."""
+    value = body.get(name)
+    if not isinstance(value, str) or not 1 <= len(value) <= max_len:
+        raise bad_request(f"{name}: required, 1-{max_len} characters")
+    return value
+
+
 def integer(body: Mapping[str, Any], name: str, low: int, high: int, required: bool = False) -> int | None:
     value = body.get(name)
     if value is None:

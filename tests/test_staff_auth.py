@@ -144,3 +144,12 @@ async def _audit(api: Api) -> list[dict[str, object]]:
     from server.audit import AuditLog
 
     return await AuditLog(api.redis, api.clock).entries()
+
+
+async def test_a_password_with_a_tab_in_it_signs_in(api: Api) -> None:
+    """Passwords are only hashed, never shown: any character may be in one (set by `user add`)."""
+    from server.auth.staff import Role
+
+    await api.staff("tabby", Role.ADMIN, password="tab\there and more")
+    resp = await api.client.post("/api/v1/login", json={"username": "tabby", "password": "tab\there and more"})
+    assert resp.status == 200

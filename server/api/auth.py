@@ -20,7 +20,7 @@ async def login(request: web.Request) -> web.Response:
         raise ApiError(403, ErrorCode.CSRF_FAILED, "sign in from this site's own page")
     body = v.body_object(await read_json(request), {"username", "password"})
     username = v.required_text(body, "username", 64)
-    password = v.required_text(body, "password", 1024)
+    password = v.password(body, "password", 1024)
     ip = client_ip(request)
     try:
         with svc.password_checks.place():
