@@ -77,6 +77,7 @@ class Source:
                 self.forwards.remove(forward)
 
     def request_keyframe(self, min_interval: float = KEYFRAME_MIN_INTERVAL) -> None:
+        """Ask the publisher for a keyframe (a PLI), unless one was asked for within `min_interval`."""
         if self.kind != "video" or self.ssrc is None or self.closed:
             return
         now = self.loop.time()
@@ -125,7 +126,3 @@ class Forward:
             rewriter.sent(seq, ts, now)
         else:
             rewriter.lost()
-
-    @property
-    def waiting(self) -> bool:
-        return self.rewriter.waiting
