@@ -224,7 +224,7 @@ class Outlet:
         return True
 
     async def _retransmit(self, sequence: int) -> None:
-        """A NACKed packet goes out again as it was (RTX is not negotiated: see room.capability)."""
+        """A NACKed packet goes out again as it was (RTX is not negotiated: see negotiation.capability)."""
         data = self.history.get(sequence % HISTORY)
         if data is None or int.from_bytes(data[2:4], "big") != sequence:
             return
