@@ -213,6 +213,9 @@ def server_env(data_dir: Path, heartbeat: float) -> dict[str, str]:
         "PORCHLIGHT_DATA_DIR": str(data_dir),
         "PORCHLIGHT_LOG_LEVEL": "WARNING",
         "PORCHLIGHT_HEARTBEAT_INTERVAL_SECONDS": f"{heartbeat:g}",
+        # Every simulated patient connects from 127.0.0.1: lift the per-address cap on sockets
+        # before hello (the total cap still holds; handshakes in flight stay under it).
+        "PORCHLIGHT_WS_BEFORE_HELLO_PER_ADDRESS": "1000000",
     })
     return env
 
