@@ -86,7 +86,9 @@ ADMIT = {"oneOf": [_obj(["patient_ids"], closed=True, patient_ids=IDS),
 PATIENT_ID_ONLY = _obj(["patient_id"], closed=True, patient_id=ID)
 DECLINE = _obj(["patient_id"], closed=True, patient_id=ID, message=_text(500))
 REMOVE = _obj(["patient_id"], closed=True, patient_id=ID, reason=_text(200))
-MESSAGE = _obj(["text"], closed=True, text=_text(500))
+MESSAGE = _obj(["text"], closed=True, text=_text(500), patient_id=ID)
+MUTE = {"oneOf": [PATIENT_ID_ONLY, _obj(["all"], closed=True, all={"const": True})]}
+CHAT_SWITCH = _obj(["enabled"], closed=True, enabled={"type": "boolean"})
 CORRECTION = _obj(["intervals", "reason"], closed=True,
                   intervals=_list({"type": "array", "items": TIME, "minItems": 2, "maxItems": 2}, max_items=100),
                   reason=_text(500))
@@ -315,12 +317,15 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         "Send a patient back to the waiting room", "facilitator", body=PATIENT_ID_ONLY,
         answer=_obj(["sent_back"], sent_back=ID), errors=SESSION_ACTION),
     ("POST", f"{API}/sessions/{{session_id}}/message"): _staff_change(
-        "Message everyone waiting", "facilitator", body=MESSAGE,
+        "Message everyone waiting, or one waiting patient (patient_id)", "facilitator", body=MESSAGE,
         answer=_obj(["delivered"], delivered={"type": "integer", "description": "how many received it"}),
         errors=SESSION_ACTION),
     ("POST", f"{API}/sessions/{{session_id}}/mute"): _staff_change(
-        "Mute a participant", "facilitator", body=PATIENT_ID_ONLY, answer=_obj(["muted"], muted=ID),
-        errors=SESSION_ACTION),
+        "Mute a participant, or every admitted patient (all: true)", "facilitator", body=MUTE,
+        answer=_obj(["muted"], muted={"oneOf": [ID, _list(ID)]}), errors=SESSION_ACTION),
+    ("POST", f"{API}/sessions/{{session_id}}/chat"): _staff_change(
+        "Turn group chat on or off (messages to the staff always go)", "facilitator", body=CHAT_SWITCH,
+        answer=_obj(["chat_enabled"], chat_enabled={"type": "boolean"}), errors=SESSION_ACTION),
     ("POST", f"{API}/sessions/{{session_id}}/end"): _staff_change(
         "End the session; attendance is final", "facilitator", answer=_ref("Session"), errors=SESSION_ACTION),
     ("GET", f"{API}/sessions/{{session_id}}/events"): _op(

@@ -90,23 +90,41 @@ async def send_back(request: web.Request) -> web.Response:
 
 async def message(request: web.Request) -> web.Response:
     staff, door, session_id = await _session_door(request)
-    body = await _body(request, {"text"})
+    body = await _body(request, {"text", "patient_id"})
     text = v.required_text(body, "text", MAX_MESSAGE, multiline=True)
+    patient_id = v.an_id(body["patient_id"], "patient_id") if body.get("patient_id") is not None else None
 
     async def send() -> int:
-        return door.message_waiting(session_id, text)
+        return door.message_waiting(session_id, text, patient_id)
 
     delivered = await door.run(send)
-    await services(request).audit.append("waiting_room.message", staff.user.id, session_id=session_id)
+    await services(request).audit.append("waiting_room.message", staff.user.id, session_id=session_id,
+                                         patient_id=patient_id)
     return json_response({"delivered": delivered})
 
 
 async def mute(request: web.Request) -> web.Response:
     staff, door, session_id = await _session_door(request)
-    body = await _body(request, {"patient_id"})
+    body = await _body(request, {"patient_id", "all"})
+    if v.boolean(body, "all"):
+        if "patient_id" in body:
+            raise bad_request("give either patient_id or all: true")
+        muted = await door.run(lambda: door.mute_all(session_id, staff.user.id))
+        return json_response({"muted": muted})
     patient_id = v.an_id(body.get("patient_id"), "patient_id")
     await door.run(lambda: door.mute(session_id, patient_id, staff.user.id))
     return json_response({"muted": patient_id})
+
+
+async def chat(request: web.Request) -> web.Response:
+    """Group chat on or off (messages to the staff always go)."""
+    staff, door, session_id = await _session_door(request)
+    body = await _body(request, {"enabled"})
+    enabled = v.boolean(body, "enabled")
+    if enabled is None:
+        raise bad_request("enabled: true or false")
+    await door.run(lambda: door.set_chat(session_id, enabled, staff.user.id))
+    return json_response({"chat_enabled": enabled})
 
 
 async def end(request: web.Request) -> web.Response:

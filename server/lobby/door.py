@@ -13,7 +13,7 @@ from typing import Any
 
 from server.audit import Action
 from server.clinic.patients import patients_by_id
-from server.clock import to_ms
+from server.clock import iso, to_ms
 from server.errors import ApiError, conflict
 from server.ids import new_id
 from server.lobby.machine import Event, RuleViolation, Session, Status
@@ -85,6 +85,7 @@ class Door(DoorState):
             return  # the same again is not an event: a repeating client cannot grow the record
         await self._commit([self._media_event(pid, conn.patient_id is not None, audio, video)], [])
         self.media_recorded[said] = (audio, video)
+        self.schedule_push("roster")
 
     def is_admitted(self, conn: Peer) -> bool:
         if conn.user_id is not None:
@@ -107,6 +108,7 @@ class Door(DoorState):
             self.presence.send(conn, {"type": "roster", "participants": self.participants(),
                                       "ice_servers": self.ice_servers})
             self.schedule_push("roster")
+            self._facilitators_changed()
         else:
             self.presence.watchers[conn] = staff
         self.presence.send(conn, {"type": "waiting_list", "waiting": self.waiting_list()})
@@ -127,6 +129,7 @@ class Door(DoorState):
         self.presence.watchers.pop(conn, None)
         if self.presence.staff.pop(conn, None) is not None:
             self.schedule_push("roster")
+            self._facilitators_changed()
 
     async def open_session(self, user_id: str) -> dict[str, Any]:
         if self.session is not None:
@@ -210,6 +213,7 @@ class Door(DoorState):
         events = self._apply(lambda: session.remove(patient_id, to_ms(self.clock.now()), by))
         await self._commit(events, [patient_id], audit=[
             Action("patient.remove", by, {"session_id": session_id, "patient_id": patient_id})])
+        self.tools.hands.discard(patient_id)
         frame: dict[str, Any] = {"type": "removed"}
         if reason:
             frame["reason"] = reason
@@ -221,6 +225,7 @@ class Door(DoorState):
         events = self._apply(lambda: session.send_back(patient_id, to_ms(self.clock.now()), by))
         await self._commit(events, [patient_id], audit=[
             Action("patient.send_back", by, {"session_id": session_id, "patient_id": patient_id})])
+        self.tools.hands.discard(patient_id)
         if (conn := self.presence.patients.get(patient_id)) is not None:
             conn.told_admitted = False
             self.presence.send(conn, {"type": "sent_back"})
@@ -237,14 +242,58 @@ class Door(DoorState):
         if (conn := self.presence.patients.get(patient_id)) is not None:
             self.presence.send(conn, {"type": "muted"})
 
-    def message_waiting(self, session_id: str, text: str) -> int:
+    def message_waiting(self, session_id: str, text: str, patient_id: str | None = None) -> int:
+        """A message to everyone waiting, or to one waiting patient."""
         session = self.require_session(session_id)
+        if patient_id is not None and session.patients.get(patient_id, OUT).status is not Status.WAITING:
+            raise ApiError(409, "not_waiting", f"patient {patient_id} is not in the waiting room")
         sent = 0
-        for pid in session.with_status(Status.WAITING):
+        for pid in [patient_id] if patient_id is not None else session.with_status(Status.WAITING):
             if (conn := self.presence.patients.get(pid)) is not None:
                 self.presence.send(conn, {"type": "message", "text": text})
                 sent += 1
         return sent
+
+    # -- the session's tools: hands, chat, mute all ---------------------------------------
+
+    def hand(self, conn: Peer, raised: bool) -> None:
+        pid = conn.patient_id or conn.user_id
+        if pid is None or (pid in self.tools.hands) == raised:
+            return
+        (self.tools.hands.add if raised else self.tools.hands.discard)(pid)
+        self.schedule_push("roster")
+
+    def chat(self, conn: Peer, text: Any, to: Any) -> None:
+        """A chat message from a participant (or a waiting patient, to the staff only)."""
+        staff = self.presence.staff.get(conn)
+        patient = conn.patient_id is not None
+        if not patient and staff is None:
+            raise ApiError(409, "not_admitted", "chat is for the people in the session")
+        private = self.tools.check_chat(text, to, patient=patient, admitted=self.is_admitted(conn))
+        pid = conn.patient_id or conn.user_id or ""
+        sender = ({"id": pid, "display_name": self.presence.name(pid), "role": "patient"} if staff is None
+                  else {"id": staff.user_id, "display_name": staff.name, "role": staff.role})
+        frame = self.tools.chat_frame(sender, text, iso(to_ms(self.clock.now())) or "", private)
+        recipients = (self.presence.staff_conns() | {conn}) if private \
+            else set(self.presence.in_session(self.session)) | {conn}
+        self.presence.broadcast(recipients, frame)
+
+    async def set_chat(self, session_id: str, enabled: bool, by: str) -> None:
+        self.require_session(session_id)
+        self.tools.chat_enabled = enabled
+        await self.audit.append("session.chat", by, session_id=session_id, enabled=enabled)
+
+    async def mute_all(self, session_id: str, by: str) -> list[str]:
+        session = self.require_session(session_id)
+        muted = session.with_status(Status.IN_SESSION)
+        await self.audit.append("patient.mute_all", by, session_id=session_id, patients=len(muted))
+        room = self.media_room()
+        for pid in muted:
+            if room is not None:
+                room.mute(pid)
+            if (conn := self.presence.patients.get(pid)) is not None:
+                self.presence.send(conn, {"type": "muted"})
+        return muted
 
     async def end(self, session_id: str, by: str) -> dict[str, Any]:
         session = self.require_session(session_id)
@@ -270,6 +319,7 @@ class Door(DoorState):
         self.presence.staff = {}
         self.session = None
         self.media_recorded = {}
+        self.tools.reset()
         self.schedule_push("waiting_list")
         if self.on_end is not None:
             await self.on_end(session_id)

@@ -115,11 +115,14 @@ def waiting_list(session: Session | None, early: dict[str, tuple[int, str | None
             for since, pid in sorted(rows)]
 
 
-def participants(session: Session | None, presence: Presence) -> list[dict[str, Any]]:
-    people: list[dict[str, Any]] = [{"id": s.user_id, "display_name": s.name, "role": s.role}
+def participants(session: Session | None, presence: Presence,
+                 extras: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """The roster: staff in the session, then admitted patients by when they joined; `extras`
+    adds what each one's entry says of them now (media state, a raised hand)."""
+    people: list[dict[str, Any]] = [{"id": s.user_id, "display_name": s.name, "role": s.role, **extras(s.user_id)}
                                     for s in presence.unique_staff()]
     if session is not None:
-        people += [{"id": pid, "display_name": presence.name(pid), "role": "patient"}
+        people += [{"id": pid, "display_name": presence.name(pid), "role": "patient", **extras(pid)}
                    for pid, p in sorted(session.patients.items(), key=lambda kv: kv[1].joined_at or 0)
                    if p.status is Status.IN_SESSION]
     return people

@@ -24,6 +24,7 @@ from server.lobby.machine import Event, Patient, Session, Status
 from server.lobby.peer import Peer
 from server.lobby.persist import load_session, write_changes
 from server.lobby.presence import Presence, participants, waiting_list
+from server.lobby.tools import SessionTools
 from server.media.room import MediaRoom, MediaRooms
 from server.metrics import Metrics
 from server.store import keys, sessions
@@ -63,6 +64,7 @@ class DoorState:
         self.media_recorded: dict[tuple[str, str], tuple[bool, bool]] = {}
         self.check_ins: dict[str, collections.deque[int]] = {}  # recent hellos (ms) per patient
         self.check_ins_per_minute = 10
+        self.tools = SessionTools()  # hands, chat, whether a facilitator is there
 
     # -- loading and committing ------------------------------------------------------------
 
@@ -153,7 +155,12 @@ class DoorState:
         return waiting_list(self.session, self.early, self.presence)
 
     def participants(self) -> list[dict[str, Any]]:
-        return participants(self.session, self.presence)
+        return participants(self.session, self.presence, self._roster_extras)
+
+    def _roster_extras(self, pid: str) -> dict[str, Any]:
+        media = (self.media_recorded.get((self.session.session_id, pid), (False, False))
+                 if self.session is not None else (False, False))
+        return self.tools.roster_extras(pid, media)
 
     def waiting_message(self, patient_id: str, message: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -203,11 +210,22 @@ class DoorState:
     def _tell_admitted(self, conn: Peer, session_id: str) -> None:
         conn.told_admitted = True  # from now on it gets rosters (never one before this frame)
         self.presence.send(conn, {"type": "admitted", "session_id": session_id, "ice_servers": self.ice_servers})
+        if not self.tools.facilitator_present:
+            self.presence.send(conn, {"type": "facilitator_away"})
+
+    def _facilitators_changed(self) -> None:
+        """After staff come or go: admitted patients hear when no facilitator is left, and when one is back."""
+        ids = set(self.group.get("facilitator_ids", []))
+        present = any(s.user_id in ids for s in self.presence.staff.values())
+        told = [conn for _, conn in self.presence.admitted(self.session) if conn.told_admitted]
+        self.tools.facilitator_change(present, told, self.presence)
 
     async def _record_media_state(self, pid: str, is_patient: bool, audio: bool, video: bool) -> None:
         async def record() -> None:
             if self.session is not None:
                 await self._commit([self._media_event(pid, is_patient, audio, video)], [])
+                self.media_recorded[(self.session.session_id, pid)] = (audio, video)
+                self.schedule_push("roster")  # the roster says who is muted or has the camera off
 
         await self.run(record)
 

@@ -105,6 +105,27 @@ async def _media_state(sender: Sender, frame_: dict[str, Any]) -> None:
     await door.run(lambda: door.media_state(sender.conn, frame_["audio"], frame_["video"]))
 
 
+@frame("hand", admitted=True, raised=bool)
+async def _hand(sender: Sender, frame_: dict[str, Any]) -> None:
+    door = sender.door
+
+    async def change() -> None:
+        door.hand(sender.conn, frame_["raised"])
+
+    await door.run(change)
+
+
+@frame("chat", text=str)
+async def _chat(sender: Sender, frame_: dict[str, Any]) -> None:
+    """To everyone in the session, or `"to": "staff"` (the only kind a waiting patient may send)."""
+    door = sender.door
+
+    async def send() -> None:
+        door.chat(sender.conn, frame_["text"], frame_.get("to"))
+
+    await door.run(send)
+
+
 @frame("offer", admitted=True, refusal="media is available only after admission", pc=str, sdp=str)
 async def _offer(sender: Sender, frame_: dict[str, Any]) -> None:
     """publish: the client offers, the server answers."""
