@@ -10,7 +10,6 @@ from server import validation as v
 from server.api.common import json_response, may_run, read_json, require_group_rights, require_staff
 from server.auth.staff import Role
 from server.clinic import enrollments, groups, patients
-from server.lobby.door import Door
 from server.services import Services, services
 from server.store import keys
 
@@ -19,17 +18,10 @@ async def _with_open_session(svc: Services, group: dict[str, Any]) -> dict[str, 
     return {**group, "open_session_id": await svc.redis.get(keys.group_open_session(group["id"]))}
 
 
-def _door_sees(door: Door, group: dict[str, Any]) -> None:
-    # The door caches its group; a change must reach the waiting room at once.
-    if door.loaded:
-        door.group = group
-
-
 async def _close_patient(svc: Services, enrollment: dict[str, Any]) -> None:
     door = svc.lobby.doors.get(enrollment["group_id"])
     if door is not None:
-        async with door.lock:
-            door.revoke_link(enrollment["patient_id"])
+        await door.run_unloaded(lambda: door.revoke_link(enrollment["patient_id"]))
 
 
 async def create_group(request: web.Request) -> web.Response:
@@ -62,10 +54,13 @@ async def patch_group(request: web.Request) -> web.Response:
     group = await groups.require_group(svc.redis, v.an_id(request.match_info["group_id"], "group_id"))
     fields = await groups.validated_fields(svc.redis, await read_json(request), creating=False)
     door = svc.lobby.door(group["id"])
-    async with door.lock:
-        updated = await groups.update_group(svc.redis, group, fields)
-        _door_sees(door, updated)
-        door.recheck_staff(updated.get("facilitator_ids", []))
+    async def update() -> dict[str, Any]:
+        changed = await groups.update_group(svc.redis, group, fields)
+        door.group_changed(changed)
+        door.recheck_staff(changed.get("facilitator_ids", []))
+        return changed
+
+    updated: dict[str, Any] = await door.run_unloaded(update)
     await svc.audit.append("group.update", staff.user.id, group_id=group["id"], fields=sorted(fields))
     return json_response(await _with_open_session(svc, updated))
 

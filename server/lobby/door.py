@@ -125,6 +125,21 @@ class Door(DoorState):
                 conn.close(CLOSE_FORBIDDEN, "forbidden")
                 self.staff_left(conn)
 
+    async def staff_gone(self, conn: Peer) -> None:
+        """A staff socket ended (no Redis needed: it held only presence)."""
+        async with self.lock:
+            self.staff_left(conn)
+
+    async def describe_if_open(self, session_id: str) -> dict[str, Any] | None:
+        async def describe() -> dict[str, Any] | None:
+            if self.session is None or self.session.session_id != session_id:
+                return None
+            await self.remember_names()
+            return self.describe()
+
+        result: dict[str, Any] | None = await self.run(describe)
+        return result
+
     def staff_left(self, conn: Peer) -> None:
         self.presence.watchers.pop(conn, None)
         if self.presence.staff.pop(conn, None) is not None:

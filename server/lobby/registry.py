@@ -63,7 +63,7 @@ class Lobby:
         end empty ones, finalise leftovers. Each step waits for Redis again next round."""
         for door in list(self.doors.values()):
             with contextlib.suppress(*UNAVAILABLE):
-                if door.departures:
+                if door.unsettled:
                     await door.settle()
                 await door.mark_alive()
                 await door.end_if_abandoned(self.auto_end_seconds)
@@ -81,9 +81,7 @@ class Lobby:
         adopted = 0
         for group_id, session_id in zip(group_ids, open_ids, strict=True):
             if session_id and group_id not in self.doors:
-                door = self.door(group_id)
-                async with door.lock:
-                    await door.load()
+                await self.door(group_id).settle()  # loads it: orphans dropped at the alive mark
                 adopted += 1
         return adopted
 
@@ -96,12 +94,10 @@ class Lobby:
         door = self.doors.get(group_id)
         if door is None:
             door = self.doors[group_id] = Door(
-                group_id, self.redis, self.clock, self.audit, self.metrics, self.grace_seconds
+                group_id, self.redis, self.clock, self.audit, self.metrics, self.grace_seconds,
+                on_end=self.finalise, media=self.media, ice_servers=self.ice_servers,
+                check_ins_per_minute=self.check_ins_per_minute,
             )
-            door.on_end = self.finalise
-            door.media = self.media
-            door.ice_servers = self.ice_servers
-            door.check_ins_per_minute = self.check_ins_per_minute
         return door
 
     async def session_group(self, session_id: str) -> str:
@@ -124,12 +120,9 @@ class Lobby:
     async def describe(self, session_id: str) -> dict[str, Any]:
         """A session as GET /sessions/{id} shows it, open or ended."""
         group_id = await self.session_group(session_id)
-        door = self.door(group_id)
-        async with door.lock:
-            await door.load()
-            if door.session is not None and door.session.session_id == session_id:
-                await door.remember_names()
-                return door.describe()
+        described = await self.door(group_id).describe_if_open(session_id)
+        if described is not None:
+            return described
         session = await load_session(self.redis, session_id, 0)
         if session is None:
             raise not_found("session")

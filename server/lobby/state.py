@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,7 +38,9 @@ class DoorState:
     """One group's live state (see the module's docstring); `Door` adds the actions."""
 
     def __init__(
-        self, group_id: str, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float
+        self, group_id: str, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float,
+        *, on_end: Callable[[str], Awaitable[None]] | None = None, media: MediaRooms | None = None,
+        ice_servers: list[dict[str, Any]] | None = None, check_ins_per_minute: int = 10,
     ) -> None:
         self.group_id = group_id
         self.redis = redis
@@ -51,9 +54,9 @@ class DoorState:
         self.session: Session | None = None
         self.presence = Presence(metrics, self._render)
         self.early: dict[str, tuple[int, str | None]] = {}  # checked in before open: (at, location)
-        self.on_end: Callable[[str], Awaitable[None]] | None = None  # attendance finalisation
-        self.media: MediaRooms | None = None  # the session's media plane, when this process has one
-        self.ice_servers: list[dict[str, Any]] = []  # handed to clients on admission
+        self.on_end = on_end  # attendance finalisation
+        self.media = media  # the session's media plane, when this process has one
+        self.ice_servers = ice_servers or []  # handed to clients on admission
         self.empty_since: int | None = None  # for the automatic end
         # Patients whose connection has gone but whose departure is not yet in Redis:
         # patient id -> (when, voluntary). Kept in memory first, so a Redis outage may delay
@@ -63,7 +66,7 @@ class DoorState:
         # (session id, participant id).
         self.media_recorded: dict[tuple[str, str], tuple[bool, bool]] = {}
         self.check_ins: dict[str, collections.deque[int]] = {}  # recent hellos (ms) per patient
-        self.check_ins_per_minute = 10
+        self.check_ins_per_minute = check_ins_per_minute
         self.tools = SessionTools()  # hands, chat, whether a facilitator is there
 
     # -- loading and committing ------------------------------------------------------------
@@ -130,6 +133,23 @@ class DoorState:
             await self.load()
             await self._settle_departures()  # before anything that could follow them (a new hello)
             return await action()
+
+    async def run_unloaded(self, action: Callable[[], Any]) -> Any:
+        """Under the lock, without loading from Redis first: for what touches only memory (closing
+        a revoked link's socket) or is written by the caller itself (a group change)."""
+        async with self.lock:
+            result = action()
+            return await result if inspect.isawaitable(result) else result
+
+    @property
+    def unsettled(self) -> bool:
+        """Departures wait in memory for Redis (see `settle`)."""
+        return bool(self.departures)
+
+    def group_changed(self, group: dict[str, Any]) -> None:
+        """The door caches its group; a change must reach the waiting room at once."""
+        if self.loaded:
+            self.group = group
 
     async def settle(self) -> None:
         """Commit departures kept in memory (after a Redis outage, say): at their own times."""

@@ -194,8 +194,7 @@ class Client:
         if self.conn.patient_id is not None:
             await door.patient_left(self.conn, voluntary=False)
         else:
-            async with door.lock:
-                door.staff_left(self.conn)
+            await door.staff_gone(self.conn)
 
     async def heartbeat(self) -> None:
         """Ping every interval; drop a client silent for longer than the timeout."""
