@@ -1,5 +1,6 @@
 // The facilitator's console: their groups, the waiting room live, and the session itself.
 import { api, flash, flashAfterReload, plural } from "/static/api.js";
+import { ChatPanel } from "/static/chat.js";
 import { openDevices, playArrivalChime, stopStream } from "/static/devices.js";
 import { VideoGrid } from "/static/grid.js";
 import { LiveSocket } from "/static/live.js";
@@ -158,6 +159,7 @@ async function enterRoom(card, sessionId) {
   updateOwnControls(state);
   api("GET", `/sessions/${sessionId}`).then((session) => {
     state.openedAt = Date.parse(session.started_at) || state.openedAt;
+    if (typeof session.chat_enabled === "boolean") $("chat-enabled").checked = session.chat_enabled;
     tick(state);
   }).catch(() => {});
 }
@@ -193,8 +195,10 @@ function onRoomFrame(state, frame) {
       renderWaiting(state, cue(state.groupId, state.waiting));
       break;
     case "offer": case "answer": state.room.handle(frame); break;
+    case "chat": chat.add(frame); break;
     case "session_ended": closeRoom(state, "Session ended. Attendance has been recorded."); break;
     case "error":
+      if (chat.refused(frame)) break;
       if (state.room && state.room.handle(frame)) break; // a refused media offer: the room says so and retries
       if (frame.code === "session_not_open" || frame.code === "session_ended") {
         closeRoom(state, "This session has already ended.");
@@ -273,6 +277,13 @@ function renderWaiting(state, arrived) {
           say(`${person.display_name} admitted.`);
         }
       }),
+      actionButton("Message", "secondary", () => askAbout(person.display_name, "message", async (text) => {
+        if (!text) return;
+        const body = { text, patient_id: person.patient_id };
+        if (await act("Sending the message", "POST", `/sessions/${state.sessionId}/message`, body)) {
+          say(`Message sent to ${person.display_name}.`);
+        }
+      })),
       actionButton("Decline", "danger-quiet", () => askAbout(person.display_name, "decline", async (text) => {
         const body = { patient_id: person.patient_id };
         if (text) body.message = text;
@@ -294,8 +305,9 @@ function renderParticipants(state) {
   list.replaceChildren();
   const patients = state.roster.filter((p) => p.role === "patient");
   for (const person of patients) {
-    const { item, actions } = personItem(person.display_name, "in the session", null);
+    const { item, actions } = personItem(person.display_name, stateWords(person), null);
     item.dataset.patientId = person.id;
+    item.classList.toggle("has-hand", person.hand === true);
     item.setAttribute("aria-label", person.display_name);
     actions.append(
       actionButton("Mute", "secondary", async () => {
@@ -320,6 +332,21 @@ function renderParticipants(state) {
   }
   $("participants-empty").hidden = patients.length > 0;
   $("participants-badge").textContent = String(patients.length);
+  $("mute-all").disabled = patients.length === 0;
+  const hands = patients.filter((p) => p.hand === true).map((p) => p.display_name);
+  const before = state.hands || [];
+  const raised = hands.filter((name) => !before.includes(name));
+  state.hands = hands;
+  if (raised.length) say(`${raised.join(", ")} raised ${raised.length === 1 ? "a hand" : "their hands"}.`);
+}
+
+// What the server sees of a participant now (CONTRACT.md v1.1 roster), in words.
+function stateWords(person) {
+  const words = [];
+  if (person.hand === true) words.push("hand raised");
+  if (person.audio === false) words.push("muted");
+  if (person.video === false) words.push("camera off");
+  return words.length ? words.join(" · ") : "in the session";
 }
 
 // -- asking before declining or removing ----------------------------------------------------------
@@ -329,6 +356,8 @@ let personAction = null;
 const ASK = {
   decline: { heading: (n) => `Decline ${n}?`, label: "Message to the patient (optional)", confirm: "Decline" },
   remove: { heading: (n) => `Remove ${n} from the session?`, label: "Reason, shown to the patient (optional)", confirm: "Remove" },
+  message: { heading: (n) => `Message to ${n}`, label: "Only this patient sees it, in the waiting room", confirm: "Send",
+             kind: "primary" },
 };
 
 function askAbout(name, kind, action) {
@@ -336,6 +365,7 @@ function askAbout(name, kind, action) {
   $("person-heading").textContent = words.heading(name);
   $("person-label").textContent = words.label;
   $("person-confirm").textContent = words.confirm;
+  $("person-confirm").className = words.kind || "danger";
   $("person-text").value = "";
   personAction = action;
   personDialog.showModal();
@@ -366,6 +396,38 @@ $("message-form").addEventListener("submit", async (event) => {
     $("message-text").value = "";
     flash(`Message sent to ${plural(result.delivered, "person", "people")} waiting.`);
   }
+});
+
+$("mute-all").addEventListener("click", async () => {
+  if (!activeRoom) return;
+  if (await act("Muting everyone", "POST", `/sessions/${activeRoom.sessionId}/mute`, { all: true })) {
+    say("Everyone is muted. They can unmute themselves when they want to speak.");
+  }
+});
+
+// -- chat: group messages, and private ones to the staff (from the room and the waiting room) ------
+
+const chat = new ChatPanel($("chat"), {
+  send: (frame) => Boolean(activeRoom) && activeRoom.live.send(frame),
+  selfId: me.id,
+  onMessage: (frame, mine) => {
+    if (!mine && frame.private) playArrivalChime();
+  },
+});
+
+$("chat-enabled").addEventListener("change", async (event) => {
+  const box = event.target;
+  const enabled = box.checked;
+  if (!activeRoom) return;
+  box.disabled = true;
+  const done = await act(enabled ? "Turning group chat on" : "Turning group chat off", "POST",
+    `/sessions/${activeRoom.sessionId}/chat`, { enabled });
+  box.disabled = false;
+  if (!done) {
+    box.checked = !enabled;
+    return;
+  }
+  say(enabled ? "Group chat is on." : "Group chat is off. Patients can still write to the staff.");
 });
 
 const endDialog = $("end-dialog");

@@ -1,5 +1,8 @@
 // The video grid: one tile per person in the roster (and yourself), their name, their video
-// when it arrives, and a ring while they speak (from the level of their audio).
+// when it arrives, and a ring while they speak (from the level of their audio). The roster's
+// media state and hand (CONTRACT.md v1.1) show as words on the tile — "muted", "camera off",
+// "hand raised" — read by screen readers with the name, and a camera that is off shows the
+// person's initials, never a black picture.
 
 const SPEAKING_LEVEL = 0.04; // RMS of the time-domain signal (0..1) that counts as speech
 const SAMPLE_MS = 150;
@@ -72,21 +75,49 @@ export class VideoGrid {
       const caption = document.createElement("figcaption");
       const label = document.createElement("span");
       label.className = "tile-name";
-      const badge = document.createElement("span");
-      badge.className = "tile-role";
-      caption.append(label, badge);
+      const badges = document.createElement("span");
+      badges.className = "tile-badges";
+      caption.append(label, badges);
       figure.append(video, avatar, caption);
-      tile = { figure, video, avatar, label, badge, meter: null, stream: null };
+      tile = { figure, video, avatar, label, badges, meter: null, stream: null, role: null,
+               audioOn: true, videoOn: true, hand: false, shown: "" };
       this.tiles.set(id, tile);
       this.container.append(figure);
       if (this.streams.has(id)) this.bind(tile, this.streams.get(id));
     }
     const self = id === this.selfId;
     tile.label.textContent = self ? `${name} (${this.selfLabel})` : name;
-    tile.badge.textContent = role === "facilitator" || role === "admin" ? "Facilitator" : "";
+    tile.role = role;
     tile.avatar.textContent = initials(name);
     tile.figure.classList.toggle("is-self", self);
+    this.showState(tile);
     return tile;
+  }
+
+  // The words under the name, and the picture or the initials.
+  showState(tile) {
+    const words = [];
+    if (tile.role === "facilitator" || tile.role === "admin") words.push(["role", "Facilitator"]);
+    if (tile.hand) words.push(["hand", "hand raised"]);
+    if (!tile.audioOn) words.push(["muted", "muted"]);
+    if (!tile.videoOn) words.push(["camera-off", "camera off"]);
+    tile.figure.classList.toggle("is-muted", !tile.audioOn);
+    tile.figure.classList.toggle("is-camera-off", !tile.videoOn);
+    tile.figure.classList.toggle("has-hand", tile.hand);
+    tile.figure.classList.toggle("has-video", tile.videoOn && this.hasLiveVideo(tile.stream));
+    const shown = words.map(([, text]) => text).join("|");
+    if (shown === tile.shown) return;
+    tile.shown = shown;
+    tile.badges.replaceChildren();
+    for (const [kind, text] of words) {
+      const gap = document.createElement("span");
+      gap.className = "visually-hidden";
+      gap.textContent = ", "; // "Alex R., muted, camera off" to a screen reader
+      const badge = document.createElement("span");
+      badge.className = `tile-badge is-${kind}`;
+      badge.textContent = text;
+      tile.badges.append(gap, badge);
+    }
   }
 
   setSelf(id, name, role, stream) {
@@ -97,21 +128,35 @@ export class VideoGrid {
     this.layout();
   }
 
+  // Your own microphone and camera: the page knows them before the server does.
   setSelfVideo(enabled) {
     const tile = this.tiles.get(this.selfId);
-    if (tile) tile.figure.classList.toggle("has-video", enabled && this.hasLiveVideo(tile.stream));
+    if (!tile) return;
+    tile.videoOn = enabled;
+    this.showState(tile);
   }
 
   setSelfMuted(muted) {
     const tile = this.tiles.get(this.selfId);
-    if (tile) tile.figure.classList.toggle("is-muted", muted);
+    if (!tile) return;
+    tile.audioOn = !muted;
+    this.showState(tile);
   }
 
-  // participants: [{id, display_name, role}] from the server's roster frame.
+  // participants: [{id, display_name, role, audio?, video?, hand?}] from the server's roster frame.
   setRoster(participants) {
     const keep = new Set(participants.map((p) => p.id));
     if (this.selfId) keep.add(this.selfId);
-    for (const person of participants) this.tile(person.id, person.display_name, person.role);
+    for (const person of participants) {
+      const tile = this.tile(person.id, person.display_name, person.role);
+      tile.hand = person.hand === true;
+      if (person.id !== this.selfId) {
+        // Absent (a server before v1.1) reads as on: no badge rather than a wrong one.
+        tile.audioOn = person.audio !== false;
+        tile.videoOn = person.video !== false;
+      }
+      this.showState(tile);
+    }
     for (const [id, tile] of this.tiles) {
       if (!keep.has(id)) {
         if (tile.meter) tile.meter.stop();
@@ -144,11 +189,11 @@ export class VideoGrid {
     tile.stream = stream || null;
     tile.video.srcObject = stream || null;
     tile.meter = stream ? levelOf(stream) : null;
-    tile.figure.classList.toggle("has-video", this.hasLiveVideo(stream));
+    this.showState(tile);
     if (stream) {
       tile.video.play().catch(() => {});
       for (const track of stream.getVideoTracks()) {
-        const refresh = () => tile.figure.classList.toggle("has-video", this.hasLiveVideo(stream));
+        const refresh = () => { if (tile.stream === stream) this.showState(tile); };
         track.addEventListener("ended", refresh);
         track.addEventListener("mute", refresh);
         track.addEventListener("unmute", refresh);

@@ -1,5 +1,6 @@
 // The patient's door: device check, check-in, a calm waiting room, the group, and clear
 // screens when it is over. Everything the server says arrives on the realtime socket.
+import { ChatPanel } from "/static/chat.js";
 import { HELP, meterFor, openDevices, playTestTone, stopStream } from "/static/devices.js";
 import { VideoGrid } from "/static/grid.js";
 import { LiveSocket } from "/static/live.js";
@@ -15,6 +16,8 @@ const views = { door: $("door-view"), waiting: $("waiting-view"), session: $("se
 const statusRegion = $("status");
 const toggleAudio = $("toggle-audio");
 const toggleVideo = $("toggle-video");
+const toggleHand = $("toggle-hand");
+const toggleChat = $("toggle-chat");
 
 let localStream = null;
 let stopMeter = () => {};
@@ -22,6 +25,8 @@ let joinedFrom = "home";
 let sentBack = false;
 let audioOn = true;
 let videoOn = true;
+let handRaised = false;
+let unread = 0;
 let waitingSince = null;
 let waitTicker = null;
 let state = "door"; // door | waiting | session | ended
@@ -32,6 +37,18 @@ const live = new LiveSocket({
   onState: (kind, info) => onConnection(kind, info),
 });
 const room = new Room({ send: (frame) => live.send(frame), grid, onState: (text) => mediaNote(text) });
+const chatBox = $("chat");
+const chat = new ChatPanel(chatBox, {
+  send: (frame) => live.send(frame),
+  selfId: me.id,
+  onMessage: (frame, mine) => {
+    if (mine || !chatBox.hidden) return;
+    unread += 1;
+    showUnread();
+    const from = (frame.from && frame.from.display_name) || "someone";
+    say(`New chat message from ${from}. Press Chat to read it.`);
+  },
+});
 
 function say(text) { statusRegion.textContent = text; }
 
@@ -156,6 +173,11 @@ function enterWaiting(frame) {
     say("You are checked in. The group has not started yet.");
   }
   $("waiting-text").textContent = text;
+  setAway(false);
+  setHand(false);
+  chat.setStaffOnly(true, "While you wait, messages go to the staff only. The group does not see them.");
+  $("waiting-chat-slot").append(chatBox);
+  chatBox.hidden = !frame.session_id; // no staff to read it before the session opens
   const first = state !== "waiting";
   show("waiting", first);
   showPreview();
@@ -189,6 +211,44 @@ function updateControls() {
   grid.setSelfVideo(videoOn);
 }
 
+function setHand(raised) {
+  handRaised = raised;
+  toggleHand.textContent = raised ? "Lower hand" : "Raise hand";
+  toggleHand.setAttribute("aria-pressed", String(raised));
+  toggleHand.classList.toggle("is-on", raised);
+}
+
+toggleHand.addEventListener("click", () => {
+  if (!live.send({ type: "hand", raised: !handRaised })) return;
+  setHand(!handRaised);
+  say(handRaised ? "Your hand is raised. Your facilitator can see it." : "You lowered your hand.");
+});
+
+function showUnread() {
+  const badge = $("chat-unread");
+  badge.textContent = String(unread);
+  badge.hidden = unread === 0;
+}
+
+function openChat(open, focus = true) {
+  chatBox.hidden = !open;
+  toggleChat.setAttribute("aria-expanded", String(open));
+  document.body.classList.toggle("chat-open", open);
+  if (open) {
+    unread = 0;
+    showUnread();
+    if (focus) chatBox.querySelector("input[type=text]").focus({ preventScroll: true });
+  }
+}
+
+toggleChat.addEventListener("click", () => openChat(chatBox.hidden));
+
+// When no facilitator is connected, the group is told plainly, and calmly, to stay.
+function setAway(away) {
+  $("away").textContent = away ? "Your facilitator has lost their connection. Stay here; they will be back shortly." : "";
+  document.body.classList.toggle("facilitator-away", away);
+}
+
 function sendMediaState() {
   live.send({ type: "media_state", audio: audioOn && hasAudio(), video: videoOn && hasVideo() });
 }
@@ -200,6 +260,9 @@ function enterSession(frame) {
   const first = state !== "session";
   show("session", first);
   say(first ? "You are in the group. Welcome." : "You are back in the group.");
+  chat.setStaffOnly(false);
+  $("session-stage").append(chatBox);
+  openChat(toggleChat.getAttribute("aria-expanded") === "true", false);
   grid.setSelf(me.id, me.name, "patient", localStream);
   updateControls();
   room.start(localStream, frame.ice_servers).then(() => room.setTracks({ audio: audioOn, video: videoOn }));
@@ -237,6 +300,8 @@ function finish(heading, text, { again = null } = {}) {
   grid.clear();
   clearInterval(waitTicker);
   waitingSince = null;
+  setAway(false);
+  chatBox.hidden = true;
   stopMeter();
   stopStream(localStream);
   localStream = null;
@@ -270,7 +335,12 @@ function onFrame(frame) {
   switch (frame.type) {
     case "waiting": enterWaiting(frame); break;
     case "admitted": enterSession(frame); break;
-    case "roster": if (state === "session") grid.setRoster(frame.participants || []); break;
+    case "roster": if (state === "session") onRoster(frame.participants || []); break;
+    case "chat": chat.add(frame); break;
+    case "facilitator_away": if (state === "session") { setAway(true); say("You are still connected to the group."); } break;
+    case "facilitator_back":
+      if (state === "session") { setAway(false); say("Your facilitator is back."); }
+      break;
     case "offer": case "answer": room.handle(frame); break;
     case "message": addMessage(frame.text || ""); break;
     case "sent_back":
@@ -301,9 +371,18 @@ function onFrame(frame) {
     case "session_ended":
       finish("The session has ended", "Thank you for joining today. See you next time.");
       break;
-    case "error": if (!room.handle(frame)) onError(frame); break; // media refusals: the room retries
+    case "error":
+      if (chat.refused(frame)) break;
+      if (!room.handle(frame)) onError(frame); // media refusals: the room retries
+      break;
     default: break;
   }
+}
+
+function onRoster(participants) {
+  grid.setRoster(participants);
+  const mine = participants.find((p) => p.id === me.id);
+  if (mine && typeof mine.hand === "boolean" && mine.hand !== handRaised) setHand(mine.hand);
 }
 
 function onError(frame) {
