@@ -1,12 +1,27 @@
-"""Helpers for browser tests: axe-core inside the page, and screenshots to look at."""
+"""Helpers for browser tests: signing in, axe-core inside the page, and screenshots to look at."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+from tests.browser.conftest import Demo
+
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+
+
+def sign_in(page: Any, demo: Demo, path: str, username: str, password: str) -> None:
+    """Open a staff page, get sent to the sign-in form, sign in, and land back on the page."""
+    from playwright.sync_api import expect
+
+    page.goto(demo.url + path)
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.get_by_role("textbox", name="Username").fill(username)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"**{path}")
 
 
 def check_accessibility(page: Any, label: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tests.browser.conftest import Demo
-from tests.browser.support import check_accessibility, screenshot
+from tests.browser.support import check_accessibility, screenshot, sign_in
 
 REMOTE_VIDEO = """() => [...document.querySelectorAll('.tile:not(.is-self) video')]
     .some(v => v.srcObject && v.videoWidth > 0)"""
@@ -19,17 +19,6 @@ REMOTE_VIDEO = """() => [...document.querySelectorAll('.tile:not(.is-self) video
 REMOTE_VIDEO_LIVE = """() => [...document.querySelectorAll('.tile:not(.is-self) video')]
     .some(v => v.srcObject && v.videoWidth > 0
                && v.srcObject.getVideoTracks().some(t => t.readyState === 'live' && !t.muted))"""
-
-
-def sign_in(page: Any, demo: Demo, path: str, username: str, password: str) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(demo.url + path)
-    expect(page).to_have_url(re.compile(r"/login\?next="))
-    page.get_by_role("textbox", name="Username").fill(username)
-    page.get_by_role("textbox", name="Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"**{path}")
 
 
 def test_a_bad_link_gets_the_friendly_page(demo: Demo, new_page: Any) -> None:
