@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from urllib.parse import urlparse
 
 from aiohttp import web
 
@@ -18,8 +19,9 @@ from server.auth.passwords import PasswordChecks
 from server.auth.ratelimit import LoginLimiter, LoginLimits
 from server.auth.sessions import StaffSessions
 from server.billing.delivery import DeliveryWorker
-from server.clock import Clock, SystemClock
+from server.clock import Clock, SystemClock, to_ms
 from server.errors import ApiError, ErrorCode
+from server.ids import new_id
 from server.lobby.registry import Lobby
 from server.media.glue import Outlet
 from server.media.room import MediaRooms, Source
@@ -29,6 +31,7 @@ from server.realtime.hello_gate import HelloGate
 from server.services import SERVICES, Services
 from server.settings import Settings
 from server.store.connection import UNAVAILABLE, Redis, RedisProbe, connect
+from server.store.nodes import NodeRegistry
 
 log = logging.getLogger("porchlight")
 
@@ -107,6 +110,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
                               settings.redis_pool_timeout_seconds, settings.redis_timeout_seconds)
     metrics = Metrics()
     media = MediaRooms(settings.ice_servers)
+    node = NodeRegistry(client, new_id("node"), settings.media_address or urlparse(settings.public_url).hostname or "",
+                        to_ms(clock.now()), to_ms(settings.node_timeout_seconds))
     count_packets(metrics, media)
     audit = AuditLog(client, clock)
     app[SERVICES] = Services(
@@ -133,7 +138,7 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         links=LinkSigner(settings.signing_keys, settings.public_url),
         lobby=Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds, settings.auto_end_seconds,
                     media=media, ice_servers=list(settings.ice_servers),
-                    check_ins_per_minute=settings.check_ins_per_minute),
+                    check_ins_per_minute=settings.check_ins_per_minute, node=node),
     )
     app[TEMPLATES] = environment()
     setup_routes(app)
@@ -197,6 +202,12 @@ async def _close_media(app: web.Application) -> None:
 
 
 async def _close_websockets(app: web.Application) -> None:
-    """On shutdown, tell every client and close; their drops are recorded as usual."""
-    for door in list(app[SERVICES].lobby.doors.values()):
-        door.close_all(1001, "server shutting down")
+    """On shutdown, tell every client and close; their drops are recorded as usual. After a
+    SIGTERM (a restart or a move) the code is 1012, service restart: clients reconnect."""
+    lobby = app[SERVICES].lobby
+    code = 1012 if lobby.draining else 1001
+    for door in list(lobby.doors.values()):
+        door.close_all(code, "server restarting" if lobby.draining else "server shutting down")
+    if lobby.node is not None:
+        with contextlib.suppress(*UNAVAILABLE):
+            await lobby.node.leave()

@@ -24,6 +24,7 @@ from server.app import create_app
 from server.audit import AuditLog
 from server.auth.staff import Role, StaffError, create_user
 from server.clock import SystemClock
+from server.services import SERVICES
 from server.settings import SETTINGS, Settings, SettingsError, service_links
 from server.store.connection import Redis, connect
 from server.store.embedded import EmbeddedRedis
@@ -117,9 +118,29 @@ async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitab
         print(f"  health:    {settings.public_url}/healthz", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        signals: list[int] = []
+
+        def received(sig: int) -> None:
+            signals.append(sig)
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, received, sig)
         await stop.wait()
+        if signals[0] == signal.SIGTERM:
+            # A restart or a move: take nothing new (/readyz 503), let running sessions finish for
+            # up to PORCHLIGHT_DRAIN_SECONDS, then close the rest with 1012 (service restart).
+            lobby = app[SERVICES].lobby
+            lobby.draining = True
+            print(f"Porchlight is draining (up to {settings.drain_seconds:g} s).", flush=True)
+            stop.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.drain_seconds):
+                    waiting = asyncio.ensure_future(lobby.until_empty())
+                    again = asyncio.ensure_future(stop.wait())  # a second signal: stop now
+                    await asyncio.wait({waiting, again}, return_when=asyncio.FIRST_COMPLETED)
+                    for task in (waiting, again):
+                        task.cancel()
         print("Porchlight is stopping.", flush=True)
         await runner.cleanup()
 

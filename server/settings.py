@@ -67,6 +67,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_WS_BEFORE_HELLO_PER_ADDRESS", "sockets one address may have open before hello (429)", "50"),
     Setting("PORCHLIGHT_WS_BEFORE_HELLO_MAX", "sockets all may have open before hello (429)", "1000"),
     Setting("PORCHLIGHT_TRUSTED_PROXIES", "proxies (IPs or CIDRs) whose X-Forwarded-For names the client", ""),
+    Setting("PORCHLIGHT_NODE_TIMEOUT_SECONDS", "a process silent this long is no longer listed in /api/v1/nodes", "10"),
+    Setting("PORCHLIGHT_MEDIA_ADDRESS", "this process's address in /api/v1/nodes (default: the public URL's host)", ""),
+    Setting("PORCHLIGHT_DRAIN_SECONDS", "on SIGTERM, wait this long for sessions to end before closing", "30"),
     Setting("PORCHLIGHT_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "INFO"),
     Setting("PORCHLIGHT_LOG_FORMAT", "text, or json for one JSON object a line", "text"),
 )
@@ -122,6 +125,9 @@ class Settings:
     ws_frame_burst: int = 40
     # Check-ins of one patient per minute: a hello/leave loop cannot ring the chime without end.
     check_ins_per_minute: int = 10
+    node_timeout_seconds: float = 10.0
+    media_address: str | None = None
+    drain_seconds: float = 30.0
     # Reverse proxies whose X-Forwarded-For is believed (the client address for per-address limits).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
@@ -231,6 +237,10 @@ class Settings:
         number("PORCHLIGHT_PASSWORD_CHECKS_AT_ONCE", "password_checks_at_once", int, 1, 64)
         number("PORCHLIGHT_PASSWORD_CHECKS_QUEUE", "password_checks_queue", int, 0, 100000)
         number("PORCHLIGHT_WS_SEND_QUEUE", "ws_send_queue", int, 4, 100000)
+        number("PORCHLIGHT_NODE_TIMEOUT_SECONDS", "node_timeout_seconds", float, 1, 3600)
+        number("PORCHLIGHT_DRAIN_SECONDS", "drain_seconds", float, 0, 3600)
+        if (media_address := get("PORCHLIGHT_MEDIA_ADDRESS")) is not None:
+            values["media_address"] = media_address
         number("PORCHLIGHT_WS_BEFORE_HELLO_PER_ADDRESS", "ws_before_hello_per_address", int, 1, 1000000)
         number("PORCHLIGHT_WS_BEFORE_HELLO_MAX", "ws_before_hello_max", int, 1, 1000000)
         if (proxies := get("PORCHLIGHT_TRUSTED_PROXIES")) is not None:

@@ -132,7 +132,10 @@ SCHEMAS: dict[str, Schema] = {
                     waiting=_list(_obj(["patient_id", "display_name", "waiting_since"], patient_id=ID,
                                        display_name=S, waiting_since=TIME)),
                     participants=_list(_obj(["patient_id", "display_name", "joined_at"], patient_id=ID,
-                                            display_name=S, joined_at=TIME))),
+                                            display_name=S, joined_at=TIME)),
+                    media_node={"type": ["string", "null"], "description": "the process hosting its media"}),
+    "Node": _obj(["id", "address", "sessions", "participants", "started_at", "last_seen"], id=S, address=S,
+                 sessions=INT, participants=INT, started_at=TIME, last_seen=TIME),
     "AttendanceRecord": _obj(
         ["session_id", "group_id", "patient_id", "service_date", "status", "intervals", "attended_seconds",
          "attended_minutes"],
@@ -145,7 +148,7 @@ SCHEMAS: dict[str, Schema] = {
                         meets_minimum=BOOL, dropout_risk=BOOL),
     "Delivery": _obj(["id", "record_id", "status", "attempts"], id=ID, record_id=ID,
                      status={"type": "string", "enum": ["pending", "delivered", "failed"]}, attempts=INT),
-    "Health": _obj(["status"], status={"type": "string", "enum": ["ok", "unavailable"]},
+    "Health": _obj(["status"], status={"type": "string", "enum": ["ok", "unavailable", "draining"]},
                    redis={"type": "string", "enum": ["up", "down"]}),
 }
 
@@ -276,6 +279,8 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ("POST", f"{API}/logout"): _staff_change("End (revoke) the staff session", "staff",
                                              answer=_obj(["ok"], ok={"const": True})),
     ("GET", f"{API}/me"): _op("The signed-in user and csrf_token", "staff", answer=_ref("SignedIn")),
+    ("GET", f"{API}/nodes"): _op("The processes of the deployment that heartbeat, with their load", "admin",
+                                 answer=_obj(["nodes"], nodes=_list(_ref("Node")))),
     ("POST", f"{API}/groups"): _staff_change("Create a group", "admin", body=GROUP_CREATE, ok=201,
                                              answer=_ref("Group")),
     ("GET", f"{API}/groups"): _op("Groups visible to the caller, with open_session_id", "staff",

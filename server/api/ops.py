@@ -6,19 +6,25 @@ import math
 
 from aiohttp import web
 
-from server.api.common import json_response
+from server.api.common import json_response, require_staff
 from server.api.openapi import openapi_document
+from server.auth.staff import Role
 from server.billing import outbox
 from server.clock import to_ms
 from server.metrics import CONTENT_TYPE, BillingSnapshot
 from server.services import services
 from server.store.connection import UNAVAILABLE
+from server.store.nodes import live_nodes
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Ready: Redis answers. Asked over the probe's own connection with a 1 s limit, so the answer
-    comes within about a second even when a burst holds every pooled connection or Redis hangs."""
-    if not await services(request).redis_probe.up():
+    """Ready: Redis answers and the process is not draining (after SIGTERM). Redis is asked over
+    the probe's own connection with a 1 s limit, so the answer comes within about a second even
+    when a burst holds every pooled connection or Redis hangs."""
+    svc = services(request)
+    if svc.lobby.draining:
+        return json_response({"status": "draining"}, status=503)
+    if not await svc.redis_probe.up():
         return json_response({"status": "unavailable", "redis": "down"}, status=503)
     return json_response({"status": "ok", "redis": "up"})
 
@@ -26,6 +32,14 @@ async def healthz(request: web.Request) -> web.Response:
 async def livez(request: web.Request) -> web.Response:
     """Alive: the process answers; Redis is not asked (a Redis outage is no reason to restart it)."""
     return json_response({"status": "ok"})
+
+
+async def nodes(request: web.Request) -> web.Response:
+    """The processes of the deployment that heartbeat within PORCHLIGHT_NODE_TIMEOUT_SECONDS."""
+    svc = services(request)
+    await require_staff(request, Role.ADMIN)
+    listed = await live_nodes(svc.redis, to_ms(svc.clock.now()), to_ms(svc.settings.node_timeout_seconds))
+    return json_response({"nodes": listed})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -22,6 +22,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(f"{API}/login", auth.login, name="login")
     r.add_post(f"{API}/logout", auth.logout, name="logout")
     r.add_get(f"{API}/me", auth.me, name="me")
+    r.add_get(f"{API}/nodes", ops.nodes, name="nodes")
     r.add_post(f"{API}/groups", clinic.create_group, name="groups.create")
     r.add_get(f"{API}/groups", clinic.list_groups, name="groups.list")
     r.add_get(f"{API}/groups/{{group_id}}", clinic.get_group, name="groups.get")

@@ -11,7 +11,7 @@ from server import validation as v
 from server.api.common import json_response, read_json, require_group_rights, require_staff
 from server.auth.sessions import StaffSession
 from server.clinic.groups import require_group
-from server.errors import bad_request
+from server.errors import ApiError, ErrorCode, bad_request
 from server.lobby.door import Door
 from server.services import services
 
@@ -24,6 +24,8 @@ async def open_session(request: web.Request) -> web.Response:
     staff = await require_staff(request)
     group = await require_group(svc.redis, v.an_id(request.match_info["group_id"], "group_id"))
     require_group_rights(staff, group)
+    if svc.lobby.draining:
+        raise ApiError(503, ErrorCode.UNAVAILABLE, "this server is restarting; try again in a moment")
     door = svc.lobby.door(group["id"])
     session = await door.run(lambda: door.open_session(staff.user.id))
     return json_response(session, status=201)

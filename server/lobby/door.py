@@ -163,7 +163,7 @@ class Door(DoorState):
         self.session = session
 
         def write(pipe: Any) -> None:
-            sessions.write_opened(pipe, self.group_id, session_id, now, user_id)
+            sessions.write_opened(pipe, self.group_id, session_id, now, user_id, self.node_id)
             pipe.delete(keys.group_early(self.group_id))
 
         try:

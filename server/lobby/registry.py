@@ -9,7 +9,7 @@ from typing import Any
 
 from server.attendance.finalise import finalise, finalise_pending
 from server.audit import AuditLog
-from server.clock import Clock, iso
+from server.clock import Clock, iso, to_ms
 from server.errors import not_found
 from server.lobby.door import Door
 from server.lobby.persist import describe_session, load_session
@@ -17,6 +17,7 @@ from server.media.room import MediaRooms
 from server.metrics import Metrics
 from server.store import keys, sessions
 from server.store.connection import UNAVAILABLE, Redis
+from server.store.nodes import Load, NodeRegistry
 from server.tasks import stop_if_cancelled
 
 
@@ -25,7 +26,10 @@ class Lobby:
         self, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float,
         auto_end_seconds: float = 900.0, media: MediaRooms | None = None,
         ice_servers: list[dict[str, Any]] | None = None, check_ins_per_minute: int = 10,
+        node: NodeRegistry | None = None,
     ) -> None:
+        self.node = node
+        self.draining = False  # SIGTERM: no new sessions or sockets; /readyz answers 503
         self.check_ins_per_minute = check_ins_per_minute
         self.redis = redis
         self.media = media
@@ -70,6 +74,21 @@ class Lobby:
         with contextlib.suppress(*UNAVAILABLE):
             if await finalise_pending(self.redis, self.clock, self.audit):
                 self.delivery_wake.set()
+        if self.node is not None:
+            with contextlib.suppress(*UNAVAILABLE):
+                await self.node.beat(to_ms(self.clock.now()), self.load())
+
+    def load(self) -> Load:
+        """What this process hosts now: open sessions, and the people connected to them."""
+        counts = [d.counts() for d in self.doors.values()]
+        return Load(sessions=sum(c.open for c in counts), participants=sum(c.in_session + c.staff for c in counts))
+
+    async def until_empty(self) -> None:
+        """After SIGTERM: return once no session here has anyone connected (the caller bounds the
+        wait with PORCHLIGHT_DRAIN_SECONDS). People leave through many paths; a half-second look
+        is plenty for a process that is going away."""
+        while self.load().participants:  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
 
     async def adopt_open_sessions(self) -> int:
         """Load every group with an open session, so one left by a previous process (a crash)
@@ -96,7 +115,7 @@ class Lobby:
             door = self.doors[group_id] = Door(
                 group_id, self.redis, self.clock, self.audit, self.metrics, self.grace_seconds,
                 on_end=self.finalise, media=self.media, ice_servers=self.ice_servers,
-                check_ins_per_minute=self.check_ins_per_minute,
+                check_ins_per_minute=self.check_ins_per_minute, node_id=self.node.node_id if self.node else None,
             )
         return door
 
@@ -121,9 +140,10 @@ class Lobby:
         """A session as GET /sessions/{id} shows it, open or ended."""
         group_id = await self.session_group(session_id)
         described = await self.door(group_id).describe_if_open(session_id)
-        if described is not None:
-            return described
-        session = await load_session(self.redis, session_id, 0)
-        if session is None:
-            raise not_found("session")
-        return describe_session(session, group_id, {})
+        if described is None:
+            session = await load_session(self.redis, session_id, 0)
+            if session is None:
+                raise not_found("session")
+            described = describe_session(session, group_id, {})
+        record = await sessions.read(self.redis, session_id)
+        return {**described, "media_node": record.media_node if record else None}

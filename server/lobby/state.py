@@ -41,7 +41,9 @@ class DoorState:
         self, group_id: str, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float,
         *, on_end: Callable[[str], Awaitable[None]] | None = None, media: MediaRooms | None = None,
         ice_servers: list[dict[str, Any]] | None = None, check_ins_per_minute: int = 10,
+        node_id: str | None = None,
     ) -> None:
+        self.node_id = node_id  # this process, named in the records of the sessions it opens
         self.group_id = group_id
         self.redis = redis
         self.clock = clock
@@ -282,7 +284,8 @@ class DoorState:
         waiting = len(self.early) + sum(1 for pid in (self.session.with_status(Status.WAITING) if self.session else ())
                                         if pid in self.presence.patients)
         return DoorCounts(waiting=waiting, in_session=sum(1 for _ in self.presence.admitted(self.session)),
-                          connections=len(self.presence.patients), open=self.session is not None)
+                          connections=len(self.presence.patients), open=self.session is not None,
+                          staff=len(self.presence.unique_staff()))
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,7 @@ class DoorCounts:
     in_session: int  # admitted and connected
     connections: int  # patients' WebSockets
     open: bool
+    staff: int  # staff taking part in the session
 
 
 OUT = Patient(Status.OUT, since=0)  # who is not in the session at all

@@ -234,6 +234,8 @@ class Client:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     svc = services(request)
+    if svc.lobby.draining:  # after SIGTERM: clients reconnect to another process, or to the next one
+        raise ApiError(503, "unavailable", "this server is restarting; reconnect in a moment")
     # 429 before the upgrade when too many have not said hello
     ticket = svc.hello_gate.enter(client_address(request, svc.settings.trusted_proxies))
     settings = svc.settings

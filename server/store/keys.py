@@ -170,3 +170,13 @@ def billing_endpoint_disabled() -> str:
 def group_active_enrollments(group_id: str) -> str:
     """Patient id -> id of their active enrolment in the group (one at a time)."""
     return f"{PREFIX}:group:{group_id}:active_enrollments"
+
+
+def node(node_id: str) -> str:
+    """One server process of the deployment: address, start, last heartbeat, load (a hash)."""
+    return f"{PREFIX}:node:{node_id}"
+
+
+def nodes() -> str:
+    """Every process's id, scored by its last heartbeat (ms)."""
+    return f"{PREFIX}:nodes"

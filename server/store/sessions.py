@@ -25,6 +25,7 @@ class SessionRecord:
     ended_at: int | None = None
     ended_by: str | None = None
     alive_at: int | None = None
+    media_node: str | None = None  # the process hosting its media (and live state)
     stored: dict[str, str] = field(default_factory=dict, repr=False, compare=False)  # as kept, for exports
 
     @property
@@ -40,7 +41,8 @@ class SessionRecord:
         return cls(
             id=session_id, group_id=raw["group_id"], state=raw.get("state", "open"),
             started_at=int(raw["started_at"]), opened_by=raw.get("opened_by") or None,
-            ended_at=ms("ended_at"), ended_by=raw.get("ended_by") or None, alive_at=ms("alive_at"), stored=dict(raw),
+            ended_at=ms("ended_at"), ended_by=raw.get("ended_by") or None, alive_at=ms("alive_at"),
+            media_node=raw.get("media_node") or None, stored=dict(raw),
         )
 
 
@@ -74,9 +76,11 @@ async def mark_alive(redis: Redis, session_id: str, at_ms: int) -> None:
     await redis.hset(keys.session(session_id), "alive_at", at_ms)
 
 
-def write_opened(pipe: Any, group_id: str, session_id: str, now: int, by: str) -> None:
+def write_opened(pipe: Any, group_id: str, session_id: str, now: int, by: str, node: str | None = None) -> None:
     """The session's record and indexes, as one opening writes them (inside a transaction)."""
     record = {"id": session_id, "group_id": group_id, "state": "open", "started_at": str(now), "opened_by": by}
+    if node is not None:
+        record["media_node"] = node
     pipe.hset(keys.session(session_id), mapping=record)
     pipe.zadd(keys.sessions_by_start(), {session_id: now})
     pipe.zadd(keys.group_sessions(group_id), {session_id: now})
