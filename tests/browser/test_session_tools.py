@@ -151,6 +151,20 @@ def test_hand_chat_mute_and_the_facilitator_away_between_console_and_patient(dem
     patient.get_by_role("button", name="Start video").click()
     expect(alex_tile).not_to_contain_text("camera off")
 
+    # -- and the other way: the patient's page shows the facilitator muted, camera off --------------
+    staff.get_by_role("button", name="Mute my microphone").click()
+    staff.get_by_role("button", name="Stop my video").click()
+    expect(dana_tile).to_contain_text("muted")
+    expect(dana_tile).to_contain_text("camera off")
+    expect(dana_tile.locator(".avatar")).to_have_text("DW")
+    expect(dana_tile.locator(".avatar")).to_be_visible()
+    expect(patient.get_by_role("figure", name=re.compile(r"Dana Whitfield.*muted.*camera off"))).to_be_visible()
+    screenshot(patient, "session-facilitator-camera-off-360")
+    staff.get_by_role("button", name="Unmute my microphone").click()
+    staff.get_by_role("button", name="Start my video").click()
+    expect(dana_tile).not_to_contain_text("muted")
+    expect(dana_tile).not_to_contain_text("camera off")
+
     # -- Mute all ----------------------------------------------------------------------------------
     staff.get_by_role("button", name="Mute all").click()
     expect(patient.get_by_role("button", name="Unmute", exact=True)).to_be_visible()
