@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ctypes
 import hashlib
 import hmac
 import secrets
@@ -80,6 +81,7 @@ class PasswordChecks:
     piling up."""
 
     def __init__(self, at_once: int, queue: int) -> None:
+        return_big_blocks()
         self._slots = asyncio.Semaphore(at_once)
         self._places = at_once + queue
         self._taken = 0
@@ -98,3 +100,18 @@ class PasswordChecks:
     async def run(self, check: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         async with self._slots:
             return await asyncio.to_thread(check, *args, **kwargs)
+
+
+def return_big_blocks() -> None:
+    """An argon2id check takes a 19 MiB block. glibc serves blocks that size from a heap it keeps
+    once it has seen one freed (its mmap threshold grows), so every process held 19 MiB more from
+    its first sign-in on (measured: RSS 85 -> 105 MB). A fixed threshold of 1 MiB keeps such
+    blocks mapped on their own and handed back when freed. A no-op without glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):
+        pass
+
+
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
