@@ -62,6 +62,7 @@ def test_hand_chat_mute_and_the_facilitator_away_between_console_and_patient(dem
     sent = console_chat.locator(".chat-message").filter(has_text="My camera is slow to start")
     expect(sent).to_contain_text("Alex R.")
     expect(sent).to_contain_text("to staff")
+    expect(sent).to_contain_text("in the waiting room")
     expect(waiting_chat).to_contain_text("My camera is slow to start")  # back to its sender
     check_accessibility(patient, "the waiting room with chat")
     screenshot(patient, "waiting-chat-360", full_page=True)

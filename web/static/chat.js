@@ -20,12 +20,14 @@ function timeOf(iso) {
 
 export class ChatPanel {
   // root: the <section aria-label="Chat"> of chat_panel.html; send(frame) → false when offline;
-  // selfId: whose messages read "You"; onMessage(frame, mine): after each one is listed.
-  constructor(root, { send, selfId, onMessage = () => {} }) {
+  // selfId: whose messages read "You"; onMessage(frame, mine): after each one is listed;
+  // whereFrom(frame): a word on where the sender is (the console marks the waiting room).
+  constructor(root, { send, selfId, onMessage = () => {}, whereFrom = () => "" }) {
     this.root = root;
     this.send = send;
     this.selfId = selfId;
     this.onMessage = onMessage;
+    this.whereFrom = whereFrom;
     this.part = (name) => root.querySelector(`[data-chat=${name}]`);
     this.log = this.part("log");
     this.form = this.part("form");
@@ -89,6 +91,8 @@ export class ChatPanel {
     meta.append(who);
     if (!mine && from.role && from.role !== "patient") meta.append(this.tag("chat-role", "Facilitator"));
     if (frame.private) meta.append(this.tag("chat-private", "to staff"));
+    const where = mine ? "" : this.whereFrom(frame);
+    if (where) meta.append(this.tag("chat-where", where));
     const time = document.createElement("time");
     time.className = "chat-time";
     time.dateTime = frame.at || "";

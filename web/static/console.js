@@ -367,6 +367,7 @@ function askAbout(name, kind, action) {
   $("person-confirm").textContent = words.confirm;
   $("person-confirm").className = words.kind || "danger";
   $("person-text").value = "";
+  $("person-text").required = kind === "message"; // an empty message is not sent
   personAction = action;
   personDialog.showModal();
   $("person-text").focus();
@@ -412,6 +413,10 @@ const chat = new ChatPanel($("chat"), {
   selfId: me.id,
   onMessage: (frame, mine) => {
     if (!mine && frame.private) playArrivalChime();
+  },
+  whereFrom: (frame) => {
+    const id = frame.from && frame.from.id;
+    return activeRoom && activeRoom.waiting.some((w) => w.patient_id === id) ? "in the waiting room" : "";
   },
 });
 

@@ -219,7 +219,10 @@ function setHand(raised) {
 }
 
 toggleHand.addEventListener("click", () => {
-  if (!live.send({ type: "hand", raised: !handRaised })) return;
+  if (!live.send({ type: "hand", raised: !handRaised })) {
+    say("Not connected right now. Try again in a moment.");
+    return;
+  }
   setHand(!handRaised);
   say(handRaised ? "Your hand is raised. Your facilitator can see it." : "You lowered your hand.");
 });
