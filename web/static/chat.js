@@ -4,10 +4,9 @@
 //
 // The markup is web/templates/chat_panel.html.
 
-export const CHAT_DISABLED_TEXT = "The facilitator has turned group chat off; you can still message the staff.";
+const CHAT_DISABLED_TEXT = "The facilitator has turned group chat off; you can still message the staff.";
 const REFUSALS = {
   chat_disabled: CHAT_DISABLED_TEXT,
-  not_admitted: "While you wait, messages go to the staff only.",
   rate_limited: "That was a lot of messages at once. Please wait a moment before sending more.",
   bad_request: "That message could not be sent. Messages can be up to 500 characters.",
 };
@@ -120,14 +119,15 @@ export class ChatPanel {
     return wrap;
   }
 
-  // An `error` frame: true when it was about a message we sent.
+  // An `error` frame: true when it was about a message we sent. (not_admitted is left to the
+  // media client, which retries on it; this page never sends a waiting patient's group message.)
   refused(frame) {
     if (this.pending === null && frame.code !== "chat_disabled") return false;
     const text = REFUSALS[frame.code];
     if (!text) return false;
     if (this.pending !== null && !this.text.value) this.text.value = this.pending;
     this.pending = null;
-    if (frame.code === "chat_disabled" || frame.code === "not_admitted") this.to.value = "staff";
+    if (frame.code === "chat_disabled") this.to.value = "staff";
     this.error.textContent = text;
     return true;
   }
