@@ -116,6 +116,12 @@ def test_hand_chat_mute_and_the_facilitator_away_between_console_and_patient(dem
     assert not off_screen, f"at 360x640 with the chat open, not on screen: {off_screen}"
     check_accessibility(patient, "the session with the chat open")
     screenshot(patient, "session-chat-360")
+    patient.set_viewport_size({"width": 1280, "height": 800})  # a laptop: the chat beside the videos
+    off_screen = patient.evaluate(ON_SCREEN, [".tile:not(.is-self)", "#chat-text", "#chat .chat-compose button",
+                                              "#toggle-audio", "#leave"])
+    assert not off_screen, f"at 1280x800 with the chat open, not on screen: {off_screen}"
+    screenshot(patient, "session-chat-1280")
+    patient.set_viewport_size({"width": 360, "height": 640})
 
     # -- group chat off: the patient is told plainly and can still write to the staff -----------
     group_chat = staff.get_by_role("switch", name="Group chat")

@@ -27,6 +27,7 @@ let audioOn = true;
 let videoOn = true;
 let handRaised = false;
 let unread = 0;
+let chatNotice = null; // { said, before }: the status line while unread messages wait
 let waitingSince = null;
 let waitTicker = null;
 let state = "door"; // door | waiting | session | ended
@@ -46,7 +47,9 @@ const chat = new ChatPanel(chatBox, {
     unread += 1;
     showUnread();
     const from = (frame.from && frame.from.display_name) || "someone";
-    say(`New chat message from ${from}. Press Chat to read it.`);
+    const said = `New chat message from ${from}. Press Chat to read it.`;
+    chatNotice = { said, before: chatNotice ? chatNotice.before : statusRegion.textContent };
+    say(said);
   },
 });
 
@@ -240,6 +243,9 @@ function openChat(open, focus = true) {
   if (open) {
     unread = 0;
     showUnread();
+    // Read now: the status line goes back to what it said before, unless something newer came.
+    if (chatNotice && statusRegion.textContent === chatNotice.said) say(chatNotice.before);
+    chatNotice = null;
     if (focus) chatBox.querySelector("input[type=text]").focus({ preventScroll: true });
   }
 }
