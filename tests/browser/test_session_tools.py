@@ -7,6 +7,7 @@ calm notice while the facilitator's connection is gone."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +16,16 @@ from tests.browser.conftest import Demo
 from tests.browser.support import check_accessibility, screenshot, sign_in
 
 pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(autouse=True)
+def patient_expectations() -> Iterator[None]:
+    """Two tabs with live media share two cores: expectations wait as long as page actions do."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
+    yield
+    expect.set_options(timeout=5_000)  # Playwright's default, for the modules that follow
 
 # Everything a phone user needs with the chat open, on screen at once: inside the viewport, not
 # covered by anything (the sticky controls, say), and the page not scrolled to reach it.
@@ -35,8 +46,6 @@ ON_SCREEN = """(selectors) => {
 
 def test_hand_chat_mute_and_the_facilitator_away_between_console_and_patient(demo: Demo, new_page: Any) -> None:
     from playwright.sync_api import expect
-
-    expect.set_options(timeout=15_000)
 
     # -- the facilitator starts the session; the patient checks in on a phone -------------------
     staff = new_page(1280, 800)
