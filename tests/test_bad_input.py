@@ -16,7 +16,7 @@ async def _snapshot(api: Api) -> dict[str, Any]:
     """Everything in Redis except the audit log and login counters, which record attempts."""
     out = {}
     for key in sorted(await api.redis.keys("*")):
-        if key.startswith(("pl:audit", "pl:loginfail", "pl:staffsession")):
+        if key.startswith(("pl:audit", "pl:login", "pl:staffsession", "pl:node")):  # attempts; heartbeats
             continue
         kind = await api.redis.type(key)
         if kind == "string":

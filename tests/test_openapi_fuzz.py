@@ -34,7 +34,7 @@ EXAMPLES_PER_OPERATION = 10
 # test_staff_auth) and out (it would end the session the fuzzing runs in).
 SKIPPED = {("GET", "/api/v1/ws"), ("POST", "/api/v1/login"), ("POST", "/api/v1/logout")}
 # What records attempts rather than state: audit entries, sign-in counters, staff sessions.
-RECORDS_ATTEMPTS = ("pl:audit", "pl:login", "pl:loginfail", "pl:staffsession")
+RECORDS_ATTEMPTS = ("pl:audit", "pl:login", "pl:staffsession", "pl:node")  # and process heartbeats
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
