@@ -9,10 +9,12 @@ import aiohttp
 
 from server.app import create_app
 from server.auth.sessions import COOKIE_NAME
-from tests.helpers import Api
+from tests.helpers import Api, World
 
 
-async def test_a_console_that_only_answers_pings_is_signed_out_when_idle(api: Api, aiohttp_client: Any) -> None:
+async def _watching_console(api: Api, aiohttp_client: Any) -> tuple[Api, World, aiohttp.ClientWebSocketResponse]:
+    """A facilitator's console watching their group's door, answering pings by hand (as a test
+    must, to step the clock between them)."""
     # Clock steps longer than the heartbeat timeout would drop the socket; only the idle timer is tested.
     settings = api.settings.replace(heartbeat_timeout_seconds=24 * 3600)
     api = Api(await aiohttp_client(create_app(settings, redis=api.redis, clock=api.clock)),
@@ -21,7 +23,12 @@ async def test_a_console_that_only_answers_pings_is_signed_out_when_idle(api: Ap
     ws = await api.client.ws_connect("/api/v1/ws", headers={"Cookie": f"{COOKIE_NAME}={world.facilitator.cookie}"},
                                      autoping=False)
     await ws.send_str(json.dumps({"type": "hello", "group_id": world.group["id"]}))
-    idle = settings.staff_idle_timeout_seconds
+    return api, world, ws
+
+
+async def test_a_console_that_only_answers_pings_is_signed_out_when_idle(api: Api, aiohttp_client: Any) -> None:
+    api, world, ws = await _watching_console(api, aiohttp_client)
+    idle = api.settings.staff_idle_timeout_seconds
     # A forgotten tab: the browser answers every ping, the person does nothing. Each step, the
     # server's next ping is answered, as browsers do.
     closed: int | None = None
@@ -42,14 +49,8 @@ async def test_a_console_that_only_answers_pings_is_signed_out_when_idle(api: Ap
 
 
 async def test_a_console_whose_user_is_active_stays_signed_in(api: Api, aiohttp_client: Any) -> None:
-    settings = api.settings.replace(heartbeat_timeout_seconds=24 * 3600)
-    api = Api(await aiohttp_client(create_app(settings, redis=api.redis, clock=api.clock)),
-              api.redis, api.clock, settings)
-    world = await api.world(patients=0)
-    ws = await api.client.ws_connect("/api/v1/ws", headers={"Cookie": f"{COOKIE_NAME}={world.facilitator.cookie}"},
-                                     autoping=False)
-    await ws.send_str(json.dumps({"type": "hello", "group_id": world.group["id"]}))
-    idle = settings.staff_idle_timeout_seconds
+    api, world, ws = await _watching_console(api, aiohttp_client)
+    idle = api.settings.staff_idle_timeout_seconds
     for _ in range(int(3 * idle // 60)):  # three idle periods, with a click every minute
         api.clock.advance(60)
         await ws.send_str(json.dumps({"type": "activity"}))
