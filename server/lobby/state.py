@@ -76,20 +76,18 @@ class DoorState:
     async def load(self) -> None:
         if self.loaded:
             return
+        # Read everything first, then replace the state in one step: frames are checked against
+        # it outside the lock (is_admitted), and must never see it half-loaded (no session).
         group = await get_group(self.redis, self.group_id)
         if group is None:
             raise not_found("group")
-        self.group = group
-        self.session = None
         session_id = await self.redis.get(keys.group_open_session(self.group_id))
-        if session_id:
-            self.session = await load_session(self.redis, session_id, self.grace_ms)
+        session = await load_session(self.redis, session_id, self.grace_ms) if session_id else None
         early = await self.redis.hgetall(keys.group_early(self.group_id))
-        self.early = {}
-        for pid, raw in early.items():
-            data = json.loads(raw)
-            if pid in self.presence.patients:
-                self.early[pid] = (data["at"], data.get("location"))
+        self.group, self.session = group, session
+        self.early = {pid: (data["at"], data.get("location"))
+                      for pid, data in ((pid, json.loads(raw)) for pid, raw in early.items())
+                      if pid in self.presence.patients}
         # Patients whose connection did not survive a restart are dropped at the last moment
         # this server was known to hold their connection (the session's alive mark).
         if self.session:
