@@ -26,8 +26,8 @@ $(BIN)/uv:
 
 # After a change to pyproject.toml's dependencies: versions already locked are kept where they
 # still fit. `make lock LOCK_ARGS=--upgrade` moves everything to the newest allowed.
-lock: $(BIN)/uv
-	$(BIN)/uv pip compile pyproject.toml --extra test --generate-hashes $(LOCK_TARGET) \
+lock: $(BIN)/uv  ## uv uses the system's CA certificates (UV_NATIVE_TLS), as pip is configured to
+	UV_NATIVE_TLS=1 $(BIN)/uv pip compile pyproject.toml --extra test --generate-hashes $(LOCK_TARGET) \
 		--custom-compile-command "make lock" -q -o requirements.lock $(LOCK_ARGS)
 
 run: $(STAMP)  ## the server with a demo clinic, on its embedded Redis
