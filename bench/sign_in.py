@@ -35,7 +35,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -47,6 +46,7 @@ from bench.waiting_room import (
     percentile,
     start_server,
     stop_server,
+    timed,
 )
 from server.auth.staff import Role, create_user
 from server.store.connection import connect
@@ -70,17 +70,6 @@ class Result:
     burst_s: float = math.nan
     cpu_s: float = math.nan
     log_problems: list[str] = field(default_factory=list)
-
-
-async def timed(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, float]:
-    t0 = time.perf_counter()
-    try:
-        async with http.request(method, url, **kw) as resp:
-            await resp.read()
-            status = resp.status
-    except aiohttp.ClientError:
-        status = 0  # no HTTP answer at all
-    return status, (time.perf_counter() - t0) * 1000
 
 
 async def sample(http: aiohttp.ClientSession, base: str, cookie: str, into: dict[str, list[float]],

@@ -50,6 +50,7 @@ from bench.waiting_room import (
     raise_fd_limit,
     start_server,
     stop_server,
+    timed,
 )
 
 MODES: dict[str, dict[str, str]] = {
@@ -92,24 +93,13 @@ class Result:
         return sum(count for status, count in self.burst_statuses.items() if status >= 500)
 
 
-async def timed_get(http: aiohttp.ClientSession, url: str) -> tuple[int, float]:
-    t0 = time.perf_counter()
-    try:
-        async with http.get(url) as resp:
-            await resp.read()
-            status = resp.status
-    except aiohttp.ClientError:
-        status = 0  # no HTTP answer at all
-    return status, (time.perf_counter() - t0) * 1000
-
-
 async def sample_health(http: aiohttp.ClientSession, base: str, count: int | None,
                         until: asyncio.Event | None = None) -> tuple[list[float], int]:
     """Sequential /healthz: `count` of them, or until `until` is set. (200 latencies, failures)."""
     latencies: list[float] = []
     failed = 0
     while (count is None or len(latencies) + failed < count) and not (until is not None and until.is_set()):
-        status, ms = await timed_get(http, f"{base}/healthz")
+        status, ms = await timed(http, "GET", f"{base}/healthz")
         if status == 200:
             latencies.append(ms)
         else:
@@ -207,7 +197,7 @@ async def run_mode(mode: str, args: argparse.Namespace) -> Result:
                                              cookie_jar=aiohttp.DummyCookieJar()) as burst_http:
                 def request(i: int) -> asyncio.Task[tuple[int, float]]:
                     path = "/healthz" if i % 2 else f"/j/{token}"
-                    return asyncio.create_task(timed_get(burst_http, base + path))
+                    return asyncio.create_task(timed(burst_http, "GET", base + path))
 
                 t0 = time.perf_counter()
                 first_half = [request(i) for i in range(args.burst // 2)]

@@ -330,6 +330,18 @@ async def post(http: aiohttp.ClientSession, base: str, staff: Staff, path: str, 
     return json.loads(text)
 
 
+async def timed(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, float]:
+    """An HTTP request's status (0 when no answer came) and its time in ms."""
+    t0 = time.perf_counter()
+    try:
+        async with http.request(method, url, **kw) as resp:
+            await resp.read()
+            status = resp.status
+    except aiohttp.ClientError:
+        status = 0  # no HTTP answer at all
+    return status, (time.perf_counter() - t0) * 1000
+
+
 async def server_metrics(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
     out: dict[str, float] = {}
     with contextlib.suppress(Exception):
