@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import redis as sync_redis
@@ -36,10 +35,9 @@ def _outage(server: RedisServer) -> None:
 
 
 async def test_leaving_during_a_redis_outage_is_billed_to_the_moment_of_leaving(
-    aiohttp_client: Any, settings: Settings, tmp_path: Path
+    aiohttp_client: Any, settings: Settings, own_redis: RedisServer
 ) -> None:
-    own = RedisServer(tmp_path)
-    own.start()
+    own = own_redis
     redis = connect(own.url)
     clock = ManualClock()
     # The background round is driven by the test alone: no alive mark or finalisation by timer.
@@ -86,5 +84,4 @@ async def test_leaving_during_a_redis_outage_is_billed_to_the_moment_of_leaving(
         assert records[world.patients[2]["id"]]["attended_seconds"] == 93  # present throughout
         await stayer.close()
     finally:
-        own.stop()
         await redis.aclose()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +25,6 @@ from tests.helpers import Api
 HEALTH_WITHIN = 3.0
 API_503_WITHIN = 6.0
 RECOVERS_WITHIN = 15.0
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    if server.process is not None:
-        os.kill(server.process.pid, signal.SIGCONT)  # a test that failed mid-hang must not leave it stopped
-    server.stop()
 
 
 async def _api(aiohttp_client: Any, settings: Settings, redis: Redis) -> Api:
