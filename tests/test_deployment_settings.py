@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.api.common import forwarded_client
+from server.requests import forwarded_client
 from server.settings import Settings, SettingsError
 from tests.helpers import Api
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from server import validation as v
-from server.api.common import client_ip, json_response, read_json, require_staff, same_origin
+from server.api.common import client_ip, json_response, read_json, require_staff
 from server.auth.passwords import PasswordChecksBusy
 from server.auth.sessions import COOKIE_NAME
 from server.auth.staff import authenticate
 from server.errors import ApiError, ErrorCode
+from server.requests import same_origin
 from server.services import services
 
 

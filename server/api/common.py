@@ -10,11 +10,9 @@ from aiohttp import web
 from server.auth.sessions import COOKIE_NAME, StaffSession
 from server.auth.staff import Role, can_run
 from server.errors import ApiError, ErrorCode, bad_request, forbidden
-from server.requests import client_address, forwarded_client, same_origin
+from server.requests import client_address, same_origin
 from server.services import services
 from server.validation import parse_json
-
-__all__ = ["forwarded_client", "same_origin"]  # re-exported for the handlers (and the helpers below)
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 STAFF_SESSION = web.RequestKey("staff_session", StaffSession)
