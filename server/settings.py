@@ -45,6 +45,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_BILLING_WEBHOOK_SECRET", "Standard Webhooks secret (whsec_...)", ""),
     Setting("PORCHLIGHT_BILLING_RETRY_BASE_SECONDS", "first billing retry delay in seconds", "5"),
     Setting("PORCHLIGHT_BILLING_ALLOW_LINK_LOCAL", "1 lets the webhook URL resolve to link-local addresses", "0"),
+    Setting("PORCHLIGHT_BILLING_FORMAT", "billing webhook body: json, or hl7v2 for a DFT^P03 charge message", "json"),
     Setting("PORCHLIGHT_AUTO_END_SECONDS", "end a session this long after it empties with no facilitator", "900"),
     Setting("PORCHLIGHT_RETENTION_YEARS", "keep attendance, billing and audit records this many years", "10"),
     Setting("PORCHLIGHT_ICE_SERVERS", "JSON list of RTCIceServer objects given to clients", "[]"),
@@ -94,6 +95,7 @@ class Settings:
     billing_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     billing_retry_base_seconds: float = 5.0
     billing_allow_link_local: bool = False
+    billing_format: str = "json"  # or "hl7v2": the webhook body is a DFT^P03 message (billing/hl7v2.py)
     auto_end_seconds: float = 900.0
     retention_years: int = 10
     ice_servers: tuple[dict[str, Any], ...] = ()
@@ -210,6 +212,11 @@ class Settings:
                 problems.append("PORCHLIGHT_BILLING_ALLOW_LINK_LOCAL: 0 or 1")
             else:
                 values["billing_allow_link_local"] = allow == "1"
+        if (billing_format := get("PORCHLIGHT_BILLING_FORMAT")) is not None:
+            if billing_format not in ("json", "hl7v2"):
+                problems.append(f"PORCHLIGHT_BILLING_FORMAT={billing_format!r}: json or hl7v2")
+            else:
+                values["billing_format"] = billing_format
         number("PORCHLIGHT_AUTO_END_SECONDS", "auto_end_seconds", float, 1, 86400)
         number("PORCHLIGHT_RETENTION_YEARS", "retention_years", int, 1, 100)
         if (ice := get("PORCHLIGHT_ICE_SERVERS")) is not None:

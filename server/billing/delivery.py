@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from server.audit import AuditLog
-from server.billing import outbox, signing
+from server.billing import hl7v2, outbox, signing
 from server.clock import Clock, to_ms
 from server.metrics import Metrics
 from server.settings import Settings
@@ -185,7 +185,8 @@ class DeliveryWorker:
         if body is None or not delivery or delivery.get("status") != "pending":
             await self.redis.zrem(keys.billing_due(), record_id)
             return
-        outcome = await self._post(http, url, record_id, body)
+        body, content_type = hl7v2.webhook_body(body, self.settings.billing_format)
+        outcome = await self._post(http, url, record_id, body, content_type)
         now = self.clock.now()
         attempts = int(delivery.get("attempts", 0)) + 1
         first = int(delivery.get("first_attempt_at") or to_ms(now))
@@ -222,11 +223,12 @@ class DeliveryWorker:
         if result == "delivered":
             self.metrics.billing_delivered.inc()
 
-    async def _post(self, http: aiohttp.ClientSession, url: str, record_id: str, body: bytes) -> Outcome:
+    async def _post(self, http: aiohttp.ClientSession, url: str, record_id: str, body: bytes,
+                    content_type: str) -> Outcome:
         if (refused := literal_refusal(url, self.settings.billing_allow_link_local)) is not None:
             return Outcome(None, refused, None, refused=True)
         stamp = int(self.clock.now())
-        headers = signing.headers(list(self.settings.billing_webhook_secrets), record_id, stamp, body)
+        headers = signing.headers(list(self.settings.billing_webhook_secrets), record_id, stamp, body, content_type)
         try:
             async with http.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                 await resp.read()

@@ -30,10 +30,11 @@ def sign(secrets: list[str], message_id: str, timestamp: int, body: bytes) -> st
     return " ".join(parts)
 
 
-def headers(secrets: list[str], message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+def headers(secrets: list[str], message_id: str, timestamp: int, body: bytes,
+            content_type: str = "application/json") -> dict[str, str]:
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(secrets, message_id, timestamp, body),
-        "content-type": "application/json",
+        "content-type": content_type,
     }
