@@ -30,8 +30,8 @@ class TranscodingRoom(room.MediaRoom):
         self.relay = MediaRelay()
 
     def source(self, member: room.Member, kind: str, transceiver: RTCRtpTransceiver,
-               codec: RTCRtpCodecParameters) -> room.Source:
-        return room.Source(member, kind, transceiver, codec)  # no tap: aiortc decodes it
+               codec: RTCRtpCodecParameters, label: str) -> room.Source:
+        return room.Source(member, kind, transceiver, codec, label)  # no tap: aiortc decodes it
 
     def reuse_viewer_track(self, transceiver: RTCRtpTransceiver, old: Any, source: room.Source) -> Any:
         return None  # relayed tracks are not recycled

@@ -106,7 +106,7 @@ CODES: dict[ErrorCode, Meaning] = {
     ErrorCode.CHAT_DISABLED: Meaning(None, WS, "a group chat message while chat is off", "realtime",
                                      sent=True),
     ErrorCode.NOT_ALLOWED: Meaning(None, WS, "a patient's screen share without permission (contract v1.1)",
-                                   "realtime", sent=False),
+                                   "media"),
     ErrorCode.USERNAME_TAKEN: Meaning(None, Channel.CLI, "`porchlight user add` with a username in use", "auth"),
 }
 

@@ -20,6 +20,7 @@ from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
@@ -88,6 +89,8 @@ class MediaPeer:
         self.offers = 0
         self.subscribe_connected_at: float | None = None
         self.tasks: list[asyncio.Task[Any]] = []
+        self.screen_track: SyntheticVideo | None = None
+        self.screen_transceiver: RTCRtpTransceiver | None = None
         self._listen(self.subscribe_pc)
 
     def _listen(self, pc: RTCPeerConnection) -> None:
@@ -102,7 +105,7 @@ class MediaPeer:
         """Offer our tracks on the publish connection (again, after start_video, to add video)."""
         pc = self.publish_pc
         self.answered.clear()
-        sending = {t.sender.track for t in pc.getTransceivers()}
+        sending = {t.sender.track for t in pc.getTransceivers()} | {self.screen_track}
         if self.audio_track is not None and self.audio_track not in sending:
             pc.addTransceiver(self.audio_track, direction="sendonly")
         if self.video_track is not None and self.video_track not in sending:
@@ -113,6 +116,25 @@ class MediaPeer:
         await pc.setLocalDescription(await pc.createOffer())
         assert pc.localDescription is not None
         await self.send({"type": "offer", "pc": "publish", "sdp": pc.localDescription.sdp})
+
+    async def share_screen(self, width: int = 320, height: int = 180) -> None:
+        """Add a screen share: a second video section whose msid track id starts with "screen"
+        (aiortc writes a track's id there). Sharing again reuses the section."""
+        screen = SyntheticVideo(width, height, fps=5)
+        screen._id = f"screen-{screen.id}"
+        self.screen_track = screen
+        if self.screen_transceiver is None:
+            self.screen_transceiver = self.publish_pc.addTransceiver(screen, direction="sendonly")
+        else:
+            self.screen_transceiver.sender.replaceTrack(screen)
+            self.screen_transceiver.direction = "sendonly"
+        await self.publish()
+
+    async def stop_screen(self) -> None:
+        """Stop sharing: the screen section goes inactive in a re-offer."""
+        assert self.screen_transceiver is not None
+        self.screen_transceiver.direction = "inactive"
+        await self.publish()
 
     async def start_video(self) -> None:
         """Turn the camera on after joining with sound only: a re-offer on the publish connection."""

@@ -32,6 +32,7 @@ from server.api.schemas import (
     PATIENT_ID_ONLY,
     REMOVE,
     SCHEMAS,
+    SCREEN_SHARE,
     S,
     Schema,
     array,
@@ -223,6 +224,9 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ("POST", f"{API}/sessions/{{session_id}}/chat"): _staff_change(
         "Turn group chat on or off (messages to the staff always go)", "facilitator", body=CHAT_SWITCH,
         answer=obj(["chat_enabled"], chat_enabled={"type": "boolean"}), errors=SESSION_ACTION),
+    ("POST", f"{API}/sessions/{{session_id}}/screen-share"): _staff_change(
+        "Let a patient share their screen, or stop them (409 not_in_session)", "facilitator", body=SCREEN_SHARE,
+        answer=obj(["patient_id", "allowed"], patient_id=ID, allowed=BOOL), errors=SESSION_ACTION),
     ("POST", f"{API}/sessions/{{session_id}}/end"): _staff_change(
         "End the session; attendance is final", "facilitator", answer=ref("Session"), errors=SESSION_ACTION),
     ("GET", f"{API}/sessions/{{session_id}}/events"): _op(

@@ -42,6 +42,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(f"{API}/sessions/{{session_id}}/message", sessions.message, name="sessions.message")
     r.add_post(f"{API}/sessions/{{session_id}}/mute", sessions.mute, name="sessions.mute")
     r.add_post(f"{API}/sessions/{{session_id}}/chat", sessions.chat, name="sessions.chat")
+    r.add_post(f"{API}/sessions/{{session_id}}/screen-share", sessions.screen_share, name="sessions.screen_share")
     r.add_post(f"{API}/sessions/{{session_id}}/end", sessions.end, name="sessions.end")
     r.add_get(f"{API}/sessions/{{session_id}}/events", sessions.attendance_events, name="sessions.events")
     r.add_get(f"{API}/sessions/{{session_id}}/attendance", attendance.session_attendance, name="sessions.attendance")

@@ -78,6 +78,7 @@ REMOVE = obj(["patient_id"], closed=True, patient_id=ID, reason=text(200))
 MESSAGE = obj(["text"], closed=True, text=text(500), patient_id=ID)
 MUTE = {"oneOf": [PATIENT_ID_ONLY, obj(["all"], closed=True, all={"const": True})]}
 CHAT_SWITCH = obj(["enabled"], closed=True, enabled={"type": "boolean"})
+SCREEN_SHARE = obj(["patient_id", "allowed"], closed=True, patient_id=ID, allowed={"type": "boolean"})
 CORRECTION = obj(["intervals", "reason"], closed=True,
                   intervals=array({"type": "array", "items": TIME, "minItems": 2, "maxItems": 2}, max_items=100),
                   reason=text(500))

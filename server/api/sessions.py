@@ -129,6 +129,18 @@ async def chat(request: web.Request) -> web.Response:
     return json_response({"chat_enabled": enabled})
 
 
+async def screen_share(request: web.Request) -> web.Response:
+    """Let a patient share their screen, or stop them (staff always may)."""
+    staff, door, session_id = await _session_door(request)
+    body = await _body(request, {"patient_id", "allowed"})
+    patient_id = v.an_id(body.get("patient_id"), "patient_id")
+    allowed = v.boolean(body, "allowed")
+    if allowed is None:
+        raise bad_request("allowed: true or false")
+    await door.run(lambda: door.allow_screen(session_id, patient_id, allowed, staff.user.id))
+    return json_response({"patient_id": patient_id, "allowed": allowed})
+
+
 async def end(request: web.Request) -> web.Response:
     staff, door, session_id = await _session_door(request)
     ended = await door.run(lambda: door.end(session_id, staff.user.id))

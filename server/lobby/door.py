@@ -228,7 +228,7 @@ class Door(DoorState):
         events = self._apply(lambda: session.remove(patient_id, to_ms(self.clock.now()), by))
         await self._commit(events, [patient_id], audit=[
             Action("patient.remove", by, {"session_id": session_id, "patient_id": patient_id})])
-        self.tools.hands.discard(patient_id)
+        self.tools.forget(patient_id)
         frame: dict[str, Any] = {"type": "removed"}
         if reason:
             frame["reason"] = reason
@@ -240,22 +240,36 @@ class Door(DoorState):
         events = self._apply(lambda: session.send_back(patient_id, to_ms(self.clock.now()), by))
         await self._commit(events, [patient_id], audit=[
             Action("patient.send_back", by, {"session_id": session_id, "patient_id": patient_id})])
-        self.tools.hands.discard(patient_id)
+        self.tools.forget(patient_id)
         if (conn := self.presence.patients.get(patient_id)) is not None:
             conn.told_admitted = False
             self.presence.send(conn, {"type": "sent_back"})
             self.presence.send(conn, self.waiting_message(patient_id))
         self.schedule_push("waiting_list", "roster")
 
-    async def mute(self, session_id: str, patient_id: str, by: str) -> None:
-        session = self.require_session(session_id)
-        if session.patients.get(patient_id, OUT).status is not Status.IN_SESSION:
+    def _require_in_session(self, session_id: str, patient_id: str) -> None:
+        if self.require_session(session_id).patients.get(patient_id, OUT).status is not Status.IN_SESSION:
             raise ApiError(409, "not_in_session", f"patient {patient_id} is not in the session")
+
+    async def mute(self, session_id: str, patient_id: str, by: str) -> None:
+        self._require_in_session(session_id, patient_id)
         await self.audit.append("patient.mute", by, session_id=session_id, patient_id=patient_id)
         if (room := self.media_room()) is not None:
             room.mute(patient_id)
         if (conn := self.presence.patients.get(patient_id)) is not None:
             self.presence.send(conn, {"type": "muted"})
+
+    async def allow_screen(self, session_id: str, patient_id: str, allowed: bool, by: str) -> None:
+        """Let a patient share their screen, or stop them (staff always may; CONTRACT.md v1.1)."""
+        self._require_in_session(session_id, patient_id)
+        await self.audit.append("patient.screen_share", by, session_id=session_id, patient_id=patient_id,
+                                allowed=allowed)
+        (self.tools.screen_allowed.add if allowed else self.tools.screen_allowed.discard)(patient_id)
+        if not allowed and (room := self.media_room()) is not None:
+            room.stop_screen(patient_id)
+        if (conn := self.presence.patients.get(patient_id)) is not None:
+            self.presence.send(conn, {"type": "screen_share", "allowed": allowed})
+        self.schedule_push("roster")
 
     def message_waiting(self, session_id: str, text: str, patient_id: str | None = None) -> int:
         """A message to everyone waiting, or to one waiting patient."""

@@ -180,7 +180,8 @@ class DoorState:
     def _roster_extras(self, pid: str) -> dict[str, Any]:
         media = (self.media_recorded.get((self.session.session_id, pid), (False, False))
                  if self.session is not None else (False, False))
-        return self.tools.roster_extras(pid, media)
+        room = self.media.get(self.session.session_id) if self.media is not None and self.session else None
+        return self.tools.roster_extras(pid, media, room is not None and room.sharing(pid))
 
     def waiting_message(self, patient_id: str, message: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -219,7 +220,8 @@ class DoorState:
     def media_room(self) -> MediaRoom | None:
         if self.media is None or self.session is None:
             return None
-        return self.media.room(self.session.session_id, self._record_media_state)
+        return self.media.room(self.session.session_id, self._record_media_state,
+                               self.tools.screen_allowed.__contains__, lambda: self.presence.schedule("roster"))
 
     def media_members(self) -> dict[str, Peer]:
         """Who may send and receive media now: staff in the session, admitted patients online."""

@@ -18,6 +18,7 @@ MAX_CHAT = 500
 class SessionTools:
     def __init__(self) -> None:
         self.hands: set[str] = set()  # participant ids with a hand raised
+        self.screen_allowed: set[str] = set()  # patients the facilitator lets share their screen
         self.chat_enabled = True
         self.facilitator_present = False
         self._ids = itertools.count(1)
@@ -25,11 +26,22 @@ class SessionTools:
     def reset(self) -> None:
         """A new session starts with none of the last one's hands, chat setting or messages."""
         self.hands.clear()
+        self.screen_allowed.clear()
         self.chat_enabled = True
         self.facilitator_present = False
 
-    def roster_extras(self, participant_id: str, media: tuple[bool, bool]) -> dict[str, Any]:
-        return {"audio": media[0], "video": media[1], "hand": participant_id in self.hands}
+    def forget(self, patient_id: str) -> None:
+        """The patient left the session (removed, sent back): a hand and a permission do not last."""
+        self.hands.discard(patient_id)
+        self.screen_allowed.discard(patient_id)
+
+    def roster_extras(self, participant_id: str, media: tuple[bool, bool], sharing: bool) -> dict[str, Any]:
+        extras = {"audio": media[0], "video": media[1], "hand": participant_id in self.hands}
+        if sharing:
+            extras["screen"] = True
+        if participant_id in self.screen_allowed:
+            extras["screen_allowed"] = True
+        return extras
 
     def chat_frame(self, sender: dict[str, str], text: str, at: str, private: bool) -> dict[str, Any]:
         return {"type": "chat", "id": f"msg_{next(self._ids)}", "from": sender, "text": text, "at": at,

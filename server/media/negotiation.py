@@ -60,20 +60,40 @@ def rtc_configuration(ice_servers: tuple[dict[str, Any], ...]) -> RTCConfigurati
     return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 
 
-def check_publish_offer(sdp: str) -> None:
-    """A publish offer is well-formed SDP with at most one audio and one video section."""
+SCREEN = "screen"  # a publish offer's video section whose msid track id starts so is a screen share
+
+
+def section_label(media: Any) -> str:
+    """What a publish offer's media section carries: "audio", "video" (the camera) or "screen"
+    (a second video section whose msid track id starts with "screen", CONTRACT.md v1.1)."""
+    if media.kind != "video":
+        return str(media.kind)
+    track_id = (media.msid or "").split()[1:2]
+    return SCREEN if track_id and track_id[0].startswith(SCREEN) else "video"
+
+
+def check_publish_offer(sdp: str) -> bool:
+    """A publish offer is well-formed SDP with at most one audio, one camera and one screen
+    section. True if it shares a screen (its screen section sends)."""
     try:
         parsed = SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc's parser raises whatever the bad line provokes
         raise MediaError("bad_sdp", f"the SDP could not be read ({type(exc).__name__})") from None
-    kinds = [m.kind for m in parsed.media]
-    if not kinds:
+    if not parsed.media:
         raise MediaError("bad_sdp", "the offer has no media")
-    if any(k not in ("audio", "video") for k in kinds) or kinds.count("audio") > 1 or kinds.count("video") > 1:
-        raise MediaError("bad_sdp", "a publish offer carries at most one audio and one video track")
+    labels = [section_label(m) for m in parsed.media]
+    live = [label for label, m in zip(labels, parsed.media, strict=True) if m.port and m.direction != "inactive"]
+    if any(label not in ("audio", "video", SCREEN) for label in labels) or len(set(live)) < len(live):
+        raise MediaError("bad_sdp", "a publish offer carries at most one audio, one video and one screen track")
     for media in parsed.media:
         if media.ice is None or not media.ice.usernameFragment or not media.dtls or not media.dtls.fingerprints:
             raise MediaError("bad_sdp", "the offer lacks ICE credentials or a DTLS fingerprint")
+    return SCREEN in live
+
+
+def offered_labels(sdp: str) -> dict[str, str]:
+    """Each section's mid -> what it carries (see section_label)."""
+    return {m.rtp.muxId: section_label(m) for m in SessionDescription.parse(sdp).media}
 
 
 async def quietly_close(pc: RTCPeerConnection) -> None:
@@ -134,7 +154,8 @@ class Negotiation:
     async def answer_publish(self, member: Member, sdp: str) -> str:
         """Take a member's publish offer; return the server's answer. Their new tracks are
         offered to everyone else."""
-        check_publish_offer(sdp)
+        if check_publish_offer(sdp) and not self.may_share(member):
+            raise MediaError("not_allowed", "the facilitator has not allowed you to share your screen")
         async with member.publish_lock:
             pc = member.publish_pc
             if pc is not None and pc.connectionState in ("closed", "failed"):
@@ -159,18 +180,38 @@ class Negotiation:
                 self.spawn(quietly_close(pc))
                 raise MediaError("not_admitted", "media is available only after admission")
             member.publish_pc = pc
-            added = False
-            for transceiver in pc.getTransceivers():
-                codecs = glue.negotiated_codecs(transceiver)
-                kind = transceiver.kind
-                if not codecs or kind in member.sources or transceiver.currentDirection not in ("recvonly", "sendrecv"):
-                    continue
-                member.sources[kind] = self.source(member, kind, transceiver, codecs[0])
-                added = True
-            if added:
+            if self.take_tracks(member, pc, offered_labels(sdp)):
                 self.renegotiate_others(member)
             assert pc.localDescription is not None
             return pc.localDescription.sdp
+
+    def take_tracks(self, member: Member, pc: RTCPeerConnection, labels: dict[str, str]) -> bool:
+        """Start forwarding the tracks an offer began sending, stop those it stopped (a screen
+        share that ended: its section goes inactive). True if anything changed."""
+        changed = False
+        for transceiver in pc.getTransceivers():
+            label = labels.get(transceiver.mid or "", transceiver.kind)
+            receiving = transceiver.currentDirection in ("recvonly", "sendrecv")
+            source = member.sources.get(label)
+            codecs = glue.negotiated_codecs(transceiver)
+            if source is not None and source.transceiver is transceiver and not receiving:
+                self.retire_source(member, label)
+                changed = True
+            elif receiving and codecs and (source is None or source.transceiver is not transceiver):
+                self.retire_source(member, label)
+                member.sources[label] = self.source(member, transceiver.kind, transceiver, codecs[0], label)
+                changed = True
+        return changed
+
+    def retire_source(self, member: Member, label: str) -> None:
+        """Stop forwarding one of a member's tracks; the viewers' m-lines go inactive at the re-offer."""
+        source = member.sources.pop(label, None)
+        if source is not None:
+            source.closed = True
+            source.forwards.clear()
+
+    def may_share(self, member: Member) -> bool:
+        raise NotImplementedError  # the room's
 
     def retire_publish(self, member: Member) -> None:
         """Drop a member's dead publish connection and its tracks; the others are re-offered."""
@@ -184,9 +225,9 @@ class Negotiation:
         self.renegotiate_others(member)
 
     def source(self, member: Member, kind: str, transceiver: RTCRtpTransceiver,
-               codec: RTCRtpCodecParameters) -> Source:
+               codec: RTCRtpCodecParameters, label: str) -> Source:
         """A newly published track: its packets come to `deliver`, nothing is decoded."""
-        source = Source(member, kind, transceiver, codec)
+        source = Source(member, kind, transceiver, codec, label)
         glue.stop_decoding(transceiver.receiver)
         glue.tap_receiver(transceiver.receiver, source.deliver)
         return source
@@ -209,8 +250,8 @@ class Negotiation:
                 member.dirty = True  # offered already: re-offer once the answer is in
                 return
             member.dirty = False
-            wanted = {(other.pid, kind): source for other in self.members.values() if other is not member
-                      for kind, source in other.sources.items() if not source.closed}
+            wanted = {(other.pid, label): source for other in self.members.values() if other is not member
+                      for label, source in other.sources.items() if not source.closed}
             changed = False
             for key, (transceiver, forward) in list(member.slots.items()):
                 if wanted.get(key) is not forward.source:
@@ -299,9 +340,9 @@ class Negotiation:
     def viewer_track(self, pc: RTCPeerConnection, source: Source) -> tuple[RTCRtpTransceiver, Forward]:
         """A new sending track on a viewer's subscribe connection, fed from `source`."""
         owner, kind = source.owner.pid, source.kind
-        transceiver = pc.addTransceiver(glue.HeldTrack(kind, f"{owner}-{kind}-{next(self.counter)}"),
+        transceiver = pc.addTransceiver(glue.HeldTrack(kind, f"{owner}-{source.label}-{next(self.counter)}"),
                                         direction="sendonly")
-        glue.set_stream_id(transceiver.sender, owner)
+        glue.set_stream_id(transceiver.sender, f"{owner}:{SCREEN}" if source.label == SCREEN else owner)
         if prefs := capability(source.codec, kind):
             transceiver.setCodecPreferences(prefs)
         forward = Forward(source, glue.Outlet(transceiver, source.request_keyframe))

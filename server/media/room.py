@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
 from server.media import glue
-from server.media.negotiation import MediaError, Negotiation, quietly_close, rtc_configuration
+from server.media.negotiation import SCREEN, MediaError, Negotiation, quietly_close, rtc_configuration
 from server.media.tracks import Forward, Source
 
 __all__ = ["MediaError", "MediaRoom", "MediaRooms", "Member", "Peer", "Source", "StateSink", "rtc_configuration"]
@@ -35,6 +35,7 @@ TICK = 0.25  # seconds between keyframe / media-state checks
 DRAIN_TIMEOUT = 5.0  # at shutdown, how long peer connections get to close
 
 StateSink = Callable[[str, bool, bool, bool], Awaitable[None]]  # (participant, is_patient, audio, video)
+Permission = Callable[[str], bool]  # may this patient share their screen now (staff always may)
 
 
 class Peer(Protocol):
@@ -85,11 +86,14 @@ class Member:
 class MediaRoom(Negotiation):
     """One session's media: its members, their tracks, and (through `Negotiation`) their connections."""
 
-    def __init__(self, session_id: str, ice_servers: tuple[dict[str, Any], ...], on_state: StateSink) -> None:
+    def __init__(self, session_id: str, ice_servers: tuple[dict[str, Any], ...], on_state: StateSink,
+                 patient_may_share: Permission | None = None, on_roster: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.session_id = session_id
         self.ice_servers = ice_servers
         self.on_state = on_state
+        self.patient_may_share = patient_may_share
+        self.on_roster = on_roster  # who shares a screen changed: the roster says so
         self.members: dict[str, Member] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
@@ -149,13 +153,32 @@ class MediaRoom(Negotiation):
     async def publish(self, pid: str, conn: Peer, sdp: str) -> str:
         """Take the participant's publish offer; return the server's answer."""
         member = self.member(pid, conn)
+        sharing = self.sharing(pid)
         answer = await self.answer_publish(member, sdp)
         self.spawn(self._report(member))  # a new track may change what they are sending
+        if self.sharing(pid) != sharing and self.on_roster is not None:
+            self.on_roster()
         return answer
 
     async def subscribed(self, pid: str, conn: Peer, sdp: str) -> None:
         """The participant's answer to the last subscribe offer."""
         await self.take_answer(self.member(pid, conn), sdp)
+
+    # -- screen share (CONTRACT.md v1.1) ---------------------------------------------------------
+
+    def may_share(self, member: Member) -> bool:
+        return not member.is_patient or (self.patient_may_share is not None and self.patient_may_share(member.pid))
+
+    def sharing(self, pid: str) -> bool:
+        member = self.members.get(pid)
+        return member is not None and SCREEN in member.sources
+
+    def stop_screen(self, pid: str) -> None:
+        """No longer allowed: their screen stops being forwarded now, and leaves the viewers' offers."""
+        member = self.members.get(pid)
+        if member is not None and SCREEN in member.sources:
+            self.retire_source(member, SCREEN)
+            self.renegotiate_others(member)
 
     # -- media state ----------------------------------------------------------------------------
 
@@ -241,10 +264,12 @@ class MediaRooms:
         self.rooms: dict[str, MediaRoom] = {}
         glue.allow_loopback_candidates()
 
-    def room(self, session_id: str, on_state: StateSink) -> MediaRoom:
+    def room(self, session_id: str, on_state: StateSink, patient_may_share: Permission | None = None,
+             on_roster: Callable[[], None] | None = None) -> MediaRoom:
         room = self.rooms.get(session_id)
         if room is None:
-            room = self.rooms[session_id] = self.room_class(session_id, self.ice_servers, on_state)
+            room = self.rooms[session_id] = self.room_class(session_id, self.ice_servers, on_state,
+                                                            patient_may_share, on_roster)
         return room
 
     def get(self, session_id: str) -> MediaRoom | None:

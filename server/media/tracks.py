@@ -37,9 +37,11 @@ START_GRACE = 5.0  # a new track counts as sending while it connects
 class Source:
     """One published track and the viewers it is forwarded to."""
 
-    def __init__(self, owner: Member, kind: str, transceiver: RTCRtpTransceiver, codec: RTCRtpCodecParameters) -> None:
+    def __init__(self, owner: Member, kind: str, transceiver: RTCRtpTransceiver, codec: RTCRtpCodecParameters,
+                 label: str | None = None) -> None:
         self.owner = owner
         self.kind = kind
+        self.label = label or kind  # "audio", "video" (the camera) or "screen"
         self.transceiver = transceiver
         self.codec = codec
         self.mime = codec.mimeType
