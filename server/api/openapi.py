@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from server import __version__
+from server.api import fhir
 from server.api.schemas import (
     ADMIT,
     BOOL,
@@ -276,6 +277,8 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
                                         query=(FROM, TO, GROUP_Q, PATIENT_Q)),
     ("GET", "/admin/billing"): _page("Admin: billing deliveries and replay", "admin", query=(STATUS_Q,)),
 }
+
+OPERATIONS.update(fhir.OPERATIONS)  # FHIR searches: their own media type and error shape
 
 PATH_PARAMS: dict[str, Schema] = {"token": S}  # a join token is not an id; every other path parameter is
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.api import attendance, auth, billing, clinic, ops, sessions
+from server.api import attendance, auth, billing, clinic, fhir, ops, sessions
 from server.pages import patient as patient_pages
 from server.pages import staff as staff_pages
 from server.realtime.ws import websocket
@@ -53,6 +53,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{API}/attendance.csv", attendance.attendance_csv, name="attendance.csv")
     r.add_get(f"{API}/billing/deliveries", billing.deliveries, name="billing.deliveries")
     r.add_post(f"{API}/billing/deliveries/{{record_id}}/replay", billing.replay, name="billing.replay")
+    r.add_get(f"{API}/fhir/Encounter", fhir.search_encounters, name="fhir.encounters")
     r.add_get(f"{API}/ws", websocket, name="ws")
     r.add_get("/j/{token}", patient_pages.join_page, name="join")
     r.add_get("/j/{token}/calendar.ics", patient_pages.calendar, name="join.calendar")
