@@ -45,6 +45,28 @@ async def test_the_roster_says_who_is_muted_has_the_camera_off_or_a_hand_raised(
     assert (await socks[2].until("error"))["code"] == "not_admitted"
 
 
+async def test_the_roster_says_who_has_no_microphone_or_no_camera(api: Api) -> None:
+    """A patient whose browser blocks the camera, or who has no microphone, may still join; the
+    staff see "no camera" rather than a patient who chose to turn it off."""
+    world, _, host, (alex, _, waiting) = await _room(api)
+    pid = world.patients[0]["id"]
+    first = await host.until("roster", lambda f: _entry(f, pid) is not None)
+    assert {k: _entry(first, pid)[k] for k in ("microphone", "camera")} == {  # type: ignore[index]
+        "microphone": True, "camera": True}  # until told otherwise
+    await alex.send({"type": "media_state", "audio": True, "video": False, "camera": False})
+    told = await host.until("roster", lambda f: (_entry(f, pid) or {}).get("camera") is False)
+    assert _entry(told, pid)["microphone"] is True  # type: ignore[index]
+    await alex.send({"type": "media_state", "audio": False, "video": False, "microphone": False, "camera": False})
+    await host.until("roster", lambda f: (_entry(f, pid) or {}).get("microphone") is False)
+    await alex.send({"type": "media_state", "audio": True, "video": True, "microphone": True, "camera": True})
+    await host.until("roster", lambda f: (_entry(f, pid) or {}).get("camera") is True)
+
+    await alex.send({"type": "media_state", "audio": True, "video": True, "camera": "no"})
+    assert (await alex.until("error"))["code"] == "bad_request"
+    await waiting.send({"type": "media_state", "audio": True, "video": True, "camera": False})
+    assert (await waiting.until("error"))["code"] == "not_admitted"
+
+
 async def test_group_chat_reaches_the_session_and_to_staff_reaches_only_the_staff(api: Api) -> None:
     world, session_id, host, (alex, blair, waiting) = await _room(api)
     await alex.send({"type": "chat", "text": "I can't hear you"})

@@ -72,11 +72,15 @@ class Door(DoorState):
         if self.depart(conn, voluntary):
             await self.settle()
 
-    async def media_state(self, conn: Peer, audio: bool, video: bool) -> None:
-        """The participant's own report; once they publish, the media room weighs it with the tracks."""
+    async def media_state(self, conn: Peer, audio: bool, video: bool,
+                          devices: tuple[bool, bool] = (True, True)) -> None:
+        """The participant's own report; once they publish, the media room weighs it with the tracks.
+        `devices`: whether they have a microphone and a camera at all (shown in the roster)."""
         pid = conn.patient_id or conn.user_id
         if self.session is None or pid is None:
             return
+        if self.tools.set_devices(pid, devices):
+            self.schedule_push("roster")
         room = self.media_room()
         if room is not None and room.declare(pid, audio, video):
             return

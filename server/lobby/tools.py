@@ -19,6 +19,7 @@ class SessionTools:
     def __init__(self) -> None:
         self.hands: set[str] = set()  # participant ids with a hand raised
         self.screen_allowed: set[str] = set()  # patients the facilitator lets share their screen
+        self.devices: dict[str, tuple[bool, bool]] = {}  # participant id -> (has a microphone, a camera)
         self.chat_enabled = True
         self.facilitator_present = False
         self._ids = itertools.count(1)
@@ -27,6 +28,7 @@ class SessionTools:
         """A new session starts with none of the last one's hands, chat setting or messages."""
         self.hands.clear()
         self.screen_allowed.clear()
+        self.devices.clear()
         self.chat_enabled = True
         self.facilitator_present = False
 
@@ -36,12 +38,21 @@ class SessionTools:
         self.screen_allowed.discard(patient_id)
 
     def roster_extras(self, participant_id: str, media: tuple[bool, bool], sharing: bool) -> dict[str, Any]:
-        extras = {"audio": media[0], "video": media[1], "hand": participant_id in self.hands}
+        microphone, camera = self.devices.get(participant_id, (True, True))
+        extras = {"audio": media[0], "video": media[1], "hand": participant_id in self.hands,
+                  "microphone": microphone, "camera": camera}
         if sharing:
             extras["screen"] = True
         if participant_id in self.screen_allowed:
             extras["screen_allowed"] = True
         return extras
+
+    def set_devices(self, participant_id: str, devices: tuple[bool, bool]) -> bool:
+        """True if this changes what the roster says."""
+        if self.devices.get(participant_id, (True, True)) == devices:
+            return False
+        self.devices[participant_id] = devices
+        return True
 
     def chat_frame(self, sender: dict[str, str], text: str, at: str, private: bool) -> dict[str, Any]:
         return {"type": "chat", "id": f"msg_{next(self._ids)}", "from": sender, "text": text, "at": at,

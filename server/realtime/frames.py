@@ -101,8 +101,13 @@ async def _activity(sender: Sender, frame_: dict[str, Any]) -> None:
 
 @frame("media_state", admitted=True, audio=bool, video=bool)
 async def _media_state(sender: Sender, frame_: dict[str, Any]) -> None:
+    """`microphone` and `camera` (optional, default true): whether the participant has one that
+    works at all, so the staff can tell "no microphone" from "muted"."""
+    devices = (frame_.get("microphone", True), frame_.get("camera", True))
+    if not all(isinstance(d, bool) for d in devices):
+        raise FrameError("bad_request", "media_state: microphone and camera are true or false")
     door = sender.door
-    await door.run(lambda: door.media_state(sender.conn, frame_["audio"], frame_["video"]))
+    await door.run(lambda: door.media_state(sender.conn, frame_["audio"], frame_["video"], devices))
 
 
 @frame("hand", admitted=True, raised=bool)

@@ -1,7 +1,7 @@
 // The facilitator's console: their groups, the waiting room live, and the session itself.
 import { api, flash, flashAfterReload, plural } from "/static/api.js";
 import { ChatPanel } from "/static/chat.js";
-import { openDevices, playArrivalChime, stopStream } from "/static/devices.js";
+import { HELP, openDevices, openOne, playArrivalChime, stopStream } from "/static/devices.js";
 import { VideoGrid } from "/static/grid.js";
 import { LiveSocket } from "/static/live.js";
 import { Room } from "/static/room.js";
@@ -139,10 +139,13 @@ async function enterRoom(card, sessionId) {
   const groupId = card.dataset.groupId;
   enterRoomView(card);
   say("Starting your camera and microphone…");
-  const { stream, problem } = await openDevices({ video: true });
+  const opened = await openDevices({ video: true });
+  const stream = opened.stream || new MediaStream();
+  const problem = opened.problem;
   const grid = new VideoGrid($("grid"), { selfLabel: "you" });
   const state = {
     groupId, sessionId, card, stream, grid, audioOn: true, videoOn: true,
+    microphone: stream.getAudioTracks().length > 0, camera: stream.getVideoTracks().length > 0,
     mediaStarted: false, waiting: [], roster: [], openedAt: Date.now(), ticker: null,
   };
   activeRoom = state;
@@ -344,8 +347,11 @@ function renderParticipants(state) {
 function stateWords(person) {
   const words = [];
   if (person.hand === true) words.push("hand raised");
-  if (person.audio === false) words.push("muted");
-  if (person.video === false) words.push("camera off");
+  if (person.microphone === false && person.camera === false) words.push("no camera or microphone");
+  else if (person.microphone === false) words.push("no microphone");
+  else if (person.camera === false) words.push("sound only (no camera)");
+  if (person.audio === false && person.microphone !== false) words.push("muted");
+  if (person.video === false && person.camera !== false) words.push("camera off");
   return words.length ? words.join(" · ") : "in the session";
 }
 
@@ -464,43 +470,73 @@ function closeRoom(state, message) {
 
 // -- your own microphone and camera --------------------------------------------------------------------
 
+const has = (state, kind) => state.stream.getTracks().some((t) => t.kind === kind);
+
 function sendMediaState(state) {
-  const hasAudio = Boolean(state.stream && state.stream.getAudioTracks().length);
-  const hasVideo = Boolean(state.stream && state.stream.getVideoTracks().length);
-  state.live.send({ type: "media_state", audio: state.audioOn && hasAudio, video: state.videoOn && hasVideo });
+  state.live.send({ type: "media_state", audio: state.audioOn && has(state, "audio"), video: state.videoOn && has(state, "video"),
+                    microphone: state.microphone, camera: state.camera });
 }
 
 function updateOwnControls(state) {
   const audio = $("toggle-audio");
   const video = $("toggle-video");
-  audio.textContent = state.audioOn ? "Mute my microphone" : "Unmute my microphone";
-  audio.classList.toggle("is-off", !state.audioOn);
-  audio.setAttribute("aria-pressed", String(!state.audioOn));
-  audio.disabled = !(state.stream && state.stream.getAudioTracks().length);
-  video.textContent = state.videoOn ? "Stop my video" : "Start my video";
-  video.classList.toggle("is-off", !state.videoOn);
-  video.setAttribute("aria-pressed", String(!state.videoOn));
-  video.disabled = !(state.stream && state.stream.getVideoTracks().length);
-  state.grid.setSelfMuted(!state.audioOn);
-  state.grid.setSelfVideo(state.videoOn);
+  const micOn = state.audioOn && has(state, "audio");
+  const cameraOn = state.videoOn && has(state, "video");
+  audio.textContent = micOn ? "Mute my microphone" : "Unmute my microphone";
+  audio.classList.toggle("is-off", !micOn);
+  audio.setAttribute("aria-pressed", String(!micOn));
+  video.textContent = cameraOn ? "Stop my video" : "Start my video";
+  video.classList.toggle("is-off", !cameraOn);
+  video.setAttribute("aria-pressed", String(!cameraOn));
+  state.grid.setSelfMuted(!micOn);
+  state.grid.setSelfVideo(cameraOn);
+  state.grid.setSelfDevices(state);
 }
 
-function toggle(kind) {
+// A device not started yet (or blocked at first) is asked for again; stopping the video
+// releases the camera, and the same sender carries it when it comes back (no new offer).
+async function startDevice(state, kind) {
+  const { track, problem } = await openOne(kind);
+  if (!track) {
+    flash(HELP[problem], { error: true });
+    return false;
+  }
+  state.stream.addTrack(track);
+  state[kind === "audio" ? "microphone" : "camera"] = true;
+  await state.room.replaceTrack(kind, track);
+  state.grid.attach(me.id, state.stream);
+  return true;
+}
+
+async function toggle(kind, button) {
   const state = activeRoom;
   if (!state) return;
-  if (kind === "audio") state.audioOn = !state.audioOn;
-  else state.videoOn = !state.videoOn;
-  if (state.stream) {
-    for (const track of state.stream.getAudioTracks()) track.enabled = state.audioOn;
-    for (const track of state.stream.getVideoTracks()) track.enabled = state.videoOn;
+  button.disabled = true;
+  try {
+    if (kind === "audio") {
+      if (!has(state, "audio")) state.audioOn = await startDevice(state, "audio");
+      else state.audioOn = !state.audioOn;
+      for (const track of state.stream.getAudioTracks()) track.enabled = state.audioOn;
+    } else if (state.videoOn && has(state, "video")) {
+      state.videoOn = false;
+      for (const track of state.stream.getVideoTracks()) {
+        track.stop();
+        state.stream.removeTrack(track);
+      }
+      await state.room.replaceTrack("video", null);
+    } else {
+      state.videoOn = await startDevice(state, "video");
+    }
+  } finally {
+    button.disabled = false;
   }
-  state.room.setTracks({ audio: state.audioOn, video: state.videoOn });
+  if (activeRoom !== state) return;
   sendMediaState(state);
   updateOwnControls(state);
 }
 
-$("toggle-audio").addEventListener("click", () => toggle("audio"));
-$("toggle-video").addEventListener("click", () => toggle("video"));
+$("toggle-audio").addEventListener("click", (event) => toggle("audio", event.currentTarget));
+$("toggle-video").addEventListener("click", (event) => toggle("video", event.currentTarget));
 
 // -- after a reload: go straight back into the session this tab was running ------------------------------
 

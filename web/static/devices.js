@@ -52,6 +52,20 @@ export async function openDevices({ video = true } = {}) {
   }
 }
 
+// One device again after joining (a camera turned back on, a microphone allowed at last):
+// { track, problem } with problem a key of HELP or null.
+export async function openOne(kind) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return { track: null, problem: "unsupported" };
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia(kind === "video" ? { video: VIDEO } : { audio: true });
+    return { track: stream.getTracks()[0] || null, problem: null };
+  } catch (error) {
+    const problem = problemOf(error);
+    if (problem === "missing" || problem === "other") return { track: null, problem: kind === "video" ? "camera_missing" : "mic_missing" };
+    return { track: null, problem };
+  }
+}
+
 export function stopStream(stream) {
   if (stream) for (const track of stream.getTracks()) track.stop();
 }

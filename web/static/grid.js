@@ -80,7 +80,7 @@ export class VideoGrid {
       caption.append(label, badges);
       figure.append(video, avatar, caption);
       tile = { figure, video, avatar, label, badges, meter: null, stream: null, role: null,
-               audioOn: true, videoOn: true, hand: false, shown: "" };
+               audioOn: true, videoOn: true, microphone: true, camera: true, hand: false, shown: "" };
       this.tiles.set(id, tile);
       this.container.append(figure);
       if (this.streams.has(id)) this.bind(tile, this.streams.get(id));
@@ -99,8 +99,11 @@ export class VideoGrid {
     const words = [];
     if (tile.role === "facilitator" || tile.role === "admin") words.push(["role", "Facilitator"]);
     if (tile.hand) words.push(["hand", "hand raised"]);
-    if (!tile.audioOn) words.push(["muted", "muted"]);
-    if (!tile.videoOn) words.push(["camera-off", "camera off"]);
+    // No microphone or camera at all (blocked, or none) says so, rather than "muted".
+    if (!tile.microphone) words.push(["muted", "no microphone"]);
+    else if (!tile.audioOn) words.push(["muted", "muted"]);
+    if (!tile.camera) words.push(["camera-off", "no camera"]);
+    else if (!tile.videoOn) words.push(["camera-off", "camera off"]);
     tile.figure.classList.toggle("is-muted", !tile.audioOn);
     tile.figure.classList.toggle("is-camera-off", !tile.videoOn);
     tile.figure.classList.toggle("has-hand", tile.hand);
@@ -136,6 +139,15 @@ export class VideoGrid {
     this.showState(tile);
   }
 
+  // Whether you have a microphone and a camera at all ("no microphone" rather than "muted").
+  setSelfDevices({ microphone, camera }) {
+    const tile = this.tiles.get(this.selfId);
+    if (!tile) return;
+    tile.microphone = microphone;
+    tile.camera = camera;
+    this.showState(tile);
+  }
+
   setSelfMuted(muted) {
     const tile = this.tiles.get(this.selfId);
     if (!tile) return;
@@ -154,6 +166,8 @@ export class VideoGrid {
         // Absent (a server before v1.1) reads as on: no badge rather than a wrong one.
         tile.audioOn = person.audio !== false;
         tile.videoOn = person.video !== false;
+        tile.microphone = person.microphone !== false;
+        tile.camera = person.camera !== false;
       }
       this.showState(tile);
     }

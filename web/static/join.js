@@ -1,7 +1,7 @@
 // The patient's door: device check, check-in, a calm waiting room, the group, and clear
 // screens when it is over. Everything the server says arrives on the realtime socket.
 import { ChatPanel } from "/static/chat.js";
-import { HELP, meterFor, openDevices, playTestTone, stopStream } from "/static/devices.js";
+import { HELP, meterFor, openDevices, openOne, playTestTone, stopStream } from "/static/devices.js";
 import { VideoGrid } from "/static/grid.js";
 import { LiveSocket } from "/static/live.js";
 import { Room } from "/static/room.js";
@@ -19,7 +19,8 @@ const toggleVideo = $("toggle-video");
 const toggleHand = $("toggle-hand");
 const toggleChat = $("toggle-chat");
 
-let localStream = null;
+let localStream = null; // always a MediaStream once the check has run, empty when nothing could start
+const devices = { microphone: false, camera: false }; // what this page could open at all
 let stopMeter = () => {};
 let joinedFrom = "home";
 let sentBack = false;
@@ -37,7 +38,7 @@ const live = new LiveSocket({
   onFrame: (frame) => onFrame(frame),
   onState: (kind, info) => onConnection(kind, info),
 });
-const room = new Room({ send: (frame) => live.send(frame), grid, onState: (text) => mediaNote(text) });
+const room = new Room({ send: (frame) => live.send(frame), grid, onState: (text, kind) => mediaNote(text, kind) });
 const chatBox = $("chat");
 const chat = new ChatPanel(chatBox, {
   send: (frame) => live.send(frame),
@@ -76,6 +77,18 @@ function formatStart(iso) {
 function hasVideo() { return Boolean(localStream && localStream.getVideoTracks().length); }
 function hasAudio() { return Boolean(localStream && localStream.getAudioTracks().length); }
 
+// The top line of the door says what the check found, in a few words; the help beside the
+// preview says what to do. Whatever happens, the patient may still check in.
+const FOUND = {
+  denied: "Your camera and microphone are blocked. You can allow them (see below) or check in without them.",
+  missing: "No camera or microphone was found. You can still check in to see and hear the group.",
+  camera_missing: "No camera was found. You can check in with sound only.",
+  mic_missing: "No microphone was found. You can check in; the group will not hear you, but you can write in the chat.",
+  busy: "Your camera or microphone is in use by another app. See below, or check in without them.",
+  unsupported: "This browser cannot use a camera or microphone here. You can still check in to see and hear the group.",
+  other: "Your camera or microphone did not start. See below, or check in without them.",
+};
+
 function showPreview() {
   const on = hasVideo() && videoOn;
   for (const id of ["preview", "waiting-preview"]) {
@@ -85,29 +98,41 @@ function showPreview() {
   }
 }
 
+function showProblem(problem) {
+  const help = $("device-help");
+  help.hidden = !problem;
+  help.textContent = problem ? HELP[problem] : "";
+  if (problem && problem !== "camera_missing" && problem !== "mic_missing") {
+    const still = document.createElement("span");
+    still.className = "help-still";
+    still.textContent = "Or check in without them: you will see and hear the group and can write in the chat.";
+    help.append(still);
+  }
+  $("retry-devices").hidden = !problem || problem === "camera_missing" || problem === "unsupported";
+}
+
 async function startDevices() {
+  if (state === "door") say("Checking your camera and microphone…");
   $("preview-note").textContent = "Starting your camera…";
   $("retry-devices").hidden = true;
   stopMeter();
   stopStream(localStream);
   const { stream, problem } = await openDevices({ video: true });
-  localStream = stream;
-  const help = $("device-help");
-  help.hidden = !problem;
-  help.textContent = problem ? HELP[problem] : "";
-  $("retry-devices").hidden = !problem || problem === "camera_missing" || problem === "unsupported";
-  $("preview-note").textContent = hasVideo() ? "" : "Camera off";
-  $("mic-hint").textContent = hasAudio() ? "Say something: the bar should move." : "No microphone in use.";
-  if (!hasVideo()) {
-    $("audio-only").checked = true;
-    $("audio-only").disabled = true;
-  } else {
-    $("audio-only").disabled = false;
-  }
-  videoOn = hasVideo() && !$("audio-only").checked;
+  localStream = stream || (window.MediaStream ? new MediaStream() : null);
+  devices.microphone = hasAudio();
+  devices.camera = hasVideo();
+  showProblem(problem);
+  $("preview-note").textContent = devices.camera ? "" : "No camera in use";
+  $("mic-hint").textContent = devices.microphone ? "Say something: the bar should move." : "No microphone in use.";
+  $("audio-only").disabled = !devices.camera;
+  if (!devices.camera) $("audio-only").checked = true;
+  videoOn = devices.camera && !$("audio-only").checked;
+  if (!videoOn) releaseCamera();
   applyTracks();
   showPreview();
   if (hasAudio()) stopMeter = meterFor(localStream, $("mic-meter"), $("mic-bar"));
+  document.body.classList.toggle("has-device-problem", Boolean(problem));
+  if (state === "door") say(problem ? FOUND[problem] : "Your camera and microphone are working. Check in when you are ready.");
 }
 
 function applyTracks() {
@@ -116,9 +141,54 @@ function applyTracks() {
   for (const track of localStream.getVideoTracks()) track.enabled = videoOn;
 }
 
+// "Sound only" and "Stop video" release the camera (its light goes off); turning video on asks
+// for it again. In the session the same sender carries the new track: no new offer.
+function releaseCamera() {
+  if (!localStream) return;
+  for (const track of localStream.getVideoTracks()) {
+    track.stop();
+    localStream.removeTrack(track);
+  }
+  room.replaceTrack("video", null);
+}
+
+async function restoreCamera() {
+  if (hasVideo()) return null;
+  const { track, problem } = await openOne("video");
+  if (!track) return problem;
+  if (!localStream) localStream = new MediaStream();
+  localStream.addTrack(track);
+  devices.camera = true;
+  await room.replaceTrack("video", track);
+  return null;
+}
+
+// A microphone allowed or plugged in after the check: "Unmute" asks for it.
+async function restoreMicrophone() {
+  if (hasAudio()) return null;
+  const { track, problem } = await openOne("audio");
+  if (!track) return problem;
+  if (!localStream) localStream = new MediaStream();
+  localStream.addTrack(track);
+  devices.microphone = true;
+  await room.replaceTrack("audio", track);
+  return null;
+}
+
 $("retry-devices").addEventListener("click", () => startDevices());
-$("audio-only").addEventListener("change", (event) => {
-  videoOn = hasVideo() && !event.target.checked;
+$("audio-only").addEventListener("change", async (event) => {
+  const box = event.target;
+  if (box.checked) {
+    videoOn = false;
+    releaseCamera();
+  } else {
+    box.disabled = true;
+    const problem = await restoreCamera();
+    box.disabled = false;
+    videoOn = !problem;
+    box.checked = Boolean(problem);
+    showProblem(problem);
+  }
   applyTracks();
   showPreview();
 });
@@ -201,17 +271,29 @@ function addMessage(text) {
 
 // -- in the session ----------------------------------------------------------------------------
 
+// Without a microphone the button reads "Unmute" (the group cannot hear you) and pressing it
+// asks for one again; likewise "Start video" without a camera. A line above says why.
 function updateControls() {
-  toggleAudio.textContent = audioOn ? "Mute" : "Unmute";
-  toggleAudio.setAttribute("aria-pressed", String(!audioOn));
-  toggleAudio.classList.toggle("is-off", !audioOn);
-  toggleAudio.disabled = !hasAudio();
-  toggleVideo.textContent = videoOn ? "Stop video" : "Start video";
-  toggleVideo.setAttribute("aria-pressed", String(!videoOn));
-  toggleVideo.classList.toggle("is-off", !videoOn);
-  toggleVideo.disabled = !hasVideo();
-  grid.setSelfMuted(!audioOn);
-  grid.setSelfVideo(videoOn);
+  const micOn = audioOn && hasAudio();
+  const cameraOn = videoOn && hasVideo();
+  toggleAudio.textContent = micOn ? "Mute" : "Unmute";
+  toggleAudio.setAttribute("aria-pressed", String(!micOn));
+  toggleAudio.classList.toggle("is-off", !micOn);
+  toggleVideo.textContent = cameraOn ? "Stop video" : "Start video";
+  toggleVideo.setAttribute("aria-pressed", String(!cameraOn));
+  toggleVideo.classList.toggle("is-off", !cameraOn);
+  grid.setSelfMuted(!micOn);
+  grid.setSelfVideo(cameraOn);
+  grid.setSelfDevices(devices);
+  let note = "";
+  if (!devices.microphone && !devices.camera) {
+    note = "No camera or microphone: the group cannot see or hear you. You can write in the chat.";
+  } else if (!devices.microphone) {
+    note = "No microphone: the group cannot hear you. You can write in the chat, or press Unmute to try again.";
+  } else if (!devices.camera) {
+    note = "No camera: the group hears you and sees your initials.";
+  }
+  $("device-note").textContent = note;
 }
 
 function setHand(raised) {
@@ -259,7 +341,8 @@ function setAway(away) {
 }
 
 function sendMediaState() {
-  live.send({ type: "media_state", audio: audioOn && hasAudio(), video: videoOn && hasVideo() });
+  live.send({ type: "media_state", audio: audioOn && hasAudio(), video: videoOn && hasVideo(),
+              microphone: devices.microphone, camera: devices.camera });
 }
 
 function enterSession(frame) {
@@ -278,8 +361,31 @@ function enterSession(frame) {
   sendMediaState();
 }
 
-function mediaNote(text) {
-  if (state === "session" && text) say(text);
+// Asked again in the session, a device may still be blocked or missing: what to do now.
+const STILL = {
+  denied: "Your browser is still blocking the camera and microphone. Tap the lock or camera icon next to the "
+    + "web address, choose Allow, then press the button again.",
+  busy: "Another app is using your camera or microphone. Close it, then press the button again.",
+};
+const stillHelp = (problem) => STILL[problem] || HELP[problem];
+
+// The connection in the patient's words: trouble is said, a healthy link is not news.
+const CONNECTION = {
+  disconnected: "Your connection is unsteady. Trying again…",
+  failed: "Video could not connect. You are still in the group and can use the chat; if it lasts, leave and check in again.",
+};
+let connectionTrouble = false;
+function mediaNote(text, kind) {
+  if (state !== "session") return;
+  if (kind === undefined) {
+    if (text) say(text); // from the room: a refused or retried offer
+  } else if (CONNECTION[kind]) {
+    connectionTrouble = true;
+    say(CONNECTION[kind]);
+  } else if (kind === "connected" && connectionTrouble) {
+    connectionTrouble = false;
+    say("Your connection is back.");
+  }
 }
 
 // After Mute/Unmute or Stop/Start video: the tracks, the server and the page follow.
@@ -291,14 +397,43 @@ function tracksChanged(message) {
   say(message);
 }
 
-toggleAudio.addEventListener("click", () => {
+toggleAudio.addEventListener("click", async () => {
+  if (!hasAudio()) {
+    toggleAudio.disabled = true;
+    const problem = await restoreMicrophone();
+    toggleAudio.disabled = false;
+    if (problem) {
+      say(stillHelp(problem));
+      return;
+    }
+    audioOn = true;
+    grid.attach(me.id, localStream);
+    tracksChanged("Your microphone is on.");
+    return;
+  }
   audioOn = !audioOn;
   tracksChanged(audioOn ? "Your microphone is on." : "You are muted.");
 });
 
-toggleVideo.addEventListener("click", () => {
-  videoOn = !videoOn;
-  tracksChanged(videoOn ? "Your camera is on." : "Your camera is off. The group sees your name.");
+toggleVideo.addEventListener("click", async () => {
+  if (videoOn && hasVideo()) {
+    videoOn = false;
+    releaseCamera();
+    tracksChanged("Your camera is off. The group sees your name.");
+    return;
+  }
+  toggleVideo.disabled = true;
+  const problem = await restoreCamera();
+  toggleVideo.disabled = false;
+  if (problem) {
+    say(stillHelp(problem));
+    updateControls();
+    sendMediaState();
+    return;
+  }
+  videoOn = true;
+  grid.attach(me.id, localStream);
+  tracksChanged("Your camera is on.");
 });
 
 // -- the end, whichever way it comes -----------------------------------------------------------

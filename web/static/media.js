@@ -35,6 +35,7 @@ export class MediaLink {
     this.publishPc = null;
     this.subscribePc = null;
     this.localStream = null;
+    this.senders = {}; // "audio" | "video" -> our RTCRtpSender on the publish connection
     this.streams = new Map(); // participant id -> MediaStream currently shown
     this.chain = Promise.resolve(); // subscribe offers are answered one at a time, in order
     this.unanswered = null; // our publish offer's SDP, until the server answers it
@@ -43,17 +44,20 @@ export class MediaLink {
     this.closed = false;
   }
 
-  // Publish the local stream (audio and/or video; null publishes nothing but still receives).
+  // Publish the local stream. One audio and one video section always, with or without a track
+  // (null publishes none yet): a camera or microphone started later is replaceTrack, no new offer.
   async start(localStream) {
     this.localStream = localStream;
-    const tracks = localStream ? localStream.getTracks() : [];
-    if (!tracks.length || this.closed) return;
+    if (this.closed) return;
     const pc = new RTCPeerConnection(this.config);
     this.publishPc = pc;
     pc.addEventListener("connectionstatechange", () => this.#report(pc.connectionState));
-    for (const track of tracks) {
-      const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [localStream] });
-      if (track.kind === "video") this.#prefer(transceiver);
+    const streams = [localStream || new MediaStream()];
+    for (const kind of ["audio", "video"]) {
+      const track = localStream ? localStream.getTracks().find((t) => t.kind === kind) : null;
+      const transceiver = pc.addTransceiver(track || kind, { direction: "sendonly", streams });
+      this.senders[kind] = transceiver.sender;
+      if (kind === "video") this.#prefer(transceiver);
     }
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
@@ -87,6 +91,13 @@ export class MediaLink {
     if (!this.localStream) return;
     for (const track of this.localStream.getAudioTracks()) track.enabled = audio;
     for (const track of this.localStream.getVideoTracks()) track.enabled = video;
+  }
+
+  // A camera released (null) or started again, or a microphone found after joining: the same
+  // sender carries it (RTCRtpSender.replaceTrack), so the camera light goes off for real.
+  async replaceTrack(kind, track) {
+    const sender = this.senders[kind];
+    if (sender && !this.closed) await sender.replaceTrack(track);
   }
 
   close() {
@@ -179,6 +190,6 @@ export class MediaLink {
       disconnected: "Video connection interrupted, trying again…", failed: "Video could not connect.",
       closed: "Video closed.",
     };
-    this.onState(words[state] || state);
+    this.onState(words[state] || state, state);
   }
 }

@@ -40,7 +40,7 @@ export class Room {
       iceServers: iceServers || [],
       onStream: (participantId, stream) => this.grid.attach(participantId, stream),
       onStreamEnded: (participantId) => this.grid.detach(participantId),
-      onState: (text) => this.onState(text),
+      onState: (text, state) => this.onState(text, state),
     });
     // The server may offer the others' streams as soon as we are admitted.
     for (const frame of early) this.link.handle(frame);
@@ -63,6 +63,10 @@ export class Room {
 
   setTracks(tracks) {
     if (this.link) this.link.setTracks(tracks);
+  }
+
+  async replaceTrack(kind, track) {
+    if (this.link && this.link.replaceTrack) await this.link.replaceTrack(kind, track);
   }
 
   close() {
