@@ -3,6 +3,13 @@
 Only a 2xx counts as delivered. 410 disables the endpoint (the record is kept as failed);
 anything else is retried with exponential backoff and full jitter, honouring Retry-After,
 for about three days; then the record is kept as failed, for an admin to replay.
+
+A round claims up to BATCH records and posts them concurrently. The outcomes that have come
+back are stored together (group commit): their new statuses and their audit entries, one
+chained entry per record, in one transaction, so a delivery and its audit entry are never
+separated and the audit log takes one transaction per group instead of one per record. A
+process killed mid-round leaves the records whose outcomes were not stored claimed; they are
+due again when the lease runs out (the receiver de-duplicates by webhook-id).
 """
 
 from __future__ import annotations
@@ -16,12 +23,13 @@ import socket
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from server.audit import AuditLog
+from server.audit import Action, AuditLog
 from server.billing import hl7v2, outbox, signing
 from server.clock import Clock, to_ms
 from server.metrics import Metrics
@@ -134,6 +142,46 @@ class Outcome:
     refused: bool = False  # the address is forbidden: retrying cannot help
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """What one delivery attempt changes: the record's status and fields, and its audit entry."""
+
+    record_id: str
+    status: str  # delivered | failed | pending (to be retried)
+    at_ms: int
+    fields: dict[str, int | str]
+    audit: Action | None
+    result: str  # the metrics label: delivered | failed | retry
+    disables: str | None = None  # the endpoint answered 410: this URL is disabled
+
+
+def decide(job: outbox.Job, outcome: Outcome, url: str, now: float, retry_base: float,
+           rng: random.Random) -> Attempt:
+    """The stored result of one attempt (no I/O): delivered on 2xx, the endpoint disabled on 410,
+    failed when refused or after GIVE_UP_AFTER, otherwise retried after a backoff."""
+    record_id, delivery = job.record_id, job.delivery
+    attempts = int(delivery.get("attempts", 0)) + 1
+    first = int(delivery.get("first_attempt_at") or to_ms(now))
+    fields: dict[str, int | str] = {
+        "attempts": attempts, "first_attempt_at": first, "last_attempt_at": to_ms(now),
+        "last_status": outcome.status or "", "last_error": outcome.error or "",
+    }
+    if outcome.status is not None and 200 <= outcome.status < 300:
+        return Attempt(record_id, "delivered", to_ms(now), {**fields, "delivered_at": to_ms(now)},
+                       Action("billing.delivered", None, {"record_id": record_id, "attempts": attempts}), "delivered")
+    if outcome.status == 410:
+        return Attempt(record_id, "failed", to_ms(now), fields,
+                       Action("billing.endpoint_disabled", None, {"record_id": record_id}), "failed", disables=url)
+    if outcome.refused or (now * 1000 - first) / 1000 >= GIVE_UP_AFTER:
+        return Attempt(record_id, "failed", to_ms(now), fields,
+                       Action("billing.failed", None, {"record_id": record_id, "attempts": attempts}), "failed")
+    delay = backoff(attempts, retry_base, rng)
+    if outcome.retry_after is not None:
+        delay = max(delay, min(outcome.retry_after, 24 * 3600.0))
+    fields["next_attempt_at"] = to_ms(now + delay)
+    return Attempt(record_id, "pending", to_ms(now), fields, None, "retry")
+
+
 class DeliveryWorker:
     def __init__(self, redis: Redis, clock: Clock, settings: Settings, audit: AuditLog,
                  wake: asyncio.Event | None = None, rng: random.Random | None = None,
@@ -173,49 +221,43 @@ class DeliveryWorker:
             return 0  # records wait, pending, until an endpoint is configured
         if await self.redis.get(keys.billing_endpoint_disabled()) == url:
             return 0  # the endpoint answered 410; an admin's replay re-enables it
-        now = self.clock.now()
-        claimed = await outbox.claim(self.redis, to_ms(now), to_ms(LEASE_SECONDS), BATCH)
-        if claimed:
-            await asyncio.gather(*(self.deliver(http, url, record_id) for record_id in claimed))
+        claimed = await outbox.claim(self.redis, to_ms(self.clock.now()), to_ms(LEASE_SECONDS), BATCH)
+        if not claimed:
+            return 0
+        jobs = await outbox.jobs(self.redis, claimed)
+        if stale := [job.record_id for job in jobs if not job.pending]:
+            await self.redis.zrem(keys.billing_due(), *stale)
+        posts = {asyncio.create_task(self._attempt(http, url, job)) for job in jobs if job.pending}
+        try:
+            # Group commit: the outcomes that arrived since the last store go in one transaction,
+            # while the rest of the round's requests are still in flight.
+            while posts:
+                done, posts = await asyncio.wait(posts, return_when=asyncio.FIRST_COMPLETED)
+                await self._store([task.result() for task in done])
+        finally:
+            for task in posts:  # cancelled, or Redis failed: unstored attempts are due again after the lease
+                task.cancel()
+            await asyncio.gather(*posts, return_exceptions=True)
         return len(claimed)
 
-    async def deliver(self, http: aiohttp.ClientSession, url: str, record_id: str) -> None:
-        body = await outbox.body_of(self.redis, record_id)
-        delivery = await self.redis.hgetall(keys.billing_delivery(record_id))
-        if body is None or not delivery or delivery.get("status") != "pending":
-            await self.redis.zrem(keys.billing_due(), record_id)
-            return
-        body, content_type = hl7v2.webhook_body(body, self.settings.billing_format)
-        outcome = await self._post(http, url, record_id, body, content_type)
-        now = self.clock.now()
-        attempts = int(delivery.get("attempts", 0)) + 1
-        first = int(delivery.get("first_attempt_at") or to_ms(now))
-        fields: dict[str, int | str] = {
-            "attempts": attempts, "first_attempt_at": first, "last_attempt_at": to_ms(now),
-            "last_status": outcome.status or "", "last_error": outcome.error or "",
-        }
-        if outcome.status is not None and 200 <= outcome.status < 300:
-            await outbox.set_status(self.redis, record_id, "delivered", to_ms(now), delivered_at=to_ms(now), **fields)
-            await self.audit.append("billing.delivered", None, record_id=record_id, attempts=attempts)
-            self._counted("delivered")
-            return
-        if outcome.status == 410:
-            await self.redis.set(keys.billing_endpoint_disabled(), url)
-            await outbox.set_status(self.redis, record_id, "failed", to_ms(now), **fields)
-            await self.audit.append("billing.endpoint_disabled", None, record_id=record_id)
-            self._counted("failed")
-            return
-        if outcome.refused or (now * 1000 - first) / 1000 >= GIVE_UP_AFTER:
-            await outbox.set_status(self.redis, record_id, "failed", to_ms(now), **fields)
-            await self.audit.append("billing.failed", None, record_id=record_id, attempts=attempts)
-            self._counted("failed")
-            return
-        delay = backoff(attempts, self.settings.billing_retry_base_seconds, self.rng)
-        if outcome.retry_after is not None:
-            delay = max(delay, min(outcome.retry_after, 24 * 3600.0))
-        fields["next_attempt_at"] = to_ms(now + delay)
-        await outbox.set_status(self.redis, record_id, "pending", to_ms(now), **fields)
-        self._counted("retry")
+    async def _attempt(self, http: aiohttp.ClientSession, url: str, job: outbox.Job) -> Attempt:
+        assert job.body is not None
+        body, content_type = hl7v2.webhook_body(job.body, self.settings.billing_format)
+        outcome = await self._post(http, url, job.record_id, body, content_type)
+        return decide(job, outcome, url, self.clock.now(), self.settings.billing_retry_base_seconds, self.rng)
+
+    async def _store(self, attempts: list[Attempt]) -> None:
+        """Every attempt's new status and its audit entry, in one transaction."""
+
+        def write(pipe: Any) -> None:
+            for attempt in attempts:
+                if attempt.disables is not None:
+                    pipe.set(keys.billing_endpoint_disabled(), attempt.disables)
+                outbox.stage_status(pipe, attempt.record_id, attempt.status, attempt.at_ms, **attempt.fields)
+
+        await self.audit.commit_with([a.audit for a in attempts if a.audit is not None], write)
+        for attempt in attempts:
+            self._counted(attempt.result)
 
     def _counted(self, result: str) -> None:
         """After the outcome is stored: a count never runs ahead of what Redis says."""

@@ -10,6 +10,7 @@ leaves a job that is due again when the lease runs out.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from server.clock import iso
@@ -47,24 +48,55 @@ async def claim(redis: Redis, now_ms: int, lease_ms: int, limit: int = 20) -> li
 
 async def body_of(redis: Redis, record_id: str) -> bytes | None:
     raw = await redis.get(keys.billing_record(record_id))
-    if raw is None:
-        return None
+    return None if raw is None else _as_bytes(raw)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed delivery: the record's exact webhook body and its delivery hash."""
+
+    record_id: str
+    body: bytes | None
+    delivery: dict[str, str]
+
+    @property
+    def pending(self) -> bool:
+        return self.body is not None and self.delivery.get("status") == "pending"
+
+
+async def jobs(redis: Redis, record_ids: list[str]) -> list[Job]:
+    """The bodies and delivery hashes of claimed records, in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for record_id in record_ids:
+            pipe.get(keys.billing_record(record_id))
+            pipe.hgetall(keys.billing_delivery(record_id))
+        replies = await pipe.execute()
+    return [Job(record_id, None if body is None else _as_bytes(body), delivery or {})
+            for record_id, body, delivery in zip(record_ids, replies[::2], replies[1::2], strict=True)]
+
+
+def _as_bytes(raw: str | bytes) -> bytes:
     return raw.encode() if isinstance(raw, str) else bytes(raw)
+
+
+def stage_status(pipe: Any, record_id: str, status: str, now_ms: int, **fields: Any) -> None:
+    """Queue a delivery's new status on a MULTI pipeline (see `set_status`)."""
+    for other in STATUSES:
+        if other != status:
+            pipe.zrem(keys.billing_by_status(other), record_id)
+    # A record that stays pending keeps its score (when it became pending), so the oldest
+    # pending record's age (in /metrics) grows across its retries.
+    pipe.zadd(keys.billing_by_status(status), {record_id: now_ms}, nx=status == "pending")
+    pipe.hset(keys.billing_delivery(record_id), mapping={"status": status, **fields})
+    if status == "pending":
+        pipe.zadd(keys.billing_due(), {record_id: int(fields.get("next_attempt_at", now_ms))})
+    else:
+        pipe.zrem(keys.billing_due(), record_id)
 
 
 async def set_status(redis: Redis, record_id: str, status: str, now_ms: int, **fields: Any) -> None:
     async with redis.pipeline(transaction=True) as pipe:
-        for other in STATUSES:
-            if other != status:
-                pipe.zrem(keys.billing_by_status(other), record_id)
-        # A record that stays pending keeps its score (when it became pending), so the oldest
-        # pending record's age (in /metrics) grows across its retries.
-        pipe.zadd(keys.billing_by_status(status), {record_id: now_ms}, nx=status == "pending")
-        pipe.hset(keys.billing_delivery(record_id), mapping={"status": status, **fields})
-        if status == "pending":
-            pipe.zadd(keys.billing_due(), {record_id: int(fields.get("next_attempt_at", now_ms))})
-        else:
-            pipe.zrem(keys.billing_due(), record_id)
+        stage_status(pipe, record_id, status, now_ms, **fields)
         await pipe.execute()
 
 
