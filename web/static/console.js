@@ -5,6 +5,7 @@ import { HELP, openDevices, openOne, playArrivalChime, stopStream } from "/stati
 import { VideoGrid } from "/static/grid.js";
 import { LiveSocket } from "/static/live.js";
 import { Room } from "/static/room.js";
+import { ScreenShareButton } from "/static/screen.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("console");
@@ -156,7 +157,9 @@ async function enterRoom(card, sessionId) {
     onFrame: (frame) => onRoomFrame(state, frame),
     onState: (kind, info) => onRoomConnection(state, kind, info),
   });
-  state.room = new Room({ send: (frame) => state.live.send(frame), grid, onState: (text) => say(text) });
+  state.room = new Room({ send: (frame) => state.live.send(frame), grid, onState: (text) => say(text),
+                          onScreen: (sharing, refusal) => screenButton.update(sharing, refusal) });
+  screenButton.room = state.room;
   state.live.connect();
   state.ticker = setInterval(() => tick(state), 1000);
   updateOwnControls(state);
@@ -168,6 +171,8 @@ async function enterRoom(card, sessionId) {
 }
 
 function say(text) { $("room-status").textContent = text; }
+
+const screenButton = new ScreenShareButton($("share-screen"), { say }); // staff may always share
 
 function tick(state) {
   const seconds = Math.max(0, Math.floor((Date.now() - state.openedAt) / 1000));
@@ -318,6 +323,13 @@ function renderParticipants(state) {
           say(`${person.display_name} is muted. They can unmute themselves.`);
         }
       }),
+      actionButton(person.screen_allowed ? "Stop their screen share" : "Allow screen share", "secondary", async () => {
+        const allowed = !person.screen_allowed;
+        if (await act(allowed ? "Allowing screen share" : "Stopping screen share", "POST",
+          `/sessions/${state.sessionId}/screen-share`, { patient_id: person.id, allowed })) {
+          say(allowed ? `${person.display_name} may share their screen now.` : `${person.display_name} can no longer share their screen.`);
+        }
+      }),
       actionButton("Send back", "secondary", async () => {
         if (await act("Sending back", "POST", `/sessions/${state.sessionId}/send-back`, { patient_id: person.id })) {
           say(`${person.display_name} is back in the waiting room.`);
@@ -352,6 +364,7 @@ function stateWords(person) {
   else if (person.camera === false) words.push("sound only (no camera)");
   if (person.audio === false && person.microphone !== false) words.push("muted");
   if (person.video === false && person.camera !== false) words.push("camera off");
+  if (person.screen === true) words.push("sharing their screen");
   return words.length ? words.join(" · ") : "in the session";
 }
 

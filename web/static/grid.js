@@ -4,6 +4,7 @@
 // "hand raised" — read by screen readers with the name, and a camera that is off shows the
 // person's initials, never a black picture.
 
+const SCREEN_SUFFIX = ":screen"; // the stream id of a participant's shared screen
 const SPEAKING_LEVEL = 0.04; // RMS of the time-domain signal (0..1) that counts as speech
 const SAMPLE_MS = 150;
 
@@ -55,6 +56,7 @@ export class VideoGrid {
     this.selfLabel = selfLabel;
     this.tiles = new Map(); // id -> { figure, video, meter, stream }
     this.streams = new Map(); // id -> MediaStream: a stream may arrive before its roster entry
+    this.screens = new Map(); // "<id>:screen" -> { figure, video, caption }: shared screens
     this.selfId = null;
     this.timer = setInterval(() => this.sampleLevels(), SAMPLE_MS);
   }
@@ -178,6 +180,7 @@ export class VideoGrid {
         this.tiles.delete(id);
       }
     }
+    for (const [id, screen] of this.screens) this.showScreen(id, screen.video.srcObject); // whose it is
     // Yourself first, then everyone in roster order.
     const order = [this.selfId, ...participants.map((p) => p.id)].filter((id, i, all) => id && all.indexOf(id) === i);
     for (const id of order) {
@@ -192,6 +195,10 @@ export class VideoGrid {
   }
 
   attach(id, stream) {
+    if (id.endsWith(SCREEN_SUFFIX)) {
+      this.showScreen(id, stream);
+      return;
+    }
     if (stream) this.streams.set(id, stream);
     else this.streams.delete(id);
     const tile = this.tiles.get(id);
@@ -215,7 +222,47 @@ export class VideoGrid {
     }
   }
 
+  // A shared screen (stream id "<participant id>:screen", CONTRACT.md v1.1) is shown large, above
+  // the tiles, with whose screen it is.
+  showScreen(id, stream) {
+    let screen = this.screens.get(id);
+    if (!screen) {
+      const figure = document.createElement("figure");
+      figure.className = "screen-share";
+      figure.dataset.participantId = id.slice(0, -SCREEN_SUFFIX.length);
+      const video = document.createElement("video");
+      video.autoplay = true;
+      video.playsInline = true;
+      video.muted = true;
+      video.setAttribute("playsinline", "");
+      const caption = document.createElement("figcaption");
+      figure.append(video, caption);
+      screen = { figure, video, caption };
+      this.screens.set(id, screen);
+      this.container.before(figure);
+    }
+    const owner = this.tiles.get(screen.figure.dataset.participantId);
+    const name = owner ? owner.label.textContent : "Someone";
+    screen.caption.textContent = `Shared screen: ${name}`;
+    if (screen.video.srcObject !== stream) screen.video.srcObject = stream;
+    screen.video.play().catch(() => {});
+    this.container.parentElement?.classList.add("has-screen");
+  }
+
+  hideScreen(id) {
+    const screen = this.screens.get(id);
+    if (!screen) return;
+    screen.video.srcObject = null;
+    screen.figure.remove();
+    this.screens.delete(id);
+    if (!this.screens.size) this.container.parentElement?.classList.remove("has-screen");
+  }
+
   detach(id) {
+    if (id.endsWith(SCREEN_SUFFIX)) {
+      this.hideScreen(id);
+      return;
+    }
     this.streams.delete(id);
     const tile = this.tiles.get(id);
     if (!tile) return;
@@ -245,6 +292,7 @@ export class VideoGrid {
     }
     this.tiles.clear();
     this.streams.clear();
+    for (const id of [...this.screens.keys()]) this.hideScreen(id);
     this.selfId = null;
     this.layout();
   }

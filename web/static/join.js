@@ -5,6 +5,7 @@ import { HELP, meterFor, openDevices, openOne, playTestTone, stopStream } from "
 import { VideoGrid } from "/static/grid.js";
 import { LiveSocket } from "/static/live.js";
 import { Room } from "/static/room.js";
+import { ScreenShareButton } from "/static/screen.js";
 import { applyBrandFromBody } from "/static/theme.js";
 
 applyBrandFromBody();
@@ -38,7 +39,11 @@ const live = new LiveSocket({
   onFrame: (frame) => onFrame(frame),
   onState: (kind, info) => onConnection(kind, info),
 });
-const room = new Room({ send: (frame) => live.send(frame), grid, onState: (text, kind) => mediaNote(text, kind) });
+const room = new Room({ send: (frame) => live.send(frame), grid, onState: (text, kind) => mediaNote(text, kind),
+                        onScreen: (sharing, refusal) => screenButton.update(sharing, refusal) });
+// Shown only while the facilitator allows this patient to share (CONTRACT.md v1.1).
+const screenButton = new ScreenShareButton($("share-screen"), { say: (text) => mediaNote(text), allowed: false });
+screenButton.room = room;
 const chatBox = $("chat");
 const chat = new ChatPanel(chatBox, {
   send: (frame) => live.send(frame),
@@ -486,12 +491,14 @@ function onFrame(frame) {
       if (state === "session") { setAway(false); say("Your facilitator is back."); }
       break;
     case "offer": case "answer": room.handle(frame); break;
+    case "screen_share": screenButton.allow(frame.allowed === true); break;
     case "message": addMessage(frame.text || ""); break;
     case "sent_back":
       // The server follows with `waiting`; that frame shows the waiting room.
       sentBack = true;
       waitingSince = null;
       room.close();
+      screenButton.allow(false); // a permission to share ends with the time in the group
       $("messages").replaceChildren();
       $("messages-box").hidden = true;
       break;
@@ -527,6 +534,7 @@ function onRoster(participants) {
   grid.setRoster(participants);
   const mine = participants.find((p) => p.id === me.id);
   if (mine && typeof mine.hand === "boolean" && mine.hand !== handRaised) setHand(mine.hand);
+  if (mine) screenButton.allow(mine.screen_allowed === true);
 }
 
 function onError(frame) {

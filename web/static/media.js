@@ -25,13 +25,17 @@ export class MediaLink {
   // preferVideoCodec: e.g. "video/H264" where a hardware encoder saves battery; the server
   // forwards each publisher's video in the codec it sends.
   constructor({ send, iceServers = [], onStream = () => {}, onStreamEnded = () => {}, onState = () => {},
-                preferVideoCodec = null }) {
+                onScreen = () => {}, preferVideoCodec = null }) {
     this.send = send;
     this.preferVideoCodec = preferVideoCodec;
     this.config = { iceServers, bundlePolicy: "max-bundle" };
     this.onStream = onStream;
     this.onStreamEnded = onStreamEnded;
     this.onState = onState;
+    this.onScreen = onScreen; // (sharing, refusal code or null): our screen share started or stopped
+    this.screen = null; // { transceiver, track } while we share a screen
+    this.offering = Promise.resolve(); // publish re-offers go one at a time, each after its answer
+    this.answered = null; // resolves the re-offer in flight when its answer (or refusal) arrives
     this.publishPc = null;
     this.subscribePc = null;
     this.localStream = null;
@@ -74,7 +78,8 @@ export class MediaLink {
       this.unanswered = null;
       if (this.publishPc && !this.closed) {
         this.publishPc.setRemoteDescription({ type: "answer", sdp: frame.sdp })
-          .catch(() => this.#report("failed"));
+          .catch(() => this.#report("failed"))
+          .finally(() => this.#settled());
       }
       return true;
     }
@@ -100,9 +105,88 @@ export class MediaLink {
     if (sender && !this.closed) await sender.replaceTrack(track);
   }
 
+  // Share a screen (a track from getDisplayMedia) beside the camera: a second video section whose
+  // msid track id starts with "screen" (CONTRACT.md v1.1). The browser's own "Stop sharing" ends
+  // the track, and that stops the share. Resolves once the server took the offer (or refused it).
+  shareScreen(track) {
+    if (!this.publishPc || this.closed) return Promise.reject(new Error("media is not connected yet"));
+    return this.#reoffer(async () => {
+      const pc = this.publishPc;
+      if (this.screen) {
+        await this.screen.transceiver.sender.replaceTrack(track);
+        this.screen.transceiver.direction = "sendonly";
+        this.screen.track = track;
+      } else {
+        this.screen = { transceiver: pc.addTransceiver(track, { direction: "sendonly" }), track };
+      }
+      track.addEventListener("ended", () => { if (this.screen && this.screen.track === track) this.stopScreen(); });
+      this.onScreen(true, null);
+    });
+  }
+
+  stopScreen() {
+    const screen = this.screen;
+    if (!screen || !screen.track) return Promise.resolve();
+    return this.#reoffer(async () => this.#endScreen(null));
+  }
+
+  // Our screen's section goes inactive (kept, so sharing again reuses it).
+  async #endScreen(refusal) {
+    const screen = this.screen;
+    if (!screen || !screen.track) return;
+    screen.track.stop();
+    screen.track = null;
+    screen.transceiver.direction = "inactive";
+    await screen.transceiver.sender.replaceTrack(null).catch(() => {});
+    this.onScreen(false, refusal);
+  }
+
+  // A publish re-offer on the same connection, after `change`; one at a time.
+  #reoffer(change) {
+    const run = async () => {
+      const pc = this.publishPc;
+      if (!pc || this.closed) return;
+      await change();
+      const answered = new Promise((resolve) => { this.answered = resolve; });
+      await pc.setLocalDescription(await pc.createOffer());
+      await gathered(pc);
+      if (this.closed) return;
+      this.unanswered = this.#named(pc.localDescription.sdp);
+      this.refusals = 0;
+      this.send({ type: "offer", pc: "publish", sdp: this.unanswered });
+      await answered;
+    };
+    this.offering = this.offering.then(run, run);
+    return this.offering;
+  }
+
+  #settled() {
+    const resolve = this.answered;
+    this.answered = null;
+    if (resolve) resolve();
+  }
+
+  // Browsers cannot name a track: the offer we send gives our screen section's msid track id the
+  // "screen" prefix the server looks for. Our own local description is left as it is.
+  #named(sdp) {
+    const mid = this.screen && this.screen.transceiver.mid;
+    if (mid === null || mid === undefined) return sdp;
+    const sections = sdp.split(/\r\n(?=m=)/);
+    return sections.map((section) => {
+      if (!section.startsWith("m=video") || !section.split("\r\n").includes(`a=mid:${mid}`)) return section;
+      return section.replace(/^a=msid:(\S+) (?!screen)(\S+)(\r?)$/m, "a=msid:$1 screen-$2$3");
+    }).join("\r\n");
+  }
+
   close() {
     if (this.closed) return;
     this.closed = true;
+    if (this.screen && this.screen.track) {
+      this.screen.track.stop();
+      this.screen.track = null;
+      this.onScreen(false, null);
+    }
+    this.#settled();
     clearTimeout(this.retry);
     for (const pc of [this.publishPc, this.subscribePc]) if (pc) pc.close();
     for (const id of this.streams.keys()) this.onStreamEnded(id);
@@ -135,14 +219,25 @@ export class MediaLink {
 
   // The server refused our publish offer: say so, and offer again while that can help.
   #refused(frame) {
+    if (frame.code === "not_allowed") {
+      // Screen sharing is not allowed (now): nothing changed on the server; undo our offer.
+      this.unanswered = null;
+      const pc = this.publishPc;
+      const undo = pc && pc.signalingState === "have-local-offer"
+        ? pc.setLocalDescription({ type: "rollback" }) : Promise.resolve();
+      undo.catch(() => {}).then(() => this.#endScreen("not_allowed")).finally(() => this.#settled());
+      return true;
+    }
     if (!RETRYABLE.has(frame.code)) {
       if (frame.code !== "bad_sdp") return false;
       this.unanswered = null;
+      this.#settled();
       this.onState("Your video could not be sent (the server refused it). Leave and join again to retry.");
       return true;
     }
     if (this.refusals >= RETRY_DELAYS.length) {
       this.unanswered = null;
+      this.#settled();
       this.onState("Your video could not start. Others may not see or hear you; leave and join again.");
       return true;
     }

@@ -11,10 +11,11 @@ function loadMediaLink() {
 
 export class Room {
   // send(frame): send a frame on the realtime socket; grid: the VideoGrid; onState(text).
-  constructor({ send, grid, onState }) {
+  constructor({ send, grid, onState, onScreen }) {
     this.send = send;
     this.grid = grid;
     this.onState = onState || (() => {});
+    this.onScreen = onScreen || (() => {}); // (sharing, refusal code or null)
     this.link = null;
     this.generation = 0;
     this.starting = false;
@@ -41,6 +42,7 @@ export class Room {
       onStream: (participantId, stream) => this.grid.attach(participantId, stream),
       onStreamEnded: (participantId) => this.grid.detach(participantId),
       onState: (text, state) => this.onState(text, state),
+      onScreen: (sharing, refusal) => this.onScreen(sharing, refusal),
     });
     // The server may offer the others' streams as soon as we are admitted.
     for (const frame of early) this.link.handle(frame);
@@ -59,6 +61,20 @@ export class Room {
       return true;
     }
     return false;
+  }
+
+  // Ask the browser for a screen, window or tab and share it beside the camera. Rejects when the
+  // person cancels the browser's picker, or media is not connected yet.
+  async shareScreen() {
+    if (!this.link || !this.link.shareScreen) throw new Error("Video is not connected yet.");
+    const display = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 }, audio: false });
+    const [track] = display.getVideoTracks();
+    track.contentHint = "detail"; // text on slides stays sharp rather than smooth
+    await this.link.shareScreen(track);
+  }
+
+  async stopScreen() {
+    if (this.link && this.link.stopScreen) await this.link.stopScreen();
   }
 
   setTracks(tracks) {
