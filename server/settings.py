@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from server.store import sentinel
+
 
 class SettingsError(Exception):
     """One or more settings are invalid; `problems` holds one message per bad value."""
@@ -34,7 +36,7 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_HOST", "address to listen on", "127.0.0.1"),
     Setting("PORCHLIGHT_PORT", "TCP port to listen on (0 picks a free one)", "8080"),
-    Setting("PORCHLIGHT_REDIS_URL", "Redis to use; unset starts an embedded redis-server", ""),
+    Setting("PORCHLIGHT_REDIS_URL", "redis:// or redis+sentinel://host:port,.../service; unset: embedded", ""),
     Setting("PORCHLIGHT_REDIS_POOL_SIZE", "Redis connections one process may open; more requests wait for one", "50"),
     Setting("PORCHLIGHT_REDIS_POOL_TIMEOUT_SECONDS", "wait this long for a free Redis connection, then 503", "2"),
     Setting("PORCHLIGHT_REDIS_TIMEOUT_SECONDS", "a Redis command unanswered this long fails (503)", "2"),
@@ -80,7 +82,7 @@ SETTINGS: tuple[Setting, ...] = (
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
     redis_pool_size: int = 50
     redis_pool_timeout_seconds: float = 2.0
     redis_timeout_seconds: float = 2.0
@@ -171,9 +173,16 @@ class Settings:
             values["host"] = host
         number("PORCHLIGHT_PORT", "port", int, 0, 65535)
         if (url := get("PORCHLIGHT_REDIS_URL")) is not None:
-            if urlparse(url).scheme not in ("redis", "rediss", "unix"):
-                scheme = urlparse(url).scheme
-                problems.append(f"PORCHLIGHT_REDIS_URL: redis://, rediss:// or unix:// (not {scheme!r})")
+            scheme = url.partition("://")[0].lower() if "://" in url else ""
+            if scheme == sentinel.SCHEME:
+                try:
+                    sentinel.parse(url)
+                    values["redis_url"] = url
+                except ValueError as exc:
+                    problems.append(f"PORCHLIGHT_REDIS_URL: {exc}")
+            elif scheme not in ("redis", "rediss", "unix"):
+                problems.append(f"PORCHLIGHT_REDIS_URL: redis://, rediss://, unix:// or {sentinel.SCHEME}:// "
+                                f"(not {scheme!r})")
             else:
                 values["redis_url"] = url
         number("PORCHLIGHT_REDIS_POOL_SIZE", "redis_pool_size", int, 1, 10000)

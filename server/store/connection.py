@@ -11,6 +11,8 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from server.store import sentinel
+
 Redis: TypeAlias = aioredis.Redis
 
 # Errors that mean "Redis is not reachable right now": answered with 503, never half-applied.
@@ -30,7 +32,12 @@ def connect(url: str, pool_size: int = POOL_SIZE, pool_timeout: float = POOL_TIM
     one instead of failing at once (503 only after the wait). A command unanswered for
     `command_timeout` fails (503) and is not retried, so a hung Redis costs a request that
     long, not a multiple of it; only a refused or reset connection (a restart) is retried.
+    A `redis+sentinel://` URL follows the master through a failover (`server.store.sentinel`).
     """
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2, supported_errors=(RedisConnectionError,))
+    if sentinel.is_sentinel_url(url):
+        return sentinel.connect(url, pool_size=pool_size, pool_timeout=pool_timeout,
+                                command_timeout=command_timeout, retry=retry)
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=pool_size,
@@ -39,7 +46,7 @@ def connect(url: str, pool_size: int = POOL_SIZE, pool_timeout: float = POOL_TIM
         socket_timeout=command_timeout,
         socket_connect_timeout=command_timeout,
         health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2, supported_errors=(RedisConnectionError,)),
+        retry=retry,
     )
     return aioredis.Redis.from_pool(pool)
 
@@ -49,21 +56,25 @@ class RedisProbe:
     busy pool, and at most one PING in flight: checks that arrive meanwhile share its answer."""
 
     def __init__(self, client: Redis, timeout: float = PROBE_TIMEOUT) -> None:
+        # A connection Redis dropped (a restart) is made again at once; a hang is never retried.
+        retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+        self._timeout = timeout
+        self._pending: asyncio.Task[bool] | None = None
+        if (own := sentinel.probe_client(client, timeout, retry)) is not None:
+            self._client: Redis = own
+            return
         shared = client.connection_pool
         kwargs: dict[str, Any] = {
             **shared.connection_kwargs,
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
-            # A connection Redis dropped (a restart) is made again at once; a hang is never retried.
-            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            "retry": retry,
             "retry_on_error": [],
             "health_check_interval": 0,
         }
         pool = aioredis.BlockingConnectionPool(max_connections=1, timeout=timeout,
                                                connection_class=shared.connection_class, **kwargs)
-        self._client: Redis = aioredis.Redis.from_pool(pool)
-        self._timeout = timeout
-        self._pending: asyncio.Task[bool] | None = None
+        self._client = aioredis.Redis.from_pool(pool)
 
     async def up(self) -> bool:
         if self._pending is None or self._pending.done():
