@@ -59,6 +59,21 @@ class SyntheticVideo(MediaStreamTrack):
         return frame
 
 
+class Voice(AudioStreamTrack):
+    """Silence, or a loud tone while `speaking` (the sender measures its level, RFC 6464)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.speaking = False
+
+    async def recv(self) -> av.AudioFrame:
+        frame = await super().recv()
+        if self.speaking:
+            tone = (8000 if i % 8 < 4 else -8000 for i in range(frame.samples))  # a 1 kHz square wave at 8 kHz
+            frame.planes[0].update(b"".join(v.to_bytes(2, "little", signed=True) for v in tone))
+        return frame
+
+
 @dataclass
 class Seen:
     """What one viewer decoded from one remote participant."""
@@ -77,7 +92,7 @@ class MediaPeer:
                  width: int = 160, height: int = 120, fps: int = 15) -> None:
         self.send = send
         self.video_track = SyntheticVideo(width, height, fps) if video else None
-        self.audio_track = AudioStreamTrack() if audio else None
+        self.audio_track = Voice() if audio else None
         self.video_codec = video_codec
         self.config = RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         self.publish_pc = RTCPeerConnection(self.config)

@@ -220,3 +220,68 @@ def test_a_number_on_the_viewer_track_is_never_given_to_two_packets(video_track:
             rw.lost()
         else:
             rw.pause()
+
+
+# -- hidden tiles and simulcast layers --------------------------------------------------------------
+
+H = 0x33333333  # a third SSRC: the high layer of a simulcast track (A the low one)
+
+
+def test_a_held_track_forwards_nothing_and_resumes_at_a_keyframe_with_no_gap_in_numbers() -> None:
+    rw = video()
+    assert send(rw, 10, 3000, key=True) == (1001, 50_000)
+    assert send(rw, 11, 3000 + FRAME, at=0.033) == (1002, 50_000 + FRAME)
+    rw.hold()
+    assert not rw.keyframe_due(5.0)  # a hidden tile asks for nothing
+    assert [send(rw, seq, 3000 + seq * FRAME, key=True, at=seq / 30) for seq in range(12, 40)] == [None] * 28
+    rw.release()
+    assert rw.keyframe_due(2.0)  # shown again: ask at once, never show a frozen picture
+    rw.asked(2.0)
+    assert send(rw, 60, 999_000, at=2.0) is None  # not a keyframe: nothing decodes from here
+    # The keyframe carries on right after the last packet sent, its timestamp moved on by the
+    # wall-clock time since (2.0 - 0.033 s at 90 kHz).
+    assert send(rw, 61, 999_000, key=True, at=2.0) == (1003, 50_000 + FRAME + int((2.0 - 0.033) * VIDEO_RATE))
+    assert send(rw, 62, 999_000 + FRAME, at=2.033) == (1004, 50_000 + FRAME + int((2.0 - 0.033) * VIDEO_RATE) + FRAME)
+
+
+def test_release_without_hold_changes_nothing() -> None:
+    rw = video()
+    send(rw, 10, 3000, key=True)
+    rw.asked(1.0)
+    rw.release()
+    assert not rw.keyframe_due(1.5) and send(rw, 11, 3000 + FRAME) == (1002, 50_000 + FRAME)
+
+
+def test_simulcast_forwards_one_layer_and_switches_only_at_the_targets_keyframe() -> None:
+    rw = video()
+    assert rw.aim(A)  # the low layer: a keyframe is wanted on it
+    assert send(rw, 100, 10_000, ssrc=H, key=True) is None  # another layer's keyframe is not for us
+    assert send(rw, 5, 20_000, ssrc=A, key=True, at=0.0) == (1001, 50_000)
+    assert send(rw, 101, 10_000 + FRAME, ssrc=H) is None
+    assert send(rw, 6, 20_000 + FRAME, ssrc=A, at=0.033) == (1002, 50_000 + FRAME)
+    assert not rw.keyframe_due(0.1)
+
+    assert rw.aim(H)  # the tile grew: the high layer, from its next keyframe
+    assert rw.keyframe_due(0.1)
+    rw.asked(0.1)
+    assert send(rw, 102, 10_000 + 2 * FRAME, ssrc=H, at=0.066) is None  # not a keyframe yet
+    assert send(rw, 7, 20_000 + 2 * FRAME, ssrc=A, at=0.066) == (1003, 50_000 + 2 * FRAME)  # low goes on
+    switched = send(rw, 103, 10_000 + 3 * FRAME, ssrc=H, key=True, at=0.1)
+    assert switched == (1004, 50_000 + 2 * FRAME + int((0.1 - 0.066) * VIDEO_RATE))  # continuous
+    assert send(rw, 8, 20_000 + 3 * FRAME, ssrc=A, at=0.1) is None  # the old layer is dropped now
+    assert send(rw, 104, 10_000 + 4 * FRAME, ssrc=H, at=0.133) == (1005, switched[1] + FRAME)
+    assert not rw.keyframe_due(5.0)
+    assert not rw.aim(H)  # the same target again asks for nothing
+
+
+def test_a_held_simulcast_track_keeps_its_target_and_asks_for_it_when_shown() -> None:
+    rw = video()
+    rw.aim(A)
+    send(rw, 5, 20_000, ssrc=A, key=True)
+    rw.hold()
+    rw.aim(H)  # resized while hidden
+    assert not rw.keyframe_due(3.0)
+    rw.release()
+    assert rw.keyframe_due(3.0)
+    assert send(rw, 9, 20_000 + 9 * FRAME, ssrc=A, key=True, at=3.0) is None  # only the target starts it
+    assert send(rw, 200, 77_000, ssrc=H, key=True, at=3.0) is not None

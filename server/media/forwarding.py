@@ -17,6 +17,12 @@ the I/O and tells the rewriter how it went. The rules:
   dropped. The last sent position only moves forward, so nothing, however late, makes a later
   run reuse numbers.
 - A viewer waiting for a keyframe asks for one at once and again every KEYFRAME_RETRY seconds.
+- A held track (the viewer hides its tile, or has it off screen) forwards nothing and asks for
+  nothing; released, it waits for a keyframe (and asks at once), so no picture freezes.
+- Simulcast: a publisher sends several layers (SSRCs) of one track; the viewer track carries one,
+  its `target`. Packets of other layers are dropped; a target that differs from the layer being
+  sent takes over at its next keyframe (until then the current layer carries on), as one
+  continuous stream.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ class Rewriter:
     """The rewriting state of one viewer track (RFC 3550 arithmetic, modulo the field sizes)."""
 
     __slots__ = ("clock_rate", "video", "ssrc", "seq_offset", "ts_offset", "highest", "span",
-                 "last_seq", "last_ts", "last_at", "asked_at")
+                 "last_seq", "last_ts", "last_at", "asked_at", "held", "target")
 
     def __init__(self, clock_rate: int, video: bool, last_seq: int, last_ts: int,
                  last_at: float | None = None) -> None:
@@ -50,6 +56,8 @@ class Rewriter:
         self.last_ts = last_ts
         self.last_at = last_at
         self.asked_at = float("-inf")  # when this viewer last asked for a keyframe
+        self.held = False  # the viewer does not show this track: nothing goes out
+        self.target: int | None = None  # simulcast: the SSRC of the layer wanted; None: one layer only
 
     @classmethod
     def new(cls, clock_rate: int, video: bool) -> Rewriter:
@@ -62,10 +70,16 @@ class Rewriter:
 
     def place(self, seq: int, ts: int, ssrc: int, keyframe_start: bool, now: float) -> tuple[int, int] | None:
         """Where this packet goes on the viewer track: (sequence number, timestamp), or None to drop it."""
+        if self.held:
+            return None
         if ssrc != self.ssrc:  # no run, or a run of another SSRC (one check: this is per packet)
-            if not keyframe_start:
-                self.ssrc = None  # nothing decodes from here: wait for a keyframe (and ask)
-                return None
+            target = self.target
+            if target is None:
+                if not keyframe_start:
+                    self.ssrc = None  # nothing decodes from here: wait for a keyframe (and ask)
+                    return None
+            elif ssrc != target or not keyframe_start:
+                return None  # another layer, or the target before its keyframe: the current run goes on
             self._start_run(seq, ts, ssrc, now)
         ahead = (seq - self.highest) & SEQ_MASK
         if ahead < HALF:
@@ -99,14 +113,37 @@ class Rewriter:
         """The viewer track cannot send yet (not negotiated, DTLS not up): start a new run later."""
         self.ssrc = None
 
+    def hold(self) -> None:
+        """The viewer stopped showing this track: forward nothing until `release`."""
+        self.held = True
+        self.ssrc = None
+
+    def release(self) -> None:
+        """Shown again: the next keyframe starts a new run; the viewer may ask for one at once."""
+        if self.held:
+            self.held = False
+            self.asked_at = float("-inf")
+
+    def aim(self, ssrc: int | None) -> bool:
+        """Simulcast: carry the layer of this SSRC from its next keyframe. True if that asks for a
+        keyframe (a new target), so the caller can ask the publisher at once."""
+        if ssrc == self.target:
+            return False
+        self.target = ssrc
+        self.asked_at = float("-inf")
+        return ssrc is not None and ssrc != self.ssrc
+
     @property
     def waiting(self) -> bool:
         """A video viewer with nothing to show until a keyframe."""
         return self.video and self.ssrc is None
 
     def keyframe_due(self, now: float) -> bool:
-        """This viewer should ask the publisher for a keyframe now (then call `asked`)."""
-        return self.video and self.ssrc is None and now - self.asked_at >= KEYFRAME_RETRY
+        """This viewer should ask the publisher for a keyframe now (then call `asked`): it waits
+        for one (to start, or to switch to its target layer), and last asked long enough ago."""
+        if not self.video or self.held or now - self.asked_at < KEYFRAME_RETRY:
+            return False
+        return self.ssrc is None or (self.target is not None and self.ssrc != self.target)
 
     def asked(self, now: float) -> None:
         self.asked_at = now

@@ -213,6 +213,9 @@ class Negotiation:
     def may_share(self, member: Member) -> bool:
         raise NotImplementedError  # the room's
 
+    def adapt_viewer(self, member: Member) -> None:
+        raise NotImplementedError  # the room's
+
     def retire_publish(self, member: Member) -> None:
         """Drop a member's dead publish connection and its tracks; the others are re-offered."""
         for source in member.sources.values():
@@ -272,6 +275,7 @@ class Negotiation:
                 changed = True
             if not changed or pc is None:
                 return
+            self.adapt_viewer(member)  # new tracks follow what the viewer shows
             try:
                 await pc.setLocalDescription(await pc.createOffer())
             except InvalidStateError:

@@ -19,12 +19,27 @@ def header(marker: int, payload_type: int, sequence: int, timestamp: int, ssrc: 
 
 def vp8_keyframe_start(payload: bytes) -> bool:
     """The first packet of a VP8 keyframe (RFC 7741 payload descriptor, then the frame tag)."""
+    i = _vp8_frame_start(payload)
+    return i is not None and not payload[i] & 0x01  # P bit of the frame tag: 0 means keyframe
+
+
+def vp8_keyframe_size(payload: bytes) -> tuple[int, int] | None:
+    """The width and height a VP8 keyframe's first packet declares (RFC 6386 9.1), else None."""
+    i = _vp8_frame_start(payload)
+    if i is None or payload[i] & 0x01 or len(payload) < i + 10 or payload[i + 3:i + 6] != b"\x9d\x01\x2a":
+        return None
+    return (int.from_bytes(payload[i + 6:i + 8], "little") & 0x3FFF,
+            int.from_bytes(payload[i + 8:i + 10], "little") & 0x3FFF)
+
+
+def _vp8_frame_start(payload: bytes) -> int | None:
+    """Where the VP8 frame begins in a packet that starts a frame's first partition, else None."""
     if len(payload) < 2:
-        return False
+        return None
     first = payload[0]
     start, partition = first & 0x10, first & 0x07
     if not start or partition:
-        return False
+        return None
     i = 1
     if first & 0x80:  # X: extension byte follows
         ext = payload[1]
@@ -37,9 +52,7 @@ def vp8_keyframe_start(payload: bytes) -> bool:
             i += 1
         if ext & 0x30:  # T or K: TID/Y/KEYIDX
             i += 1
-    if i >= len(payload):
-        return False
-    return not payload[i] & 0x01  # P bit of the frame tag: 0 means keyframe
+    return i if i < len(payload) else None
 
 
 NAL_IDR, NAL_SPS, NAL_STAP_A, NAL_FU_A = 5, 7, 24, 28

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
 from server.media import glue
+from server.media.adapt import SpeakerPicker, View
 from server.media.negotiation import SCREEN, MediaError, Negotiation, quietly_close, rtc_configuration
 from server.media.tracks import Forward, Source
 
@@ -31,7 +32,8 @@ __all__ = ["MediaError", "MediaRoom", "MediaRooms", "Member", "Peer", "Source", 
 
 log = logging.getLogger(__name__)
 
-TICK = 0.25  # seconds between keyframe / media-state checks
+TICK = 0.25  # seconds between keyframe / media-state / speaker checks
+SILENT = 0.5  # an audio track that sent nothing this long is not speaking (DTX, a dropped link)
 DRAIN_TIMEOUT = 5.0  # at shutdown, how long peer connections get to close
 
 StateSink = Callable[[str, bool, bool, bool], Awaitable[None]]  # (participant, is_patient, audio, video)
@@ -69,6 +71,7 @@ class Member:
         self.dirty = False
         self.restart = False  # the next subscribe offer is on a new connection
         self.closed = False
+        self.view: View | None = None  # what this viewer shows of the others (None: all, until it says)
         self.declared = (True, True)
         self.recorded: tuple[bool, bool] | None = None
         self.report_lock = asyncio.Lock()
@@ -94,6 +97,7 @@ class MediaRoom(Negotiation):
         self.on_state = on_state
         self.patient_may_share = patient_may_share
         self.on_roster = on_roster  # who shares a screen changed: the roster says so
+        self.speakers = SpeakerPicker()
         self.members: dict[str, Member] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
@@ -121,6 +125,8 @@ class MediaRoom(Negotiation):
         fresh = [Member(self, pid, conn) for pid, conn in members.items() if pid not in self.members]
         for member in fresh:
             self.members[member.pid] = member
+            if self.speakers.current is not None:
+                member.conn.send({"type": "active_speaker", "id": self.speakers.current})
             if any(m.sources for m in self.members.values() if m is not member):
                 self.spawn(self.renegotiate(member))
 
@@ -163,6 +169,21 @@ class MediaRoom(Negotiation):
     async def subscribed(self, pid: str, conn: Peer, sdp: str) -> None:
         """The participant's answer to the last subscribe offer."""
         await self.take_answer(self.member(pid, conn), sdp)
+
+    def view(self, pid: str, conn: Peer, view: View) -> None:
+        """The viewer's `view`: the others' videos it shows, at what size; the rest is not sent."""
+        member = self.member(pid, conn)
+        member.view = view
+        self.adapt_viewer(member)
+
+    def adapt_viewer(self, member: Member) -> None:
+        now = asyncio.get_running_loop().time()
+        view = member.view
+        for (owner, label), (_, forward) in member.slots.items():
+            if forward.source.kind == "video":
+                stream = f"{owner}:{SCREEN}" if label == SCREEN else owner
+                shown_at = None if view is None else view.get(stream)
+                forward.adapt(now, view is None or shown_at is not None, shown_at)
 
     # -- screen share (CONTRACT.md v1.1) ---------------------------------------------------------
 
@@ -222,12 +243,19 @@ class MediaRoom(Negotiation):
                 log.exception("media room check failed in session %s", self.session_id)
 
     def _check(self, now: float) -> None:
-        """Keyframes for viewers still waiting for one; media state changes to record."""
+        """Keyframes for viewers still waiting for one; media state changes to record; the speaker."""
+        levels: dict[str, float] = {}
         for member in list(self.members.values()):
             for source in member.sources.values():
                 source.ask_for_waiting_viewers(now)
             if member.state(now) != member.recorded:
                 self.spawn(self._report(member))
+            audio = member.sources.get("audio")
+            if audio is not None and now - audio.last_packet < SILENT:
+                levels[member.pid] = audio.loudness
+        if (speaker := self.speakers.update(levels)) is not None:
+            for member in self.members.values():
+                member.conn.send({"type": "active_speaker", "id": speaker})
 
     # -- the end ---------------------------------------------------------------------------------
 

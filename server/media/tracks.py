@@ -21,8 +21,9 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from server.media import glue
+from server.media.adapt import Layer, choose_layer, loudness
 from server.media.forwarding import Rewriter
-from server.media.packets import header, keyframe_detector
+from server.media.packets import header, keyframe_detector, vp8_keyframe_size
 
 if TYPE_CHECKING:
     from server.media.room import Member
@@ -46,25 +47,45 @@ class Source:
         self.codec = codec
         self.mime = codec.mimeType
         self.starts_keyframe = keyframe_detector(codec.mimeType)
+        self.keyframe_size = vp8_keyframe_size if codec.mimeType.lower() == "video/vp8" else None
         self.forwards: list[Forward] = []
         self.ssrc: int | None = None
+        self.rids: list[str] = []  # simulcast: the publisher's layers by RID, as its offer lists them
+        self.layers: dict[int, Layer] = {}  # by SSRC: each layer (one, without simulcast) as seen
         self.blocked = False  # audio muted by the facilitator: not forwarded
+        self.loudness = 0.0  # audio: smoothed level from the RFC 6464 header extension (0 silent)
         self.packets = 0
         self.loop = asyncio.get_running_loop()
         self.created = self.loop.time()
         self.last_packet = 0.0
-        self.last_keyframe_request = float("-inf")
+        self.last_keyframe_request: dict[int, float] = {}  # by SSRC
         self.closed = False
+
+    @property
+    def simulcast(self) -> bool:
+        return len(self.rids) > 1
 
     def deliver(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
         """The hot path: one incoming packet, out to every viewer."""
         self.packets += 1
         now = self.last_packet = self.loop.time()
-        self.ssrc = packet.ssrc
-        if self.blocked or self.closed or not self.forwards or codec.mimeType != self.mime:
+        ssrc = self.ssrc = packet.ssrc
+        if self.blocked or self.closed or codec.mimeType != self.mime:
             return
         detect = self.starts_keyframe
         starts = detect is None or detect(packet.payload)
+        if detect is None:
+            if (level := packet.extensions.audio_level) is not None:
+                self.loudness = loudness(self.loudness, level[1])
+        else:
+            layer = self.layers.get(ssrc)
+            if layer is None:
+                layer = self._new_layer(ssrc, packet.extensions.rtp_stream_id)
+            layer.last_packet = now
+            if starts and self.keyframe_size is not None and (size := self.keyframe_size(packet.payload)):
+                layer.width, layer.height = size
+        if not self.forwards:
+            return
         broken: list[Forward] | None = None  # made only when needed: this runs for every packet
         for forward in self.forwards:
             try:
@@ -78,23 +99,41 @@ class Source:
             for forward in broken:
                 self.forwards.remove(forward)
 
-    def request_keyframe(self, min_interval: float = KEYFRAME_MIN_INTERVAL) -> None:
-        """Ask the publisher for a keyframe (a PLI), unless one was asked for within `min_interval`."""
-        if self.kind != "video" or self.ssrc is None or self.closed:
+    def _new_layer(self, ssrc: int, rid: str | None) -> Layer:
+        """A layer seen for the first time (its first packets carry the RID): viewers re-aim."""
+        order = self.rids.index(rid) if rid in self.rids else len(self.layers)
+        layer = self.layers[ssrc] = Layer(ssrc, rid, order)
+        if self.simulcast:
+            now = self.loop.time()
+            for forward in self.forwards:
+                forward.adapt(now)
+        return layer
+
+    def request_keyframe(self, min_interval: float = KEYFRAME_MIN_INTERVAL, ssrc: int | None = None) -> None:
+        """Ask the publisher for a keyframe (a PLI) on a layer (by default the last one heard),
+        unless one was asked for within `min_interval`."""
+        ssrc = ssrc if ssrc is not None else self.ssrc
+        if self.kind != "video" or ssrc is None or self.closed:
             return
         now = self.loop.time()
-        if now - self.last_keyframe_request < min_interval:
+        if now - self.last_keyframe_request.get(ssrc, float("-inf")) < min_interval:
             return
-        self.last_keyframe_request = now
-        self.owner.room.spawn(glue.request_keyframe(self.transceiver.receiver, self.ssrc))
+        self.last_keyframe_request[ssrc] = now
+        self.owner.room.spawn(glue.request_keyframe(self.transceiver.receiver, ssrc))
 
     def ask_for_waiting_viewers(self, now: float) -> None:
-        """Viewers still waiting for a keyframe (and able to take one) ask the publisher again."""
-        waiting = [f for f in self.forwards if f.rewriter.keyframe_due(now) and f.outlet.ready()]
-        if waiting:
-            for forward in waiting:
-                forward.rewriter.asked(now)
-            self.request_keyframe(min_interval=0.0)
+        """Viewers re-aim (a layer stopped or came back), and those still waiting for a keyframe
+        (and able to take one) ask the publisher again, on the layer each wants."""
+        wanted: set[int | None] = set()
+        for forward in self.forwards:
+            if self.simulcast:
+                forward.aim(now)
+            rewriter = forward.rewriter
+            if rewriter.keyframe_due(now) and forward.outlet.ready():
+                rewriter.asked(now)
+                wanted.add(rewriter.target)
+        for ssrc in wanted:
+            self.request_keyframe(min_interval=0.0, ssrc=ssrc)
 
     def sending(self, now: float) -> bool:
         if self.closed or self.blocked:
@@ -109,6 +148,28 @@ class Forward:
         self.source = source
         self.outlet = outlet
         self.rewriter = rewriter or Rewriter.new(source.codec.clockRate, source.kind == "video")
+        self.visible = True  # the viewer shows this track (its `view`; everything until one comes)
+        self.shown_at: tuple[int, int] | None = None  # the size the viewer shows it at; None: not said
+
+    def adapt(self, now: float, visible: bool | None = None, shown_at: tuple[int, int] | None = None) -> None:
+        """Apply the viewer's view: a hidden track is held; a shown one gets the layer that fits,
+        and a keyframe is asked for at once where it now waits for one (never a frozen picture)."""
+        if visible is not None:
+            self.visible, self.shown_at = visible, shown_at
+        rewriter = self.rewriter
+        if not self.visible:
+            rewriter.hold()
+            return
+        rewriter.release()
+        if self.source.simulcast:
+            self.aim(now)
+        if rewriter.keyframe_due(now) and self.outlet.ready():
+            rewriter.asked(now)
+            self.source.request_keyframe(ssrc=rewriter.target)
+
+    def aim(self, now: float) -> None:
+        layer = choose_layer(self.source.layers.values(), self.shown_at, now)
+        self.rewriter.aim(layer.ssrc if layer is not None else None)
 
     def send(self, packet: RtpPacket, keyframe_start: bool, now: float) -> None:
         rewriter = self.rewriter

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.lobby.door import Door
+from server.media.adapt import parse_view
 from server.media.room import MediaError
 from server.realtime.connection import Connection
 
@@ -148,6 +149,23 @@ async def _answer(sender: Sender, frame_: dict[str, Any]) -> None:
     room, pid = _media(sender, "answer", frame_["pc"], "subscribe")
     try:
         await room.subscribed(pid, sender.conn, frame_["sdp"])
+    except MediaError as exc:
+        raise FrameError(exc.code, exc.message) from None
+
+
+@frame("view", admitted=True, refusal="media is available only after admission", tiles=list)
+async def _view(sender: Sender, frame_: dict[str, Any]) -> None:
+    """The others' videos the client shows, and how large (README, "Per-viewer adaptation"): the
+    server sends nothing of the rest, and the simulcast layer that fits each tile."""
+    try:
+        view = parse_view(frame_["tiles"])
+    except ValueError as exc:
+        raise FrameError("bad_request", str(exc)) from None
+    room, pid = sender.door.media_room(), sender.participant_id
+    if room is None or pid is None:
+        raise FrameError("media_unavailable", "media is not available for this session")
+    try:
+        room.view(pid, sender.conn, view)
     except MediaError as exc:
         raise FrameError(exc.code, exc.message) from None
 
