@@ -157,8 +157,12 @@ async function enterRoom(card, sessionId) {
     onFrame: (frame) => onRoomFrame(state, frame),
     onState: (kind, info) => onRoomConnection(state, kind, info),
   });
-  state.room = new Room({ send: (frame) => state.live.send(frame), grid, onState: (text) => say(text),
-                          onScreen: (sharing, refusal) => screenButton.update(sharing, refusal) });
+  // The room's news about the connection: trouble is said, a healthy link is not.
+  state.room = new Room({
+    send: (frame) => state.live.send(frame), grid,
+    onState: (text, kind) => { if (kind === undefined || kind === "disconnected" || kind === "failed") say(text); },
+    onScreen: (sharing, refusal) => screenButton.update(sharing, refusal),
+  });
   screenButton.room = state.room;
   state.live.connect();
   state.ticker = setInterval(() => tick(state), 1000);

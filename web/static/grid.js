@@ -50,6 +50,22 @@ export function levelOf(stream) {
   };
 }
 
+// The grid that shows n tiles largest in a width x height box: for each column count, the tile
+// that fits its cell (between 4:3 and 16:9), and the count whose tiles have the most area.
+export function fitTiles(n, width, height, gap) {
+  let best = { cols: 1, rows: Math.max(1, n), width: 0, height: 0 };
+  for (let cols = 1; cols <= Math.max(1, n); cols += 1) {
+    const rows = Math.ceil(Math.max(1, n) / cols);
+    const cellW = (width - gap * (cols - 1)) / cols;
+    const cellH = (height - gap * (rows - 1)) / rows;
+    if (cellW <= 0 || cellH <= 0) continue;
+    const w = Math.floor(Math.min(cellW, (cellH * 16) / 9));
+    const h = Math.floor(Math.min(cellH, (w * 3) / 4));
+    if (w * h > best.width * best.height) best = { cols, rows, width: w, height: h };
+  }
+  return best;
+}
+
 export class VideoGrid {
   constructor(container, { selfLabel = "You" } = {}) {
     this.container = container;
@@ -59,6 +75,24 @@ export class VideoGrid {
     this.screens = new Map(); // "<id>:screen" -> { figure, video, caption }: shared screens
     this.selfId = null;
     this.timer = setInterval(() => this.sampleLevels(), SAMPLE_MS);
+    this.selfHidden = false;
+    this.speakerView = false;
+    this.featured = null; // the tile shown large in speaker view
+    this.lastSpeaker = null;
+    if (window.ResizeObserver) new ResizeObserver(() => this.layout()).observe(container);
+    window.addEventListener("resize", () => this.layout());
+  }
+
+  // Your own tile can be hidden from your own screen (the group still sees you).
+  hideSelf(hidden) {
+    this.selfHidden = hidden;
+    this.layout();
+  }
+
+  // Speaker view: whoever speaks (the facilitator until someone does) large, the others in a row.
+  setSpeakerView(on) {
+    this.speakerView = on;
+    this.layout();
   }
 
   tile(id, name, role) {
@@ -278,11 +312,46 @@ export class VideoGrid {
       const speaking = Boolean(tile.meter) && !tile.figure.classList.contains("is-muted")
         && tile.meter.level() > SPEAKING_LEVEL;
       tile.figure.classList.toggle("is-speaking", speaking);
+      if (speaking && tile !== this.tiles.get(this.selfId)) this.lastSpeaker = tile;
     }
+    if (this.speakerView && this.lastSpeaker && this.lastSpeaker !== this.featured) this.layout();
   }
 
+  // Sizes the tiles to the box the page gives the grid (CSS custom properties the stylesheet uses),
+  // so up to 13 fit without scrolling, names included, on a phone and a laptop alike.
   layout() {
-    this.container.dataset.count = String(Math.min(this.tiles.size, 13));
+    const self = this.tiles.get(this.selfId);
+    if (self) self.figure.hidden = this.selfHidden && this.tiles.size > 1;
+    const shown = [...this.tiles.values()].filter((t) => !t.figure.hidden);
+    this.container.dataset.count = String(Math.min(shown.length, 13));
+    this.container.classList.toggle("is-speaker-view", this.speakerView && shown.length > 1);
+    this.featured = null;
+    for (const tile of shown) tile.figure.classList.remove("is-featured");
+    if (this.speakerView && shown.length > 1) {
+      const alive = this.lastSpeaker && shown.includes(this.lastSpeaker) ? this.lastSpeaker : null;
+      const facilitator = shown.find((t) => t !== self && (t.role === "facilitator" || t.role === "admin"));
+      this.featured = alive || facilitator || shown.find((t) => t !== self) || shown[0];
+      this.featured.figure.classList.add("is-featured");
+    }
+    const width = this.container.clientWidth;
+    const height = this.container.clientHeight;
+    if (!width || !height) return;
+    const gap = parseFloat(getComputedStyle(this.container).columnGap) || 8;
+    const fit = this.featured
+      ? fitTiles(1, width, Math.max(0, height * 0.72), gap)
+      : fitTiles(shown.length, width, height, gap);
+    const style = this.container.style;
+    style.setProperty("--cols", String(fit.cols));
+    style.setProperty("--tile-width", `${fit.width}px`);
+    style.setProperty("--tile-height", `${fit.height}px`);
+    if (this.featured) { // the others share what is left beneath, without scrolling
+      const strip = fitTiles(shown.length - 1, width, Math.max(40, height - fit.height - gap), gap);
+      style.setProperty("--strip-width", `${strip.width}px`);
+      style.setProperty("--strip-height", `${strip.height}px`);
+    }
+    this.container.classList.add("is-fitted");
+    // Small tiles: smaller initials, and names that wrap rather than being cut.
+    this.container.classList.toggle("is-dense", !this.featured && fit.height < 150);
   }
 
   clear() {

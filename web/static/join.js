@@ -339,6 +339,16 @@ function openChat(open, focus = true) {
 
 toggleChat.addEventListener("click", () => openChat(chatBox.hidden));
 
+// How the grid looks to you: the speaker large, and your own tile hidden (the group still sees you).
+for (const [id, apply] of [["speaker-view", (on) => grid.setSpeakerView(on)], ["hide-self", (on) => grid.hideSelf(on)]]) {
+  $(id).addEventListener("click", (event) => {
+    const button = event.currentTarget;
+    const on = button.getAttribute("aria-pressed") !== "true";
+    button.setAttribute("aria-pressed", String(on));
+    apply(on);
+  });
+}
+
 // When no facilitator is connected, the group is told plainly, and calmly, to stay.
 function setAway(away) {
   $("away").textContent = away ? "Your facilitator has lost their connection. Stay here; they will be back shortly." : "";
