@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from aiohttp import web
 
@@ -59,26 +58,27 @@ async def session_attendance(request: web.Request) -> web.Response:
                           "records": rows})
 
 
-async def _exported_rows(request: web.Request, fmt: str) -> tuple[list[dict[str, Any]], date, date]:
-    """The records an admin asked for; every pull is an export, and the audit log says so."""
+async def _exported_rows(request: web.Request, fmt: str) -> tuple[list[str], date, date]:
+    """The records an admin asked for, as stored (JSON texts); every pull is an export, and the
+    audit log says so."""
     svc = services(request)
     staff = await require_staff(request, Role.ADMIN)
     start, end = _range(request)
-    rows = await reports.records(svc.redis, start, end, _optional_id(request, "group_id"),
-                                 _optional_id(request, "patient_id"))
-    await svc.audit.append("attendance.export", staff.user.id, format=fmt, rows=len(rows),
+    texts = await reports.record_texts(svc.redis, start, end, _optional_id(request, "group_id"),
+                                       _optional_id(request, "patient_id"))
+    await svc.audit.append("attendance.export", staff.user.id, format=fmt, rows=len(texts),
                            **{"from": start.isoformat(), "to": end.isoformat()})
-    return rows, start, end
+    return texts, start, end
 
 
 async def attendance(request: web.Request) -> web.Response:
-    rows, _, _ = await _exported_rows(request, "json")
-    return json_response({"records": rows})
+    texts, _, _ = await _exported_rows(request, "json")
+    return web.Response(body=reports.records_json(texts), content_type="application/json")
 
 
 async def attendance_csv(request: web.Request) -> web.Response:
-    rows, start, end = await _exported_rows(request, "csv")
-    return web.Response(text=reports.to_csv(rows), content_type="text/csv", charset="utf-8", headers={
+    texts, start, end = await _exported_rows(request, "csv")
+    return web.Response(text=reports.texts_to_csv(texts), content_type="text/csv", charset="utf-8", headers={
         "Content-Disposition": f'attachment; filename="attendance-{start}-{end}.csv"'})
 
 
