@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from server.audit import AuditLog
+from server.billing import outbox
 from server.clock import Clock, SystemClock, iso
 from server.store import keys, sessions
 from server.store.connection import Redis
@@ -79,10 +80,7 @@ async def purge(redis: Redis, clock: Clock, years: int, dry_run: bool) -> dict[s
                 pipe.zrem(keys.attendance_by_start(), member)
                 pipe.delete(keys.attendance_history(session_id, member.split(":", 1)[1]))
             for record_id in bills.values():
-                pipe.delete(keys.billing_record(record_id), keys.billing_delivery(record_id))
-                for status in ("pending", "delivered", "failed"):
-                    pipe.zrem(keys.billing_by_status(status), record_id)
-                pipe.zrem(keys.billing_due(), record_id)
+                outbox.forget(pipe, record_id)
             sessions.delete(pipe, record)
             await pipe.execute()
     return counts

@@ -1,4 +1,7 @@
-"""Delivering billing records to the clinic's endpoint, signed, until acknowledged.
+"""Delivering an outbox's records to the clinic's endpoint, signed, until acknowledged.
+
+One worker per outbox channel (`Endpoint`): billing records to PORCHLIGHT_BILLING_WEBHOOK_URL,
+safety alerts to PORCHLIGHT_ALERT_WEBHOOK_URL; the same signing, retries and dead letter.
 
 Only a 2xx counts as delivered. 410 disables the endpoint (the record is kept as failed);
 anything else is retried with exponential backoff and full jitter, honouring Retry-After,
@@ -134,6 +137,23 @@ def webhook_session(allow_link_local: bool, resolver: AbstractResolver | None = 
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT))
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one outbox channel's records go, signed with which secrets, named how in the audit log."""
+
+    channel: str  # the outbox's keys (server.billing.outbox)
+    url: str | None
+    secrets: tuple[str, ...]
+    audit_prefix: str  # "billing" -> billing.delivered, billing.failed, billing.endpoint_disabled
+    format: str = "json"  # or "hl7v2" (billing only)
+    counted: bool = False  # the billing metrics count this channel's attempts
+
+
+def billing_endpoint(settings: Settings) -> Endpoint:
+    return Endpoint(outbox.BILLING, settings.billing_webhook_url, settings.billing_webhook_secrets, "billing",
+                    settings.billing_format, counted=True)
+
+
 @dataclass
 class Outcome:
     status: int | None
@@ -156,7 +176,7 @@ class Attempt:
 
 
 def decide(job: outbox.Job, outcome: Outcome, url: str, now: float, retry_base: float,
-           rng: random.Random) -> Attempt:
+           rng: random.Random, audit: str = "billing") -> Attempt:
     """The stored result of one attempt (no I/O): delivered on 2xx, the endpoint disabled on 410,
     failed when refused or after GIVE_UP_AFTER, otherwise retried after a backoff."""
     record_id, delivery = job.record_id, job.delivery
@@ -168,13 +188,13 @@ def decide(job: outbox.Job, outcome: Outcome, url: str, now: float, retry_base: 
     }
     if outcome.status is not None and 200 <= outcome.status < 300:
         return Attempt(record_id, "delivered", to_ms(now), {**fields, "delivered_at": to_ms(now)},
-                       Action("billing.delivered", None, {"record_id": record_id, "attempts": attempts}), "delivered")
+                       Action(f"{audit}.delivered", None, {"record_id": record_id, "attempts": attempts}), "delivered")
     if outcome.status == 410:
         return Attempt(record_id, "failed", to_ms(now), fields,
-                       Action("billing.endpoint_disabled", None, {"record_id": record_id}), "failed", disables=url)
+                       Action(f"{audit}.endpoint_disabled", None, {"record_id": record_id}), "failed", disables=url)
     if outcome.refused or (now * 1000 - first) / 1000 >= GIVE_UP_AFTER:
         return Attempt(record_id, "failed", to_ms(now), fields,
-                       Action("billing.failed", None, {"record_id": record_id, "attempts": attempts}), "failed")
+                       Action(f"{audit}.failed", None, {"record_id": record_id, "attempts": attempts}), "failed")
     delay = backoff(attempts, retry_base, rng)
     if outcome.retry_after is not None:
         delay = max(delay, min(outcome.retry_after, 24 * 3600.0))
@@ -185,8 +205,10 @@ def decide(job: outbox.Job, outcome: Outcome, url: str, now: float, retry_base: 
 class DeliveryWorker:
     def __init__(self, redis: Redis, clock: Clock, settings: Settings, audit: AuditLog,
                  wake: asyncio.Event | None = None, rng: random.Random | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, endpoint: Endpoint | None = None) -> None:
         self.redis = redis
+        self.endpoint = endpoint or billing_endpoint(settings)
+        self.channel = self.endpoint.channel
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.settings = settings
@@ -202,7 +224,7 @@ class DeliveryWorker:
                 try:
                     delivered = await self.deliver_due(http)
                 except UNAVAILABLE:
-                    log.warning("billing delivery paused: redis unavailable")
+                    log.warning("%s delivery paused: redis unavailable", self.channel)
                 stop_if_cancelled()
                 if delivered >= BATCH:
                     continue  # a full batch: more are due now, do not wait for the next poll
@@ -216,17 +238,17 @@ class DeliveryWorker:
             return await self.deliver_due(http)
 
     async def deliver_due(self, http: aiohttp.ClientSession) -> int:
-        url = self.settings.billing_webhook_url
-        if not url or not self.settings.billing_webhook_secrets:
+        url, channel = self.endpoint.url, self.channel
+        if not url or not self.endpoint.secrets:
             return 0  # records wait, pending, until an endpoint is configured
-        if await self.redis.get(keys.billing_endpoint_disabled()) == url:
+        if await self.redis.get(keys.outbox_endpoint_disabled(channel)) == url:
             return 0  # the endpoint answered 410; an admin's replay re-enables it
-        claimed = await outbox.claim(self.redis, to_ms(self.clock.now()), to_ms(LEASE_SECONDS), BATCH)
+        claimed = await outbox.claim(self.redis, to_ms(self.clock.now()), to_ms(LEASE_SECONDS), BATCH, channel)
         if not claimed:
             return 0
-        jobs = await outbox.jobs(self.redis, claimed)
+        jobs = await outbox.jobs(self.redis, claimed, channel)
         if stale := [job.record_id for job in jobs if not job.pending]:
-            await self.redis.zrem(keys.billing_due(), *stale)
+            await self.redis.zrem(keys.outbox_due(channel), *stale)
         posts = {asyncio.create_task(self._attempt(http, url, job)) for job in jobs if job.pending}
         try:
             # Group commit: the outcomes that arrived since the last store go in one transaction,
@@ -242,9 +264,10 @@ class DeliveryWorker:
 
     async def _attempt(self, http: aiohttp.ClientSession, url: str, job: outbox.Job) -> Attempt:
         assert job.body is not None
-        body, content_type = hl7v2.webhook_body(job.body, self.settings.billing_format)
+        body, content_type = hl7v2.webhook_body(job.body, self.endpoint.format)
         outcome = await self._post(http, url, job.record_id, body, content_type)
-        return decide(job, outcome, url, self.clock.now(), self.settings.billing_retry_base_seconds, self.rng)
+        return decide(job, outcome, url, self.clock.now(), self.settings.billing_retry_base_seconds, self.rng,
+                      self.endpoint.audit_prefix)
 
     async def _store(self, attempts: list[Attempt]) -> None:
         """Every attempt's new status and its audit entry, in one transaction."""
@@ -252,8 +275,9 @@ class DeliveryWorker:
         def write(pipe: Any) -> None:
             for attempt in attempts:
                 if attempt.disables is not None:
-                    pipe.set(keys.billing_endpoint_disabled(), attempt.disables)
-                outbox.stage_status(pipe, attempt.record_id, attempt.status, attempt.at_ms, **attempt.fields)
+                    pipe.set(keys.outbox_endpoint_disabled(self.channel), attempt.disables)
+                outbox.stage_status(pipe, attempt.record_id, attempt.status, attempt.at_ms, self.channel,
+                                    **attempt.fields)
 
         await self.audit.commit_with([a.audit for a in attempts if a.audit is not None], write)
         for attempt in attempts:
@@ -261,6 +285,8 @@ class DeliveryWorker:
 
     def _counted(self, result: str) -> None:
         """After the outcome is stored: a count never runs ahead of what Redis says."""
+        if not self.endpoint.counted:
+            return
         self.metrics.billing_attempts.labels(result=result).inc()
         if result == "delivered":
             self.metrics.billing_delivered.inc()
@@ -270,7 +296,7 @@ class DeliveryWorker:
         if (refused := literal_refusal(url, self.settings.billing_allow_link_local)) is not None:
             return Outcome(None, refused, None, refused=True)
         stamp = int(self.clock.now())
-        headers = signing.headers(list(self.settings.billing_webhook_secrets), record_id, stamp, body, content_type)
+        headers = signing.headers(list(self.endpoint.secrets), record_id, stamp, body, content_type)
         try:
             async with http.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                 await resp.read()

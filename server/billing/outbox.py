@@ -1,4 +1,7 @@
-"""The transactional outbox: billing records and their delivery jobs, in Redis.
+"""The transactional outbox: records to deliver as signed webhooks, and their delivery jobs, in Redis.
+
+Each outbox is a channel with its own keys: "billing" (session-duration records) and "alerts"
+(safety alerts, server/measures/alerts.py); a `DeliveryWorker` delivers one channel's jobs.
 
 A record and its job are written in the same MULTI/EXEC as the attendance they come from, so
 a record exists if and only if its delivery is pending, delivered or failed: never lost.
@@ -18,6 +21,7 @@ from server.store import keys
 from server.store.connection import Redis
 
 STATUSES = ("pending", "delivered", "failed")
+BILLING = "billing"
 
 _CLAIM = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
@@ -28,26 +32,26 @@ return due
 """
 
 
-def queue(pipe: Any, record_id: str, body: bytes, meta: dict[str, Any], now_ms: int) -> None:
+def queue(pipe: Any, record_id: str, body: bytes, meta: dict[str, Any], now_ms: int, channel: str = BILLING) -> None:
     """Add a record and its pending delivery to a MULTI pipeline."""
-    pipe.set(keys.billing_record(record_id), body)
-    pipe.hset(keys.billing_delivery(record_id), mapping={
+    pipe.set(keys.outbox_record(channel, record_id), body)
+    pipe.hset(keys.outbox_delivery(channel, record_id), mapping={
         "record_id": record_id,
         "status": "pending",
         "attempts": 0,
         "created_at": now_ms,
         "meta": json.dumps(meta),
     })
-    pipe.zadd(keys.billing_due(), {record_id: now_ms})
-    pipe.zadd(keys.billing_by_status("pending"), {record_id: now_ms})
+    pipe.zadd(keys.outbox_due(channel), {record_id: now_ms})
+    pipe.zadd(keys.outbox_by_status(channel, "pending"), {record_id: now_ms})
 
 
-async def claim(redis: Redis, now_ms: int, lease_ms: int, limit: int = 20) -> list[str]:
-    return list(await redis.eval(_CLAIM, 1, keys.billing_due(), now_ms, lease_ms, limit))
+async def claim(redis: Redis, now_ms: int, lease_ms: int, limit: int = 20, channel: str = BILLING) -> list[str]:
+    return list(await redis.eval(_CLAIM, 1, keys.outbox_due(channel), now_ms, lease_ms, limit))
 
 
-async def body_of(redis: Redis, record_id: str) -> bytes | None:
-    raw = await redis.get(keys.billing_record(record_id))
+async def body_of(redis: Redis, record_id: str, channel: str = BILLING) -> bytes | None:
+    raw = await redis.get(keys.outbox_record(channel, record_id))
     return None if raw is None else _as_bytes(raw)
 
 
@@ -64,12 +68,12 @@ class Job:
         return self.body is not None and self.delivery.get("status") == "pending"
 
 
-async def jobs(redis: Redis, record_ids: list[str]) -> list[Job]:
+async def jobs(redis: Redis, record_ids: list[str], channel: str = BILLING) -> list[Job]:
     """The bodies and delivery hashes of claimed records, in one round trip."""
     async with redis.pipeline(transaction=False) as pipe:
         for record_id in record_ids:
-            pipe.get(keys.billing_record(record_id))
-            pipe.hgetall(keys.billing_delivery(record_id))
+            pipe.get(keys.outbox_record(channel, record_id))
+            pipe.hgetall(keys.outbox_delivery(channel, record_id))
         replies = await pipe.execute()
     return [Job(record_id, None if body is None else _as_bytes(body), delivery or {})
             for record_id, body, delivery in zip(record_ids, replies[::2], replies[1::2], strict=True)]
@@ -79,25 +83,35 @@ def _as_bytes(raw: str | bytes) -> bytes:
     return raw.encode() if isinstance(raw, str) else bytes(raw)
 
 
-def stage_status(pipe: Any, record_id: str, status: str, now_ms: int, **fields: Any) -> None:
+def stage_status(pipe: Any, record_id: str, status: str, now_ms: int, channel: str = BILLING,
+                 **fields: Any) -> None:
     """Queue a delivery's new status on a MULTI pipeline (see `set_status`)."""
     for other in STATUSES:
         if other != status:
-            pipe.zrem(keys.billing_by_status(other), record_id)
+            pipe.zrem(keys.outbox_by_status(channel, other), record_id)
     # A record that stays pending keeps its score (when it became pending), so the oldest
     # pending record's age (in /metrics) grows across its retries.
-    pipe.zadd(keys.billing_by_status(status), {record_id: now_ms}, nx=status == "pending")
-    pipe.hset(keys.billing_delivery(record_id), mapping={"status": status, **fields})
+    pipe.zadd(keys.outbox_by_status(channel, status), {record_id: now_ms}, nx=status == "pending")
+    pipe.hset(keys.outbox_delivery(channel, record_id), mapping={"status": status, **fields})
     if status == "pending":
-        pipe.zadd(keys.billing_due(), {record_id: int(fields.get("next_attempt_at", now_ms))})
+        pipe.zadd(keys.outbox_due(channel), {record_id: int(fields.get("next_attempt_at", now_ms))})
     else:
-        pipe.zrem(keys.billing_due(), record_id)
+        pipe.zrem(keys.outbox_due(channel), record_id)
 
 
-async def set_status(redis: Redis, record_id: str, status: str, now_ms: int, **fields: Any) -> None:
+async def set_status(redis: Redis, record_id: str, status: str, now_ms: int, channel: str = BILLING,
+                     **fields: Any) -> None:
     async with redis.pipeline(transaction=True) as pipe:
-        stage_status(pipe, record_id, status, now_ms, **fields)
+        stage_status(pipe, record_id, status, now_ms, channel, **fields)
         await pipe.execute()
+
+
+def forget(pipe: Any, record_id: str, channel: str = BILLING) -> None:
+    """Remove a record and its delivery from every index (retention purge, inside a transaction)."""
+    pipe.delete(keys.outbox_record(channel, record_id), keys.outbox_delivery(channel, record_id))
+    for status in STATUSES:
+        pipe.zrem(keys.outbox_by_status(channel, status), record_id)
+    pipe.zrem(keys.outbox_due(channel), record_id)
 
 
 async def backlog(redis: Redis, now_ms: int) -> tuple[int, int, float]:
@@ -133,13 +147,14 @@ def describe(delivery: dict[str, str]) -> dict[str, Any]:
     }
 
 
-async def deliveries(redis: Redis, status: str | None, limit: int = 1000) -> list[dict[str, Any]]:
+async def deliveries(redis: Redis, status: str | None, limit: int = 1000,
+                     channel: str = BILLING) -> list[dict[str, Any]]:
     ids: list[str] = []
     for name in [status] if status else list(STATUSES):
-        ids += await redis.zrevrange(keys.billing_by_status(name), 0, limit - 1)
+        ids += await redis.zrevrange(keys.outbox_by_status(channel, name), 0, limit - 1)
     out = []
     for record_id in ids[:limit]:
-        delivery = await redis.hgetall(keys.billing_delivery(record_id))
+        delivery = await redis.hgetall(keys.outbox_delivery(channel, record_id))
         if delivery:
             out.append(describe(delivery))
     out.sort(key=lambda d: d["created_at"] or "", reverse=True)

@@ -140,22 +140,42 @@ def attendance_history(session_id: str, patient_id: str) -> str:
     return f"{PREFIX}:attendance:history:{session_id}:{patient_id}"
 
 
+def outbox_record(channel: str, record_id: str) -> str:
+    """The exact webhook body of an outbox's record ("billing", "alerts"); retries send these bytes."""
+    return f"{PREFIX}:{channel}:record:{record_id}"
+
+
+def outbox_delivery(channel: str, record_id: str) -> str:
+    return f"{PREFIX}:{channel}:delivery:{record_id}"
+
+
+def outbox_due(channel: str) -> str:
+    """Pending deliveries scored by when to try next (ms); claiming pushes the score out (a lease)."""
+    return f"{PREFIX}:{channel}:due"
+
+
+def outbox_by_status(channel: str, status: str) -> str:
+    return f"{PREFIX}:{channel}:status:{status}"
+
+
+def outbox_endpoint_disabled(channel: str) -> str:
+    return f"{PREFIX}:{channel}:endpoint_disabled"
+
+
 def billing_record(record_id: str) -> str:
-    """The exact webhook body of a billing record; retries send these same bytes."""
-    return f"{PREFIX}:billing:record:{record_id}"
+    return outbox_record("billing", record_id)
 
 
 def billing_delivery(record_id: str) -> str:
-    return f"{PREFIX}:billing:delivery:{record_id}"
+    return outbox_delivery("billing", record_id)
 
 
 def billing_due() -> str:
-    """Pending deliveries scored by when to try next (ms); claiming pushes the score out (a lease)."""
-    return f"{PREFIX}:billing:due"
+    return outbox_due("billing")
 
 
 def billing_by_status(status: str) -> str:
-    return f"{PREFIX}:billing:status:{status}"
+    return outbox_by_status("billing", status)
 
 
 def billing_session_records(session_id: str) -> str:
@@ -164,7 +184,7 @@ def billing_session_records(session_id: str) -> str:
 
 
 def billing_endpoint_disabled() -> str:
-    return f"{PREFIX}:billing:endpoint_disabled"
+    return outbox_endpoint_disabled("billing")
 
 
 def group_active_enrollments(group_id: str) -> str:
@@ -180,3 +200,49 @@ def node(node_id: str) -> str:
 def nodes() -> str:
     """Every process's id, scored by its last heartbeat (ms)."""
     return f"{PREFIX}:nodes"
+
+
+# -- measures, safety alerts and feedback: read and written only by server/measures ---------
+
+
+def measure(measure_id: str) -> str:
+    """One questionnaire offered to a patient, and once answered its answers and score (JSON)."""
+    return f"{PREFIX}:measure:{measure_id}"
+
+
+def patient_measures(patient_id: str) -> str:
+    """A patient's questionnaires, scored by when each was offered (ms)."""
+    return f"{PREFIX}:patient:{patient_id}:measures"
+
+
+def measures_by_time() -> str:
+    """Every questionnaire, scored by when it was offered (ms): export and retention."""
+    return f"{PREFIX}:measures:by_time"
+
+
+def open_questionnaire(patient_id: str, instrument: str) -> str:
+    """The id of the patient's unanswered questionnaire of an instrument (expires)."""
+    return f"{PREFIX}:patient:{patient_id}:open:{instrument}"
+
+
+def alert(alert_id: str) -> str:
+    return f"{PREFIX}:alert:{alert_id}"
+
+
+def group_alerts(group_id: str) -> str:
+    """A group's safety alerts, scored by when each was raised (ms)."""
+    return f"{PREFIX}:group:{group_id}:alerts"
+
+
+def alerts_by_time() -> str:
+    return f"{PREFIX}:alerts:by_time"
+
+
+def feedback(session_id: str) -> str:
+    """The feedback on one session: patient id -> JSON (one answer each)."""
+    return f"{PREFIX}:session:{session_id}:feedback"
+
+
+def feedback_by_time() -> str:
+    """"{session}:{patient}" scored by when the feedback was given (ms): reports, export, retention."""
+    return f"{PREFIX}:feedback:by_time"
