@@ -23,6 +23,7 @@ from server.clock import Clock, SystemClock, to_ms
 from server.errors import ApiError, ErrorCode
 from server.ids import new_id
 from server.lobby.registry import Lobby
+from server.measures.alerts import endpoint as alert_endpoint
 from server.media.glue import Outlet
 from server.media.room import MediaRooms, Source
 from server.metrics import Metrics, RunningTotal
@@ -98,6 +99,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 DELIVERY = web.AppKey("delivery", DeliveryWorker)  # the billing worker, once started (tests drive it)
+ALERT_DELIVERY = web.AppKey("alert_delivery", DeliveryWorker)  # safety_alert.raised events (measures/alerts.py)
 
 
 def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | None = None) -> web.Application:
@@ -161,11 +163,14 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         svc = app[SERVICES]
         worker = app[DELIVERY] = DeliveryWorker(svc.redis, svc.clock, svc.settings, svc.audit,
                                                 wake=svc.lobby.delivery_wake, metrics=svc.metrics)
-        task = asyncio.create_task(worker.run())
+        alerts = app[ALERT_DELIVERY] = DeliveryWorker(svc.redis, svc.clock, svc.settings, svc.audit,
+                                                      endpoint=alert_endpoint(svc.settings))
+        tasks = [asyncio.create_task(worker.run()), asyncio.create_task(alerts.run())]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     app.cleanup_ctx.append(redis_client)
     app.cleanup_ctx.append(alive_marks)

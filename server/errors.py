@@ -48,6 +48,8 @@ class ErrorCode(StrEnum):
     CHAT_DISABLED = "chat_disabled"
     NOT_ALLOWED = "not_allowed"
     USERNAME_TAKEN = "username_taken"
+    ALREADY_ANSWERED = "already_answered"
+    ALREADY_ACKNOWLEDGED = "already_acknowledged"
 
 
 class Channel(Flag):
@@ -108,6 +110,9 @@ CODES: dict[ErrorCode, Meaning] = {
     ErrorCode.NOT_ALLOWED: Meaning(None, WS, "a patient's screen share without permission (contract v1.1)",
                                    "media"),
     ErrorCode.USERNAME_TAKEN: Meaning(None, Channel.CLI, "`porchlight user add` with a username in use", "auth"),
+    ErrorCode.ALREADY_ANSWERED: Meaning(409, BOTH, "a questionnaire already answered, skipped or expired, or a "
+                                                   "session's feedback already given", "measures"),
+    ErrorCode.ALREADY_ACKNOWLEDGED: Meaning(409, HTTP, "the safety alert has already been acknowledged", "measures"),
 }
 
 

@@ -48,6 +48,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_BILLING_RETRY_BASE_SECONDS", "first billing retry delay in seconds", "5"),
     Setting("PORCHLIGHT_BILLING_ALLOW_LINK_LOCAL", "1 lets the webhook URL resolve to link-local addresses", "0"),
     Setting("PORCHLIGHT_BILLING_FORMAT", "billing webhook body: json, or hl7v2 for a DFT^P03 charge message", "json"),
+    Setting("PORCHLIGHT_ALERT_WEBHOOK_URL", "endpoint for signed safety_alert.raised events (unset: kept pending)", ""),
+    Setting("PORCHLIGHT_ALERT_WEBHOOK_SECRET", "Standard Webhooks secret for alerts (default: the billing one)", ""),
     Setting("PORCHLIGHT_AUTO_END_SECONDS", "end a session this long after it empties with no facilitator", "900"),
     Setting("PORCHLIGHT_RETENTION_YEARS", "keep attendance, billing and audit records this many years", "10"),
     Setting("PORCHLIGHT_ICE_SERVERS", "JSON list of RTCIceServer objects given to clients", "[]"),
@@ -98,6 +100,8 @@ class Settings:
     billing_retry_base_seconds: float = 5.0
     billing_allow_link_local: bool = False
     billing_format: str = "json"  # or "hl7v2": the webhook body is a DFT^P03 message (billing/hl7v2.py)
+    alert_webhook_url: str | None = None
+    alert_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)  # empty: the billing secrets sign
     auto_end_seconds: float = 900.0
     retention_years: int = 10
     ice_servers: tuple[dict[str, Any], ...] = ()
@@ -139,6 +143,11 @@ class Settings:
     def signing_keys(self) -> tuple[str, ...]:
         """The key that signs first, then older ones that still verify (during a rotation)."""
         return (self.secret_key, *self.previous_secret_keys)
+
+    @property
+    def alert_signing_secrets(self) -> tuple[str, ...]:
+        """PORCHLIGHT_ALERT_WEBHOOK_SECRET, or the billing webhook's secrets when it is unset."""
+        return self.alert_webhook_secrets or self.billing_webhook_secrets
 
     @property
     def secure_cookies(self) -> bool:
@@ -208,13 +217,20 @@ class Settings:
                 problems.append(f"PORCHLIGHT_BILLING_WEBHOOK_URL={hook!r}: must be an http(s) URL")
             else:
                 values["billing_webhook_url"] = hook
-        if (whsec := env.get("PORCHLIGHT_BILLING_WEBHOOK_SECRET")) is not None and whsec.strip() != "":
-            # Several secrets (space or comma separated) during a rotation: all of them sign.
-            secrets_ = [part for part in whsec.replace(",", " ").split() if part]
-            if not all(_valid_whsec(part) for part in secrets_):
-                problems.append("PORCHLIGHT_BILLING_WEBHOOK_SECRET: whsec_<base64>, several separated by spaces")
+        for kind in ("BILLING", "ALERT"):
+            name = f"PORCHLIGHT_{kind}_WEBHOOK_SECRET"
+            if (whsec := env.get(name)) is not None and whsec.strip() != "":
+                # Several secrets (space or comma separated) during a rotation: all of them sign.
+                secrets_ = [part for part in whsec.replace(",", " ").split() if part]
+                if not all(_valid_whsec(part) for part in secrets_):
+                    problems.append(f"{name}: whsec_<base64>, several separated by spaces")
+                else:
+                    values[f"{kind.lower()}_webhook_secrets"] = tuple(secrets_)
+        if (alert_hook := get("PORCHLIGHT_ALERT_WEBHOOK_URL")) is not None:
+            if urlparse(alert_hook).scheme not in ("http", "https"):
+                problems.append(f"PORCHLIGHT_ALERT_WEBHOOK_URL={alert_hook!r}: must be an http(s) URL")
             else:
-                values["billing_webhook_secrets"] = tuple(secrets_)
+                values["alert_webhook_url"] = alert_hook
         number("PORCHLIGHT_BILLING_RETRY_BASE_SECONDS", "billing_retry_base_seconds", float, 0.01, 86400)
         if (allow := get("PORCHLIGHT_BILLING_ALLOW_LINK_LOCAL")) is not None:
             if allow not in ("0", "1"):
@@ -299,7 +315,8 @@ class Settings:
 
 # Settings that may instead name a file holding the value (`<NAME>_FILE`), as container
 # orchestrators mount secrets.
-SECRET_FILES = ("PORCHLIGHT_SECRET_KEY", "PORCHLIGHT_BILLING_WEBHOOK_SECRET", "PORCHLIGHT_REDIS_URL")
+SECRET_FILES = ("PORCHLIGHT_SECRET_KEY", "PORCHLIGHT_BILLING_WEBHOOK_SECRET", "PORCHLIGHT_ALERT_WEBHOOK_SECRET",
+                "PORCHLIGHT_REDIS_URL")
 
 # What Kubernetes injects for a Service named "porchlight" (enableServiceLinks, on by default):
 # PORCHLIGHT_PORT=tcp://10.0.0.1:8080, PORCHLIGHT_SERVICE_HOST, PORCHLIGHT_PORT_8080_TCP_ADDR...

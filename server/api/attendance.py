@@ -20,7 +20,7 @@ MAX_REASON = 500
 MAX_RANGE_DAYS = 3 * 366
 
 
-def _range(request: web.Request) -> tuple[date, date]:
+def date_range(request: web.Request) -> tuple[date, date]:
     start_default, end_default = reports.default_range(services(request).clock)
 
     def day(name: str, default: date) -> date:
@@ -63,7 +63,7 @@ async def _exported_rows(request: web.Request, fmt: str) -> tuple[list[str], dat
     audit log says so."""
     svc = services(request)
     staff = await require_staff(request, Role.ADMIN)
-    start, end = _range(request)
+    start, end = date_range(request)
     texts = await reports.record_texts(svc.redis, start, end, _optional_id(request, "group_id"),
                                        _optional_id(request, "patient_id"))
     await svc.audit.append("attendance.export", staff.user.id, format=fmt, rows=len(texts),
@@ -85,7 +85,7 @@ async def attendance_csv(request: web.Request) -> web.Response:
 async def attendance_weekly(request: web.Request) -> web.Response:
     svc = services(request)
     await require_staff(request, Role.ADMIN)
-    start, end = _range(request)
+    start, end = date_range(request)
     return json_response({"weeks": await reports.weekly(svc.redis, start, end, _optional_id(request, "group_id"))})
 
 

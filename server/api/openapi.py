@@ -16,6 +16,7 @@ from aiohttp import web
 from server import __version__
 from server.api import fhir
 from server.api.schemas import (
+    ACKNOWLEDGE,
     ADMIT,
     BOOL,
     CHAT_SWITCH,
@@ -23,6 +24,7 @@ from server.api.schemas import (
     DATE,
     DECLINE,
     ENROLLMENT_CREATE,
+    FEEDBACK_IN,
     GROUP_CREATE,
     GROUP_PATCH,
     ID,
@@ -65,6 +67,7 @@ TO = _query("to", DATE, "last day, inclusive (default: today); at most 3 years a
 GROUP_Q = _query("group_id", ID, "only this group")
 PATIENT_Q = _query("patient_id", ID, "only this patient")
 STATUS_Q = _query("status", {"type": "string", "enum": ["pending", "delivered", "failed"]}, "only this status")
+ALERT_STATUS_Q = _query("status", {"type": "string", "enum": ["open", "acknowledged"]}, "only this status")
 NEXT_Q = _query("next", S, "where to go after signing in (a path on this server; anything else is ignored)")
 
 
@@ -254,6 +257,17 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ("POST", f"{API}/billing/deliveries/{{record_id}}/replay"): _staff_change(
         "Replay a failed delivery (409 not_failed otherwise)", "admin", answer=ref("Delivery"),
         errors=(400, 404, 409)),
+    ("GET", f"{API}/patients/{{patient_id}}/measures"): _op(
+        "A patient's answered questionnaires, oldest first (staff of one of the patient's groups; audited)", "staff",
+        answer=obj(["measures"], measures=array(ref("Measure"))), errors=(400, 403, 404)),
+    ("GET", f"{API}/alerts"): _op("Safety alerts of the caller's groups, newest first", "staff",
+                                  query=(ALERT_STATUS_Q,), answer=obj(["alerts"], alerts=array(ref("Alert")))),
+    ("POST", f"{API}/alerts/{{alert_id}}/acknowledge"): _staff_change(
+        "Acknowledge a safety alert (who and when are recorded; 409 already_acknowledged)", "staff",
+        body=ACKNOWLEDGE, answer=ref("Alert"), errors=(403, 404, 409)),
+    ("GET", f"{API}/feedback"): _op("Patients' feedback on sessions, by when it was given (UTC days)", "admin",
+                                    query=(FROM, TO, GROUP_Q),
+                                    answer=obj(["feedback"], feedback=array(ref("Feedback")))),
     ("GET", f"{API}/ws"): {"summary": "WebSocket upgrade: the realtime protocol (see the README); errors after the "
                                       "upgrade are WebSocketError frames",
                            "responses": {"101": {"description": "Switching Protocols"},
@@ -267,6 +281,14 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ("GET", "/j/{token}/calendar.ics"): {"summary": "The group's next meetings as an iCalendar feed", "responses": {
         "200": {"description": "OK", "content": {"text/calendar": {"schema": S}}},
         "404": {"description": "a bad, expired or rotated link", **_json(ERROR)}}},
+    ("POST", "/j/{token}/feedback"): {
+        "summary": "The patient's feedback on a session they attended, from the page of their link (once, up to "
+                   "24 h after the end; the link is the credential)",
+        "requestBody": {"required": True, **_json(FEEDBACK_IN)},
+        "responses": {"200": {"description": "saved", **_json(obj(["type", "session_id"], type={"const":
+                                                                   "feedback_saved"}, session_id=ID))},
+                      **{str(status): {"$ref": f"#/components/responses/{_STATUS_RESPONSE[status]}"}
+                         for status in (400, 403, 404, 409, 413, 503)}}},
     ("GET", "/"): _page("Redirects to the signed-in user's start page (or /login)", "staff"),
     ("GET", "/login"): _page("Staff sign-in page", query=(NEXT_Q,)),
     ("GET", "/console"): _page("The facilitator's console", "facilitator"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.api import attendance, auth, billing, clinic, fhir, ops, sessions
+from server.api import attendance, auth, billing, clinic, fhir, measures, ops, sessions
 from server.pages import patient as patient_pages
 from server.pages import staff as staff_pages
 from server.realtime.ws import websocket
@@ -54,9 +54,14 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{API}/billing/deliveries", billing.deliveries, name="billing.deliveries")
     r.add_post(f"{API}/billing/deliveries/{{record_id}}/replay", billing.replay, name="billing.replay")
     r.add_get(f"{API}/fhir/Encounter", fhir.search_encounters, name="fhir.encounters")
+    r.add_get(f"{API}/patients/{{patient_id}}/measures", measures.patient_measures, name="patients.measures")
+    r.add_get(f"{API}/alerts", measures.list_alerts, name="alerts.list")
+    r.add_post(f"{API}/alerts/{{alert_id}}/acknowledge", measures.acknowledge_alert, name="alerts.acknowledge")
+    r.add_get(f"{API}/feedback", measures.list_feedback, name="feedback.list")
     r.add_get(f"{API}/ws", websocket, name="ws")
     r.add_get("/j/{token}", patient_pages.join_page, name="join")
     r.add_get("/j/{token}/calendar.ics", patient_pages.calendar, name="join.calendar")
+    r.add_post("/j/{token}/feedback", patient_pages.feedback, name="join.feedback")
     r.add_get("/", staff_pages.home, name="home")
     r.add_get("/login", staff_pages.login_page, name="page.login")
     r.add_get("/console", staff_pages.console, name="page.console")

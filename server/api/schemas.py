@@ -54,7 +54,10 @@ IDS = array(ID, max_items=500, min_items=1)
 
 COLOR = {"type": "string", "pattern": "^#[0-9A-Fa-f]{6}$"}
 BRAND_IN = obj([], closed=True, name=text(100, 0), logo_url=text(500, 0), primary_color=COLOR,
-                accent_color=COLOR, welcome_text=text(1000, 0), support_phone=text(40, 0))
+                accent_color=COLOR, welcome_text=text(1000, 0), support_phone=text(40, 0), crisis_line=text(120, 0))
+QUESTIONNAIRE_IN = obj(["instrument", "every"], closed=True,
+                       instrument={"type": "string", "enum": ["PHQ-9", "GAD-7"]},
+                       every={"type": "string", "enum": ["session", "week", "2weeks"]})
 SLOT = obj(["weekday", "start", "minutes"], closed=True, weekday=integer(0, 6),
             start={"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}, minutes=integer(1, 1440))
 BILLING_IN = obj([], closed=True, code={"type": "string", "pattern": "^[A-Za-z0-9]{4,7}$"},
@@ -64,6 +67,8 @@ GROUP_FIELDS: dict[str, Schema] = dict(
     facilitator_ids=array(ID, max_items=50), timezone={"type": "string", "description": "an IANA timezone"},
     capacity=integer(1, 500), weekly_minimum_hours=integer(0, 168), schedule=array(SLOT, max_items=21),
     billing=BILLING_IN, brand=BRAND_IN,
+    questionnaires={**array(QUESTIONNAIRE_IN, max_items=2), "description": "asked while patients wait; each "
+                    "instrument once"},
 )
 GROUP_CREATE = obj(["name", "program"], closed=True, **GROUP_FIELDS)
 GROUP_PATCH = obj([], closed=True, **GROUP_FIELDS)
@@ -79,6 +84,8 @@ MESSAGE = obj(["text"], closed=True, text=text(500), patient_id=ID)
 MUTE = {"oneOf": [PATIENT_ID_ONLY, obj(["all"], closed=True, all={"const": True})]}
 CHAT_SWITCH = obj(["enabled"], closed=True, enabled={"type": "boolean"})
 SCREEN_SHARE = obj(["patient_id", "allowed"], closed=True, patient_id=ID, allowed={"type": "boolean"})
+ACKNOWLEDGE = obj([], closed=True, note=text(500, 0))
+FEEDBACK_IN = obj(["session_id", "rating"], closed=True, session_id=ID, rating=integer(1, 5), comment=text(1000, 0))
 CORRECTION = obj(["intervals", "reason"], closed=True,
                   intervals=array({"type": "array", "items": TIME, "minItems": 2, "maxItems": 2}, max_items=100),
                   reason=text(500))
@@ -110,6 +117,7 @@ SCHEMAS: dict[str, Schema] = {
                   id=ID, name=S, program={"type": "string", "enum": ["IOP", "PHP", "OP"]}, facilitator_ids=array(ID),
                   timezone=S, capacity=INT, weekly_minimum_hours=INT, schedule=array(SLOT),
                   billing={"type": "object"}, brand={"type": "object"}, created_at=TIME,
+                  questionnaires=array(QUESTIONNAIRE_IN),
                   open_session_id={"type": ["string", "null"], "description": "the open session, or null"}),
     "Patient": obj(["id", "display_name"], id=ID, display_name=S, external_id=NULLABLE_S, created_at=TIME),
     "Enrollment": obj(["id", "patient_id", "group_id", "active"], id=ID, patient_id=ID, group_id=ID,
@@ -136,6 +144,18 @@ SCHEMAS: dict[str, Schema] = {
     "WeeklyTotal": obj(["patient_id", "week", "attended_seconds", "minimum_seconds", "meets_minimum",
                          "dropout_risk"], patient_id=ID, week=S, attended_seconds=INT, minimum_seconds=INT,
                         meets_minimum=BOOL, dropout_risk=BOOL),
+    "Measure": obj(["id", "instrument", "at", "score", "band", "session_id"], id=ID,
+                    instrument={"type": "string", "enum": ["PHQ-9", "GAD-7"]}, at=TIME, score=integer(0, 27),
+                    band={"type": "string", "enum": ["minimal", "mild", "moderate", "moderately severe", "severe"]},
+                    session_id={"type": ["string", "null"]}),
+    "Alert": obj(["id", "patient_id", "display_name", "session_id", "instrument", "item", "value", "at", "status"],
+                  id=ID, patient_id=ID, display_name=S, session_id={"type": ["string", "null"]}, group_id=ID,
+                  instrument=S, item=S, value=integer(1, 3), at=TIME,
+                  status={"type": "string", "enum": ["open", "acknowledged"]}, acknowledged_by=ID,
+                  acknowledged_at=TIME, note={"type": ["string", "null"]}),
+    "Feedback": obj(["session_id", "group_id", "patient_id", "rating", "at"], session_id=ID, group_id=ID,
+                     patient_id=ID, facilitator_id={"type": ["string", "null"]}, rating=integer(1, 5),
+                     comment={"type": ["string", "null"]}, at=TIME),
     "Delivery": obj(["id", "record_id", "status", "attempts"], id=ID, record_id=ID,
                      status={"type": "string", "enum": ["pending", "delivered", "failed"]}, attempts=INT),
     "Health": obj(["status"], status={"type": "string", "enum": ["ok", "unavailable", "draining"]},

@@ -209,3 +209,13 @@ async def weekly(redis: Redis, start: date, end: date, group_id: str | None = No
             })
     return out
 
+
+
+async def attended(redis: Redis, session_id: str, patient_id: str) -> bool:
+    """Whether the patient was present in the session at all (a `joined` event), final or not."""
+    for raw in await redis.lrange(keys.session_events(session_id), 0, -1):
+        if f'"{patient_id}"' in raw:  # most events are someone else's: parse only the patient's
+            event = json.loads(raw)
+            if event.get("type") == "joined" and event.get("patient_id") == patient_id:
+                return True
+    return False

@@ -30,17 +30,24 @@ DEFAULT_BRAND: dict[str, str] = {
     "accent_color": "#f2b134",
     "welcome_text": "Welcome. Your facilitator will let you in shortly.",
     "support_phone": "",
+    # What a patient who reports thoughts of self-harm is told to call (the US's 988 Suicide & Crisis
+    # Lifeline by default; a clinic elsewhere sets its own), beside the clinic's support phone.
+    "crisis_line": "988",
 }
 
 CREATE_FIELDS = {"name", "program", "facilitator_ids", "timezone", "capacity", "schedule", "billing", "brand",
-                 "weekly_minimum_hours"}
+                 "weekly_minimum_hours", "questionnaires"}
+# The questionnaires a group may ask while patients wait (server/measures/instruments.py holds them),
+# and how often: every session, or at least 7 / 14 days apart (server/measures/due.py).
+QUESTIONNAIRES = ("PHQ-9", "GAD-7")
+CADENCE_DAYS = {"session": 0, "week": 7, "2weeks": 14}
 
 
 def validate_brand(value: Any) -> dict[str, str]:
     brand = v.body_object(value, set(DEFAULT_BRAND))
     out: dict[str, str] = {}
     limits = {"name": 100, "logo_url": 500, "welcome_text": MAX_WELCOME, "support_phone": 40,
-              "primary_color": 7, "accent_color": 7}
+              "primary_color": 7, "accent_color": 7, "crisis_line": 120}
     for name, limit in limits.items():
         text = v.text(brand, name, limit, required=False, min_len=0, multiline=name == "welcome_text")
         if text is None:
@@ -82,6 +89,23 @@ def validate_billing(value: Any) -> dict[str, Any]:
     return out
 
 
+def validate_questionnaires(value: Any) -> list[dict[str, str]]:
+    """A group's `questionnaires`: each instrument at most once, with its cadence."""
+    if not isinstance(value, list) or len(value) > len(QUESTIONNAIRES):
+        raise bad_request(f"questionnaires: a list of up to {len(QUESTIONNAIRES)} {{instrument, every}}")
+    out: list[dict[str, str]] = []
+    for entry in value:
+        item = v.body_object(entry, {"instrument", "every"})
+        if item.get("instrument") not in QUESTIONNAIRES:
+            raise bad_request("questionnaires.instrument: " + " or ".join(QUESTIONNAIRES))
+        if item.get("every") not in CADENCE_DAYS:
+            raise bad_request("questionnaires.every: session, week or 2weeks")
+        if any(o["instrument"] == item["instrument"] for o in out):
+            raise bad_request(f"questionnaires: {item['instrument']} is listed twice")
+        out.append({"instrument": item["instrument"], "every": item["every"]})
+    return out
+
+
 async def _validate_facilitators(redis: Redis, ids: list[str]) -> list[str]:
     for user_id in ids:
         user = await get_user(redis, user_id)
@@ -119,6 +143,8 @@ async def validated_fields(redis: Redis, body: Any, creating: bool) -> dict[str,
         out["brand"] = validate_brand(body["brand"])
     if "weekly_minimum_hours" in body:
         out["weekly_minimum_hours"] = v.integer(body, "weekly_minimum_hours", 0, 168, required=True)
+    if "questionnaires" in body:
+        out["questionnaires"] = validate_questionnaires(body["questionnaires"])
     return out
 
 
@@ -130,6 +156,7 @@ async def create_group(redis: Redis, fields: dict[str, Any], now: float) -> dict
         "schedule": [],
         "billing": {"code": "90853", "min_billable_minutes": 45},
         "brand": {},
+        "questionnaires": [],
         "weekly_minimum_hours": PROGRAMS[fields["program"]],
         "created_at": iso(to_ms(now)),
     }

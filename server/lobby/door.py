@@ -16,11 +16,13 @@ from server.clinic.patients import patients_by_id
 from server.clock import iso, to_ms
 from server.errors import ApiError, conflict
 from server.ids import new_id
+from server.lobby import questionnaires
 from server.lobby.machine import Event, RuleViolation, Session, Status
 from server.lobby.peer import CLOSE_FORBIDDEN, CLOSE_INVALID_TOKEN, CLOSE_REPLACED, Peer
 from server.lobby.persist import describe_session
 from server.lobby.presence import Staff
 from server.lobby.state import OUT, DoorState
+from server.measures import feedback
 from server.store import keys, sessions
 
 
@@ -38,6 +40,8 @@ class Door(DoorState):
             self._replace(older, conn, patient_id)
             self.early[patient_id] = (now, location)
             self.presence.send(conn, self.waiting_message(patient_id))
+            await questionnaires.offer(self.redis, self.clock, self.presence, conn, patient_id, self.group,
+                                       self.session)
             self.schedule_push("waiting_list")
             return
         events = self.session.check_in(patient_id, now, location)
@@ -48,6 +52,8 @@ class Door(DoorState):
             self._tell_admitted(conn, self.session.session_id)
         else:
             self.presence.send(conn, self.waiting_message(patient_id))
+            await questionnaires.offer(self.redis, self.clock, self.presence, conn, patient_id, self.group,
+                                       self.session)
         self.schedule_push("waiting_list")
 
     def _count_check_in(self, patient_id: str, now: int) -> None:
@@ -331,6 +337,7 @@ class Door(DoorState):
     async def end(self, session_id: str, by: str) -> dict[str, Any]:
         session = self.require_session(session_id)
         now = to_ms(self.clock.now())
+        attending = set(session.with_status(Status.IN_SESSION))
         events = self._apply(lambda: session.end(now))
 
         def write(pipe: Any) -> None:
@@ -345,6 +352,8 @@ class Door(DoorState):
         patients = [self.presence.patients[p] for p in session.patients if p in self.presence.patients]
         for conn in set(self.presence.in_session(self.session) + patients):
             self.presence.send(conn, {"type": "session_ended"})
+            if conn.patient_id in attending:
+                self.presence.send(conn, feedback.request_frame(session_id))
             conn.close(1000, "session ended")
         for conn in self.presence.watchers:
             self.presence.send(conn, {"type": "session_ended"})

@@ -7,11 +7,18 @@ from urllib.parse import urlparse
 
 from aiohttp import web
 
+from server import validation as v
+from server.api.common import json_response, read_json
 from server.clinic import enrollments
 from server.clinic.calendar import describe_schedule, ics_feed
 from server.clinic.groups import brand_of, get_group, next_meeting
 from server.clinic.patients import get_patient
+from server.clock import to_ms
+from server.errors import ApiError, ErrorCode
+from server.measures import feedback as session_feedback
+from server.measures.instruments import ATTRIBUTION
 from server.pages.render import render
+from server.requests import same_origin
 from server.services import services
 
 
@@ -58,7 +65,28 @@ async def join_page(request: web.Request) -> web.Response:
         "schedule": describe_schedule(group),
         "next_start": next_meeting(group, svc.clock.now()) or "",
         "calendar_url": f"/j/{token}/calendar.ics",
+        "attribution": ATTRIBUTION,
+        # A session they attended in the last day and have not rated yet: the page asks about it.
+        "feedback_session_id": await session_feedback.awaiting(svc.redis, enrollment["patient_id"], group["id"],
+                                                               to_ms(svc.clock.now())) or "",
+        "feedback_question": session_feedback.QUESTION,
     })
+
+
+async def feedback(request: web.Request) -> web.Response:
+    """POST /j/{token}/feedback {"session_id","rating","comment"?}: the `feedback` frame's answer from
+    the page of the link, once its socket has closed (the link is the patient's credential)."""
+    svc = services(request)
+    if not same_origin(request, svc.settings.public_url):
+        raise ApiError(403, ErrorCode.CSRF_FAILED, "a foreign Origin")
+    found = await _enrolment_of(request)
+    if found is None:
+        raise ApiError(404, ErrorCode.NOT_FOUND, "this link is not valid")
+    enrollment, group = found
+    body = v.body_object(await read_json(request), {"session_id", "rating", "comment"})
+    given = await session_feedback.submit(svc.redis, body.get("session_id"), enrollment["patient_id"], group["id"],
+                                          body.get("rating"), body.get("comment"), to_ms(svc.clock.now()))
+    return json_response({"type": "feedback_saved", "session_id": given.session_id})
 
 
 async def calendar(request: web.Request) -> web.Response:

@@ -13,7 +13,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.clinic.groups import brand_of
+from server.clock import to_ms
 from server.lobby.door import Door
+from server.measures import answers, feedback
 from server.media.adapt import parse_view
 from server.media.room import MediaError
 from server.realtime.connection import Connection
@@ -180,3 +183,50 @@ def _media(sender: Sender, kind: str, pc: str, expected: str) -> tuple[Any, str]
     if room is None or pid is None:
         raise FrameError("media_unavailable", "media is not available for this session")
     return room, pid
+
+
+# -- measures and feedback (server/measures): from patients, waiting or admitted -------------
+
+
+def _patient(sender: Sender, kind: str) -> str:
+    if sender.conn.patient_id is None:
+        raise FrameError("bad_request", f"{kind} is a patient's frame")
+    return sender.conn.patient_id
+
+
+def _open_session(door: Door) -> str | None:
+    return door.session.session_id if door.session is not None else None
+
+
+@frame("questionnaire_response", id=str, answers=dict)
+async def _questionnaire_response(sender: Sender, frame_: dict[str, Any]) -> None:
+    """Answers to an offered questionnaire. Taken while waiting and after admission alike, so a
+    patient admitted halfway through may finish it (until it expires: server/measures/store.py)."""
+    pid, door = _patient(sender, "questionnaire_response"), sender.door
+    saved = await answers.answer(door.redis, door.audit, frame_["id"], pid, frame_["answers"], _open_session(door),
+                                 to_ms(door.clock.now()))
+    reply: dict[str, Any] = {"type": "questionnaire_saved", "id": saved.questionnaire.id}
+    if saved.alert is not None:
+        # The patient is shown where to get help now (never a score); every staff socket of the
+        # group is alerted at once.
+        brand = brand_of(door.group)
+        reply["crisis"] = {"support_phone": brand.get("support_phone", ""), "crisis_line": brand["crisis_line"]}
+        alert = saved.alert.public(door.presence.name(pid))
+        door.presence.broadcast(door.presence.staff_conns(), {"type": "safety_alert", "alert": alert})
+    sender.conn.send(reply)
+
+
+@frame("questionnaire_skip", id=str)
+async def _questionnaire_skip(sender: Sender, frame_: dict[str, Any]) -> None:
+    pid, door = _patient(sender, "questionnaire_skip"), sender.door
+    skipped = await answers.skip(door.redis, frame_["id"], pid, _open_session(door), to_ms(door.clock.now()))
+    sender.conn.send({"type": "questionnaire_saved", "id": skipped.id, "skipped": True})
+
+
+@frame("feedback", session_id=str)
+async def _feedback(sender: Sender, frame_: dict[str, Any]) -> None:
+    """The answer to `feedback_request`: once per session, up to a day after it ended."""
+    pid, door = _patient(sender, "feedback"), sender.door
+    given = await feedback.submit(door.redis, frame_["session_id"], pid, door.group_id, frame_.get("rating"),
+                                  frame_.get("comment"), to_ms(door.clock.now()))
+    sender.conn.send({"type": "feedback_saved", "session_id": given.session_id})

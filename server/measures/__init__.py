@@ -1,0 +1,1 @@
+"""Measurement-based care: questionnaires, their scores, safety alerts and session feedback."""
