@@ -29,6 +29,7 @@ from server.media.room import MediaRooms, Source
 from server.metrics import Metrics, RunningTotal
 from server.pages.render import TEMPLATES, WEB_DIR, environment
 from server.realtime.hello_gate import HelloGate
+from server.reminders.worker import ReminderWorker
 from server.services import SERVICES, Services
 from server.settings import Settings
 from server.store.connection import UNAVAILABLE, Redis, RedisProbe, connect
@@ -100,6 +101,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 DELIVERY = web.AppKey("delivery", DeliveryWorker)  # the billing worker, once started (tests drive it)
 ALERT_DELIVERY = web.AppKey("alert_delivery", DeliveryWorker)  # safety_alert.raised events (measures/alerts.py)
+REMINDERS = web.AppKey("reminders", ReminderWorker)  # the reminder worker, once started (tests drive it)
 
 
 def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | None = None) -> web.Application:
@@ -172,9 +174,19 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def reminders(app: web.Application) -> AsyncIterator[None]:
+        svc = app[SERVICES]
+        worker = app[REMINDERS] = ReminderWorker(svc.redis, svc.clock, svc.settings, svc.audit, svc.metrics)
+        task = asyncio.create_task(worker.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     app.cleanup_ctx.append(redis_client)
     app.cleanup_ctx.append(alive_marks)
     app.cleanup_ctx.append(billing_delivery)
+    app.cleanup_ctx.append(reminders)
     app.on_shutdown.append(_close_websockets)
     app.on_cleanup.append(_close_media)
     return app

@@ -42,6 +42,8 @@ QUIET_LOGGERS = ("aioice", "aiortc")
 
 _SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"/j/[^/\s?#\"'\\]+"), "/j/[redacted]"),
+    (re.compile(r"/unsubscribe/[^/\s?#\"'\\]+"), "/unsubscribe/[redacted]"),
+    (re.compile(r"(?i)\b(smtps?://[^:/@\s]*:)[^@\s]+@"), r"\1[redacted]@"),
     (re.compile(r"(?i)\b((?:set-)?cookie|authorization|x-csrf-token)([ \t]*[:=][ \t]*)[^\r\n\"'\\]+"),
      r"\1\2[redacted]"),
     (re.compile(rf"(?i)\b({re.escape(COOKIE_NAME)}=)[^;\s\"'\\]+"), r"\1[redacted]"),

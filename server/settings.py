@@ -50,6 +50,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_BILLING_FORMAT", "billing webhook body: json, or hl7v2 for a DFT^P03 charge message", "json"),
     Setting("PORCHLIGHT_ALERT_WEBHOOK_URL", "endpoint for signed safety_alert.raised events (unset: kept pending)", ""),
     Setting("PORCHLIGHT_ALERT_WEBHOOK_SECRET", "Standard Webhooks secret for alerts (default: the billing one)", ""),
+    Setting("PORCHLIGHT_SMTP_URL", "smtp:// or smtps://user:password@host[:port] for reminder emails; unset: none", ""),
+    Setting("PORCHLIGHT_SMTP_FROM", "From address of reminder emails", "no-reply@{public URL's host}"),
+    Setting("PORCHLIGHT_REMINDER_MINUTES", "remind enrolled patients this long before each scheduled meeting", "60"),
+    Setting("PORCHLIGHT_REMINDER_POLL_SECONDS", "how often each process looks for reminders that are due", "10"),
+    Setting("PORCHLIGHT_NOTIFY_WEBHOOK_URL", "endpoint for signed reminder.due events (a clinic's SMS system)", ""),
+    Setting("PORCHLIGHT_NOTIFY_WEBHOOK_SECRET", "whsec_... for reminder.due events (default: the billing secret)", ""),
     Setting("PORCHLIGHT_AUTO_END_SECONDS", "end a session this long after it empties with no facilitator", "900"),
     Setting("PORCHLIGHT_RETENTION_YEARS", "keep attendance, billing and audit records this many years", "10"),
     Setting("PORCHLIGHT_ICE_SERVERS", "JSON list of RTCIceServer objects given to clients", "[]"),
@@ -102,6 +108,12 @@ class Settings:
     billing_format: str = "json"  # or "hl7v2": the webhook body is a DFT^P03 message (billing/hl7v2.py)
     alert_webhook_url: str | None = None
     alert_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)  # empty: the billing secrets sign
+    smtp_url: str | None = field(default=None, repr=False)  # holds the SMTP password
+    smtp_from: str | None = None
+    reminder_minutes: int = 60
+    reminder_poll_seconds: float = 10.0
+    notify_webhook_url: str | None = None
+    notify_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     auto_end_seconds: float = 900.0
     retention_years: int = 10
     ice_servers: tuple[dict[str, Any], ...] = ()
@@ -242,6 +254,27 @@ class Settings:
                 problems.append(f"PORCHLIGHT_BILLING_FORMAT={billing_format!r}: json or hl7v2")
             else:
                 values["billing_format"] = billing_format
+        if (smtp := get("PORCHLIGHT_SMTP_URL")) is not None:
+            parsed = urlparse(smtp)
+            if parsed.scheme not in ("smtp", "smtps") or not parsed.hostname:
+                problems.append("PORCHLIGHT_SMTP_URL: smtp://user:password@host[:port] or smtps://...")
+            else:
+                values["smtp_url"] = smtp
+        if (sender := get("PORCHLIGHT_SMTP_FROM")) is not None:
+            values["smtp_from"] = sender
+        number("PORCHLIGHT_REMINDER_MINUTES", "reminder_minutes", int, 1, 7 * 24 * 60)
+        number("PORCHLIGHT_REMINDER_POLL_SECONDS", "reminder_poll_seconds", float, 0.05, 30)
+        if (notify := get("PORCHLIGHT_NOTIFY_WEBHOOK_URL")) is not None:
+            if urlparse(notify).scheme not in ("http", "https"):
+                problems.append(f"PORCHLIGHT_NOTIFY_WEBHOOK_URL={notify!r}: must be an http(s) URL")
+            else:
+                values["notify_webhook_url"] = notify
+        if (whsec := get("PORCHLIGHT_NOTIFY_WEBHOOK_SECRET")) is not None:
+            secrets_ = whsec.replace(",", " ").split()
+            if not all(_valid_whsec(part) for part in secrets_):
+                problems.append("PORCHLIGHT_NOTIFY_WEBHOOK_SECRET: whsec_<base64>, several separated by spaces")
+            else:
+                values["notify_webhook_secrets"] = tuple(secrets_)
         number("PORCHLIGHT_AUTO_END_SECONDS", "auto_end_seconds", float, 1, 86400)
         number("PORCHLIGHT_RETENTION_YEARS", "retention_years", int, 1, 100)
         if (ice := get("PORCHLIGHT_ICE_SERVERS")) is not None:
@@ -303,6 +336,8 @@ class Settings:
             host = values.get("host", cls.host)
             shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
             values["public_url"] = f"http://{shown}:{values.get('port', cls.port)}"
+        if "notify_webhook_secrets" not in values and "billing_webhook_secrets" in values:
+            values["notify_webhook_secrets"] = values["billing_webhook_secrets"]
         if "secret_key" not in values:
             values["secret_key"] = load_or_create_secret(values.get("data_dir", cls.data_dir))
         return cls(**values)
@@ -316,7 +351,7 @@ class Settings:
 # Settings that may instead name a file holding the value (`<NAME>_FILE`), as container
 # orchestrators mount secrets.
 SECRET_FILES = ("PORCHLIGHT_SECRET_KEY", "PORCHLIGHT_BILLING_WEBHOOK_SECRET", "PORCHLIGHT_ALERT_WEBHOOK_SECRET",
-                "PORCHLIGHT_REDIS_URL")
+                "PORCHLIGHT_REDIS_URL", "PORCHLIGHT_SMTP_URL", "PORCHLIGHT_NOTIFY_WEBHOOK_SECRET")
 
 # What Kubernetes injects for a Service named "porchlight" (enableServiceLinks, on by default):
 # PORCHLIGHT_PORT=tcp://10.0.0.1:8080, PORCHLIGHT_SERVICE_HOST, PORCHLIGHT_PORT_8080_TCP_ADDR...

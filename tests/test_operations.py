@@ -104,9 +104,10 @@ async def test_openapi_describes_ids_parameters_media_types_and_errors(api: Api)
         declared = params(method, path)
         for name in re.findall(r"{(\w+)}", path):  # every path parameter, typed
             assert declared[("path", name)]["schema"]["type"] == "string"
-        # Staff changes carry the CSRF token; sign-in and a patient's feedback (the link is the credential) cannot.
+        # Staff changes carry the CSRF token; sign-in, a patient's feedback and a reminder's unsubscribe link
+        # (the link is the credential; no session) cannot.
         state_changing = method in {"POST", "PUT", "PATCH", "DELETE"} and path not in (
-            "/api/v1/login", "/j/{token}/feedback")
+            "/api/v1/login", "/j/{token}/feedback", "/unsubscribe/{token}")
         assert (("header", "X-CSRF-Token") in declared) == state_changing, (method, path)
         if state_changing:
             assert {"401", "403", "503"} <= set(op["responses"]), (method, path)

@@ -68,7 +68,7 @@ async def patch_group(request: web.Request) -> web.Response:
 async def list_patients(request: web.Request) -> web.Response:
     svc = services(request)
     await require_staff(request, Role.ADMIN)
-    return json_response({"patients": await patients.all_patients(svc.redis)})
+    return json_response({"patients": [patients.public(p) for p in await patients.all_patients(svc.redis)]})
 
 
 async def create_patient(request: web.Request) -> web.Response:
@@ -78,6 +78,16 @@ async def create_patient(request: web.Request) -> web.Response:
     patient = await patients.create_patient(svc.redis, fields, svc.clock.now())
     await svc.audit.append("patient.create", staff.user.id, patient_id=patient["id"])
     return json_response(patient, status=201)
+
+
+async def patch_patient(request: web.Request) -> web.Response:
+    svc = services(request)
+    staff = await require_staff(request, Role.ADMIN)
+    patient_id = v.an_id(request.match_info["patient_id"], "patient_id")
+    fields = patients.validated_fields(await read_json(request), creating=False)
+    patient = await patients.update_patient(svc.redis, patient_id, fields)
+    await svc.audit.append("patient.update", staff.user.id, patient_id=patient_id, fields=sorted(fields))
+    return json_response(patients.public(patient))
 
 
 async def list_enrollments(request: web.Request) -> web.Response:

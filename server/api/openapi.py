@@ -33,6 +33,7 @@ from server.api.schemas import (
     MUTE,
     PATIENT_CREATE,
     PATIENT_ID_ONLY,
+    PATIENT_PATCH,
     REMOVE,
     SCHEMAS,
     SCREEN_SHARE,
@@ -198,6 +199,9 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
                                     answer=obj(["patients"], patients=array(ref("Patient")))),
     ("POST", f"{API}/patients"): _staff_change("Create a patient", "admin", body=PATIENT_CREATE, ok=201,
                                                answer=ref("Patient")),
+    ("PATCH", f"{API}/patients/{{patient_id}}"): _staff_change(
+        "Change a patient: name, external id, email, reminders (null clears external_id or email)", "admin",
+        body=PATIENT_PATCH, answer=ref("Patient"), errors=(404,)),
     ("POST", f"{API}/enrollments/{{enrollment_id}}/rotate-link"): _staff_change(
         "New join link; the old stops at once", "admin", answer=obj(["join_url"], join_url=S),
         errors=(400, 404, 409)),
@@ -289,6 +293,14 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
                                                                    "feedback_saved"}, session_id=ID))},
                       **{str(status): {"$ref": f"#/components/responses/{_STATUS_RESPONSE[status]}"}
                          for status in (400, 403, 404, 409, 413, 503)}}},
+    ("GET", "/unsubscribe/{token}"): {"summary": "A reminder's unsubscribe link: asks to stop reminders", "responses": {
+        "200": {"description": "OK", "content": {"text/html": {"schema": S}}},
+        "404": {"description": "a forged link or an unknown patient", "content": {"text/html": {"schema": S}}}}},
+    ("POST", "/unsubscribe/{token}"): {"summary": "Stop the patient's reminders (the page's button, or RFC 8058 "
+                                                  "one-click); no sign-in: the signed link is the authority",
+                                       "responses": {
+        "200": {"description": "reminders are off", "content": {"text/html": {"schema": S}}},
+        "404": {"description": "a forged link or an unknown patient", "content": {"text/html": {"schema": S}}}}},
     ("GET", "/"): _page("Redirects to the signed-in user's start page (or /login)", "staff"),
     ("GET", "/login"): _page("Staff sign-in page", query=(NEXT_Q,)),
     ("GET", "/console"): _page("The facilitator's console", "facilitator"),

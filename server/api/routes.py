@@ -6,6 +6,7 @@ from aiohttp import web
 
 from server.api import attendance, auth, billing, clinic, fhir, measures, ops, sessions
 from server.pages import patient as patient_pages
+from server.pages import reminders as reminder_pages
 from server.pages import staff as staff_pages
 from server.realtime.ws import websocket
 
@@ -32,6 +33,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(f"{API}/groups/{{group_id}}/sessions", sessions.open_session, name="sessions.open")
     r.add_get(f"{API}/patients", clinic.list_patients, name="patients.list")
     r.add_post(f"{API}/patients", clinic.create_patient, name="patients.create")
+    r.add_patch(f"{API}/patients/{{patient_id}}", clinic.patch_patient, name="patients.patch")
     r.add_post(f"{API}/enrollments/{{enrollment_id}}/rotate-link", clinic.rotate_link, name="enrollments.rotate")
     r.add_post(f"{API}/enrollments/{{enrollment_id}}/end", clinic.end_enrollment, name="enrollments.end")
     r.add_get(f"{API}/sessions/{{session_id}}", sessions.get_session, name="sessions.get")
@@ -62,6 +64,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/j/{token}", patient_pages.join_page, name="join")
     r.add_get("/j/{token}/calendar.ics", patient_pages.calendar, name="join.calendar")
     r.add_post("/j/{token}/feedback", patient_pages.feedback, name="join.feedback")
+    r.add_get("/unsubscribe/{token}", reminder_pages.unsubscribe_page, name="unsubscribe")
+    r.add_post("/unsubscribe/{token}", reminder_pages.unsubscribe, name="unsubscribe.confirm")
     r.add_get("/", staff_pages.home, name="home")
     r.add_get("/login", staff_pages.login_page, name="page.login")
     r.add_get("/console", staff_pages.console, name="page.console")

@@ -72,7 +72,12 @@ GROUP_FIELDS: dict[str, Schema] = dict(
 )
 GROUP_CREATE = obj(["name", "program"], closed=True, **GROUP_FIELDS)
 GROUP_PATCH = obj([], closed=True, **GROUP_FIELDS)
-PATIENT_CREATE = obj(["display_name"], closed=True, display_name=text(60), external_id=text(64))
+PATIENT_CREATE = obj(["display_name"], closed=True, display_name=text(60), external_id=text(64),
+                     email={"type": "string", "format": "email", "maxLength": 254}, reminders=BOOL)
+PATIENT_PATCH = {**obj([], closed=True, display_name=text(60),
+                       external_id={"type": ["string", "null"], "maxLength": 64},
+                       email={"type": ["string", "null"], "format": "email", "maxLength": 254}, reminders=BOOL),
+                 "minProperties": 1}
 ENROLLMENT_CREATE = obj(["patient_id"], closed=True, patient_id=ID, starts_on=DATE, ends_on=DATE)
 LOGIN = obj(["username", "password"], closed=True, username=text(64), password=text(1024))
 ADMIT = {"oneOf": [obj(["patient_ids"], closed=True, patient_ids=IDS),
@@ -119,7 +124,8 @@ SCHEMAS: dict[str, Schema] = {
                   billing={"type": "object"}, brand={"type": "object"}, created_at=TIME,
                   questionnaires=array(QUESTIONNAIRE_IN),
                   open_session_id={"type": ["string", "null"], "description": "the open session, or null"}),
-    "Patient": obj(["id", "display_name"], id=ID, display_name=S, external_id=NULLABLE_S, created_at=TIME),
+    "Patient": obj(["id", "display_name"], id=ID, display_name=S, external_id=NULLABLE_S, created_at=TIME,
+                    email=NULLABLE_S, reminders=BOOL),
     "Enrollment": obj(["id", "patient_id", "group_id", "active"], id=ID, patient_id=ID, group_id=ID,
                        starts_on={"type": ["string", "null"], "format": "date"},
                        ends_on={"type": ["string", "null"], "format": "date"}, created_at=TIME,

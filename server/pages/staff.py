@@ -150,7 +150,7 @@ async def admin_home(request: web.Request) -> web.Response:
         **_base(staff, "Clinic"),
         "section": "clinic",
         "groups": rows,
-        "patients": await patients.all_patients(svc.redis),
+        "patients": [patients.public(p) for p in await patients.all_patients(svc.redis)],
         "facilitators": [u for u in users if u.role is Role.FACILITATOR],
         "programs": list(groups.PROGRAMS),
     })

@@ -246,3 +246,9 @@ def feedback(session_id: str) -> str:
 def feedback_by_time() -> str:
     """"{session}:{patient}" scored by when the feedback was given (ms): reports, export, retention."""
     return f"{PREFIX}:feedback:by_time"
+
+
+def reminder_claim(group_id: str, start_ms: int, patient_id: str, channel: str) -> str:
+    """One reminder of one meeting for one patient on one channel (email, webhook): "sending"
+    while a process holds it (a short lease), "sent" once it went (kept two days)."""
+    return f"{PREFIX}:reminder:{group_id}:{start_ms}:{patient_id}:{channel}"

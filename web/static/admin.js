@@ -62,6 +62,9 @@ if (newPatient) {
     if (!body.display_name) { flash("Enter the name the group will see.", { error: true }); $("patient-name").focus(); return; }
     const mrn = String(data.get("external_id") || "").trim();
     if (mrn) body.external_id = mrn;
+    const email = String(data.get("email") || "").trim();
+    if (email) body.email = email;
+    body.reminders = data.get("reminders") === "on";
     busy(newPatient, true);
     try {
       const patient = await api("POST", "/patients", body);
@@ -69,6 +72,23 @@ if (newPatient) {
     } catch (error) {
       failed("Adding the patient", error);
       busy(newPatient, false);
+    }
+  });
+}
+
+// Each patient's row: their email and whether they get meeting reminders (PATCH /patients/{id}).
+for (const form of document.querySelectorAll("form[data-patient-id]")) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    const email = String(data.get("email") || "").trim();
+    busy(form, true);
+    try {
+      await api("PATCH", `/patients/${form.dataset.patientId}`, { email: email || null, reminders: data.get("reminders") === "on" });
+      done("Saved.");
+    } catch (error) {
+      failed("Saving", error);
+      busy(form, false);
     }
   });
 }

@@ -1,0 +1,164 @@
+"""The reminder worker: every few seconds, each due reminder is claimed in Redis and sent once.
+
+Exactly once, across processes and restarts: a reminder (one meeting, one patient, one channel)
+is claimed with `SET key sending:<worker> NX PX <lease>`, so only one process sends it. When the
+mail server takes it the key becomes `sent` (kept two days, past any retry window); when it
+cannot be sent now the claim is released, and the next round (of any process) tries again while
+the reminder is at most 15 minutes late. A process killed mid-send leaves its claim to expire
+after the lease, and another process sends it: the one case where a reminder may go twice is a
+process dying between the mail server's acceptance and the `sent` mark.
+
+`run_once` is one round at the clock's `now`: tests and benchmarks drive it instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import urlparse
+
+from server.audit import AuditLog
+from server.auth.links import LinkSigner
+from server.clinic.enrollments import group_enrollments
+from server.clinic.groups import all_groups
+from server.clinic.patients import patients_by_id
+from server.clock import Clock
+from server.metrics import Metrics
+from server.reminders import message, schedule
+from server.reminders.mailer import Mailer, Sent, SmtpServer
+from server.reminders.unsubscribe import UnsubscribeLinks
+from server.settings import Settings
+from server.store import keys
+from server.store.connection import UNAVAILABLE, Redis
+from server.tasks import stop_if_cancelled
+
+log = logging.getLogger(__name__)
+
+LEASE_MS = 120_000  # > the mailer's timeout: a live process finishes (or gives up) within it
+KEEP_SECONDS = 2 * 24 * 3600
+
+# Release a claim only if it is still this worker's (its lease may have run out and passed on).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass
+class Round:
+    """What one round did (for tests, benchmarks and the log)."""
+
+    meetings: int = 0
+    sent: int = 0
+    refused: int = 0
+    failed: int = 0
+    by_meeting: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    enrollment: dict[str, Any]
+    patient: dict[str, Any]
+
+
+class ReminderWorker:
+    def __init__(self, redis: Redis, clock: Clock, settings: Settings, audit: AuditLog,
+                 metrics: Metrics | None = None, mailer: Mailer | None = None) -> None:
+        self.redis = redis
+        self.clock = clock
+        self.settings = settings
+        self.audit = audit
+        self.links = LinkSigner(settings.signing_keys, settings.public_url)
+        self.unsubscribe = UnsubscribeLinks(settings.signing_keys, settings.public_url)
+        if mailer is None and settings.smtp_url:
+            mailer = Mailer(SmtpServer.from_url(settings.smtp_url))
+        self.mailer = mailer
+        self.sender = settings.smtp_from or f"no-reply@{urlparse(settings.public_url).hostname or 'localhost'}"
+        self.owner = "sending:" + secrets.token_urlsafe(8)
+        self.rounds = 0
+        self.sent = 0
+        if metrics is not None:
+            metrics.counter("porchlight_reminder_rounds", "Rounds of the reminder worker in this process.",
+                            lambda: self.rounds)
+            metrics.counter("porchlight_reminders_sent", "Reminder emails this process handed to the mail server.",
+                            lambda: self.sent)
+
+    @property
+    def enabled(self) -> bool:
+        return self.mailer is not None
+
+    async def run(self) -> None:
+        """A round every PORCHLIGHT_REMINDER_POLL_SECONDS (10), so a reminder goes within that of its moment."""
+        while True:
+            await asyncio.sleep(self.settings.reminder_poll_seconds)
+            try:
+                await self.run_once()
+            except UNAVAILABLE:
+                log.warning("reminders paused: redis unavailable")
+            except Exception:  # a bug must not stop every later reminder: say so, and go on next round
+                log.exception("reminder round failed")
+            stop_if_cancelled()
+
+    async def run_once(self) -> Round:
+        """One round at the clock's now: send every reminder that is due and not yet sent."""
+        done = Round()
+        if self.enabled:
+            now = self.clock.now()
+            # A due meeting is looked at every round until it is 15 minutes late, so a patient
+            # enrolled (or given an email) meanwhile is reminded too; the claims keep it to once.
+            for due in schedule.due_meetings(await all_groups(self.redis), now, self.settings.reminder_minutes):
+                done.meetings += 1
+                await self._remind(due, now, done)
+        self.rounds += 1
+        return done
+
+    async def _remind(self, due: schedule.DueMeeting, now: float, done: Round) -> None:
+        group_id = due.group["id"]
+        enrolled = [e for e in await group_enrollments(self.redis, group_id) if schedule.enrolled_on(e, due.local_date)]
+        patients = await patients_by_id(self.redis, [e["patient_id"] for e in enrolled])
+        wanted = [(e, patients[e["patient_id"]]) for e in enrolled
+                  if e["patient_id"] in patients and patients[e["patient_id"]].get("reminders")
+                  and patients[e["patient_id"]].get("email")]
+        candidates = [keys.reminder_claim(group_id, due.start_ms, e["patient_id"], "email") for e, _ in wanted]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in candidates:
+                pipe.set(key, self.owner, nx=True, px=LEASE_MS)
+            won = await pipe.execute()
+        claims = [Claim(key, e, p) for key, (e, p), ok in zip(candidates, wanted, won, strict=True) if ok]
+        if claims:
+            assert self.mailer is not None
+            outcomes = await self.mailer.send([self._email(due, c, now) for c in claims])
+            await self._settle(claims, outcomes)
+            for outcome in outcomes:
+                setattr(done, outcome.value, getattr(done, outcome.value) + 1)
+            sent = sum(o is Sent.SENT for o in outcomes)
+            self.sent += sent
+            done.by_meeting[(group_id, due.start_ms)] = sent
+            await self.audit.append("reminders.sent", None, group_id=group_id, meeting=due.meeting.start.isoformat(),
+                                    sent=sent, refused=sum(o is Sent.REFUSED for o in outcomes),
+                                    failed=sum(o is Sent.FAILED for o in outcomes))
+
+    async def _settle(self, claims: list[Claim], outcomes: list[Sent]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for claim, outcome in zip(claims, outcomes, strict=True):
+                if outcome is Sent.FAILED:
+                    pipe.eval(_RELEASE, 1, claim.key, self.owner)
+                else:
+                    pipe.set(claim.key, outcome.value, ex=KEEP_SECONDS)
+            await pipe.execute()
+
+    def _email(self, due: schedule.DueMeeting, claim: Claim, now: float) -> EmailMessage:
+        timezone = due.group.get("timezone") or "UTC"
+        join_url = self.links.url(claim.enrollment["id"], claim.enrollment["link_version"])
+        return message.email(message.Reminder(
+            to=claim.patient["email"], sender=self.sender, group_name=due.group.get("name") or "Your group",
+            when=schedule.spoken_time(due.meeting.start, timezone),
+            clock=schedule.clock_time(due.meeting.start, timezone),
+            join_url=join_url, calendar_url=f"{join_url}/calendar.ics",
+            unsubscribe_url=self.unsubscribe.url(claim.patient["id"]), sent_at=now,
+        ))
