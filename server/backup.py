@@ -3,8 +3,9 @@
 Nothing Porchlight keeps as a record (sessions, events, attendance, billing, audit) has a
 TTL: records leave only through `porchlight retention purge`, which removes sessions that
 started before the retention period (PORCHLIGHT_RETENTION_YEARS, default 10) with their
-attendance and billing records. The audit log is append-only and hash-chained; it is never
-purged (its entries hold ids, not health information).
+attendance and billing records, and questionnaires, safety alerts and feedback taken before it.
+The audit log is append-only and hash-chained; it is never purged (its entries hold ids, not
+health information).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from server.audit import AuditLog
 from server.billing import outbox
 from server.clock import Clock, SystemClock, iso
+from server.measures import retention as measures_retention
 from server.store import keys, sessions
 from server.store.connection import Redis
 
@@ -48,6 +50,8 @@ async def export_lines(redis: Redis, start: date, end: date) -> AsyncIterator[di
             body = await redis.get(keys.billing_record(record_id))
             delivery = await redis.hgetall(keys.billing_delivery(record_id))
             yield {"kind": "billing_record", "record": json.loads(body) if body else None, "delivery": delivery}
+    async for line in measures_retention.export_lines(redis, low, high):
+        yield line
     first, last = iso(low) or "", iso(high) or ""
     for entry in await AuditLog(redis, SystemClock()).entries():
         if first <= entry["at"] < last:
@@ -83,4 +87,5 @@ async def purge(redis: Redis, clock: Clock, years: int, dry_run: bool) -> dict[s
                 outbox.forget(pipe, record_id)
             sessions.delete(pipe, record)
             await pipe.execute()
+    counts.update(await measures_retention.purge(redis, _ms(cutoff), dry_run))
     return counts

@@ -382,10 +382,12 @@ async def test_backup_export_holds_everything_and_retention_purges_only_old_sess
     assert all(line["delivery"]["status"] == "delivered" for line in lines if line["kind"] == "billing_record")
 
     assert await purge(billing.redis, billing.clock, 10, dry_run=False) == {
-        "sessions": 0, "attendance_records": 0, "billing_records": 0}
+        "sessions": 0, "attendance_records": 0, "billing_records": 0, "measures": 0, "safety_alerts": 0,
+        "feedback": 0}
     billing.clock.advance(11 * 366 * 24 * 3600)
     counts = await purge(billing.redis, billing.clock, 10, dry_run=True)
-    assert counts == {"sessions": 1, "attendance_records": 3, "billing_records": 2}
+    assert counts == {"sessions": 1, "attendance_records": 3, "billing_records": 2, "measures": 0,
+                      "safety_alerts": 0, "feedback": 0}
     assert await purge(billing.redis, billing.clock, 10, dry_run=False) == counts
     assert [line async for line in export_lines(billing.redis, day - timedelta(days=1), day)
             if line["kind"] != "audit"] == []

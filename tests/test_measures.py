@@ -394,3 +394,39 @@ async def test_feedback_from_the_link_page_closes_a_day_after_the_session(api: A
                              expect=400)
     assert late["error"]["code"] == "bad_request"
     assert f'data-feedback-session="{session_id}"' not in await api.request(None, "GET", f"/j/{world.tokens[0]}")
+
+
+async def test_measures_alerts_and_feedback_follow_export_and_retention(api: Api) -> None:
+    from datetime import UTC, timedelta
+
+    from server.backup import export_lines, purge
+
+    world = await api.world(patients=1, questionnaires=[{"instrument": "PHQ-9", "every": "session"}])
+    session_id = await api.open(world)
+    sock, due = await _checked_in(api, world)
+    await sock.send({"type": "questionnaire_response", "id": due["PHQ-9"]["id"],
+                     "answers": answers_summing_to(PHQ9, 5, item9=1)})
+    await sock.until("questionnaire_saved")
+    await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"all": True})
+    await sock.until("admitted")
+    await api.post(world.facilitator, f"/sessions/{session_id}/end")
+    later = await api.patient(world.tokens[0])
+    await later.send({"type": "feedback", "session_id": session_id, "rating": 5})
+    await later.until("feedback_saved")
+
+    day = datetime.fromtimestamp(api.clock.now(), tz=UTC).date()
+    lines = [line async for line in export_lines(api.redis, day - timedelta(days=1), day)]
+    kinds = [line["kind"] for line in lines]
+    # The answered PHQ-9, and the next session's, offered at the check-in after this one ended.
+    assert kinds.count("measure") == 2 and kinds.count("safety_alert") == 1 and kinds.count("feedback") == 1
+    measures = [line["record"] for line in lines if line["kind"] == "measure"]
+    answered = next(m for m in measures if m["status"] == "answered")
+    assert answered["score"] == 5 and answered["answers"]["9"] == 1
+    assert {m["status"] for m in measures} == {"answered", "open"}
+
+    api.clock.advance(11 * 366 * DAY)
+    counts = await purge(api.redis, api.clock, 10, dry_run=False)
+    assert (counts["measures"], counts["safety_alerts"], counts["feedback"]) == (2, 1, 1)
+    leftovers = [k for k in await api.redis.keys("*") if k.startswith(("pl:measure", "pl:alert", "pl:feedback"))
+                 or ":measures" in k or ":alerts" in k or k.endswith(":feedback") or k.startswith("pl:alerts:")]
+    assert leftovers == []
