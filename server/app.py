@@ -29,6 +29,7 @@ from server.media.room import MediaRooms, Source
 from server.metrics import Metrics, RunningTotal
 from server.pages.render import TEMPLATES, WEB_DIR, environment
 from server.realtime.hello_gate import HelloGate
+from server.reminders.webhook import endpoint as reminder_endpoint
 from server.reminders.worker import ReminderWorker
 from server.services import SERVICES, Services
 from server.settings import Settings
@@ -102,6 +103,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 DELIVERY = web.AppKey("delivery", DeliveryWorker)  # the billing worker, once started (tests drive it)
 ALERT_DELIVERY = web.AppKey("alert_delivery", DeliveryWorker)  # safety_alert.raised events (measures/alerts.py)
 REMINDERS = web.AppKey("reminders", ReminderWorker)  # the reminder worker, once started (tests drive it)
+REMINDER_DELIVERY = web.AppKey("reminder_delivery", DeliveryWorker)  # reminder.due events (reminders/webhook.py)
 
 
 def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | None = None) -> web.Application:
@@ -176,12 +178,16 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
 
     async def reminders(app: web.Application) -> AsyncIterator[None]:
         svc = app[SERVICES]
-        worker = app[REMINDERS] = ReminderWorker(svc.redis, svc.clock, svc.settings, svc.audit, svc.metrics)
-        task = asyncio.create_task(worker.run())
+        events = app[REMINDER_DELIVERY] = DeliveryWorker(svc.redis, svc.clock, svc.settings, svc.audit,
+                                                          endpoint=reminder_endpoint(svc.settings))
+        worker = app[REMINDERS] = ReminderWorker(svc.redis, svc.clock, svc.settings, svc.audit, svc.metrics,
+                                                 delivery_wake=events.wake)
+        tasks = [asyncio.create_task(worker.run()), asyncio.create_task(events.run())]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     app.cleanup_ctx.append(redis_client)
     app.cleanup_ctx.append(alive_marks)

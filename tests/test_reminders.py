@@ -183,3 +183,57 @@ async def test_patients_email_and_reminders_through_the_api(api: Api) -> None:
     assert changed["email"] is None and changed["reminders"] is False and changed["display_name"] == "Kim"
     await api.request(world.facilitator, "PATCH", path, {"reminders": True}, expect=403)
     await api.request(world.admin, "PATCH", "/api/v1/patients/pat_nobody", {"reminders": True}, expect=404)
+
+
+async def test_reminder_due_events_reach_the_clinics_webhook_signed_once_each(
+    aiohttp_client: Any, aiohttp_server: Any, settings: Settings, redis: Redis, clock: ManualClock,
+    smtp: SmtpReceiver,
+) -> None:
+    import asyncio
+    import base64
+    import json
+
+    from aiohttp import web
+
+    from server.app import REMINDER_DELIVERY
+    from tests.test_billing import verify_standard_webhook
+
+    secret = "whsec_" + base64.b64encode(b"the-clinic-sms-system-secret-01").decode()
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        got.append((dict(request.headers), await request.read()))
+        return web.Response(status=204)
+
+    hook = web.Application()
+    hook.router.add_post("/sms", receive)
+    url = str((await aiohttp_server(hook)).make_url("/sms"))
+    configured = settings.replace(smtp_url=smtp.url, notify_webhook_url=url, notify_webhook_secrets=(secret,),
+                                  reminder_poll_seconds=30, staff_idle_timeout_seconds=30 * 86400,
+                                  staff_session_max_seconds=30 * 86400)
+    api = Api(await aiohttp_client(create_app(configured, redis=redis, clock=clock)), redis, clock, configured)
+    world = await a_group(api)
+    api.clock.set(MONDAY_18 - HOUR)
+    app = api.client.server.app
+    rivals = [app[REMINDERS], ReminderWorker(redis, clock, configured, app[REMINDERS].audit)]
+    rounds = await asyncio.gather(*(w.run_once() for w in rivals))  # two processes at the same moment
+    rounds += await asyncio.gather(*(w.run_once() for w in rivals))
+    assert sum(r.events for r in rounds) == 2  # patients 0 and 2 want reminders (2 has no email: SMS only)
+    assert sum(r.sent for r in rounds) == 1
+    await app[REMINDER_DELIVERY].run_once()
+    assert len(got) == 2
+    events = {}
+    for headers, body in got:
+        assert verify_standard_webhook(secret, headers, body, api.clock.now())
+        event = json.loads(body)
+        assert event["type"] == "reminder.due" and headers["webhook-id"] == event["data"]["reminder_id"]
+        events[event["data"]["patient_id"]] = event["data"]
+    assert set(events) == {world.patients[0]["id"], world.patients[2]["id"]}
+    data = events[world.patients[2]["id"]]
+    assert data["group_name"] == "Evening DBT skills" and data["minutes_before"] == 60
+    assert data["meeting_start"] == "2027-01-19T00:00:00Z"
+    assert data["meeting_local"] == "Monday, January 18 at 6:00 PM (America/Chicago)"
+    assert data["join_url"].startswith("http://porchlight.test/j/") and "email" not in data
+    api.clock.advance(30)
+    assert (await app[REMINDERS].run_once()).events == 0
+    assert await app[REMINDER_DELIVERY].run_once() == 0 and len(got) == 2

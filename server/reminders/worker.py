@@ -21,14 +21,18 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlparse
 
+from redis.exceptions import WatchError
+
 from server.audit import AuditLog
 from server.auth.links import LinkSigner
+from server.billing import outbox
 from server.clinic.enrollments import group_enrollments
 from server.clinic.groups import all_groups
 from server.clinic.patients import patients_by_id
-from server.clock import Clock
+from server.clock import Clock, to_ms
+from server.ids import new_id
 from server.metrics import Metrics
-from server.reminders import message, schedule
+from server.reminders import message, schedule, webhook
 from server.reminders.mailer import Mailer, Sent, SmtpServer
 from server.reminders.unsubscribe import UnsubscribeLinks
 from server.settings import Settings
@@ -53,6 +57,7 @@ class Round:
     """What one round did (for tests, benchmarks and the log)."""
 
     meetings: int = 0
+    events: int = 0  # reminder.due events queued for the clinic's webhook
     sent: int = 0
     refused: int = 0
     failed: int = 0
@@ -68,7 +73,8 @@ class Claim:
 
 class ReminderWorker:
     def __init__(self, redis: Redis, clock: Clock, settings: Settings, audit: AuditLog,
-                 metrics: Metrics | None = None, mailer: Mailer | None = None) -> None:
+                 metrics: Metrics | None = None, mailer: Mailer | None = None,
+                 delivery_wake: asyncio.Event | None = None) -> None:
         self.redis = redis
         self.clock = clock
         self.settings = settings
@@ -80,6 +86,7 @@ class ReminderWorker:
         self.mailer = mailer
         self.sender = settings.smtp_from or f"no-reply@{urlparse(settings.public_url).hostname or 'localhost'}"
         self.owner = "sending:" + secrets.token_urlsafe(8)
+        self.delivery_wake = delivery_wake or asyncio.Event()  # set when reminder.due events are queued
         self.rounds = 0
         self.sent = 0
         if metrics is not None:
@@ -90,7 +97,7 @@ class ReminderWorker:
 
     @property
     def enabled(self) -> bool:
-        return self.mailer is not None
+        return self.mailer is not None or self.settings.notify_webhook_url is not None
 
     async def run(self) -> None:
         """A round every PORCHLIGHT_REMINDER_POLL_SECONDS (10), so a reminder goes within that of its moment."""
@@ -122,26 +129,67 @@ class ReminderWorker:
         enrolled = [e for e in await group_enrollments(self.redis, group_id) if schedule.enrolled_on(e, due.local_date)]
         patients = await patients_by_id(self.redis, [e["patient_id"] for e in enrolled])
         wanted = [(e, patients[e["patient_id"]]) for e in enrolled
-                  if e["patient_id"] in patients and patients[e["patient_id"]].get("reminders")
-                  and patients[e["patient_id"]].get("email")]
+                  if e["patient_id"] in patients and patients[e["patient_id"]].get("reminders")]
+        if self.settings.notify_webhook_url and wanted:
+            await self._queue_events(due, wanted, now, done)
+        if self.mailer is not None:
+            await self._send_emails(due, [(e, p) for e, p in wanted if p.get("email")], now, done)
+
+    async def _send_emails(self, due: schedule.DueMeeting, wanted: list[tuple[dict[str, Any], dict[str, Any]]],
+                           now: float, done: Round) -> None:
+        assert self.mailer is not None
+        group_id = due.group["id"]
         candidates = [keys.reminder_claim(group_id, due.start_ms, e["patient_id"], "email") for e, _ in wanted]
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in candidates:
                 pipe.set(key, self.owner, nx=True, px=LEASE_MS)
-            won = await pipe.execute()
+            won = await pipe.execute() if candidates else []
         claims = [Claim(key, e, p) for key, (e, p), ok in zip(candidates, wanted, won, strict=True) if ok]
-        if claims:
-            assert self.mailer is not None
-            outcomes = await self.mailer.send([self._email(due, c, now) for c in claims])
-            await self._settle(claims, outcomes)
-            for outcome in outcomes:
-                setattr(done, outcome.value, getattr(done, outcome.value) + 1)
-            sent = sum(o is Sent.SENT for o in outcomes)
-            self.sent += sent
-            done.by_meeting[(group_id, due.start_ms)] = sent
-            await self.audit.append("reminders.sent", None, group_id=group_id, meeting=due.meeting.start.isoformat(),
-                                    sent=sent, refused=sum(o is Sent.REFUSED for o in outcomes),
-                                    failed=sum(o is Sent.FAILED for o in outcomes))
+        if not claims:
+            return
+        outcomes = await self.mailer.send([self._email(due, c, now) for c in claims])
+        await self._settle(claims, outcomes)
+        for outcome in outcomes:
+            setattr(done, outcome.value, getattr(done, outcome.value) + 1)
+        sent = sum(o is Sent.SENT for o in outcomes)
+        self.sent += sent
+        done.by_meeting[(group_id, due.start_ms)] = sent
+        await self.audit.append("reminders.sent", None, group_id=group_id, meeting=due.meeting.start.isoformat(),
+                                sent=sent, refused=sum(o is Sent.REFUSED for o in outcomes),
+                                failed=sum(o is Sent.FAILED for o in outcomes))
+
+    async def _queue_events(self, due: schedule.DueMeeting, wanted: list[tuple[dict[str, Any], dict[str, Any]]],
+                            now: float, done: Round) -> None:
+        """A reminder.due event per patient into the outbox, claimed in the same transaction: the
+        claims are watched, so of two processes at the same moment one commits and the other
+        leaves the rest to its next round. Once queued, the outbox delivers (and retries)."""
+        group_id, timezone = due.group["id"], due.group.get("timezone") or "UTC"
+        claim_keys = [keys.reminder_claim(group_id, due.start_ms, e["patient_id"], "webhook") for e, _ in wanted]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(*claim_keys)
+                states = await pipe.mget(claim_keys)
+                fresh = [(key, e, p) for key, (e, p), state in zip(claim_keys, wanted, states, strict=True)
+                         if state is None]
+                if not fresh:
+                    return
+                pipe.multi()
+                for key, enrollment, patient in fresh:
+                    event_id = new_id("rmd")
+                    body = webhook.event_body(
+                        event_id=event_id, group=due.group, patient=patient,
+                        meeting_start=due.meeting.start.timestamp(),
+                        meeting_local=schedule.spoken_time(due.meeting.start, timezone),
+                        minutes_before=self.settings.reminder_minutes,
+                        join_url=self.links.url(enrollment["id"], enrollment["link_version"]), now=now)
+                    pipe.set(key, "sent", ex=KEEP_SECONDS)
+                    outbox.queue(pipe, event_id, body, {"group_id": group_id, "patient_id": patient["id"]},
+                                 to_ms(now), webhook.CHANNEL)
+                await pipe.execute()
+            except WatchError:
+                return
+        done.events += len(fresh)
+        self.delivery_wake.set()
 
     async def _settle(self, claims: list[Claim], outcomes: list[Sent]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
