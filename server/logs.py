@@ -1,9 +1,10 @@
 """What the server writes to its logs, and what it never writes.
 
-Join-link tokens (`/j/<token>`, `token` fields), session cookies, CSRF tokens, passwords and
-webhook secrets are bearer secrets. `Redact` removes them from every record of the loggers
-that can print a request line, headers or a request's data (aiohttp's own and ours), before
-any handler formats it, so a malformed request echoed by aiohttp's error log is safe too.
+Join-link tokens (`/j/<token>`, `token` fields), session cookies, CSRF tokens, passwords,
+TURN credentials and webhook secrets are bearer secrets. `Redact` removes them from every record
+of the loggers that can print a request line, headers or a request's data (aiohttp's own and
+ours), before any handler formats it, so a malformed request echoed by aiohttp's error log is
+safe too.
 
 Every HTTP request has an id: the client's `X-Request-ID` when it is a sane one (at most 64 of
 `[A-Za-z0-9._-]`), else a new one. It is sent back on every response, carried in JSON error
@@ -47,7 +48,8 @@ _SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b((?:set-)?cookie|authorization|x-csrf-token)([ \t]*[:=][ \t]*)[^\r\n\"'\\]+"),
      r"\1\2[redacted]"),
     (re.compile(rf"(?i)\b({re.escape(COOKIE_NAME)}=)[^;\s\"'\\]+"), r"\1[redacted]"),
-    (re.compile(r"(?i)([\"']?\b[\w-]*(?:token|password|secret)[\"']?[ \t]*[:=][ \t]*[\"']?)[^\"'&\s,;}\[\]\\]+"),
+    (re.compile(r"(?i)([\"']?\b[\w-]*(?:token|password|secret|credential)[\"']?[ \t]*[:=][ \t]*[\"']?)"
+                r"[^\"'&\s,;}\[\]\\]+"),
      r"\1[redacted]"),
     (re.compile(r"whsec_[A-Za-z0-9+/=]+"), "whsec_[redacted]"),
 )

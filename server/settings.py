@@ -59,6 +59,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_AUTO_END_SECONDS", "end a session this long after it empties with no facilitator", "900"),
     Setting("PORCHLIGHT_RETENTION_YEARS", "keep attendance, billing and audit records this many years", "10"),
     Setting("PORCHLIGHT_ICE_SERVERS", "JSON list of RTCIceServer objects given to clients", "[]"),
+    Setting("PORCHLIGHT_TURN_URLS", "TURN server(s) given to clients with minted credentials (turn:host:3478,...)", ""),
+    Setting("PORCHLIGHT_TURN_SECRET", "coturn's static-auth-secret (use-auth-secret); >= 16 chars", ""),
+    Setting("PORCHLIGHT_TURN_TTL_SECONDS", "a minted TURN credential works this long (longer than a session)", "28800"),
     Setting("PORCHLIGHT_RECONNECT_GRACE_SECONDS", "a dropped patient back within this goes straight in", "120"),
     Setting("PORCHLIGHT_HEARTBEAT_INTERVAL_SECONDS", "WebSocket ping interval", "10"),
     Setting("PORCHLIGHT_HEARTBEAT_TIMEOUT_SECONDS", "a client silent this long is dropped", "30"),
@@ -117,6 +120,10 @@ class Settings:
     auto_end_seconds: float = 900.0
     retention_years: int = 10
     ice_servers: tuple[dict[str, Any], ...] = ()
+    # TURN with credentials minted per participant (server/media/ice.py); no secret, no TURN.
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str | None = field(default=None, repr=False)
+    turn_ttl_seconds: int = 8 * 3600
     reconnect_grace_seconds: float = 120.0
     heartbeat_interval_seconds: float = 10.0
     heartbeat_timeout_seconds: float = 30.0
@@ -287,6 +294,8 @@ class Settings:
                 values["ice_servers"] = tuple(servers)
             except ValueError:
                 problems.append("PORCHLIGHT_ICE_SERVERS: must be a JSON list of objects with \"urls\"")
+        _turn(get, values, problems)
+        number("PORCHLIGHT_TURN_TTL_SECONDS", "turn_ttl_seconds", int, 60, 7 * 86400)
         number("PORCHLIGHT_RECONNECT_GRACE_SECONDS", "reconnect_grace_seconds", float, 0, 3600)
         number("PORCHLIGHT_HEARTBEAT_INTERVAL_SECONDS", "heartbeat_interval_seconds", float, 0.01, 600)
         number("PORCHLIGHT_HEARTBEAT_TIMEOUT_SECONDS", "heartbeat_timeout_seconds", float, 0.05, 3600)
@@ -351,7 +360,8 @@ class Settings:
 # Settings that may instead name a file holding the value (`<NAME>_FILE`), as container
 # orchestrators mount secrets.
 SECRET_FILES = ("PORCHLIGHT_SECRET_KEY", "PORCHLIGHT_BILLING_WEBHOOK_SECRET", "PORCHLIGHT_ALERT_WEBHOOK_SECRET",
-                "PORCHLIGHT_REDIS_URL", "PORCHLIGHT_SMTP_URL", "PORCHLIGHT_NOTIFY_WEBHOOK_SECRET")
+                "PORCHLIGHT_REDIS_URL", "PORCHLIGHT_SMTP_URL", "PORCHLIGHT_NOTIFY_WEBHOOK_SECRET",
+                "PORCHLIGHT_TURN_SECRET")
 
 # What Kubernetes injects for a Service named "porchlight" (enableServiceLinks, on by default):
 # PORCHLIGHT_PORT=tcp://10.0.0.1:8080, PORCHLIGHT_SERVICE_HOST, PORCHLIGHT_PORT_8080_TCP_ADDR...
@@ -383,6 +393,25 @@ def _read_secret_files(env: dict[str, str], problems: list[str]) -> dict[str, st
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(f"{name}_FILE: cannot read {path!r} ({type(exc).__name__})")
     return env
+
+
+def _turn(get: Callable[[str], str | None], values: dict[str, Any], problems: list[str]) -> None:
+    """TURN URLs and the shared secret come together: one without the other is a mistake."""
+    urls, secret = get("PORCHLIGHT_TURN_URLS"), get("PORCHLIGHT_TURN_SECRET")
+    if urls is not None:
+        given = tuple(urls.replace(",", " ").split())
+        if not all(re.match(r"^turns?:[^\s/?#]+(\?transport=(udp|tcp))?$", url) for url in given):
+            problems.append("PORCHLIGHT_TURN_URLS: turn:host[:port] or turns:host[:port] (optionally "
+                            "?transport=udp|tcp), separated by commas")
+        else:
+            values["turn_urls"] = given
+    if secret is not None:
+        if len(secret) < 16:
+            problems.append("PORCHLIGHT_TURN_SECRET: at least 16 characters")
+        else:
+            values["turn_secret"] = secret
+    if (urls is None) != (secret is None):
+        problems.append("PORCHLIGHT_TURN_URLS and PORCHLIGHT_TURN_SECRET: set both (or neither)")
 
 
 def _valid_whsec(secret: str) -> bool:
