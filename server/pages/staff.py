@@ -82,7 +82,15 @@ async def login_page(request: web.Request) -> web.Response:
     staff = await svc.staff_sessions.resume(request.cookies.get(COOKIE_NAME), touch=False)
     if staff is not None:
         raise web.HTTPFound(wanted or HOME[staff.user.role])
-    return render(request, "login.html", {"next": wanted or ""})
+    # Why the console sent them here, in words (the console signs out an idle tab itself).
+    idle = svc.settings.staff_idle_timeout_seconds
+    span = f"{round(idle / 60)} minutes" if idle >= 120 else f"{int(idle)} seconds"
+    reasons = {
+        "idle": f"You were signed out after {span} without activity, "
+                "to keep patients' information safe. Sign in to carry on.",
+        "ended": "Your sign-in has ended. Sign in again to carry on.",
+    }
+    return render(request, "login.html", {"next": wanted or "", "reason": reasons.get(request.query.get("reason", ""))})
 
 
 async def home(request: web.Request) -> web.Response:
@@ -127,7 +135,8 @@ async def console(request: web.Request) -> web.Response:
             "today": datetime.fromtimestamp(now, tz=zone).strftime("%A %-d %B"),
             "brand": groups.brand_of(group),
         })
-    return render(request, "console.html", {**_base(staff, "Console"), "groups": cards})
+    return render(request, "console.html", {**_base(staff, "Console"), "groups": cards,
+                                            "idle_seconds": int(svc.settings.staff_idle_timeout_seconds)})
 
 
 # -- admin -------------------------------------------------------------------------------

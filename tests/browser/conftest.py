@@ -7,6 +7,7 @@ an ephemeral port and its own data dir, so the tests see only public behaviour.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -73,17 +74,13 @@ class Demo:
     output: Path
 
 
-@pytest.fixture(scope="module")
-def demo(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """`porchlight demo` on an ephemeral port: the clinic, its logins and three patient links.
-
-    One per test module, so a module's records (attendance, sessions) are its own.
-    """
-    data_dir = tmp_path_factory.mktemp("demo")
+@contextlib.contextmanager
+def running_demo(data_dir: Path, **settings: str) -> Iterator[Demo]:
+    """`porchlight demo` on an ephemeral port in `data_dir`, with extra PORCHLIGHT_* settings."""
     log = data_dir / "output.txt"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORCHLIGHT_")}
     env.update({"PORCHLIGHT_DATA_DIR": str(data_dir), "PORCHLIGHT_PORT": "0", "PORCHLIGHT_HOST": "127.0.0.1",
-                "PORCHLIGHT_LOG_LEVEL": "WARNING"})
+                "PORCHLIGHT_LOG_LEVEL": "WARNING", **settings})
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "server", "demo"], env=env, stdout=out,
                                    stderr=subprocess.STDOUT)
@@ -114,6 +111,16 @@ def demo(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="module")
+def demo(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """`porchlight demo` on an ephemeral port: the clinic, its logins and three patient links.
+
+    One per test module, so a module's records (attendance, sessions) are its own.
+    """
+    with running_demo(tmp_path_factory.mktemp("demo")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,11 @@ function csrfToken() {
   return meta ? meta.content : "";
 }
 
+// When this page last reached the server: every request resets the staff idle timer.
+export const contact = { at: Date.now() };
+
 export async function api(method, path, body) {
+  contact.at = Date.now();
   const headers = { Accept: "application/json" };
   if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -30,7 +34,7 @@ export async function api(method, path, body) {
   let data = null;
   try { data = await response.json(); } catch { data = null; }
   if (response.status === 401 && path !== "/login") {
-    window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname + window.location.search)}`);
+    window.location.assign(`/login?reason=ended&next=${encodeURIComponent(window.location.pathname + window.location.search)}`);
   }
   if (!response.ok) {
     const error = (data && data.error) || {};

@@ -1,8 +1,8 @@
 // The facilitator's console: their groups, the waiting room live, and the session itself.
-import { api, flash, flashAfterReload, plural } from "/static/api.js";
+import { api, contact, flash, flashAfterReload, plural } from "/static/api.js";
 import { ChatPanel } from "/static/chat.js";
 import { HELP, openDevices, openOne, playArrivalChime, stopStream } from "/static/devices.js";
-import { VideoGrid } from "/static/grid.js";
+import { VideoGrid, sharedAudioContext } from "/static/grid.js";
 import { LiveSocket } from "/static/live.js";
 import { Room } from "/static/room.js";
 import { ScreenShareButton } from "/static/screen.js";
@@ -62,7 +62,7 @@ function watch(card) {
         card.dataset.openSessionId = "";
         card.querySelector("[data-action=start]").textContent = "Start session";
       } else if (frame.type === "error" && frame.code === "unauthorized") {
-        window.location.assign("/login?next=/console");
+        window.location.assign("/login?reason=ended&next=/console");
       }
     },
   });
@@ -113,6 +113,54 @@ function reportActivity(force = false) {
 }
 
 for (const kind of ["pointerdown", "keydown"]) document.addEventListener(kind, () => reportActivity(), { passive: true });
+
+// Before the server's idle sign-out, a warning: "Still there?", the chime and a countdown. Left
+// unanswered, the page signs out itself and the sign-in page says why.
+const IDLE_SECONDS = Number(root.dataset.idleSeconds) || 900;
+const WARN_SECONDS = Math.min(60, Math.max(5, Math.floor(IDLE_SECONDS / 2)));
+const idleDialog = $("idle-dialog");
+let signingOut = false;
+
+async function signOutIdle() {
+  signingOut = true;
+  try { await api("POST", "/logout", {}); } catch { /* already ended: the page below says so too */ }
+  window.location.assign("/login?reason=idle&next=/console");
+}
+
+setInterval(() => {
+  if (signingOut) return;
+  const quiet = (Date.now() - Math.max(lastActivity, contact.at)) / 1000;
+  const left = Math.ceil(IDLE_SECONDS - quiet);
+  if (left > WARN_SECONDS) {
+    if (idleDialog.open) idleDialog.close();
+    return;
+  }
+  $("idle-countdown").textContent = String(Math.max(0, left));
+  if (!idleDialog.open) {
+    idleDialog.showModal();
+    $("idle-stay").focus();
+    playArrivalChime();
+  }
+  if (left <= 1) signOutIdle();
+}, 1000);
+
+$("idle-stay").addEventListener("click", () => {
+  reportActivity(true);
+  idleDialog.close();
+});
+
+// Browsers play sound only after a click on the page: until then the arrival chime is silent,
+// and the console says so, with a button that is that click.
+const audio = sharedAudioContext();
+if (audio) {
+  const showSound = () => { $("sound-note").hidden = audio.state === "running"; };
+  audio.addEventListener("statechange", showSound);
+  showSound();
+  $("sound-on").addEventListener("click", () => {
+    audio.resume().then(() => { playArrivalChime(); flash("Sound is on: you will hear a chime when someone arrives."); })
+      .catch(() => {});
+  });
+}
 setInterval(() => {
   const stream = activeRoom && activeRoom.stream;
   if (stream && stream.getTracks().some((t) => t.readyState === "live" && t.enabled)) reportActivity(true);
@@ -216,7 +264,7 @@ function onRoomFrame(state, frame) {
         closeRoom(state, "This session has already ended.");
       } else if (frame.code === "unauthorized") {
         closeRoom(state, "Your sign-in has ended.");
-        window.location.assign("/login?next=/console");
+        window.location.assign("/login?reason=ended&next=/console");
       }
       break;
     default: break;
