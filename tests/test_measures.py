@@ -430,3 +430,53 @@ async def test_measures_alerts_and_feedback_follow_export_and_retention(api: Api
     leftovers = [k for k in await api.redis.keys("*") if k.startswith(("pl:measure", "pl:alert", "pl:feedback"))
                  or ":measures" in k or ":alerts" in k or k.endswith(":feedback") or k.startswith("pl:alerts:")]
     assert leftovers == []
+
+
+async def test_trends_and_flags_on_the_patient_page_and_feedback_averages_for_admins(api: Api) -> None:
+    world = await api.world(patients=1, questionnaires=[{"instrument": "PHQ-9", "every": "session"}])
+    other = await api.staff("robin", Role.FACILITATOR)
+    pid = world.patients[0]["id"]
+    for total in (4, 11):  # two sessions: worse by 7 points
+        session_id = await api.open(world)
+        sock, due = await _checked_in(api, world)
+        await sock.send({"type": "questionnaire_response", "id": due["PHQ-9"]["id"],
+                         "answers": answers_summing_to(PHQ9, total)})
+        await sock.until("questionnaire_saved")
+        await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"all": True})
+        await sock.until("admitted")
+        await api.post(world.facilitator, f"/sessions/{session_id}/end")
+        api.clock.advance(60)
+    later = await api.patient(world.tokens[0])
+    await later.send({"type": "feedback", "session_id": session_id, "rating": 4, "comment": "Helpful <b>today</b>"})
+    await later.until("feedback_saved")
+
+    page = await api.request(world.facilitator, "GET", f"/patients/{pid}")
+    assert "<svg" in page and "PHQ-9 scores over time, 2 answers: first 4 (minimal), latest 11 (moderate)" in page
+    assert "PHQ-9 worse by 7 points than the previous (4 → 11)" in page
+    refused = await api.request(other, "GET", f"/patients/{pid}", expect=403)
+    assert "not available to you" in refused and "PHQ-9" not in refused
+    attendance = await api.request(world.admin, "GET", "/admin/attendance")
+    assert "PHQ-9 worse by 7 points" in attendance
+    console = await api.request(world.facilitator, "GET", "/console")
+    assert f'href="/patients/{pid}"' in console and 'id="safety-alerts"' in console
+
+    feedback = await api.request(world.admin, "GET", "/admin/feedback")
+    assert "Evening DBT" in feedback and "4.0" in feedback and "Dana W." in feedback
+    assert "Helpful &lt;b&gt;today&lt;/b&gt;" in feedback  # escaped
+    assert (await api.request(world.facilitator, "GET", "/admin/feedback", expect=403))
+
+
+def test_a_patient_who_stops_answering_is_flagged() -> None:
+    from server.measures.store import Questionnaire
+    from server.measures.trends import flags
+
+    def q(n: int, status: str) -> Questionnaire:
+        return Questionnaire(f"qst_{n}", "pat", "grp", "PHQ-9", n * DAY * 1000, None, status,
+                             None if status == "open" else n * DAY * 1000 + 60_000)
+
+    now = 30 * DAY * 1000
+    assert flags([q(1, "answered"), q(8, "answered")], now) == []
+    assert [f.kind for f in flags([q(1, "answered"), q(8, "skipped"), q(15, "skipped")], now)] == ["not_answering"]
+    assert [f.kind for f in flags([q(1, "answered"), q(8, "skipped"), q(15, "open")], now)] == ["not_answering"]
+    # An offer still open (answerable) does not count yet.
+    assert flags([q(1, "answered"), q(8, "skipped"), q(15, "open")], 15 * DAY * 1000 + 60_000) == []

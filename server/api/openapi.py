@@ -310,6 +310,10 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ("GET", "/admin/attendance"): _page("Admin: attendance minutes, weekly hours, dropout risk", "admin",
                                         query=(FROM, TO, GROUP_Q, PATIENT_Q)),
     ("GET", "/admin/billing"): _page("Admin: billing deliveries and replay", "admin", query=(STATUS_Q,)),
+    ("GET", "/admin/feedback"): _page("Admin: patients' feedback, averages per group and facilitator", "admin",
+                                      query=(FROM, TO)),
+    ("GET", "/patients/{patient_id}"): _page("A patient's questionnaire scores over time, flags and safety alerts "
+                                             "(staff of one of the patient's groups)", "facilitator", by_id=True),
 }
 
 OPERATIONS.update(fhir.OPERATIONS)  # FHIR searches: their own media type and error shape

@@ -22,9 +22,11 @@ from server.auth.staff import Role, all_users
 from server.billing import outbox
 from server.clinic import enrollments, groups, patients
 from server.clinic.calendar import describe_schedule, meetings_today
+from server.clock import to_ms
+from server.measures import trends
 from server.pages.charts import weekly_hours_chart
 from server.pages.render import render
-from server.services import services
+from server.services import Services, services
 from server.store import keys, sessions
 
 HOME = {Role.ADMIN: "/admin", Role.FACILITATOR: "/console"}
@@ -134,9 +136,18 @@ async def console(request: web.Request) -> web.Response:
             "sessions": await _sessions_today(request, group),
             "today": datetime.fromtimestamp(now, tz=zone).strftime("%A %-d %B"),
             "brand": groups.brand_of(group),
+            "patients": await _enrolled(svc, group["id"]),
         })
     return render(request, "console.html", {**_base(staff, "Console"), "groups": cards,
                                             "idle_seconds": int(svc.settings.staff_idle_timeout_seconds)})
+
+
+async def _enrolled(svc: Services, group_id: str) -> list[dict[str, Any]]:
+    """The group's patients with an active enrolment, by name (links to their measures)."""
+    active = [e["patient_id"] for e in await enrollments.group_enrollments(svc.redis, group_id)
+              if e.get("ended_at") is None]
+    found = await patients.patients_by_id(svc.redis, active)
+    return sorted(found.values(), key=lambda p: p["display_name"].lower())
 
 
 # -- admin -------------------------------------------------------------------------------
@@ -248,6 +259,7 @@ async def admin_attendance(request: web.Request) -> web.Response:
         if week["patient_id"] not in latest or week["week"] > latest[week["patient_id"]]["week"]:
             latest[week["patient_id"]] = week
     at_risk = sorted((names.get(p, p), w["week"]) for p, w in latest.items() if w["dropout_risk"])
+    flagged = await trends.flags_of(svc.redis, sorted({r["patient_id"] for r in rows}), to_ms(svc.clock.now()))
     return render(request, "admin_attendance.html", {
         **_base(staff, "Attendance"),
         "section": "attendance",
@@ -261,6 +273,7 @@ async def admin_attendance(request: web.Request) -> web.Response:
         "weeks": sorted(weeks, key=lambda w: (names.get(w["patient_id"], ""), w["week"])),
         "names": names,
         "at_risk": at_risk,
+        "measure_flags": sorted((names.get(p, p), p, f.text) for p, found in flagged.items() for f in found),
     })
 
 

@@ -1,4 +1,5 @@
 // The facilitator's console: their groups, the waiting room live, and the session itself.
+import { SafetyAlerts, safetyTitle } from "/static/alerts.js";
 import { api, contact, flash, flashAfterReload, plural } from "/static/api.js";
 import { ChatPanel } from "/static/chat.js";
 import { HELP, openDevices, openOne, playArrivalChime, stopStream } from "/static/devices.js";
@@ -12,6 +13,8 @@ const root = $("console");
 const me = { id: root.dataset.userId, name: root.dataset.userName, role: root.dataset.userRole };
 const SESSION_KEY = "porchlight.console.session"; // the session this tab runs, to rejoin after a reload
 const baseTitle = document.title;
+const safetyAlerts = new SafetyAlerts($("safety-alerts"));
+safetyAlerts.load();
 
 // -- waiting-room cues: a chime and the count in the title bar ---------------------------------
 
@@ -25,7 +28,7 @@ function cue(groupId, waiting) {
   seenWaiting.set(groupId, ids);
   waitingCounts.set(groupId, waiting.length);
   const total = [...waitingCounts.values()].reduce((a, b) => a + b, 0);
-  document.title = total ? `(${total}) Waiting — Porchlight` : baseTitle;
+  document.title = safetyTitle(total ? `(${total}) Waiting — Porchlight` : baseTitle);
   if (arrived.length) playArrivalChime();
   return arrived;
 }
@@ -48,7 +51,9 @@ function watch(card) {
   const socket = new LiveSocket({
     hello: () => ({ type: "hello", group_id: groupId }),
     onFrame: (frame) => {
-      if (frame.type === "waiting_list") {
+      if (frame.type === "safety_alert") {
+        safetyAlerts.show(frame.alert);
+      } else if (frame.type === "waiting_list") {
         const waiting = frame.waiting || [];
         if (!activeRoom || activeRoom.groupId !== groupId) cue(groupId, waiting);
         count.textContent = waiting.length
@@ -256,6 +261,7 @@ function onRoomFrame(state, frame) {
       break;
     case "offer": case "answer": state.room.handle(frame); break;
     case "chat": chat.add(frame); break;
+    case "safety_alert": safetyAlerts.show(frame.alert); break;
     case "session_ended": closeRoom(state, "Session ended. Attendance has been recorded."); break;
     case "error":
       if (chat.refused(frame)) break;

@@ -1,6 +1,8 @@
 // The patient's door: device check, check-in, a calm waiting room, the group, and clear
 // screens when it is over. Everything the server says arrives on the realtime socket.
 import { ChatPanel } from "/static/chat.js";
+import { FeedbackForm } from "/static/feedback.js";
+import { Questionnaires } from "/static/questionnaire.js";
 import { HELP, meterFor, openDevices, openOne, playTestTone, stopStream } from "/static/devices.js";
 import { VideoGrid } from "/static/grid.js";
 import { LiveSocket } from "/static/live.js";
@@ -45,6 +47,9 @@ const room = new Room({ send: (frame) => live.send(frame), grid, onState: (text,
 const screenButton = new ScreenShareButton($("share-screen"), { say: (text) => mediaNote(text), allowed: false });
 screenButton.room = room;
 const chatBox = $("chat");
+const questionnaires = new Questionnaires($("questionnaire"), { send: (frame) => live.send(frame), say });
+const feedback = new FeedbackForm($("feedback"), { token: door.dataset.token, say });
+feedback.ask(door.dataset.feedbackSession); // a session of the last day not rated yet
 const chat = new ChatPanel(chatBox, {
   send: (frame) => live.send(frame),
   selfId: me.id,
@@ -532,8 +537,12 @@ function onFrame(frame) {
     case "session_ended":
       finish("The session has ended", "Thank you for joining today. See you next time.");
       break;
+    case "questionnaire": questionnaires.offer(frame); break;
+    case "questionnaire_saved": questionnaires.saved(frame); break;
+    case "feedback_request": feedback.ask(frame.session_id, frame.question); break;
+    case "feedback_saved": feedback.saved(); break;
     case "error":
-      if (chat.refused(frame)) break;
+      if (questionnaires.refused(frame) || chat.refused(frame)) break;
       if (!room.handle(frame)) onError(frame); // media refusals: the room retries
       break;
     default: break;
