@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from email.message import EmailMessage
 from enum import StrEnum
 from urllib.parse import unquote, urlparse
 
 import aiosmtplib
+
+from server.reminders.message import Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class Mailer:
         return aiosmtplib.SMTP(hostname=s.host, port=s.port, use_tls=s.tls, start_tls=None if not s.tls else False,
                                username=s.username, password=s.password, timeout=TIMEOUT)
 
-    async def send(self, messages: list[EmailMessage]) -> list[Sent]:
+    async def send(self, messages: list[Outgoing]) -> list[Sent]:
         """Send each message; what became of each, in order."""
         results = [Sent.FAILED] * len(messages)
         queue: asyncio.Queue[int] = asyncio.Queue()
@@ -86,9 +87,9 @@ class Mailer:
         return results
 
 
-async def _one(client: aiosmtplib.SMTP, message: EmailMessage) -> Sent:
+async def _one(client: aiosmtplib.SMTP, message: Outgoing) -> Sent:
     try:
-        await client.send_message(message)
+        await client.sendmail(message.sender, [message.to], message.data)
         return Sent.SENT
     except aiosmtplib.SMTPResponseException as exc:
         # Addresses are health information here: the log says what happened, never to whom.

@@ -17,7 +17,6 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlparse
 
@@ -118,45 +117,59 @@ class ReminderWorker:
             now = self.clock.now()
             # A due meeting is looked at every round until it is 15 minutes late, so a patient
             # enrolled (or given an email) meanwhile is reminded too; the claims keep it to once.
+            claimed: list[tuple[schedule.DueMeeting, Claim]] = []
             for due in schedule.due_meetings(await all_groups(self.redis), now, self.settings.reminder_minutes):
                 done.meetings += 1
-                await self._remind(due, now, done)
+                wanted = await self._wanted(due)
+                if self.settings.notify_webhook_url and wanted:
+                    await self._queue_events(due, wanted, now, done)
+                if self.mailer is not None:
+                    claimed += [(due, c) for c in await self._claim_emails(due, wanted)]
+            if claimed:  # every meeting's emails in one batch, over the mailer's few connections
+                await self._send_emails(claimed, now, done)
         self.rounds += 1
         return done
 
-    async def _remind(self, due: schedule.DueMeeting, now: float, done: Round) -> None:
-        group_id = due.group["id"]
-        enrolled = [e for e in await group_enrollments(self.redis, group_id) if schedule.enrolled_on(e, due.local_date)]
+    async def _wanted(self, due: schedule.DueMeeting) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(enrolment, patient) of everyone enrolled on the meeting's date who wants reminders."""
+        enrolled = [e for e in await group_enrollments(self.redis, due.group["id"])
+                    if schedule.enrolled_on(e, due.local_date)]
         patients = await patients_by_id(self.redis, [e["patient_id"] for e in enrolled])
-        wanted = [(e, patients[e["patient_id"]]) for e in enrolled
-                  if e["patient_id"] in patients and patients[e["patient_id"]].get("reminders")]
-        if self.settings.notify_webhook_url and wanted:
-            await self._queue_events(due, wanted, now, done)
-        if self.mailer is not None:
-            await self._send_emails(due, [(e, p) for e, p in wanted if p.get("email")], now, done)
+        return [(e, patients[e["patient_id"]]) for e in enrolled
+                if e["patient_id"] in patients and patients[e["patient_id"]].get("reminders")]
 
-    async def _send_emails(self, due: schedule.DueMeeting, wanted: list[tuple[dict[str, Any], dict[str, Any]]],
-                           now: float, done: Round) -> None:
-        assert self.mailer is not None
-        group_id = due.group["id"]
-        candidates = [keys.reminder_claim(group_id, due.start_ms, e["patient_id"], "email") for e, _ in wanted]
+    async def _claim_emails(self, due: schedule.DueMeeting,
+                            wanted: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[Claim]:
+        with_email = [(e, p) for e, p in wanted if p.get("email")]
+        if not with_email:
+            return []
+        candidates = [keys.reminder_claim(due.group["id"], due.start_ms, e["patient_id"], "email")
+                      for e, _ in with_email]
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in candidates:
                 pipe.set(key, self.owner, nx=True, px=LEASE_MS)
-            won = await pipe.execute() if candidates else []
-        claims = [Claim(key, e, p) for key, (e, p), ok in zip(candidates, wanted, won, strict=True) if ok]
-        if not claims:
-            return
-        outcomes = await self.mailer.send([self._email(due, c, now) for c in claims])
-        await self._settle(claims, outcomes)
-        for outcome in outcomes:
+            won = await pipe.execute()
+        return [Claim(key, e, p) for key, (e, p), ok in zip(candidates, with_email, won, strict=True) if ok]
+
+    async def _send_emails(self, claimed: list[tuple[schedule.DueMeeting, Claim]], now: float, done: Round) -> None:
+        assert self.mailer is not None
+        messages = []
+        for index, (due, claim) in enumerate(claimed):
+            messages.append(self._email(due, claim, now))
+            if index % 50 == 49:
+                await asyncio.sleep(0)  # ~0.5 ms each: let the rooms of this process run between batches
+        outcomes = await self.mailer.send(messages)
+        await self._settle([claim for _, claim in claimed], outcomes)
+        per_meeting: dict[tuple[str, int], list[Sent]] = {}
+        for (due, _), outcome in zip(claimed, outcomes, strict=True):
+            per_meeting.setdefault((due.group["id"], due.start_ms), []).append(outcome)
             setattr(done, outcome.value, getattr(done, outcome.value) + 1)
-        sent = sum(o is Sent.SENT for o in outcomes)
-        self.sent += sent
-        done.by_meeting[(group_id, due.start_ms)] = sent
-        await self.audit.append("reminders.sent", None, group_id=group_id, meeting=due.meeting.start.isoformat(),
-                                sent=sent, refused=sum(o is Sent.REFUSED for o in outcomes),
-                                failed=sum(o is Sent.FAILED for o in outcomes))
+        self.sent += done.sent
+        for (group_id, start_ms), results in per_meeting.items():
+            sent = results.count(Sent.SENT)
+            done.by_meeting[(group_id, start_ms)] = sent
+            await self.audit.append("reminders.sent", None, group_id=group_id, meeting_start_ms=start_ms, sent=sent,
+                                    refused=results.count(Sent.REFUSED), failed=results.count(Sent.FAILED))
 
     async def _queue_events(self, due: schedule.DueMeeting, wanted: list[tuple[dict[str, Any], dict[str, Any]]],
                             now: float, done: Round) -> None:
@@ -200,7 +213,7 @@ class ReminderWorker:
                     pipe.set(claim.key, outcome.value, ex=KEEP_SECONDS)
             await pipe.execute()
 
-    def _email(self, due: schedule.DueMeeting, claim: Claim, now: float) -> EmailMessage:
+    def _email(self, due: schedule.DueMeeting, claim: Claim, now: float) -> message.Outgoing:
         timezone = due.group.get("timezone") or "UTC"
         join_url = self.links.url(claim.enrollment["id"], claim.enrollment["link_version"])
         return message.email(message.Reminder(
