@@ -80,3 +80,27 @@ def test_keyframe_detection() -> None:
     assert keyframe_start("audio/opus", b"\x00")
     assert header(1, 96, 65535, 2**32 - 1, 1234) == bytes([0x80, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
                                                           0x00, 0x00, 0x04, 0xD2])
+
+
+def test_simulcast_extensions_and_mid_routing_are_accepted() -> None:
+    from aiortc.codecs import HEADER_EXTENSIONS
+    from aiortc.rtcdtlstransport import RtpRouter
+    from aiortc.rtp import RtpPacket
+
+    glue.accept_simulcast()
+    glue.accept_simulcast()  # idempotent
+    uris = [extension.uri for extension in HEADER_EXTENSIONS["video"]]
+    assert all(uris.count(uri) == 1 for uri in glue.RID_EXTENSIONS)
+    assert len({extension.id for extension in HEADER_EXTENSIONS["video"]}) == len(uris)
+    # The router's tables the MID fallback uses, and the fallback itself: an SSRC no a=ssrc line
+    # announced, on a payload type two sections share, reaches the section its MID names.
+    router = RtpRouter()
+    camera, screen = object(), object()
+    router.register_receiver(camera, ssrcs=[], payload_types=[96], mid="1")  # type: ignore[arg-type]
+    router.register_receiver(screen, ssrcs=[777], payload_types=[96], mid="2")  # type: ignore[arg-type]
+    packet = RtpPacket(payload_type=96, ssrc=1234)
+    assert router.route_rtp(packet) is None  # no MID: aiortc cannot tell
+    packet.extensions.mid = "1"
+    assert router.route_rtp(packet) is camera
+    assert router.route_rtp(RtpPacket(payload_type=96, ssrc=1234)) is camera  # remembered by SSRC
+    assert router.route_rtp(RtpPacket(payload_type=96, ssrc=777)) is screen

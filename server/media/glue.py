@@ -24,11 +24,12 @@ from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
-from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, codecs
 from aiortc.codecs import is_rtx
+from aiortc.rtcdtlstransport import RtpRouter
 from aiortc.rtcdtlstransport import State as DtlsState
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
 
 Deliver = Callable[[RtpPacket, RTCRtpCodecParameters], None]
@@ -61,6 +62,36 @@ def allow_loopback_candidates() -> None:
 
     with_loopback.porchlight_loopback = True  # type: ignore[attr-defined]
     aioice.ice.get_host_addresses = with_loopback
+
+
+RID_EXTENSIONS = ("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+                  "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id")
+
+
+def accept_simulcast() -> None:
+    """Let aiortc negotiate and read the RID header extensions (each simulcast layer's packets
+    name their layer), and route packets of SSRCs no a=ssrc line announced by their MID
+    extension: simulcast offers announce none, and aiortc's router would otherwise guess by
+    payload type, which fails once a screen share's section has the same ones."""
+    video = codecs.HEADER_EXTENSIONS["video"]
+    for number, uri in enumerate(RID_EXTENSIONS, start=10):
+        if all(extension.uri != uri for extension in video):
+            video.append(RTCRtpHeaderExtensionParameters(id=number, uri=uri))
+    route = RtpRouter.route_rtp
+    if getattr(route, "porchlight_mid", False):
+        return
+
+    def route_rtp(router: RtpRouter, packet: RtpPacket) -> Any:
+        receiver = route(router, packet)
+        mid = packet.extensions.mid
+        if receiver is None and mid is not None and packet.ssrc not in router.ssrc_table:
+            receiver = router.mid_table.get(mid)
+            if receiver is not None:
+                router.ssrc_table[packet.ssrc] = receiver
+        return receiver
+
+    route_rtp.porchlight_mid = True  # type: ignore[attr-defined]
+    RtpRouter.route_rtp = route_rtp  # type: ignore[method-assign,assignment]
 
 
 class HeldTrack(MediaStreamTrack):
@@ -101,11 +132,13 @@ def tap_receiver(receiver: RTCRtpReceiver, deliver: Deliver, estimate_bandwidth:
 
     With `estimate_bandwidth`, aiortc's receive-side estimate runs and REMB goes back to the
     sender (the server keeps it so publishers adapt to their uplink)."""
-    codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+    by_type: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
     rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
     streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
-    nack = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+    nacks: dict[int, NackGenerator] | None = (  # one per SSRC: simulcast layers number apart
+        {} if receiver._RTCRtpReceiver__nack_generator is not None else None)  # type: ignore[attr-defined]
     estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator if estimate_bandwidth else None  # type: ignore[attr-defined]
+    layers: dict[str, int] = {}  # simulcast: RID -> the SSRC of its layer, from the RID extension
 
     async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
         if not receiver._enabled:
@@ -117,22 +150,30 @@ def tap_receiver(receiver: RTCRtpReceiver, deliver: Deliver, estimate_bandwidth:
                 payload_size=len(packet.payload) + packet.padding_size, ssrc=packet.ssrc)
             if remb is not None:
                 await _send_remb(receiver, remb)
-        codec = codecs.get(packet.payload_type)
+        codec = by_type.get(packet.payload_type)
         if codec is None:
             return
         stats = streams.get(packet.ssrc)
         if stats is None:
             stats = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         stats.add(packet)
+        if (rid := packet.extensions.rtp_stream_id) is not None:
+            layers[rid] = packet.ssrc
         if is_rtx(codec):
             original_ssrc = rtx_ssrc.get(packet.ssrc)
+            if original_ssrc is None and (repaired := packet.extensions.repaired_rtp_stream_id) in layers:
+                original_ssrc = rtx_ssrc[packet.ssrc] = layers[repaired]  # a simulcast layer's RTX
             apt = codec.parameters.get("apt")
-            if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in codecs:
+            if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in by_type:
                 return
             packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
-            codec = codecs[apt]
-        if nack is not None and nack.add(packet):
-            await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
+            codec = by_type[apt]
+        if nacks is not None:
+            nack = nacks.get(packet.ssrc)
+            if nack is None:
+                nack = nacks[packet.ssrc] = NackGenerator()
+            if nack.add(packet):
+                await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
         try:
             deliver(packet, codec)
         except Exception:  # never let a forwarding bug end the publisher's DTLS receive loop

@@ -35,6 +35,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.sdp import SessionDescription
 
 from server.media import glue
+from server.media.simulcast import accept_layers, offered_layers
 from server.media.tracks import Forward, Source
 
 if TYPE_CHECKING:
@@ -180,14 +181,16 @@ class Negotiation:
                 self.spawn(quietly_close(pc))
                 raise MediaError("not_admitted", "media is available only after admission")
             member.publish_pc = pc
-            if self.take_tracks(member, pc, offered_labels(sdp)):
+            layers = offered_layers(sdp)
+            if self.take_tracks(member, pc, offered_labels(sdp), layers):
                 self.renegotiate_others(member)
             assert pc.localDescription is not None
-            return pc.localDescription.sdp
+            return accept_layers(pc.localDescription.sdp, layers)
 
-    def take_tracks(self, member: Member, pc: RTCPeerConnection, labels: dict[str, str]) -> bool:
+    def take_tracks(self, member: Member, pc: RTCPeerConnection, labels: dict[str, str],
+                    layers: dict[str, list[str]]) -> bool:
         """Start forwarding the tracks an offer began sending, stop those it stopped (a screen
-        share that ended: its section goes inactive). True if anything changed."""
+        share that ended: its section goes inactive), note simulcast layers. True if anything changed."""
         changed = False
         for transceiver in pc.getTransceivers():
             label = labels.get(transceiver.mid or "", transceiver.kind)
@@ -201,6 +204,8 @@ class Negotiation:
                 self.retire_source(member, label)
                 member.sources[label] = self.source(member, transceiver.kind, transceiver, codecs[0], label)
                 changed = True
+            if receiving and (source := member.sources.get(label)) is not None:
+                source.rids = layers.get(transceiver.mid or "", [])
         return changed
 
     def retire_source(self, member: Member, label: str) -> None:

@@ -291,6 +291,7 @@ class MediaRooms:
         self.room_class = room_class
         self.rooms: dict[str, MediaRoom] = {}
         glue.allow_loopback_candidates()
+        glue.accept_simulcast()
 
     def room(self, session_id: str, on_state: StateSink, patient_may_share: Permission | None = None,
              on_roster: Callable[[], None] | None = None) -> MediaRoom:

@@ -73,6 +73,7 @@ export class VideoGrid {
     this.tiles = new Map(); // id -> { figure, video, meter, stream }
     this.streams = new Map(); // id -> MediaStream: a stream may arrive before its roster entry
     this.screens = new Map(); // "<id>:screen" -> { figure, video, caption }: shared screens
+    this.views = null; // the room's ViewReporter, once it gives one (setViews)
     this.selfId = null;
     this.timer = setInterval(() => this.sampleLevels(), SAMPLE_MS);
     this.selfHidden = false;
@@ -159,8 +160,16 @@ export class VideoGrid {
     }
   }
 
+  // The room's ViewReporter (view.js): told which element shows each remote stream.
+  setViews(views) {
+    this.views = views;
+    for (const [id, tile] of this.tiles) if (id !== this.selfId) views.watch(id, tile.figure);
+    for (const [id, screen] of this.screens) views.watch(id, screen.figure);
+  }
+
   setSelf(id, name, role, stream) {
     this.selfId = id;
+    if (this.views) this.views.unwatch(id);
     const tile = this.tile(id, name, role);
     tile.video.muted = true; // never play yourself back
     this.attach(id, stream);
@@ -197,6 +206,7 @@ export class VideoGrid {
     if (this.selfId) keep.add(this.selfId);
     for (const person of participants) {
       const tile = this.tile(person.id, person.display_name, person.role);
+      if (this.views && person.id !== this.selfId) this.views.watch(person.id, tile.figure);
       tile.hand = person.hand === true;
       if (person.id !== this.selfId) {
         // Absent (a server before v1.1) reads as on: no badge rather than a wrong one.
@@ -209,6 +219,7 @@ export class VideoGrid {
     }
     for (const [id, tile] of this.tiles) {
       if (!keep.has(id)) {
+        if (this.views) this.views.unwatch(id);
         if (tile.meter) tile.meter.stop();
         tile.figure.remove();
         this.tiles.delete(id);
@@ -274,6 +285,7 @@ export class VideoGrid {
       screen = { figure, video, caption };
       this.screens.set(id, screen);
       this.container.before(figure);
+      if (this.views) this.views.watch(id, figure);
     }
     const owner = this.tiles.get(screen.figure.dataset.participantId);
     const name = owner ? owner.label.textContent : "Someone";
@@ -289,6 +301,7 @@ export class VideoGrid {
     screen.video.srcObject = null;
     screen.figure.remove();
     this.screens.delete(id);
+    if (this.views) this.views.unwatch(id);
     if (!this.screens.size) this.container.parentElement?.classList.remove("has-screen");
   }
 
@@ -355,6 +368,7 @@ export class VideoGrid {
   }
 
   clear() {
+    if (this.views) for (const id of this.tiles.keys()) this.views.unwatch(id);
     for (const tile of this.tiles.values()) {
       if (tile.meter) tile.meter.stop();
       tile.figure.remove();

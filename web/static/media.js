@@ -8,6 +8,15 @@
 const RETRYABLE = new Set(["not_admitted", "media_unavailable"]);
 const RETRY_DELAYS = [250, 500, 1000, 2000, 4000]; // ms
 
+// Our camera goes out as simulcast layers, low to high, so the server can give each viewer the
+// one that fits the tile it shows us in (README, "Per-viewer adaptation"). Browsers send fewer
+// layers at small camera sizes (Chrome: two at 640x480), from the low one up.
+const LAYERS = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 450_000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_200_000 },
+];
+
 function gathered(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
@@ -24,10 +33,12 @@ function gathered(pc) {
 export class MediaLink {
   // preferVideoCodec: e.g. "video/H264" where a hardware encoder saves battery; the server
   // forwards each publisher's video in the codec it sends.
+  // simulcast: send the camera in layers (see LAYERS); false sends one.
   constructor({ send, iceServers = [], onStream = () => {}, onStreamEnded = () => {}, onState = () => {},
-                onScreen = () => {}, preferVideoCodec = null }) {
+                onScreen = () => {}, preferVideoCodec = null, simulcast = true }) {
     this.send = send;
     this.preferVideoCodec = preferVideoCodec;
+    this.simulcast = simulcast;
     this.config = { iceServers, bundlePolicy: "max-bundle" };
     this.onStream = onStream;
     this.onStreamEnded = onStreamEnded;
@@ -59,7 +70,9 @@ export class MediaLink {
     const streams = [localStream || new MediaStream()];
     for (const kind of ["audio", "video"]) {
       const track = localStream ? localStream.getTracks().find((t) => t.kind === kind) : null;
-      const transceiver = pc.addTransceiver(track || kind, { direction: "sendonly", streams });
+      const init = { direction: "sendonly", streams };
+      if (kind === "video" && this.simulcast) init.sendEncodings = LAYERS.map((layer) => ({ ...layer }));
+      const transceiver = pc.addTransceiver(track || kind, init);
       this.senders[kind] = transceiver.sender;
       if (kind === "video") this.#prefer(transceiver);
     }

@@ -1,6 +1,8 @@
 // Media in a session, through the media client (media.js, written alongside the server's
 // media plane). The page works without it: then there is no media, and the page says so.
 
+import { ViewReporter } from "/static/view.js";
+
 let loading = null;
 function loadMediaLink() {
   if (!loading) {
@@ -20,6 +22,10 @@ export class Room {
     this.generation = 0;
     this.starting = false;
     this.early = []; // offers that arrive while media.js is still loading
+    // Which tiles the page shows, and how large: the server sends only those, each in the layer
+    // that fits (sent while media is up; the server forgets it with the connection).
+    this.views = new ViewReporter((tiles) => Boolean(this.link) && this.send({ type: "view", tiles }) !== false);
+    if (grid.setViews) grid.setViews(this.views);
     loadMediaLink(); // fetch it now, not at admission
   }
 
@@ -44,6 +50,7 @@ export class Room {
       onState: (text, state) => this.onState(text, state),
       onScreen: (sharing, refusal) => this.onScreen(sharing, refusal),
     });
+    this.views.resend();
     // The server may offer the others' streams as soon as we are admitted.
     for (const frame of early) this.link.handle(frame);
     try {
