@@ -70,6 +70,7 @@ export class Questionnaires {
       group.append(label);
     }
     fieldset.append(legend, group);
+    fieldset.addEventListener("change", () => fieldset.classList.remove("is-missing"));
     return fieldset;
   }
 

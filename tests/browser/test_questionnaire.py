@@ -1,0 +1,102 @@
+"""Measures in real Chromium (CONTRACT.md v1.1, "Measures, alerts and feedback"): a patient on a
+360x640 phone answers a PHQ-9 while waiting; a thoughts-of-self-harm answer above 0 puts a
+banner on the facilitator's console (until acknowledged) and shows the patient where to get help;
+the questionnaire passes axe-core."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from server.measures.instruments import PHQ9
+from tests.browser.conftest import Demo
+from tests.browser.support import check_accessibility, screenshot, sign_in
+
+pytestmark = pytest.mark.timeout(180)
+
+ASK_PHQ9 = """async (groupId) => {
+  const me = await (await fetch("/api/v1/me")).json();
+  const csrf = me.csrf_token;
+  const response = await fetch(`/api/v1/groups/${groupId}`, {method: "PATCH", headers: {
+    "Content-Type": "application/json", "X-CSRF-Token": csrf},
+    body: JSON.stringify({questionnaires: [{instrument: "PHQ-9", every: "session"}]})});
+  return response.status;
+}"""
+
+NO_SIDEWAYS_SCROLL = "() => document.scrollingElement.scrollWidth <= window.innerWidth"
+
+
+def test_a_phone_patient_answers_a_phq9_and_item_9_alerts_the_console(demo: Demo, new_page: Any) -> None:
+    from playwright.sync_api import expect
+
+    admin = new_page(1280, 800)
+    sign_in(admin, demo, "/admin", "admin", demo.admin_password)
+    admin.wait_for_url(re.compile(r"://[^/]+/admin$"))  # signed in (the sign-in page's URL also ends in /admin)
+    assert admin.evaluate(ASK_PHQ9, demo.group_id) == 200
+
+    staff = new_page(1280, 800)
+    sign_in(staff, demo, "/console", "facilitator", demo.facilitator_password)
+    expect(staff.locator(".group-card").filter(has_text="Evening DBT Skills")).to_be_visible()
+
+    patient = new_page(360, 640)
+    patient.goto(demo.links[0])
+    patient.get_by_role("button", name="Check in").click()
+    expect(patient.get_by_role("heading", name="You're checked in")).to_be_visible()
+    form = patient.get_by_role("region", name=re.compile("While you wait"))
+    expect(form).to_be_visible()
+    expect(form).to_contain_text(PHQ9.question)
+    expect(form).to_contain_text("Spitzer")  # the instruments' attribution
+    items = [form.get_by_role("radiogroup", name=f"{i + 1}. {item.text}") for i, item in enumerate(PHQ9.items)]
+    for group in items:
+        expect(group.get_by_role("radio")).to_have_count(4)
+    check_accessibility(patient, "the PHQ-9 in the waiting room")
+    assert patient.evaluate(NO_SIDEWAYS_SCROLL), "the questionnaire is wider than the phone"
+
+    # Unanswered questions are named, and nothing is sent.
+    items[0].get_by_role("radio", name="Several days").check()
+    form.get_by_role("button", name="Send my answers").click()
+    expect(form.get_by_role("alert").filter(has_text="Please answer every question")).to_be_visible()
+    expect(items[1].get_by_role("radio").first).to_be_focused()
+
+    for group in items[1:8]:
+        group.get_by_role("radio", name="Not at all").check()
+    items[8].get_by_role("radio", name="More than half the days").check()
+    screenshot(patient, "questionnaire-360", full_page=True)
+    form.get_by_role("button", name="Send my answers").click()
+
+    # The patient: where to get help now, never a score.
+    crisis = patient.get_by_role("alert").filter(has_text="988")
+    expect(crisis).to_be_visible()
+    expect(crisis).to_contain_text("+1 555 0100")  # the clinic's support phone, from its brand
+    expect(form).to_contain_text("Thank you. Your answers were saved")
+    assert "score" not in form.inner_text().lower()
+    assert patient.evaluate(NO_SIDEWAYS_SCROLL)
+    check_accessibility(patient, "the crisis resources after item 9")
+    screenshot(patient, "questionnaire-crisis-360", full_page=True)
+
+    # The console: a banner that stays until acknowledged, and the title says so.
+    banner = staff.get_by_role("region", name="Safety alerts").get_by_role("alert")
+    expect(banner).to_contain_text("Safety alert")
+    expect(banner).to_contain_text("Alex R.")
+    expect(banner).to_contain_text("PHQ-9 question 9")
+    expect(staff).to_have_title(re.compile(r"^Safety alert"))
+    check_accessibility(staff, "the console with a safety alert")
+    screenshot(staff, "console-safety-alert")
+    staff.reload()  # still there after a reload, until someone acknowledges it
+    expect(banner).to_contain_text("Alex R.")
+    banner.get_by_role("textbox").fill("Called Alex; safe, plan in place")
+    banner.get_by_role("button", name="Acknowledge").click()
+    expect(staff.get_by_role("region", name="Safety alerts")).to_be_hidden()
+    expect(staff).not_to_have_title(re.compile(r"^Safety alert"))
+
+    # The facilitator's page for the patient: the score over time, and the alert acknowledged.
+    staff.goto(demo.url + "/console")
+    staff.locator(".group-card").filter(has_text="Evening DBT Skills").get_by_text("Patients' measures").click()
+    staff.get_by_role("link", name="Alex R.").click()
+    expect(staff.get_by_role("heading", name="Alex R.: measures")).to_be_visible()
+    expect(staff.get_by_role("img", name=re.compile("PHQ-9 scores over time, 1 answers: first 3 \\(minimal\\)"))) \
+        .to_be_visible()
+    expect(staff.get_by_text("acknowledged (Called Alex; safe, plan in place)")).to_be_visible()
+    check_accessibility(staff, "the patient's measures page")
