@@ -122,3 +122,70 @@ async def test_only_admins_search(api: Api) -> None:
         outcome = await fhir(api, staff, "Encounter?patient=pat_x", status)
         OperationOutcome.model_validate(outcome)
         assert outcome["issue"][0]["details"]["coding"][0]["code"] == code
+
+
+async def test_a_patients_phq9_and_gad7_as_observations_with_their_questionnaire_responses(api: Api) -> None:
+    from fhir.resources.R4B.observation import Observation
+    from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
+
+    from server.measures.instruments import GAD7, PHQ9
+    from tests.test_measures import answers_summing_to
+
+    world = await api.world(patients=2, questionnaires=[{"instrument": "PHQ-9", "every": "session"},
+                                                        {"instrument": "GAD-7", "every": "session"}])
+    await api.open(world)
+    sock = await api.patient(world.tokens[0])
+    offered = {}
+    for _ in range(2):
+        frame = await sock.until("questionnaire")
+        offered[frame["instrument"]] = frame
+    phq_answers, gad_answers = answers_summing_to(PHQ9, 12), answers_summing_to(GAD7, 16)
+    for instrument, answers in (("PHQ-9", phq_answers), ("GAD-7", gad_answers)):
+        await sock.send({"type": "questionnaire_response", "id": offered[instrument]["id"], "answers": answers})
+        await sock.until("questionnaire_saved")
+    patient = world.patients[0]["id"]
+
+    bundle = await fhir(api, world.admin, f"Observation?patient={patient}")
+    Bundle.model_validate(bundle)
+    observations = {}
+    for entry in bundle["entry"]:
+        Observation.model_validate(entry["resource"])
+        observations[entry["resource"]["code"]["coding"][0]["code"]] = entry["resource"]
+    assert set(observations) == {"44261-6", "70274-6"}
+    phq, gad = observations["44261-6"], observations["70274-6"]
+    assert phq["valueInteger"] == 12 and gad["valueInteger"] == 16
+    assert phq["interpretation"][0]["text"] == "moderate" and gad["interpretation"][0]["text"] == "severe"
+    for obs in (phq, gad):
+        assert obs["status"] == "final" and obs["code"]["coding"][0]["system"] == "http://loinc.org"
+        assert obs["category"][0]["coding"][0]["code"] == "survey"
+        assert obs["subject"]["reference"] == "Patient/" + patient.replace("_", ".")
+
+    responses = await fhir(api, world.admin, f"QuestionnaireResponse?patient={patient}")
+    Bundle.model_validate(responses)
+    by_id = {}
+    for entry in responses["entry"]:
+        QuestionnaireResponse.model_validate(entry["resource"])
+        by_id[entry["resource"]["id"]] = entry["resource"]
+    for obs, instrument, answers in ((phq, PHQ9, phq_answers), (gad, GAD7, gad_answers)):
+        response = by_id[obs["derivedFrom"][0]["reference"].split("/", 1)[1]]  # each total names its answers
+        assert response["status"] == "completed"
+        assert response["questionnaire"] == f"http://loinc.org/q/{instrument.loinc_panel}"
+        assert [i["linkId"] for i in response["item"]] == [item.loinc for item in instrument.items]
+        values = {"LA6568-5": 0, "LA6569-3": 1, "LA6570-1": 2, "LA6571-9": 3}
+        assert [values[i["answer"][0]["valueCoding"]["code"]] for i in response["item"]] == \
+            [answers[item.id] for item in instrument.items]
+
+    today = phq["effectiveDateTime"][:10]
+    for query, count in ((f"Observation?patient={patient}&date=gt{today}", 0),
+                         (f"Observation?patient={world.patients[1]['id']}", 0),
+                         (f"QuestionnaireResponse?patient={patient}&date=eq{today}", 2)):
+        assert len(validated_any(await fhir(api, world.admin, query))) == count, query
+    for query in ("Observation", "Observation?session=ses_x", "QuestionnaireResponse?patient=a&patient=b"):
+        outcome = await fhir(api, world.admin, query, 400)
+        OperationOutcome.model_validate(outcome)
+    await fhir(api, world.facilitator, f"Observation?patient={patient}", 403)
+
+
+def validated_any(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    Bundle.model_validate(bundle)
+    return [e["resource"] for e in bundle["entry"]]

@@ -17,7 +17,7 @@ from aiohttp import web
 from server.api.common import require_staff
 from server.auth.staff import Role
 from server.errors import ApiError, ErrorCode
-from server.fhir import encounters
+from server.fhir import encounters, measures
 from server.fhir.resources import FHIR_JSON, operation_outcome, searchset
 from server.fhir.search import SearchError, date_range, only, reference_id
 from server.services import services
@@ -104,6 +104,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", f"{FHIR}/Encounter"): _search_op(
         "FHIR R4 Encounters (class VR), one per attending patient per session: by session, or by patient and date",
         [_param("session", "a session id"), PATIENT_PARAM, DATE_PARAM]),
+    ("GET", f"{FHIR}/Observation"): _search_op(
+        "FHIR R4 Observations: a patient's PHQ-9 (LOINC 44261-6) and GAD-7 (70274-6) totals, category survey",
+        [PATIENT_PARAM, DATE_PARAM]),
+    ("GET", f"{FHIR}/QuestionnaireResponse"): _search_op(
+        "FHIR R4 QuestionnaireResponses: a patient's answered PHQ-9 and GAD-7, item by item (LOINC answers)",
+        [PATIENT_PARAM, DATE_PARAM]),
 }
 
 
@@ -127,3 +133,29 @@ async def search_encounters(request: web.Request) -> web.Response:
     # Like every pull of attendance, a search is an export: the audit log says who took what.
     await svc.audit.append("fhir.search", staff.user.id, resource="Encounter", results=len(found))
     return fhir_response(searchset(found, _self_url(request), svc.settings.public_url + FHIR))
+
+
+async def _patient_search(request: web.Request, kind: str) -> web.Response:
+    """GET /fhir/{Observation|QuestionnaireResponse}?patient=<id>[&date=ge<YYYY-MM-DD>]"""
+    svc = services(request)
+    staff = await require_staff(request, Role.ADMIN)
+    query = request.query
+    only(query.keys(), {"patient", "date"})
+    if len(query.getall("patient", [])) != 1:
+        raise SearchError("patient: required, one value (e.g. ?patient=<id>)")
+    patient_id = reference_id(query["patient"], "patient", "Patient")
+    dates = date_range(query.getall("date", []), datetime.fromtimestamp(svc.clock.now(), tz=UTC).date())
+    search = measures.observations if kind == "Observation" else measures.questionnaire_responses
+    found = await search(svc.redis, patient_id, dates)
+    await svc.audit.append("fhir.search", staff.user.id, resource=kind, results=len(found))
+    return fhir_response(searchset(found, _self_url(request), svc.settings.public_url + FHIR))
+
+
+@fhir_endpoint
+async def search_observations(request: web.Request) -> web.Response:
+    return await _patient_search(request, "Observation")
+
+
+@fhir_endpoint
+async def search_questionnaire_responses(request: web.Request) -> web.Response:
+    return await _patient_search(request, "QuestionnaireResponse")

@@ -57,6 +57,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{API}/billing/deliveries", billing.deliveries, name="billing.deliveries")
     r.add_post(f"{API}/billing/deliveries/{{record_id}}/replay", billing.replay, name="billing.replay")
     r.add_get(f"{API}/fhir/Encounter", fhir.search_encounters, name="fhir.encounters")
+    r.add_get(f"{API}/fhir/Observation", fhir.search_observations, name="fhir.observations")
+    r.add_get(f"{API}/fhir/QuestionnaireResponse", fhir.search_questionnaire_responses,
+              name="fhir.questionnaire_responses")
     r.add_get(f"{API}/patients/{{patient_id}}/measures", measures.patient_measures, name="patients.measures")
     r.add_get(f"{API}/alerts", measures.list_alerts, name="alerts.list")
     r.add_post(f"{API}/alerts/{{alert_id}}/acknowledge", measures.acknowledge_alert, name="alerts.acknowledge")

@@ -7,7 +7,11 @@ is the Porchlight id with `_` written as `.` (no Porchlight id holds a `.`, so n
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+from server.measures.instruments import Instrument, Option
+from server.measures.store import Measure
 
 FHIR_JSON = "application/fhir+json"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -94,3 +98,54 @@ def operation_outcome(code: str, diagnostics: str, severity: str = "error") -> d
     security, not-found, exception...); diagnostics says what was wrong, in words."""
     return {"resourceType": "OperationOutcome",
             "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}]}
+
+
+# -- the measures: PHQ-9 and GAD-7 totals and their answers ------------------------------------------
+
+LOINC = "http://loinc.org"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+SURVEY_CODE = "survey"
+SURVEY = {"system": OBSERVATION_CATEGORY, "code": SURVEY_CODE, "display": "Survey"}
+TOTAL_DISPLAY = {  # LOINC's names of the totals
+    "44261-6": "Patient Health Questionnaire 9 item (PHQ-9) total score [Reported]",
+    "70274-6": "Generalized anxiety disorder 7 item (GAD-7) total score [Reported.PHQ]",
+}
+
+
+def questionnaire_response(measure: Measure, instrument: Instrument, options: Iterable[Option]) -> dict[str, Any]:
+    """An answered PHQ-9 or GAD-7: each item (linkId its LOINC code) with its LOINC answer."""
+    answer_of = {option.value: option for option in options}
+    items = []
+    for item in instrument.items:
+        option = answer_of[measure.answers[item.id]]
+        items.append({"linkId": item.loinc, "text": item.text,
+                      "answer": [{"valueCoding": {"system": LOINC, "code": option.loinc, "display": option.label}}]})
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "id": fhir_id(measure.id),
+        "identifier": {"system": "urn:porchlight:measure", "value": measure.id},
+        "questionnaire": f"{LOINC}/q/{instrument.loinc_panel}",  # LOINC's form of the instrument
+        "status": "completed",
+        "subject": {"reference": f"Patient/{fhir_id(measure.patient_id)}"},
+        "authored": measure.at,
+        "item": items,
+    }
+
+
+def observation(measure: Measure, instrument: Instrument) -> dict[str, Any]:
+    """A PHQ-9 or GAD-7 total score, derived from its QuestionnaireResponse, with the band."""
+    return {
+        "resourceType": "Observation",
+        "id": fhir_id(measure.id),
+        "status": "final",
+        "category": [{"coding": [SURVEY]}],
+        "code": {"coding": [{"system": LOINC, "code": instrument.loinc_total,
+                             "display": TOTAL_DISPLAY.get(instrument.loinc_total, instrument.title)}],
+                 "text": f"{instrument.name} total score"},
+        "subject": {"reference": f"Patient/{fhir_id(measure.patient_id)}"},
+        "effectiveDateTime": measure.at,
+        "issued": measure.at,
+        "valueInteger": measure.score,
+        "interpretation": [{"text": measure.band}],
+        "derivedFrom": [{"reference": f"QuestionnaireResponse/{fhir_id(measure.id)}"}],
+    }
