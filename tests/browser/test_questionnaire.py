@@ -100,3 +100,49 @@ def test_a_phone_patient_answers_a_phq9_and_item_9_alerts_the_console(demo: Demo
         .to_be_visible()
     expect(staff.get_by_text("acknowledged (Called Alex; safe, plan in place)")).to_be_visible()
     check_accessibility(staff, "the patient's measures page")
+
+
+SESSION = """async ([method, path, body]) => {
+  const me = await (await fetch("/api/v1/me")).json();
+  const response = await fetch(`/api/v1${path}`, {method, headers: {"Content-Type": "application/json",
+    "X-CSRF-Token": me.csrf_token}, body: JSON.stringify(body || {})});
+  return await response.json();
+}"""
+
+
+def test_after_the_session_the_patient_rates_it_once(demo: Demo, new_page: Any) -> None:
+    from playwright.sync_api import expect
+
+    staff = new_page(1280, 800)
+    sign_in(staff, demo, "/admin/feedback", "admin", demo.admin_password)
+    staff.wait_for_url(re.compile(r"://[^/]+/admin/feedback$"))
+    session = staff.evaluate(SESSION, ["POST", f"/groups/{demo.group_id}/sessions", {}])
+
+    patient = new_page(360, 640)
+    patient.goto(demo.links[1])
+    patient.get_by_role("button", name="Check in").click()
+    expect(patient.get_by_role("heading", name="You're checked in")).to_be_visible()
+    staff.evaluate(SESSION, ["POST", f"/sessions/{session['id']}/admit", {"all": True}])
+    expect(patient.get_by_role("button", name="Leave")).to_be_visible()
+    staff.evaluate(SESSION, ["POST", f"/sessions/{session['id']}/end", {}])
+
+    expect(patient.get_by_role("heading", name="The session has ended")).to_be_visible()
+    rating = patient.get_by_role("radiogroup", name="How helpful was today's group?")
+    expect(rating).to_be_visible()
+    patient.get_by_role("button", name="Send feedback").click()
+    expect(patient.get_by_role("alert").filter(has_text="Choose a number from 1 to 5")).to_be_visible()
+    rating.get_by_role("radio", name="5 — Very helpful").check()
+    patient.get_by_role("textbox", name=re.compile("Anything you would like to add")).fill("The skills handout helped")
+    check_accessibility(patient, "the feedback form after the session")
+    assert patient.evaluate(NO_SIDEWAYS_SCROLL)
+    patient.get_by_role("button", name="Send feedback").click()
+    expect(patient.get_by_text("Thank you. Your facilitator's team reads every answer.")).to_be_visible()
+    screenshot(patient, "feedback-360", full_page=True)
+
+    patient.reload()  # answered: the link page does not ask again
+    expect(patient.get_by_role("button", name="Check in")).to_be_visible()
+    expect(patient.get_by_role("radiogroup", name="How helpful was today's group?")).to_be_hidden()
+
+    staff.reload()
+    expect(staff.get_by_role("region", name="Comments (1 of 1 answers)")).to_contain_text("The skills handout helped")
+    check_accessibility(staff, "the admin feedback page")

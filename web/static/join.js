@@ -458,9 +458,9 @@ toggleVideo.addEventListener("click", async () => {
 
 // -- the end, whichever way it comes -----------------------------------------------------------
 
-function finish(heading, text, { again = null } = {}) {
+function finish(heading, text, { again = null, drain = false } = {}) {
   room.close();
-  live.stop();
+  if (drain) live.drain(); else live.stop();
   grid.clear();
   clearInterval(waitTicker);
   waitingSince = null;
@@ -535,7 +535,7 @@ function onFrame(frame) {
         (frame.reason ? `Reason: ${frame.reason}. ` : "") + callClinic.trim());
       break;
     case "session_ended":
-      finish("The session has ended", "Thank you for joining today. See you next time.");
+      finish("The session has ended", "Thank you for joining today. See you next time.", { drain: true });
       break;
     case "questionnaire": questionnaires.offer(frame); break;
     case "questionnaire_saved": questionnaires.saved(frame); break;

@@ -76,6 +76,15 @@ export class LiveSocket {
     return true;
   }
 
+  // The server is closing (after `session_ended`): no reconnecting, but the frames it sends
+  // before its close (`feedback_request`) still arrive; closed from here if it has not closed.
+  drain(ms = 5000) {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    clearInterval(this.countdown);
+    setTimeout(() => this.stop(), ms);
+  }
+
   // Finished on purpose: no reconnecting. The server's own close (after `session_ended`,
   // `removed`, `declined`) arrives too; stopping first makes it final.
   stop() {
