@@ -60,8 +60,28 @@ def meetings_today(group: dict[str, Any], now: float) -> list[Meeting]:
     return meetings_between(group, today, today)
 
 
+# The names people use for the zones clinics are in; any other reads as its city ("Berlin time").
+PLAIN_ZONES = {
+    "America/New_York": "Eastern Time", "America/Detroit": "Eastern Time", "America/Chicago": "Central Time",
+    "America/Denver": "Mountain Time", "America/Boise": "Mountain Time", "America/Phoenix": "Arizona Time",
+    "America/Los_Angeles": "Pacific Time", "America/Anchorage": "Alaska Time", "Pacific/Honolulu": "Hawaii Time",
+    "America/Puerto_Rico": "Atlantic Time", "UTC": "UTC", "Etc/UTC": "UTC",
+}
+
+
+def zone_name(timezone: str | None) -> str:
+    """"America/Chicago" -> "Central Time"; "Europe/Berlin" -> "Berlin time"."""
+    zone = timezone or "UTC"
+    return PLAIN_ZONES.get(zone) or f"{zone.rsplit('/', 1)[-1].replace('_', ' ')} time"
+
+
+def clock_12(hour: int, minute: int) -> tuple[str, str]:
+    """(18, 0) -> ("6:00", "PM")."""
+    return f"{hour % 12 or 12}:{minute:02d}", "AM" if hour < 12 else "PM"
+
+
 def describe_schedule(group: dict[str, Any]) -> str:
-    """Plain words: "Mon, Wed, Thu 18:00–21:00 (America/Chicago)"; "" without a schedule."""
+    """Plain words: "Mon, Wed, Thu 6:00–9:00 PM (Central Time)"; "" without a schedule."""
     slots = group.get("schedule") or []
     if not slots:
         return ""
@@ -71,9 +91,12 @@ def describe_schedule(group: dict[str, Any]) -> str:
     parts = []
     for (start, minutes), days in sorted(by_time.items(), key=lambda kv: min(kv[1])):
         hour, minute = map(int, start.split(":"))
-        end = (datetime(2000, 1, 1, hour, minute) + timedelta(minutes=minutes)).strftime("%H:%M")
-        parts.append(f"{', '.join(WEEKDAYS[d] for d in sorted(days))} {start}–{end}")
-    return "; ".join(parts) + f" ({group.get('timezone') or 'UTC'})"
+        end = datetime(2000, 1, 1, hour, minute) + timedelta(minutes=minutes)
+        (begin_at, begin_half), (end_at, end_half) = clock_12(hour, minute), clock_12(end.hour, end.minute)
+        span = f"{begin_at}–{end_at} {end_half}" if begin_half == end_half else \
+            f"{begin_at} {begin_half}–{end_at} {end_half}"
+        parts.append(f"{', '.join(WEEKDAYS[d] for d in sorted(days))} {span}")
+    return "; ".join(parts) + f" ({zone_name(group.get('timezone'))})"
 
 
 def _escape(text: str) -> str:

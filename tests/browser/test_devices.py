@@ -150,6 +150,15 @@ def test_a_blocked_camera_is_told_at_once_and_sound_only_releases_the_camera(dem
     check_accessibility(staff, "the console with a patient without devices and one with sound only")
     screenshot(staff, "console-devices-1280")
 
+    # Removed, in gentle words, and the facilitator's own words quoted once, not "tomorrow..".
+    participants.get_by_role("listitem").filter(has_text="Sam T.").get_by_role("button", name="Remove").click()
+    remove = staff.get_by_role("dialog", name="Remove Sam T. from the session?")
+    remove.get_by_role("textbox").fill("Let's talk tomorrow.")
+    remove.get_by_role("button", name="Remove").click()
+    expect(laptop.get_by_role("heading", name="Your place in this session has ended")).to_be_visible()
+    expect(laptop.locator("#ended-text")).to_have_text(
+        "Your facilitator says: “Let's talk tomorrow.” If you have questions, call +1 555 0100.")
+
     staff.get_by_role("button", name="End session").click()
     staff.get_by_role("dialog", name="End the session for everyone?").get_by_role("button", name="End session").click()
     expect(blocked.get_by_role("heading", name="The session has ended")).to_be_visible()

@@ -72,6 +72,9 @@ def test_patient_and_facilitator_run_a_group_then_the_admin_pulls_the_minutes(de
     patient.wait_for_function("() => Number(document.getElementById('mic-meter').getAttribute('aria-valuenow')) > 0")
     patient_id = patient.locator("#door").get_attribute("data-participant-id")
     check_accessibility(patient, "the patient's door")
+    expect(patient.locator(".consent")).to_contain_text("The group will see you as Alex R.")
+    expect(patient.locator(".consent")).not_to_contain_text("Alex R..")
+    expect(patient.locator(".door-footer")).to_contain_text("Group times: Mon, Wed, Thu 6:00–9:00 PM (Central Time).")
     screenshot(patient, "patient-door-360", full_page=True)
     patient.get_by_role("radio", name="Somewhere else").check()
     patient.get_by_role("radio", name="Home").check()
@@ -151,7 +154,15 @@ def test_patient_and_facilitator_run_a_group_then_the_admin_pulls_the_minutes(de
             media_problems.append(f"after re-admission the {who} did not see the other's live video")
 
     # -- the patient leaves; the facilitator ends the session -------------------------------------
+    # Leaving asks first: coming back needs a new admission.
     patient.get_by_role("button", name="Leave", exact=True).click()
+    leave_dialog = patient.get_by_role("dialog", name="Leave the session?")
+    expect(leave_dialog).to_contain_text("check in again and wait for your facilitator")
+    check_accessibility(patient, "the leave confirmation")
+    leave_dialog.get_by_role("button", name="Stay").click()
+    expect(leave_dialog).to_be_hidden()
+    patient.get_by_role("button", name="Leave", exact=True).click()
+    leave_dialog.get_by_role("button", name="Leave session").click()
     expect(patient.get_by_role("heading", name="You left the session")).to_be_visible()
     expect(participants.get_by_role("listitem")).to_have_count(0)
     staff.get_by_role("button", name="End session").click()

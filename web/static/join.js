@@ -484,13 +484,27 @@ function leave() {
     { again: "Check in again" });
 }
 
-$("leave").addEventListener("click", leave);
+// Coming back needs a new admission, so leaving asks first.
+const leaveDialog = $("leave-dialog");
+$("leave").addEventListener("click", () => {
+  leaveDialog.returnValue = "";
+  leaveDialog.showModal();
+  $("leave-stay").focus();
+});
+leaveDialog.addEventListener("close", () => {
+  if (leaveDialog.returnValue === "leave" && state === "session") leave();
+});
 $("leave-waiting").addEventListener("click", () => {
   live.send({ type: "leave" });
   finish("You left the waiting room", "You can check in again with the same link whenever you are ready.",
     { again: "Check in again" });
 });
 $("check-in-again").addEventListener("click", () => window.location.reload());
+
+// A facilitator's words in quotes, with one full stop after them whatever they end with.
+function quoted(text) {
+  return /[.!?…]$/.test(text.trim()) ? `“${text.trim()}”` : `“${text.trim()}.”`;
+}
 
 const phone = document.querySelector(".door-footer a[href^='tel:']");
 const callClinic = phone ? ` If you have questions, call ${phone.textContent}.` : "";
@@ -527,12 +541,13 @@ function onFrame(frame) {
       break;
     case "declined":
       finish("You were not admitted this time",
-        (frame.message ? `Your facilitator says: “${frame.message}”. ` : "Your facilitator could not admit you to this session. ")
-        + callClinic.trim());
+        (frame.message ? `Your facilitator says: ${quoted(frame.message)}` : "Your facilitator could not admit you to this session.")
+        + callClinic);
       break;
     case "removed":
-      finish("You have been removed from the session",
-        (frame.reason ? `Reason: ${frame.reason}. ` : "") + callClinic.trim());
+      finish("Your place in this session has ended",
+        (frame.reason ? `Your facilitator says: ${quoted(frame.reason)}` : "Your facilitator ended your place in today's session.")
+        + callClinic);
       break;
     case "session_ended":
       finish("The session has ended", "Thank you for joining today. See you next time.", { drain: true });
