@@ -9,16 +9,17 @@ UV_VERSION := 0.13.9
 # The lock is for the platform of CI and the Docker image.
 LOCK_TARGET := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
 
-.PHONY: run demo test lint bench clean lock sbom
+.PHONY: run run-https demo test lint bench clean lock sbom
 
 # Exactly the locked versions, each checked against its hash; then the project itself.
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need Python 3.11 on PATH"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q pip==$(PIP_VERSION)
-	$(BIN)/pip install -q --require-hashes -r requirements.lock
-	$(BIN)/pip install -q --no-deps -e .
-	touch $(STAMP)
+	@echo "Installing into $(VENV) (the first time takes a minute)..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
+	@$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +31,13 @@ lock: $(BIN)/uv  ## uv uses the system's CA certificates (UV_NATIVE_TLS), as pip
 	UV_NATIVE_TLS=1 $(BIN)/uv pip compile pyproject.toml --extra test --generate-hashes $(LOCK_TARGET) \
 		--custom-compile-command "make lock" -q -o requirements.lock $(LOCK_ARGS)
 
+# The demo logs warnings only (PORCHLIGHT_LOG_LEVEL overrides), so its banner stays the last
+# lines on the screen: the URL, the logins, the links and what to do first.
 run: $(STAMP)  ## the server with a demo clinic, on its embedded Redis
-	$(BIN)/porchlight demo
+	@PORCHLIGHT_LOG_LEVEL=$${PORCHLIGHT_LOG_LEVEL:-WARNING} $(BIN)/porchlight demo
+
+run-https: $(STAMP)  ## the same, on this machine's network address over https, to try from a phone
+	@PORCHLIGHT_LOG_LEVEL=$${PORCHLIGHT_LOG_LEVEL:-WARNING} $(BIN)/porchlight demo --https
 
 serve: $(STAMP)
 	$(BIN)/porchlight serve

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import date
@@ -97,17 +98,17 @@ def _bind(settings: Settings) -> tuple[socket.socket, Settings]:
     return sock, settings
 
 
-async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitable[None]] | None = None) -> None:
+async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitable[str]] | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
     sock, settings = _bind(settings)
     async with redis_for(settings, owner=True) as redis:
         app = create_app(settings, redis=redis, clock=SystemClock())
-        if before is not None:
-            await before(redis, settings)
+        banner = await before(redis, settings) if before is not None else ""
         runner = web.AppRunner(
             app, access_log_class=logs.AccessLogger, handle_signals=False, shutdown_timeout=5
         )
         await runner.setup()
-        site = web.SockSite(runner, sock)
+        site = web.SockSite(runner, sock, ssl_context=ssl_context)
         await site.start()
         where = f"embedded Redis in {settings.data_dir}" if not settings.redis_url else "Redis at the configured URL"
         # Start-up objects (modules, the app) never become garbage: keep them out of the
@@ -116,6 +117,8 @@ async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitab
         print(f"Porchlight is running at {settings.public_url} ({where}).", flush=True)
         print(f"  staff API: {settings.public_url}/api/v1 (OpenAPI at /api/v1/openapi.json)", flush=True)
         print(f"  health:    {settings.public_url}/healthz", flush=True)
+        if banner:  # the demo's logins, links and first steps: the last lines on the screen
+            print(banner, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         signals: list[int] = []
@@ -145,11 +148,25 @@ async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitab
         await runner.cleanup()
 
 
-async def _demo_setup(redis: Redis, settings: Settings) -> None:
+async def _demo_setup(redis: Redis, settings: Settings) -> str:
     from server.demo import create_demo
 
-    report = await create_demo(redis, settings, SystemClock())
-    print(report, flush=True)
+    return await create_demo(redis, settings, SystemClock())
+
+
+def _https_demo(settings: Settings) -> tuple[Settings, ssl.SSLContext]:
+    """`demo --https`: reachable from a phone on the same network, with a self-signed certificate
+    (a phone's browser gives a page its camera only over https). PORCHLIGHT_HOST and
+    PORCHLIGHT_PUBLIC_URL, when set, still win."""
+    from server import tls
+
+    address = tls.lan_address()
+    if "PORCHLIGHT_HOST" not in os.environ:
+        settings = settings.replace(host="0.0.0.0")
+    if "PORCHLIGHT_PUBLIC_URL" not in os.environ:
+        settings = settings.replace(public_url=f"https://{address}:{settings.port}")
+    cert, key = tls.self_signed(settings.data_dir, address)
+    return settings, tls.server_context(cert, key)
 
 
 async def _user_add(settings: Settings, args: argparse.Namespace) -> int:
@@ -220,8 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     sub.add_parser("serve", help="run the server", epilog=epilog, formatter_class=fmt,
                    description="Run the server. Without PORCHLIGHT_REDIS_URL it starts and owns an embedded Redis.")
-    sub.add_parser("demo", help="create a demo clinic, print its logins and links, then serve", epilog=epilog,
-                   formatter_class=fmt)
+    demo = sub.add_parser("demo", help="create a demo clinic, print its logins and links, then serve",
+                          epilog=epilog, formatter_class=fmt)
+    demo.add_argument("--https", action="store_true",
+                      help="serve https with a self-signed certificate on this machine's network address, "
+                           "to try it from a phone on the same network")
     user = sub.add_parser("user", help="staff accounts").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="create a staff user (password: first line of stdin, or prompted)",
                           epilog=epilog, formatter_class=fmt)
@@ -248,9 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = _load_settings()
     logs.configure(settings.log_level, settings.log_format)
+    ssl_context = None
+    if args.command == "demo" and args.https:
+        settings, ssl_context = _https_demo(settings)
     runners: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
         "serve": lambda: _serve(settings),
-        "demo": lambda: _serve(settings, before=_demo_setup),
+        "demo": lambda: _serve(settings, before=_demo_setup, ssl_context=ssl_context),
     }
     if args.command in runners:
         asyncio.run(runners[args.command]())

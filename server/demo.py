@@ -1,14 +1,17 @@
 """`porchlight demo`: a demo clinic with brand, a group, staff and three patients.
 
 The first run also records the group's meetings of the last three weeks (server/demo_history.py),
-so the attendance pages have something to show. Run again, it reuses the same clinic and links
-and gives the staff fresh passwords.
+so the attendance pages have something to show. Run again, it reuses the same clinic, links and
+staff passwords: the passwords are kept in `<data dir>/demo-logins.json` (mode 600; delete it
+for new ones). The report it returns is printed as the last lines of `porchlight demo`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
+from pathlib import Path
 
 from server.audit import AuditLog
 from server.auth.links import LinkSigner
@@ -28,10 +31,29 @@ BRAND = {
     "support_phone": "+1 555 0100",
 }
 PATIENTS = ["Alex R.", "Jordan M.", "Sam T."]
+LOGINS_FILE = "demo-logins.json"
+END = "Press Ctrl-C to stop the server."  # the banner's last line
+
+
+def _logins(data_dir: Path) -> dict[str, str]:
+    """The demo staff's passwords: the same across restarts of the same data dir."""
+    path = data_dir / LOGINS_FILE
+    try:
+        stored = json.loads(path.read_text())
+        if isinstance(stored, dict) and all(isinstance(stored.get(k), str) for k in ("facilitator", "admin")):
+            return {"facilitator": stored["facilitator"], "admin": stored["admin"]}
+    except (OSError, ValueError):
+        pass
+    passwords = {"facilitator": secrets.token_urlsafe(9), "admin": secrets.token_urlsafe(9)}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        json.dump(passwords, out)
+    return passwords
 
 
 async def create_demo(redis: Redis, settings: Settings, clock: Clock) -> str:
-    passwords = {"facilitator": secrets.token_urlsafe(9), "admin": secrets.token_urlsafe(9)}
+    passwords = _logins(settings.data_dir)
     raw = await redis.get(keys.demo())
     if raw:
         ids = json.loads(raw)
@@ -71,5 +93,16 @@ async def create_demo(redis: Redis, settings: Settings, clock: Clock) -> str:
         current = await enrollments.get_enrollment(redis, enrollment_id)
         assert current is not None
         lines.append(f"    {name:10} {links.url(enrollment_id, current['link_version'])}")
-    lines.append("")
+    lines += [
+        f"  (the passwords stay the same on every start; they are kept in {settings.data_dir / LOGINS_FILE})",
+        "",
+        "Try it:",
+        f"  1. Open {settings.public_url}/login and sign in as facilitator.",
+        "  2. Press \"Start session\" (it asks for your camera and microphone).",
+        "  3. Open Alex R.'s link in a private window (another person), and press \"Check in\".",
+        "  4. On the console, press \"Admit\": you see and hear each other.",
+        "  The admin login shows attendance, billing and the group's settings.",
+        "",
+        END,
+    ]
     return "\n".join(lines)

@@ -47,7 +47,9 @@ async def demo(tmp_path: Path) -> AsyncIterator[Running]:
             line = (await process.stdout.readline()).decode()
             assert line, "the server exited: " + "".join(output)
             output.append(line)
-            if match := re.search(r"Porchlight is running at (http://\S+)", line):
+            if found := re.search(r"Porchlight is running at (http://\S+)", line):
+                match = found
+            if line.startswith("Press Ctrl-C to stop the server."):  # the demo banner's last line
                 break
 
 
@@ -207,3 +209,48 @@ def test_user_add_refuses_a_taken_username_and_a_short_password(tmp_path: Path) 
     short = subprocess.run([*PORCHLIGHT, "user", "add", "kim", "--role", "admin"], input="short\n",
                            capture_output=True, text=True, env=env, timeout=60)
     assert short.returncode == 1 and "password" in short.stderr
+
+
+async def _demo_once(data_dir: Path, *args: str, **env: str) -> tuple[str, str]:
+    """Run `porchlight demo [args]` until its banner is out, stop it; (its output, its URL)."""
+    process = await asyncio.create_subprocess_exec(
+        *PORCHLIGHT, "demo", *args, env=_env(data_dir, **env), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(60):
+            while not lines or not lines[-1].startswith("Press Ctrl-C to stop the server."):
+                line = (await process.stdout.readline()).decode()
+                assert line, "the server exited: " + "".join(lines)
+                lines.append(line)
+        url = re.search(r"Porchlight is running at (https?://\S+)", "".join(lines))
+        assert url, "".join(lines)
+        if args == ("--https",):
+            async with aiohttp.ClientSession() as http:  # self-signed: nothing to verify it against
+                port = url.group(1).rsplit(":", 1)[1]
+                health = await http.get(f"https://127.0.0.1:{port}/healthz", ssl=False)
+                assert health.status == 200
+        return "".join(lines), url.group(1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), 30)
+
+
+async def test_demo_ends_with_its_banner_and_keeps_its_logins_across_restarts(tmp_path: Path) -> None:
+    first, _ = await _demo_once(tmp_path)
+    tail = first.rstrip().splitlines()[-10:]
+    assert tail[0].startswith("  (the passwords stay the same") and tail[-1] == "Press Ctrl-C to stop the server."
+    assert any("sign in as facilitator" in line for line in tail)
+    again, _ = await _demo_once(tmp_path)
+    logins = r"username (\w+)\s+password (\S+)"
+    assert re.findall(logins, first) == re.findall(logins, again) and len(re.findall(logins, first)) == 2
+    assert oct((tmp_path / "demo-logins.json").stat().st_mode & 0o777) == "0o600"
+
+
+async def test_demo_https_serves_a_self_signed_certificate_for_phones(tmp_path: Path) -> None:
+    output, url = await _demo_once(tmp_path, "--https", PORCHLIGHT_HOST="127.0.0.1")
+    assert url.startswith("https://")
+    links = re.findall(r"(https://\S+/j/\S+)", output)
+    assert len(links) == 3 and all(link.startswith(url) for link in links)
+    assert oct((tmp_path / "tls" / "key.pem").stat().st_mode & 0o777) == "0o600"

@@ -86,7 +86,8 @@ def running_demo(data_dir: Path, **settings: str) -> Iterator[Demo]:
                                    stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
-        while not (match := re.search(r"Porchlight is running at (http://\S+)", log.read_text())):
+        while not (match := re.search(r"Porchlight is running at (https?://\S+)", log.read_text())) \
+                or "Press Ctrl-C to stop the server." not in log.read_text():
             assert process.poll() is None, "the demo server exited:\n" + log.read_text()
             assert time.monotonic() < deadline, "the demo server did not start:\n" + log.read_text()
             time.sleep(0.1)
