@@ -200,7 +200,7 @@ if (brandForm) {
     event.preventDefault();
     const data = new FormData(brandForm);
     const brand = {};
-    for (const key of ["name", "logo_url", "primary_color", "accent_color", "welcome_text", "support_phone"]) {
+    for (const key of ["name", "logo_url", "primary_color", "accent_color", "welcome_text", "support_phone", "crisis_line"]) {
       brand[key] = String(data.get(key) || "").trim();
     }
     for (const key of ["primary_color", "accent_color"]) {
