@@ -139,8 +139,7 @@ async def finalise(redis: Redis, clock: Clock, audit: AuditLog, session_id: str)
             pipe.multi()
             pipe.set(keys.session_finalised(session_id), now_ms)
             _write_records(pipe, ctx, records)
-            for pid, bill in bills.items():
-                _write_bill(pipe, session_id, pid, bill, now_ms)
+            _write_bills(pipe, session_id, bills, now_ms)
             pipe.srem(keys.finalise_pending(), session_id)
             await pipe.execute()
         except WatchError:
@@ -164,12 +163,18 @@ def _write_records(pipe: Any, ctx: dict[str, Any], records: dict[str, dict[str, 
         pipe.rpush(keys.attendance_history(ctx["id"], pid), raw)
 
 
-def _write_bill(pipe: Any, session_id: str, patient_id: str, bill: dict[str, Any], now_ms: int) -> None:
-    data = bill["data"]
-    meta = {"session_id": session_id, "patient_id": patient_id, "supersedes": data["supersedes"],
-            "attended_minutes": data["attended_minutes"]}
-    outbox.queue(pipe, data["record_id"], billing.body_bytes(bill), meta, now_ms)
-    pipe.hset(keys.billing_session_records(session_id), patient_id, data["record_id"])
+def _write_bills(pipe: Any, session_id: str, bills: dict[str, dict[str, Any]], now_ms: int) -> None:
+    if not bills:
+        return
+    queued = []
+    for pid, bill in bills.items():
+        data = bill["data"]
+        meta = {"session_id": session_id, "patient_id": pid, "supersedes": data["supersedes"],
+                "attended_minutes": data["attended_minutes"]}
+        queued.append((data["record_id"], billing.body_bytes(bill), meta))
+    outbox.queue_many(pipe, queued, now_ms)
+    records = {pid: bill["data"]["record_id"] for pid, bill in bills.items()}
+    pipe.hset(keys.billing_session_records(session_id), mapping=records)
 
 
 async def finalise_pending(redis: Redis, clock: Clock, audit: AuditLog) -> int:

@@ -34,16 +34,27 @@ return due
 
 def queue(pipe: Any, record_id: str, body: bytes, meta: dict[str, Any], now_ms: int, channel: str = BILLING) -> None:
     """Add a record and its pending delivery to a MULTI pipeline."""
-    pipe.set(keys.outbox_record(channel, record_id), body)
-    pipe.hset(keys.outbox_delivery(channel, record_id), mapping={
-        "record_id": record_id,
-        "status": "pending",
-        "attempts": 0,
-        "created_at": now_ms,
-        "meta": json.dumps(meta),
-    })
-    pipe.zadd(keys.outbox_due(channel), {record_id: now_ms})
-    pipe.zadd(keys.outbox_by_status(channel, "pending"), {record_id: now_ms})
+    queue_many(pipe, [(record_id, body, meta)], now_ms, channel)
+
+
+def queue_many(pipe: Any, records: list[tuple[str, bytes, dict[str, Any]]], now_ms: int,
+               channel: str = BILLING) -> None:
+    """Add records (id, body, meta) and their pending deliveries to a MULTI pipeline, in a few
+    commands for all of them (a session's finalisation queues a dozen at once)."""
+    if not records:
+        return
+    pipe.mset({keys.outbox_record(channel, record_id): body for record_id, body, _ in records})
+    for record_id, _, meta in records:
+        pipe.hset(keys.outbox_delivery(channel, record_id), mapping={
+            "record_id": record_id,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": now_ms,
+            "meta": json.dumps(meta),
+        })
+    due = {record_id: now_ms for record_id, _, _ in records}
+    pipe.zadd(keys.outbox_due(channel), due)
+    pipe.zadd(keys.outbox_by_status(channel, "pending"), due)
 
 
 async def claim(redis: Redis, now_ms: int, lease_ms: int, limit: int = 20, channel: str = BILLING) -> list[str]:
