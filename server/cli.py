@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import getpass
 import json
 import logging
@@ -25,6 +24,7 @@ from server.app import create_app
 from server.audit import AuditLog
 from server.auth.staff import Role, StaffError, create_user
 from server.clock import SystemClock
+from server.collector import CollectorPolicy
 from server.services import SERVICES
 from server.settings import SETTINGS, Settings, SettingsError, service_links
 from server.store.connection import Redis, connect
@@ -111,9 +111,9 @@ async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitab
         site = web.SockSite(runner, sock, ssl_context=ssl_context)
         await site.start()
         where = f"embedded Redis in {settings.data_dir}" if not settings.redis_url else "Redis at the configured URL"
-        # Start-up objects (modules, the app) never become garbage: keep them out of the
-        # collector's full passes, which otherwise pause every connection.
-        gc.freeze()
+        # Start-up objects, then each full pass's survivors, stay out of the collector's full
+        # passes, which otherwise pause every connection (server/collector.py).
+        CollectorPolicy().install()
         print(f"Porchlight is running at {settings.public_url} ({where}).", flush=True)
         print(f"  staff API: {settings.public_url}/api/v1 (OpenAPI at /api/v1/openapi.json)", flush=True)
         print(f"  health:    {settings.public_url}/healthz", flush=True)
