@@ -66,6 +66,7 @@ import redis as sync_redis
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from bench import sides as sides_mod
 from bench.waiting_room import percentile
 from server.attendance import reports
 from server.attendance.finalise import attendance_record, finalise, record_key, service_date
@@ -95,6 +96,7 @@ GRACE_MS = 120_000  # the default PORCHLIGHT_RECONNECT_GRACE_SECONDS
 TIMEZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "UTC")
 # What the worker claims per round, read rather than copied.
 CLAIM_LIMIT = int(delivery.BATCH)
+OUTPUTS: dict[str, str] = {}  # report step -> sha256 of what it produced (compared across --before sides)
 YEAR_END = date(2026, 10, 31)  # the report's year: the 365 days up to here
 
 
@@ -465,6 +467,12 @@ class TracedWorker(DeliveryWorker):
         super().__init__(*args, **kwargs)
         self.batches: list[tuple[float, float, int]] = []
 
+    stores: list[int]
+
+    async def _store(self, attempts: list[Any]) -> None:  # this checkout's group commit (absent before)
+        self.__dict__.setdefault("stores", []).append(len(attempts))
+        await super()._store(attempts)  # type: ignore[misc]
+
     async def deliver_due(self, http: aiohttp.ClientSession) -> int:
         t0 = time.perf_counter()
         claimed = await super().deliver_due(http)
@@ -527,6 +535,8 @@ class DeliveryRun:
     poll_s: float = math.nan
     stalls: dict[str, tuple[int, int]] = field(default_factory=dict)
     persistence: dict[str, Any] = field(default_factory=dict)
+    loop_stalls_ms: list[float] = field(default_factory=list)  # how late a 1 ms ticker woke, each time
+    stores: list[int] = field(default_factory=list)  # outcomes per transaction (group commit), when it has one
 
     @property
     def records_per_s(self) -> float:
@@ -554,6 +564,7 @@ async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, rece
     gc.collect()
     await child.latency_start()
     task = asyncio.create_task(worker.run())
+    ticker = asyncio.create_task(loop_stalls(run.loop_stalls_ms))
     try:
         await finalise_all(redis, audit, sessions.ids, args.concurrency, fin, wake)
         finalised_at = time.time()
@@ -582,12 +593,14 @@ async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, rece
                       f"{time.time() - finalised_at:.0f} s after finalisation ended", flush=True)
             await asyncio.sleep(0.2)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for t in (task, ticker):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
     run.stalls = await child.latency()
     run.persistence = await child.persistence()
     run.batches = worker.batches
+    run.stores = worker.__dict__.get("stores", [])
     run.busy_s = sum(b - a for a, b, _ in worker.batches)
     run.poll_s = worker.poll_seconds
     arrivals = await receiver.call("GET", "/arrivals") or []
@@ -611,6 +624,15 @@ async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, rece
           f"delay p50 {fmt(percentile(run.delays_s, 50), 2)} s, p99 {fmt(percentile(run.delays_s, 99), 2)} s, "
           f"max {fmt(max(run.delays_s, default=math.nan), 2)} s; {len(run.batches)} rounds", flush=True)
     return run
+
+
+async def loop_stalls(out: list[float]) -> None:
+    """A 1 ms ticker on the event loop that finalisation and delivery share: how late each wake-up
+    came (a stall of the loop: whatever ran without yielding, including garbage collection)."""
+    while True:
+        t0 = time.perf_counter()
+        await asyncio.sleep(0.001)
+        out.append(max(0.0, (time.perf_counter() - t0 - 0.001) * 1000))
 
 
 def verify_signature(key: bytes, headers: Any, body: bytes) -> bool:
@@ -701,10 +723,10 @@ async def build_year(redis: Redis, args: argparse.Namespace) -> Year:
     for g in range(n_groups):
         program = "PHP" if g % 4 == 0 else "IOP"
         tz = TIMEZONES[g % len(TIMEZONES)]
-        group = await create_group(redis, {"name": f"Year group {g}", "program": program,
+        group = await create_group(redis, {"id": f"grp_year{g:03d}", "name": f"Year group {g}", "program": program,
                                            "facilitator_ids": [facilitator.id], "timezone": tz}, clock.now())
         size = min(args.report_group_size, args.report_patients - g * args.report_group_size)
-        patient_ids = [new_id("pat") for _ in range(size)]
+        patient_ids = [f"pat_year{g:03d}x{i:02d}" for i in range(size)]  # fixed ids: both sides' outputs compare
         weekdays = (0, 1, 2, 3, 4) if program == "PHP" else (0, 1, 2, 3)
         days = [start + timedelta(days=i) for i in range(365) if (start + timedelta(days=i)).weekday() in weekdays]
         chosen = sorted(rng.sample(days, min(args.report_sessions, len(days))))
@@ -712,14 +734,14 @@ async def build_year(redis: Redis, args: argparse.Namespace) -> Year:
             local = datetime(day.year, day.month, day.day, 17, 0, tzinfo=ZoneInfo(tz))
             started = to_ms(local.timestamp())
             minutes = 180 if program == "PHP" else 90
-            session_id = new_id("ses")
+            session_id = f"ses_year{sessions:05d}"
             ctx = {"id": session_id}
             service_day = service_date(started, tz)
             encoded: dict[str, str] = {}
             for pid in patient_ids:
                 record = attendance_record(ctx, group, pid, fake_attendance(rng, started, minutes), service_day)
                 if record["status"] == "attended":
-                    record["billing_record_id"] = new_id("rec")
+                    record["billing_record_id"] = f"rec_year{records + len(encoded):06d}"
                 encoded[record_key(session_id, pid)] = json.dumps(record)
             pipe.hset(keys.attendance_records(), mapping=encoded)
             pipe.zadd(keys.attendance_by_start(), {k: started for k in encoded})
@@ -863,11 +885,37 @@ async def report_part(args: argparse.Namespace, tmp: Path) -> tuple[Year, list[T
             t.parts.append(f"its records() call {sum(inner):.3f} s, the rest (per-patient weeks, dropout rule) "
                            f"{total - sum(inner):.3f} s; {gc_time.text()}")
             t.size = f"{len(weeks)} patient-weeks"
+            OUTPUTS[t.name] = hashlib.sha256(json.dumps(weeks, sort_keys=True).encode()).hexdigest()
 
+        def export_step(fmt: str, group_id: str | None, first: date, last: date) -> Callable[[Timing], Awaitable[None]]:
+            """What GET /api/v1/attendance (fmt json) or /attendance.csv does to make its body, on
+            either side: the stored texts passed through where the server has that, else the rows."""
+
+            async def step(t: Timing) -> None:
+                with GcTimer() as gc_time:
+                    t0 = time.perf_counter()
+                    if hasattr(reports, "record_texts"):
+                        texts = await reports.record_texts(redis, first, last, group_id)
+                        body = reports.records_json(texts) if fmt == "json" else reports.texts_to_csv(texts).encode()
+                    else:
+                        rows = await reports.records(redis, first, last, group_id)
+                        body = (json.dumps({"records": rows}, separators=(",", ":")).encode() if fmt == "json"
+                                else reports.to_csv(rows).encode())
+                    t.runs.append(time.perf_counter() - t0)
+                t.parts.append(gc_time.text())
+                t.size = f"{len(body) / 1e6:.2f} MB"
+                OUTPUTS[t.name] = hashlib.sha256(body).hexdigest()
+            return step
+
+        month, whole = (date(2026, 6, 1), date(2026, 6, 30)), (year.start, year.end)
         timings = [
             await timed_runs("records(year)", args.report_runs, 60, records_step),
             await timed_runs("to_csv(rows)", args.report_runs, 60, csv_step),
+            await timed_runs("JSON export(year)", args.report_runs, 60, export_step("json", None, *whole)),
+            await timed_runs("CSV export(year)", args.report_runs, 60, export_step("csv", None, *whole)),
             await timed_runs("weekly(year)", args.report_runs, args.weekly_limit, weekly_step),
+            await timed_runs("JSON export(month, one group)", max(args.report_runs, 5), 60,
+                             export_step("json", "grp_year000", *month)),
         ]
     finally:
         await redis.aclose()
@@ -934,6 +982,13 @@ def print_report(args: argparse.Namespace, finals: list[FinaliseRun], deliveries
             print(f"        {len(d.batches)} rounds (median size {fmt(median([float(n) for n in sizes]), 0)}, "
                   f"{full} full, {fmt(mean_batch_ms)} ms each on average): delivering {d.busy_s:.1f} s "
                   f"of the worker's {fmt(span, 1)} s, the rest waiting for a wake or its {d.poll_s:g} s poll")
+            stored = (f"{len(d.stores)} transactions, {fmt(sum(d.stores) / len(d.stores))} records each on average"
+                      if d.stores else "one transaction per record")
+            print(f"        outcomes stored: {stored}")
+            lag = d.loop_stalls_ms
+            print(f"        event loop (1 ms ticker) while finalising and delivering: longest stall "
+                  f"{fmt(max(lag, default=math.nan))} ms, p99 {fmt(percentile(lag, 99))} ms, "
+                  f"{sum(1 for x in lag if x > 10)} stalls over 10 ms")
             print(f"        redis stalls >= 5 ms: {stalls_text(d.stalls)}; AOF {aof_mb:.0f} MB, "
                   f"rewrites (forks) {d.persistence.get('total_forks')}; problems: {'; '.join(problems) or 'none'}")
     by = {(f.fsync, f.concurrency): f for f in finals}
@@ -957,9 +1012,9 @@ def print_report(args: argparse.Namespace, finals: list[FinaliseRun], deliveries
     if year is not None:
         print(f"\nattendance report: {year.records} records, {year.patients} patients in {year.groups} groups, "
               f"{year.sessions} sessions, {year.start} .. {year.end} (Redis, appendfsync always; reads only)")
-        print(f"{'step':<16} {'best s':>8} {'median s':>9} {'runs':>5}  size")
+        print(f"{'step':<30} {'best s':>8} {'median s':>9} {'runs':>5}  size")
         for t in timings:
-            print(f"{t.name:<16} {min(t.runs):>8.3f} {median(t.runs):>9.3f} {len(t.runs):>5}  {t.size}")
+            print(f"{t.name:<30} {min(t.runs):>8.3f} {median(t.runs):>9.3f} {len(t.runs):>5}  {t.size}")
         for t in timings:
             if t.parts:
                 best = t.parts[t.runs.index(min(t.runs))]
@@ -992,6 +1047,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--weekly-limit", type=float, default=600.0,
                         help="stop repeating weekly() once its runs took this many seconds")
     parser.add_argument("--tmp", default=None, help="where the Redis data dirs go (default: the system temp dir)")
+    parser.add_argument("--before", default=None,
+                        help="a checkout of an earlier commit: run on its server code too, alternating, and compare")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each side (with --before)")
+    parser.add_argument("--summary", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--serve-receiver", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.parts = {p.strip() for p in args.parts.split(",") if p.strip()}
@@ -1042,11 +1101,83 @@ async def amain(args: argparse.Namespace) -> int:
     print_report(args, finals, deliveries, year, timings)
     for failure in failures:
         print(f"FAILED: {failure}")
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(summary(finals, deliveries, timings)))
     return 1 if failures else 0
+
+
+def summary(finals: list[FinaliseRun], deliveries: list[DeliveryRun], timings: list[Timing]) -> dict[str, Any]:
+    """The figures --before compares, from one side's run."""
+    out: dict[str, Any] = {"figures": {}, "outputs": dict(OUTPUTS)}
+    figures = out["figures"]
+    for f in finals:
+        figures[f"[{f.fsync}] {f.label}: records/s"] = f.records_per_s
+    for d in deliveries:
+        figures[f"[{d.fsync}] delivery with finalisation: records/s"] = d.records_per_s
+        figures[f"[{d.fsync}] delivery: delay p99 s"] = percentile(d.delays_s, 99)
+        figures[f"[{d.fsync}] delivery: delay max s"] = max(d.delays_s, default=math.nan)
+        figures[f"[{d.fsync}] loop: longest stall ms"] = max(d.loop_stalls_ms, default=math.nan)
+        figures[f"[{d.fsync}] loop: stalls over 10 ms"] = sum(1 for x in d.loop_stalls_ms if x > 10)
+    for t in timings:
+        figures[f"report {t.name}: best s"] = min(t.runs)
+    return out
+
+
+GOALS = {
+    "delivery with finalisation: records/s": ">= 1000",
+    "delivery: delay p99 s": "<= 2 s",
+    "loop: longest stall ms": "<= 10 ms",
+    "report JSON export(year): best s": "< 1 s",
+    "report CSV export(year): best s": "< 1 s",
+    "report weekly(year): best s": "< 1 s",
+    "report JSON export(month, one group): best s": "< 0.05 s",
+}
+
+
+def compare_sides(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run this benchmark on the --before checkout's server and on this one, alternating
+    --repeat times, then print the figures side by side (medians) with after/before ratios."""
+    passed, skip = [], False
+    for a in argv:  # the same arguments, less --before and --repeat (and their values)
+        if skip or a.startswith(("--before=", "--repeat=")):
+            skip = False
+        elif a in ("--before", "--repeat"):
+            skip = True
+        else:
+            passed.append(a)
+    sides = {"before": sides_mod.before_path(Path(args.before)), "after": None}
+    got: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    status = 0
+    for n in range(args.repeat):
+        for side, pythonpath in sides.items():
+            print(f"\n######## {side} (run {n + 1} of {args.repeat}) ########", flush=True)
+            out = Path(tempfile.mkstemp(prefix="plbench-summary-")[1])
+            env = sides_mod.side_env(pythonpath)
+            status |= subprocess.call([sys.executable, "-m", "bench.billing", *passed, "--summary", str(out)],
+                                      env=env, cwd=str(ROOT))
+            if out.read_text():
+                got[side].append(json.loads(out.read_text()))
+            out.unlink()
+    print(f"\n== before / after: {args.before} vs this checkout (median of {args.repeat} run(s) each) ==")
+    names = [k for k in (got["after"] or got["before"] or [{"figures": {}}])[0]["figures"]]
+    print(f"{'figure':<58} {'before':>9} {'after':>9} {'ratio':>6}  goal (issue 15)")
+    for name in names:
+        def med(side: str, name: str = name) -> float:
+            values = [float(r["figures"].get(name, math.nan)) for r in got[side]]
+            return median(values) if values else math.nan
+        before, after = med("before"), med("after")
+        goal = next((g for k, g in GOALS.items() if name.endswith(k)), "")
+        print(f"{name:<58} {before:>9.3f} {after:>9.3f} {sides_mod.ratio(after, before):>6}  {goal}")
+    for step in sorted({k for r in got["before"] + got["after"] for k in r["outputs"]}):
+        hashes = {r["outputs"].get(step) for r in got["before"] + got["after"]}
+        print(f"output of {step}: {'the same on both sides' if len(hashes) == 1 else 'DIFFERS'}")
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.before:
+        return compare_sides(args, list(sys.argv[1:] if argv is None else argv))
     if args.serve_receiver:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve_receiver())

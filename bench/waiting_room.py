@@ -34,9 +34,11 @@ import re
 import resource
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,8 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
+from bench.sides import before_path, side_env
+from bench.sides import ratio as side_ratio
 from server.store.embedded import socket_path_for
 
 COOKIE_NAME = "porchlight_session"
@@ -491,6 +495,7 @@ class RedisLatency:
 @dataclass
 class Result:
     count: int
+    side: str = ""  # with --before: "before" or "after"
     connected: int = 0
     failed: dict[str, int] = field(default_factory=dict)
     setup_s: float = 0.0
@@ -547,8 +552,8 @@ async def create_patients(http: aiohttp.ClientSession, base: str, admin: Staff, 
     return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
-async def run_one(n: int, args: argparse.Namespace) -> Result:
-    result = Result(n)
+async def run_one(n: int, args: argparse.Namespace, side: str = "", pythonpath: str | None = None) -> Result:
+    result = Result(n, side)
     tmp = Path(tempfile.mkdtemp(prefix="plbench-", dir=args.tmp))
     PINGS.clear()
     server: Server | None = None
@@ -559,7 +564,8 @@ async def run_one(n: int, args: argparse.Namespace) -> Result:
     http = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
     try:
         print(f"\n== {n} patients waiting ==", flush=True)
-        server = await start_server(tmp / "data", args.heartbeat, args.server_gc_log)
+        server = await start_server(tmp / "data", args.heartbeat, args.server_gc_log,
+                                    extra_env={"PYTHONPATH": side_env(pythonpath)["PYTHONPATH"]} if side else None)
         base = server.url
         print(f"  server pid {server.pid} at {base} (data {server.data_dir})", flush=True)
         await asyncio.sleep(1.0)
@@ -740,6 +746,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             f"{'admit p50 ms':>13} {'admit p99 ms':>13} {'admit max ms':>13} {'http p50 ms':>12} {'http p99 ms':>12}")
     print(head)
     for r in results:
+        print(f"{r.side:<7}" if r.side else "", end="")
         print(f"{r.connected:>8} {mb(r.rss_waiting_kb):>14.1f} {r.kb_per_conn:>8.1f} {r.connect_s:>14.2f} "
               f"{percentile(r.hello_ms, 99):>13.1f} "
               f"{percentile(r.admit_ms, 50):>13.1f} {percentile(r.admit_ms, 99):>13.1f} "
@@ -748,7 +755,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     print()
     for r in results:
         quarter = max(1, len(r.admit_ms) // 4)
-        print(f"{r.count:>6}: RSS start {mb(r.rss_start_kb):.1f} MB, before sockets {mb(r.rss_before_kb):.1f} MB, "
+        label = f"{r.count:>6}{' ' + r.side if r.side else ''}"
+        print(f"{label}: RSS start {mb(r.rss_start_kb):.1f} MB, before sockets {mb(r.rss_before_kb):.1f} MB, "
               f"waiting {mb(r.rss_waiting_kb):.1f} MB, after admits {mb(r.rss_after_admits_kb):.1f} MB, "
               f"peak {mb(r.hwm_kb):.1f} MB; redis-server {mb(r.redis_rss_kb):.1f} MB; server fds {r.server_fds}; "
               f"bench client {mb(r.client_rss_kb):.1f} MB; redis connections (server's pool + 1 of the bench) "
@@ -830,6 +838,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hold", type=float, default=None,
                         help="seconds all wait before admissions start (default: heartbeat + 1)")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds to wait before reading RSS")
+    parser.add_argument("--before", default=None,
+                        help="a checkout of an earlier commit: run its server too, alternating, and compare")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each side per count (with --before)")
     args = parser.parse_args(argv)
     args.counts = [int(c) for c in str(args.counts).split(",") if c.strip()]
     if not args.counts or min(args.counts) < 1:
@@ -842,17 +853,51 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def amain(args: argparse.Namespace) -> int:
     results = []
     failures = []
+    sides: list[tuple[str, str | None]] = [("", None)]
+    if args.before:
+        sides = [("before", before_path(Path(args.before))), ("after", None)]
     for n in args.counts:
-        try:
-            results.append(await run_one(n, args))
-        except Exception as exc:
-            failures.append(f"{n} waiting: {type(exc).__name__}: {exc}")
-            print(f"  ! the run with {n} waiting failed: {type(exc).__name__}: {exc}", flush=True)
+        for _ in range(args.repeat):
+            for side, pythonpath in sides:  # alternating, so drift on a shared machine hits both
+                if side:
+                    print(f"\n-- {side} --", flush=True)
+                try:
+                    results.append(await run_one(n, args, side, pythonpath))
+                except Exception as exc:
+                    failures.append(f"{n} waiting {side}: {type(exc).__name__}: {exc}")
+                    print(f"  ! the run with {n} waiting failed: {type(exc).__name__}: {exc}", flush=True)
     if results:
         report(results, args)
+        if args.before:
+            compare(results)
     for failure in failures:
         print(f"FAILED: {failure}")
     return 1 if failures else 0
+
+
+def compare(results: list[Result]) -> None:
+    """The goals' figures, before beside after (medians over --repeat runs), and their ratio."""
+    print("\n== before / after (median of the runs of each side; after/before ratio) ==")
+    print(f"{'waiting':>8} {'figure':<16} {'before':>9} {'after':>9} {'ratio':>6}  goal (issue 15)")
+    for n in sorted({r.count for r in results}):
+        def fig(side: str, value: Callable[[Result], float], n: int = n) -> float:
+            values = [value(r) for r in results if r.count == n and r.side == side]
+            return statistics.median(values) if values else math.nan
+
+        rows: list[tuple[str, Callable[[Result], float], str]] = [
+            ("admit p50 ms", lambda r: percentile(r.admit_ms, 50), ""),
+            ("admit p99 ms", lambda r: percentile(r.admit_ms, 99), "<= 10 ms"),
+            ("admit max ms", lambda r: max(r.admit_ms, default=math.nan), "<= 50 ms"),
+            ("server RSS MB", lambda r: mb(r.rss_waiting_kb), ""),
+            ("KB/conn", lambda r: r.kb_per_conn, ""),
+            ("hello p99 ms", lambda r: percentile(r.hello_ms, 99), ""),
+        ]
+        for name, value, goal in rows:
+            before, after = fig("before", value), fig("after", value)
+            print(f"{n:>8} {name:<16} {before:>9.1f} {after:>9.1f} {side_ratio(after, before):>6}  {goal}")
+        runs = [f"{r.side} {percentile(r.admit_ms, 99):.1f}/{max(r.admit_ms, default=math.nan):.1f}"
+                for r in results if r.count == n]
+        print(f"{'':>8} each run's admit p99/max ms, in order: " + ", ".join(runs))
 
 
 def main(argv: list[str] | None = None) -> int:
