@@ -143,11 +143,23 @@ def test_a_blocked_camera_is_told_at_once_and_sound_only_releases_the_camera(dem
     assert laptop.evaluate(LIVE_CAMERAS) == 1
     staff.wait_for_function(TILE_VIDEO, arg="Sam T.", timeout=25_000)  # the console sees the new camera
     expect(sam_tile).not_to_contain_text("camera off")
+    # The connection in one word, from getStats: good here; the judgement behind it, case by case.
+    expect(laptop.locator("#connection")).to_have_text("Connection: good", timeout=20_000)
+    expect(staff.locator("#connection")).to_have_text("Connection: good", timeout=20_000)
+    cases = [{"state": "connected", "rtt": 0.05, "loss": 0}, {"state": "connected", "rtt": 0.05, "loss": 0.2},
+             {"state": "connected", "rtt": 0.9, "loss": None}, {"state": "disconnected", "rtt": None, "loss": None},
+             {"state": "failed", "rtt": 0.05, "loss": 0}, {"state": "new", "rtt": None, "loss": None}]
+    judged = laptop.evaluate("""async (cases) => {
+      const { judge } = await import("/static/quality.js");
+      return cases.map(judge);
+    }""", cases)
+    assert judged == ["good", "weak", "weak", "reconnecting", "reconnecting", None]
     laptop.get_by_role("button", name="Stop video").click()
     expect(sam_tile).to_contain_text("camera off")
     laptop.wait_for_function(f"() => ({LIVE_CAMERAS})() === 0")
     assert laptop.evaluate(PUBLISH_OFFERS) == 1, "turning the camera off and on sent a new publish offer"
     check_accessibility(staff, "the console with a patient without devices and one with sound only")
+    check_accessibility(laptop, "the session with the connection indicator")
     screenshot(staff, "console-devices-1280")
 
     # Removed, in gentle words, and the facilitator's own words quoted once, not "tomorrow..".

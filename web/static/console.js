@@ -5,6 +5,7 @@ import { ChatPanel } from "/static/chat.js";
 import { HELP, openDevices, openOne, playArrivalChime, stopStream } from "/static/devices.js";
 import { VideoGrid, sharedAudioContext } from "/static/grid.js";
 import { LiveSocket } from "/static/live.js";
+import { ConnectionMeter } from "/static/quality.js";
 import { Room } from "/static/room.js";
 import { ScreenShareButton } from "/static/screen.js";
 
@@ -174,6 +175,10 @@ setInterval(() => {
 // -- the room --------------------------------------------------------------------------------------
 
 let activeRoom = null;
+new ConnectionMeter(() => {
+  const link = activeRoom && activeRoom.room && activeRoom.room.link;
+  return link ? [link.publishPc, link.subscribePc] : [];
+}, $("connection"));
 
 function enterRoomView(card) {
   $("lobby").hidden = true;

@@ -6,6 +6,7 @@ import { Questionnaires } from "/static/questionnaire.js";
 import { HELP, meterFor, openDevices, openOne, playTestTone, stopStream } from "/static/devices.js";
 import { VideoGrid } from "/static/grid.js";
 import { LiveSocket } from "/static/live.js";
+import { ConnectionMeter } from "/static/quality.js";
 import { Room } from "/static/room.js";
 import { ScreenShareButton } from "/static/screen.js";
 import { applyBrandFromBody } from "/static/theme.js";
@@ -46,6 +47,7 @@ const room = new Room({ send: (frame) => live.send(frame), grid, onState: (text,
 // Shown only while the facilitator allows this patient to share (CONTRACT.md v1.1).
 const screenButton = new ScreenShareButton($("share-screen"), { say: (text) => mediaNote(text), allowed: false });
 screenButton.room = room;
+new ConnectionMeter(() => (room.link ? [room.link.publishPc, room.link.subscribePc] : []), $("connection"));
 const chatBox = $("chat");
 const questionnaires = new Questionnaires($("questionnaire"), { send: (frame) => live.send(frame), say });
 const feedback = new FeedbackForm($("feedback"), { token: door.dataset.token, say });
