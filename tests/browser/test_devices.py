@@ -126,12 +126,28 @@ def test_a_blocked_camera_is_told_at_once_and_sound_only_releases_the_camera(dem
     laptop.wait_for_function("() => document.getElementById('preview').videoWidth > 0")
     expect(laptop.locator("#status")).to_have_text(
         "Your camera and microphone are working. Check in when you are ready.")
+    # Choosing a microphone and a camera: the picker lists them by name, and a choice is used at once.
+    laptop.get_by_text("Choose camera, microphone or speaker").click()
+    microphone = laptop.get_by_role("combobox", name="Microphone")
+    camera = laptop.get_by_role("combobox", name="Camera")
+    expect(camera.locator("option")).not_to_have_count(0)
+    names = microphone.locator("option").all_text_contents()
+    assert names and all(names), f"microphones without names: {names}"
+    microphone.select_option(index=len(names) - 1)
+    expect(laptop.locator("#status")).to_contain_text("Now using")
+    laptop.wait_for_function("() => Number(document.getElementById('mic-meter').getAttribute('aria-valuenow')) > 0")
+    camera.select_option(index=camera.locator("option").count() - 1)
+    laptop.wait_for_function("() => document.getElementById('preview').videoWidth > 0")
+    assert laptop.evaluate(LIVE_CAMERAS) == 1  # the one before was stopped, not left running
+    check_accessibility(laptop, "the door with the device picker open")
+    screenshot(laptop, "door-devices-1280")
     laptop.get_by_label("Join with sound only (camera off)").check()
     laptop.wait_for_function(f"() => ({LIVE_CAMERAS})() === 0")  # stopped, not just disabled
     laptop.get_by_role("button", name="Check in").click()
     waiting_room.get_by_role("listitem").filter(has_text="Sam T.").get_by_role("button", name="Admit").click()
     start_video = laptop.get_by_role("button", name="Start video")
     expect(start_video).to_be_visible()
+    expect(laptop.locator("#session-bar").get_by_text("Devices", exact=True)).to_be_visible()
     laptop.wait_for_function("() => window.publishOffers.size === 1")
     sam_tile = staff.locator("#grid .tile").filter(has_text="Sam T.")
     expect(sam_tile).to_contain_text("camera off")  # chose it: not "no camera"

@@ -27,25 +27,34 @@ function problemOf(error) {
   }
 }
 
+// Constraints for one kind, preferring a device chosen before (ideal: another is fine if it is gone),
+// or requiring one just chosen (exact).
+function wanted(kind, deviceId, exact = false) {
+  const base = kind === "video" ? { ...VIDEO } : {};
+  if (deviceId) base.deviceId = exact ? { exact: deviceId } : { ideal: deviceId };
+  return Object.keys(base).length ? base : true;
+}
+
 // The best stream the devices allow: audio and video, else audio only, else video only.
 // Returns { stream, problem } where problem is a key of HELP or null.
-export async function openDevices({ video = true } = {}) {
+export async function openDevices({ video = true, camera = "", microphone = "" } = {}) {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     return { stream: null, problem: "unsupported" };
   }
   const ask = (constraints) => navigator.mediaDevices.getUserMedia(constraints);
+  const audio = wanted("audio", microphone);
   try {
-    return { stream: await ask({ audio: true, video: video ? VIDEO : false }), problem: null };
+    return { stream: await ask({ audio, video: video ? wanted("video", camera) : false }), problem: null };
   } catch (error) {
     const problem = problemOf(error);
     if (problem === "denied" || problem === "busy") return { stream: null, problem };
     if (!video) return { stream: null, problem: "mic_missing" };
   }
   try {
-    return { stream: await ask({ audio: true, video: false }), problem: "camera_missing" };
+    return { stream: await ask({ audio, video: false }), problem: "camera_missing" };
   } catch { /* no microphone either */ }
   try {
-    return { stream: await ask({ audio: false, video: VIDEO }), problem: "mic_missing" };
+    return { stream: await ask({ audio: false, video: wanted("video", camera) }), problem: "mic_missing" };
   } catch (error) {
     const problem = problemOf(error);
     return { stream: null, problem: problem === "other" ? "missing" : problem };
@@ -54,16 +63,28 @@ export async function openDevices({ video = true } = {}) {
 
 // One device again after joining (a camera turned back on, a microphone allowed at last):
 // { track, problem } with problem a key of HELP or null.
-export async function openOne(kind) {
+// deviceId: the one just chosen in a picker (required), or "" for any.
+export async function openOne(kind, deviceId = "") {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return { track: null, problem: "unsupported" };
   try {
-    const stream = await navigator.mediaDevices.getUserMedia(kind === "video" ? { video: VIDEO } : { audio: true });
+    const stream = await navigator.mediaDevices.getUserMedia({ [kind]: wanted(kind, deviceId, true) });
     return { track: stream.getTracks()[0] || null, problem: null };
   } catch (error) {
     const problem = problemOf(error);
     if (problem === "missing" || problem === "other") return { track: null, problem: kind === "video" ? "camera_missing" : "mic_missing" };
     return { track: null, problem };
   }
+}
+
+// The cameras, microphones and speakers the page may choose from ({ videoinput, audioinput,
+// audiooutput }, each a list of MediaDeviceInfo; labels are there once a device was allowed).
+export async function listDevices() {
+  const found = { videoinput: [], audioinput: [], audiooutput: [] };
+  if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return found;
+  for (const device of await navigator.mediaDevices.enumerateDevices()) {
+    if (found[device.kind] && device.deviceId) found[device.kind].push(device);
+  }
+  return found;
 }
 
 export function stopStream(stream) {

@@ -84,6 +84,16 @@ export class VideoGrid {
     window.addEventListener("resize", () => this.layout());
   }
 
+  // The speaker the others are heard from (where the browser lets a page choose: setSinkId).
+  setSpeaker(deviceId) {
+    this.sinkId = deviceId;
+    for (const [id, tile] of this.tiles) if (id !== this.selfId) this.sink(tile.video);
+  }
+
+  sink(video) {
+    if (this.sinkId && video.setSinkId) video.setSinkId(this.sinkId).catch(() => {});
+  }
+
   // Your own tile can be hidden from your own screen (the group still sees you).
   hideSelf(hidden) {
     this.selfHidden = hidden;
@@ -116,6 +126,7 @@ export class VideoGrid {
       badges.className = "tile-badges";
       caption.append(label, badges);
       figure.append(video, avatar, caption);
+      if (id !== this.selfId) this.sink(video);
       tile = { figure, video, avatar, label, badges, meter: null, stream: null, role: null,
                audioOn: true, videoOn: true, microphone: true, camera: true, hand: false, shown: "" };
       this.tiles.set(id, tile);

@@ -3,8 +3,8 @@
 import { ChatPanel } from "/static/chat.js";
 import { FeedbackForm } from "/static/feedback.js";
 import { Questionnaires } from "/static/questionnaire.js";
-import { HELP, meterFor, openDevices, openOne, playTestTone, stopStream } from "/static/devices.js";
-import { VideoGrid } from "/static/grid.js";
+import { HELP, listDevices, meterFor, openDevices, openOne, playTestTone, stopStream } from "/static/devices.js";
+import { VideoGrid, sharedAudioContext } from "/static/grid.js";
 import { LiveSocket } from "/static/live.js";
 import { ConnectionMeter } from "/static/quality.js";
 import { Room } from "/static/room.js";
@@ -129,7 +129,7 @@ async function startDevices() {
   $("retry-devices").hidden = true;
   stopMeter();
   stopStream(localStream);
-  const { stream, problem } = await openDevices({ video: true });
+  const { stream, problem } = await openDevices({ video: true, camera: chosen().camera, microphone: chosen().microphone });
   localStream = stream || (window.MediaStream ? new MediaStream() : null);
   devices.microphone = hasAudio();
   devices.camera = hasVideo();
@@ -144,6 +144,7 @@ async function startDevices() {
   showPreview();
   if (hasAudio()) stopMeter = meterFor(localStream, $("mic-meter"), $("mic-bar"));
   document.body.classList.toggle("has-device-problem", Boolean(problem));
+  fillPickers().catch(() => {});
   if (state === "door") say(problem ? FOUND[problem] : "Your camera and microphone are working. Check in when you are ready.");
 }
 
@@ -166,7 +167,7 @@ function releaseCamera() {
 
 async function restoreCamera() {
   if (hasVideo()) return null;
-  const { track, problem } = await openOne("video");
+  const { track, problem } = await openOne("video", picker.camera.value);
   if (!track) return problem;
   if (!localStream) localStream = new MediaStream();
   localStream.addTrack(track);
@@ -178,7 +179,7 @@ async function restoreCamera() {
 // A microphone allowed or plugged in after the check: "Unmute" asks for it.
 async function restoreMicrophone() {
   if (hasAudio()) return null;
-  const { track, problem } = await openOne("audio");
+  const { track, problem } = await openOne("audio", picker.microphone.value);
   if (!track) return problem;
   if (!localStream) localStream = new MediaStream();
   localStream.addTrack(track);
@@ -186,6 +187,86 @@ async function restoreMicrophone() {
   await room.replaceTrack("audio", track);
   return null;
 }
+
+// -- choosing a camera, microphone or speaker (remembered on this device) --------------------------
+
+const picker = { camera: $("pick-camera"), microphone: $("pick-microphone"), speaker: $("pick-speaker") };
+const CHOSEN_KEY = "porchlight.devices";
+function chosen() {
+  try { return JSON.parse(localStorage.getItem(CHOSEN_KEY)) || {}; } catch { return {}; }
+}
+function remember(kind, deviceId) {
+  try { localStorage.setItem(CHOSEN_KEY, JSON.stringify({ ...chosen(), [kind]: deviceId })); } catch { /* private mode */ }
+}
+
+function inUse(kind) {
+  const track = localStream && localStream.getTracks().find((t) => t.kind === kind);
+  return track ? track.getSettings().deviceId || "" : "";
+}
+
+function fill(select, devices, selected, noun) {
+  select.replaceChildren(...devices.map((device, index) => {
+    const option = new Option(device.label || `${noun} ${index + 1}`, device.deviceId);
+    option.selected = device.deviceId === selected;
+    return option;
+  }));
+}
+
+async function fillPickers() {
+  const found = await listDevices();
+  fill(picker.camera, found.videoinput, inUse("video") || chosen().camera, "Camera");
+  fill(picker.microphone, found.audioinput, inUse("audio") || chosen().microphone, "Microphone");
+  const speakers = "setSinkId" in HTMLMediaElement.prototype && found.audiooutput.length > 0;
+  $("pick-speaker-field").hidden = !speakers;
+  if (speakers) fill(picker.speaker, found.audiooutput, chosen().speaker, "Speaker");
+  $("device-choice").hidden = !(found.videoinput.length || found.audioinput.length);
+}
+
+// Another camera or microphone: the new track takes the old one's place, in the preview, the
+// meter and (in the session) the same sender.
+async function switchDevice(kind, deviceId) {
+  const { track, problem } = await openOne(kind, deviceId);
+  if (!track) {
+    say(stillHelp(problem));
+    return;
+  }
+  if (!localStream) localStream = new MediaStream();
+  for (const old of localStream.getTracks().filter((t) => t.kind === kind)) {
+    old.stop();
+    localStream.removeTrack(old);
+  }
+  track.enabled = kind === "video" ? videoOn : audioOn;
+  localStream.addTrack(track);
+  devices[kind === "video" ? "camera" : "microphone"] = true;
+  await room.replaceTrack(kind, track);
+  if (kind === "audio") {
+    stopMeter();
+    stopMeter = meterFor(localStream, $("mic-meter"), $("mic-bar"));
+  }
+  showPreview();
+  if (state === "session") {
+    grid.attach(me.id, localStream);
+    updateControls();
+    sendMediaState();
+  }
+  say(`Now using ${track.label || (kind === "video" ? "the chosen camera" : "the chosen microphone")}.`);
+}
+
+picker.camera.addEventListener("change", () => {
+  remember("camera", picker.camera.value);
+  if (videoOn) switchDevice("video", picker.camera.value);
+});
+picker.microphone.addEventListener("change", () => {
+  remember("microphone", picker.microphone.value);
+  switchDevice("audio", picker.microphone.value);
+});
+picker.speaker.addEventListener("change", () => {
+  remember("speaker", picker.speaker.value);
+  grid.setSpeaker(picker.speaker.value);
+  const context = sharedAudioContext();
+  if (context && context.setSinkId) context.setSinkId(picker.speaker.value).catch(() => {});
+});
+if (chosen().speaker) grid.setSpeaker(chosen().speaker);
 
 $("retry-devices").addEventListener("click", () => startDevices());
 $("audio-only").addEventListener("change", async (event) => {
@@ -376,6 +457,8 @@ function enterSession(frame) {
   say(first ? "You are in the group. Welcome." : "You are back in the group.");
   chat.setStaffOnly(false);
   $("session-stage").append(chatBox);
+  $("device-choice").querySelector("summary").textContent = "Devices";
+  $("session-bar").append($("device-choice"));
   openChat(toggleChat.getAttribute("aria-expanded") === "true", false);
   grid.setSelf(me.id, me.name, "patient", localStream);
   updateControls();
