@@ -490,3 +490,11 @@ def test_a_patient_who_stops_answering_is_flagged() -> None:
     assert [f.kind for f in flags([q(1, "answered"), q(8, "skipped"), q(15, "open")], now)] == ["not_answering"]
     # An offer still open (answerable) does not count yet.
     assert flags([q(1, "answered"), q(8, "skipped"), q(15, "open")], 15 * DAY * 1000 + 60_000) == []
+
+
+def test_falling_session_ratings_join_the_flags() -> None:
+    from server.measures.trends import flags
+
+    assert flags([], 0, [5, 4, 4]) == []
+    assert flags([], 0, [3, 5, 4, 2])[0].text == "session ratings falling (5 → 4 → 2)"
+    assert flags([], 0, [5, 4]) == []

@@ -32,6 +32,7 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
 return 1
 """
 
@@ -79,8 +80,9 @@ async def submit(redis: Redis, session_id: Any, patient_id: str, group_id: str, 
         raise forbidden("feedback is for the patients who took part in the session")
     answer = Feedback(session_id, group_id, patient_id, record.opened_by, rating, comment, now_ms)
     stored = json.dumps(answer.__dict__, separators=(",", ":"))
-    if not await redis.eval(_ONCE, 2, keys.feedback(session_id), keys.feedback_by_time(), patient_id, stored,
-                            now_ms, f"{session_id}:{patient_id}"):
+    if not await redis.eval(_ONCE, 3, keys.feedback(session_id), keys.feedback_by_time(),
+                            keys.patient_feedback(patient_id), patient_id, stored, now_ms,
+                            f"{session_id}:{patient_id}", session_id):
         raise ApiError(409, ErrorCode.ALREADY_ANSWERED, "you have already answered for this session")
     return answer
 
@@ -140,6 +142,17 @@ def averages(answers: list[Feedback], by: str) -> list[Average]:
     return [Average(key, len(values), round(sum(values) / len(values), 2)) for key, values in sorted(ratings.items())]
 
 
+async def ratings_of(redis: Redis, patient_id: str) -> list[int]:
+    """The patient's ratings, oldest first."""
+    session_ids = await redis.zrange(keys.patient_feedback(patient_id), 0, -1)
+    async with redis.pipeline(transaction=False) as pipe:
+        for session_id in session_ids:
+            pipe.hget(keys.feedback(session_id), patient_id)
+        raws = await pipe.execute() if session_ids else []
+    return [int(json.loads(raw)["rating"]) for raw in raws if raw]
+
+
 def forget(pipe: Any, answer: Feedback) -> None:
     pipe.hdel(keys.feedback(answer.session_id), answer.patient_id)
     pipe.zrem(keys.feedback_by_time(), f"{answer.session_id}:{answer.patient_id}")
+    pipe.zrem(keys.patient_feedback(answer.patient_id), answer.session_id)

@@ -5,12 +5,14 @@ but for `flags_of`, which reads the questionnaires).
   the patient's first PHQ-9 or their previous one.
 - `not_answering`: the two most recent questionnaires offered to the patient that are settled
   (answered, skipped, or expired unanswered) were not answered.
+- `feedback_falling`: the patient's last three session ratings fell each time (e.g. 5, 4, 2).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.measures.feedback import ratings_of
 from server.measures.store import OFFER_SECONDS, Measure, Questionnaire, questionnaires_of
 from server.store.connection import Redis
 
@@ -44,15 +46,24 @@ def not_answering(questionnaires: list[Questionnaire], now_ms: int) -> Flag | No
     return None
 
 
-def flags(questionnaires: list[Questionnaire], now_ms: int) -> list[Flag]:
+def feedback_falling(ratings: list[int]) -> Flag | None:
+    last = ratings[-3:]
+    if len(last) == 3 and last[0] > last[1] > last[2]:
+        return Flag("feedback_falling", "session ratings falling ({})".format(" → ".join(map(str, last))))
+    return None
+
+
+def flags(questionnaires: list[Questionnaire], now_ms: int, ratings: list[int] | None = None) -> list[Flag]:
     answered = sorted((m for m in (q.measure for q in questionnaires) if m is not None), key=lambda m: m.at_ms)
-    return [f for f in (worsening(answered), not_answering(questionnaires, now_ms)) if f is not None]
+    found = (worsening(answered), not_answering(questionnaires, now_ms), feedback_falling(ratings or []))
+    return [f for f in found if f is not None]
 
 
 async def flags_of(redis: Redis, patient_ids: list[str], now_ms: int) -> dict[str, list[Flag]]:
     """The patients' flags, only for those with any."""
     out = {}
     for patient_id in patient_ids:
-        if found := flags(await questionnaires_of(redis, patient_id), now_ms):
+        found = flags(await questionnaires_of(redis, patient_id), now_ms, await ratings_of(redis, patient_id))
+        if found:
             out[patient_id] = found
     return out

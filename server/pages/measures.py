@@ -47,7 +47,7 @@ async def patient_page(request: web.Request) -> web.Response:
         "patient": patient,
         "charts": trend_charts(measures, zone),
         "measures": [{**m.public(), "when": _local(m.at_ms, zone)} for m in reversed(measures)],
-        "flags": trends.flags(questionnaires, to_ms(svc.clock.now())),
+        "flags": trends.flags(questionnaires, to_ms(svc.clock.now()), await feedback.ratings_of(svc.redis, patient_id)),
         "alerts": [{**a.public(patient["display_name"]), "when": _local(a.at_ms, zone)} for a in found_alerts],
         "attribution": ATTRIBUTION,
     })

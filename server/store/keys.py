@@ -243,6 +243,11 @@ def feedback(session_id: str) -> str:
     return f"{PREFIX}:session:{session_id}:feedback"
 
 
+def patient_feedback(patient_id: str) -> str:
+    """The sessions a patient gave feedback on, scored by when (ms)."""
+    return f"{PREFIX}:patient:{patient_id}:feedback"
+
+
 def feedback_by_time() -> str:
     """"{session}:{patient}" scored by when the feedback was given (ms): reports, export, retention."""
     return f"{PREFIX}:feedback:by_time"
