@@ -66,6 +66,20 @@ async def body_of(redis: Redis, record_id: str, channel: str = BILLING) -> bytes
     return None if raw is None else _as_bytes(raw)
 
 
+async def records_of(redis: Redis, record_ids: list[str], channel: str = BILLING) -> dict[str, dict[str, Any]]:
+    """The records' `data` (as sent) by id, in one round trip; ids without a stored body are left out."""
+    if not record_ids:
+        return {}
+    bodies = await redis.mget([keys.outbox_record(channel, r) for r in record_ids])
+    out: dict[str, dict[str, Any]] = {}
+    for record_id, raw in zip(record_ids, bodies, strict=True):
+        if raw is not None:
+            data = json.loads(_as_bytes(raw)).get("data")
+            if isinstance(data, dict):
+                out[record_id] = data
+    return out
+
+
 @dataclass(frozen=True)
 class Job:
     """A claimed delivery: the record's exact webhook body and its delivery hash."""

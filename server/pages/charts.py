@@ -66,7 +66,8 @@ def weekly_hours_chart(weeks: list[dict[str, Any]], names: dict[str, str]) -> We
             y=base,
             minimum_y=base - minimum * scale if minimum else None,
             minimum_hours=minimum,
-            at_risk=any(w["dropout_risk"] for w in mine if w),
+            # As the "flagged at risk" card: the patient's latest week in the range says it.
+            at_risk=next((bool(w["dropout_risk"]) for w in reversed(mine) if w), False),
         )
         for (week, centre), item in zip(centres, mine, strict=True):
             hours = item["attended_seconds"] / 3600 if item else 0.0

@@ -284,6 +284,17 @@ async def admin_billing(request: web.Request) -> web.Response:
     svc = services(request)
     status = request.query.get("status") if request.query.get("status") in outbox.STATUSES else None
     rows = await outbox.deliveries(svc.redis, status, limit=500)
+    # What a biller needs beside the delivery: the claim line the record suggests.
+    records = await outbox.records_of(svc.redis, [d["record_id"] for d in rows])
+    for delivery in rows:
+        record = records.get(delivery["record_id"], {})
+        suggested = record.get("suggested") or {}
+        delivery["claim"] = {
+            "service_date": record.get("service_date") or "", "code": suggested.get("code") or "",
+            "units": suggested.get("units"), "modifiers": ", ".join(suggested.get("modifiers") or []),
+            "place_of_service": record.get("place_of_service") or "",
+            "below_minimum": bool(record.get("below_minimum")), "rule": suggested.get("rule") or "",
+        }
     names = {p["id"]: p["display_name"] for p in await patients.all_patients(svc.redis)}
     counts = {name: await svc.redis.zcard(keys.billing_by_status(name)) for name in outbox.STATUSES}
     return render(request, "admin_billing.html", {

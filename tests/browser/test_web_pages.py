@@ -180,6 +180,10 @@ def test_patient_and_facilitator_run_a_group_then_the_admin_pulls_the_minutes(de
     # The demo comes with three weeks of past meetings: the whole group, then one patient today.
     expect(admin.get_by_role("img", name="Weekly hours per patient")).to_be_visible()
     expect(admin.locator("#attendance-table tbody tr").filter(has_text="absent")).not_to_have_count(0)
+    # The card, the list and the chart agree on who is at risk now (each patient's latest week).
+    flagged = int(admin.locator(".summary-tiles .card").filter(has_text="flagged at risk").locator(".big").inner_text())
+    listed = admin.get_by_role("region", name="Dropout risk").locator(".risk-list").first.locator("li").count()
+    assert flagged >= 1 and admin.locator(".chart text.risk").count() == flagged == listed
     check_accessibility(admin, "admin attendance")
     screenshot(admin, "admin-attendance-1280", full_page=True)
     today = datetime.now(ZoneInfo("America/Chicago")).date().isoformat()  # the demo group's timezone
@@ -203,6 +207,13 @@ def test_patient_and_facilitator_run_a_group_then_the_admin_pulls_the_minutes(de
     check_accessibility(admin, "admin clinic")
     admin.get_by_role("link", name="Evening DBT Skills").click()
     expect(admin.get_by_role("button", name="Copy link for Alex R.")).to_be_visible()
+    alex_link = admin.locator("tr").filter(has_text="Alex R.").locator("code.url")
+    expect(alex_link).to_be_hidden()  # a link is a key: not on screen until asked for
+    admin.get_by_role("button", name="Show link for Alex R.").click()
+    expect(alex_link).to_have_text(demo.links[0])
+    expect(admin.get_by_role("button", name="Hide link for Alex R.")).to_have_attribute("aria-expanded", "true")
+    admin.get_by_role("button", name="Hide link for Alex R.").click()
+    expect(alex_link).to_be_hidden()
     admin.get_by_role("textbox", name="Main colour", exact=True).fill("#6b4f8f")
     preview_bar = admin.locator("#brand-preview .brand-bar")
     expect(preview_bar).to_have_css("background-color", "rgb(107, 79, 143)")
@@ -218,6 +229,12 @@ def test_patient_and_facilitator_run_a_group_then_the_admin_pulls_the_minutes(de
     expect(sam.get_by_role("heading", name="This link is not working")).to_be_visible()
     admin.get_by_role("link", name="Billing").click()
     expect(admin.get_by_role("heading", name="Billing deliveries")).to_be_visible()
+    # What a biller needs: the service date, the code, units and modifiers, and a short visit marked.
+    todays = admin.locator("tr[data-record-id]").filter(has_text="Alex R.").filter(has_text=today)
+    expect(todays).to_have_count(1)
+    expect(todays).to_contain_text("90853")
+    expect(todays).to_contain_text("below minimum")  # minutes of a test, not the group's 45
+    expect(todays).to_contain_text("10 home")
     check_accessibility(admin, "admin billing")
     screenshot(admin, "admin-billing-1280", full_page=True)
 

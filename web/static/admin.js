@@ -131,10 +131,21 @@ for (const row of document.querySelectorAll("tr[data-enrollment-id]")) {
   const url = row.querySelector("[data-role=join-url]");
   const copyButton = row.querySelector("[data-action=copy]");
   const rotateButton = row.querySelector("[data-action=rotate]");
+  const showButton = row.querySelector("[data-action=show]");
+  const name = row.cells[0].textContent.replace(/\s*ended\s*$/, "").trim();
+  // A link is a key: on screen only when asked for ("Show link"), and hidden again on request.
+  const reveal = (shown) => {
+    url.hidden = !shown;
+    showButton.setAttribute("aria-expanded", String(shown));
+    showButton.textContent = shown ? "Hide link" : "Show link";
+    showButton.setAttribute("aria-label", `${shown ? "Hide" : "Show"} link for ${name}`);
+  };
+  if (showButton && url) showButton.addEventListener("click", () => reveal(url.hidden));
   if (copyButton && url) {
     copyButton.addEventListener("click", async () => {
       if (await copy(url.textContent.trim())) flash("Link copied.");
       else {
+        reveal(true); // no clipboard: shown and selected, for Ctrl+C or a long press
         window.getSelection().selectAllChildren(url);
         flash("Press Ctrl+C (or long-press) to copy the selected link.");
       }
