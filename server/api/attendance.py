@@ -11,6 +11,7 @@ from server.api.common import json_response, read_json, require_group_rights, re
 from server.attendance import reports
 from server.attendance.corrections import correct
 from server.auth.staff import Role
+from server.clinic import patients
 from server.clinic.groups import require_group
 from server.errors import bad_request, not_found
 from server.services import services
@@ -54,8 +55,10 @@ async def session_attendance(request: web.Request) -> web.Response:
         raise not_found("session")
     require_group_rights(staff, await require_group(svc.redis, record.group_id))
     rows = await reports.session_records(svc.redis, session_id, record.started_at)
+    # The names the group knows them by, for the facilitator's end-of-session summary.
+    known = await patients.patients_by_id(svc.redis, sorted({str(r["patient_id"]) for r in rows}))
     return json_response({"final": bool(await svc.redis.exists(keys.session_finalised(session_id))),
-                          "records": rows})
+                          "records": rows, "names": {pid: p["display_name"] for pid, p in known.items()}})
 
 
 async def _exported_rows(request: web.Request, fmt: str) -> tuple[list[str], date, date]:

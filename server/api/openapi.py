@@ -242,7 +242,9 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         answer=obj(["events"], events=array(obj(["type"], type=S))), errors=(400, 403, 404)),
     ("GET", f"{API}/sessions/{{session_id}}/attendance"): _op(
         "Attendance records of a session (final: true once final)", "facilitator",
-        answer=obj(["final", "records"], final=BOOL, records=array(ref("AttendanceRecord"))),
+        answer=obj(["final", "records"], final=BOOL, records=array(ref("AttendanceRecord")),
+                   names={"type": "object", "additionalProperties": {"type": "string"},
+                          "description": "display name by patient id"}),
         errors=(400, 403, 404)),
     ("POST", f"{API}/sessions/{{session_id}}/attendance/{{patient_id}}/correction"): _staff_change(
         "Correct a patient's attendance; a superseding billing record is queued (409 not_final)", "admin",

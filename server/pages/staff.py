@@ -63,13 +63,13 @@ def _base(staff: StaffSession, title: str) -> dict[str, Any]:
             "is_admin": staff.user.role is Role.ADMIN}
 
 
-def _local(ms: int | str | None, zone: ZoneInfo, fmt: str = "%H:%M") -> str:
+def _local(ms: int | str | None, zone: ZoneInfo, fmt: str = "%-I:%M %p") -> str:
     if ms in (None, ""):
         return ""
     return datetime.fromtimestamp(int(ms) / 1000, tz=zone).strftime(fmt)
 
 
-def _local_iso(value: str | None, zone: ZoneInfo, fmt: str = "%H:%M") -> str:
+def _local_iso(value: str | None, zone: ZoneInfo, fmt: str = "%-I:%M %p") -> str:
     if not value:
         return ""
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(zone).strftime(fmt)
@@ -132,7 +132,7 @@ async def console(request: web.Request) -> web.Response:
             "program": group["program"],
             "schedule": describe_schedule(group),
             "open_session_id": await svc.redis.get(keys.group_open_session(group["id"])) or "",
-            "meetings": [f"{m.start.strftime('%H:%M')}–{m.end.strftime('%H:%M')}" for m in meetings_today(group, now)],
+            "meetings": [f"{m.start:%-I:%M}–{m.end:%-I:%M %p}" for m in meetings_today(group, now)],
             "sessions": await _sessions_today(request, group),
             "today": datetime.fromtimestamp(now, tz=zone).strftime("%A %-d %B"),
             "brand": groups.brand_of(group),

@@ -199,3 +199,13 @@ def test_hand_chat_mute_and_the_facilitator_away_between_console_and_patient(dem
     staff.get_by_role("button", name="End session").click()
     staff.get_by_role("dialog", name="End the session for everyone?").get_by_role("button", name="End session").click()
     expect(patient.get_by_role("heading", name="The session has ended")).to_be_visible()
+
+    # -- the facilitator's summary: who came, for how long ---------------------------------------
+    summary = staff.get_by_role("region", name="Session summary: Evening DBT Skills")
+    expect(summary).to_contain_text("1 of 3 came.")
+    expect(summary.get_by_role("row", name=re.compile(r"^Alex R\. yes"))).to_be_visible()
+    expect(summary.get_by_role("row", name=re.compile(r"^Jordan M\. no"))).to_be_visible()
+    check_accessibility(staff, "the session summary")
+    screenshot(staff, "console-summary-1280")
+    summary.get_by_role("button", name="Close summary").click()
+    expect(summary).to_be_hidden()

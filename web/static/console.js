@@ -529,8 +529,72 @@ endDialog.addEventListener("close", async () => {
   }
 });
 
+// -- after the session: who came, for how long, who left early -----------------------------------------
+
+const SUMMARY_KEY = "porchlight.console.summary"; // the session just ended, shown after the reload
+const EARLY_MS = 5 * 60_000; // leaving more than 5 minutes before the end is "left early"
+const clock = (iso) => (iso ? new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" }).format(new Date(iso)) : "");
+
+function duration(ms) {
+  const minutes = Math.max(0, Math.round(ms / 60_000));
+  return minutes >= 60 ? `${Math.floor(minutes / 60)} h ${minutes % 60} min` : `${minutes} min`;
+}
+
+async function showSummary(sessionId) {
+  const box = $("summary");
+  box.hidden = false;
+  $("summary-wait").hidden = false;
+  let answer = null;
+  for (let tries = 0; tries < 15; tries += 1) { // finalisation follows the end within moments
+    answer = await api("GET", `/sessions/${sessionId}/attendance`);
+    if (answer.final) break;
+    await new Promise((resolve) => { setTimeout(resolve, 1000); });
+  }
+  const session = await api("GET", `/sessions/${sessionId}`);
+  const group = cards.find((card) => card.dataset.groupId === session.group_id);
+  const ended = Date.parse(session.ended_at || "") || Date.now();
+  const started = Date.parse(session.started_at);
+  $("summary-heading").textContent = `Session summary: ${group ? group.dataset.groupName : "your group"}`;
+  $("summary-when").textContent = `${new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long" })
+    .format(new Date(started))}, ${clock(session.started_at)}–${clock(session.ended_at)} (${duration(ended - started)})`;
+  const names = answer.names || {};
+  const records = [...answer.records].sort((a, b) => (names[a.patient_id] || "").localeCompare(names[b.patient_id] || ""));
+  const rows = records.map((record) => {
+    const came = record.status === "attended";
+    const notes = [];
+    if (came && record.last_leave && ended - Date.parse(record.last_leave) > EARLY_MS) notes.push("left early");
+    if (record.reconnects) notes.push(`reconnected ${record.reconnects}×`);
+    if (came && record.audio_only_seconds > record.video_seconds) notes.push("mostly sound only");
+    if (record.status === "declined") notes.push("declined");
+    const cells = [names[record.patient_id] || record.patient_id, came ? "yes" : "no", came ? String(record.attended_minutes) : "",
+                   came ? clock(record.first_join) : "", came ? clock(record.last_leave) : "", notes.join(", ")];
+    const row = document.createElement("tr");
+    for (const [index, text] of cells.entries()) {
+      const cell = document.createElement(index === 0 ? "th" : "td");
+      if (index === 0) cell.scope = "row";
+      if (index === 2) cell.className = "num";
+      cell.textContent = text;
+      row.append(cell);
+    }
+    return { row, came, early: notes.includes("left early") };
+  });
+  $("summary-rows").replaceChildren(...rows.map((r) => r.row));
+  const came = rows.filter((r) => r.came).length;
+  const early = rows.filter((r) => r.early).length;
+  $("summary-line").textContent = `${came} of ${rows.length} came`
+    + (early ? `; ${plural(early, "person", "people")} left early.` : ".");
+  $("summary-wait").hidden = true;
+  box.focus({ preventScroll: true });
+}
+
+$("summary-close").addEventListener("click", () => {
+  $("summary").hidden = true;
+  try { sessionStorage.removeItem(SUMMARY_KEY); } catch { /* private mode */ }
+});
+
 function closeRoom(state, message) {
   if (activeRoom !== state) return;
+  try { sessionStorage.setItem(SUMMARY_KEY, state.sessionId); } catch { /* private mode */ }
   activeRoom = null;
   clearInterval(state.ticker);
   state.room.close();
@@ -614,7 +678,11 @@ async function toggle(kind, button) {
 $("toggle-audio").addEventListener("click", (event) => toggle("audio", event.currentTarget));
 $("toggle-video").addEventListener("click", (event) => toggle("video", event.currentTarget));
 
-// -- after a reload: go straight back into the session this tab was running ------------------------------
+// -- after a reload: the summary of the session just ended, or straight back into the one running ---------
+
+let summarised = null;
+try { summarised = sessionStorage.getItem(SUMMARY_KEY); } catch { summarised = null; }
+if (summarised) showSummary(summarised).catch(() => { $("summary").hidden = true; });
 
 let remembered = null;
 try { remembered = sessionStorage.getItem(SESSION_KEY); } catch { remembered = null; }
