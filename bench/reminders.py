@@ -25,6 +25,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,12 @@ MEETING = datetime(2027, 1, 18, 18, 0, tzinfo=ZoneInfo(ZONE))  # a Monday
 
 
 # -- the SMTP server (child process) ----------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
 
 class Counting:
     def __init__(self) -> None:
@@ -189,8 +196,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def amain(args: argparse.Namespace) -> int:
-    from tests.conftest import free_port  # noqa: PLC0415 (one helper; bench needs no other test code)
-
     tmp = Path(tempfile.mkdtemp(prefix="plbench-reminders-"))
     child = RedisChild(tmp, "always")
     child.start()
