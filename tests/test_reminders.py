@@ -237,3 +237,20 @@ async def test_reminder_due_events_reach_the_clinics_webhook_signed_once_each(
     api.clock.advance(30)
     assert (await app[REMINDERS].run_once()).events == 0
     assert await app[REMINDER_DELIVERY].run_once() == 0 and len(got) == 2
+
+
+async def test_a_round_claims_a_bounded_batch_and_the_next_round_sends_the_rest(
+    api: Api, smtp: SmtpReceiver, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from server.reminders import worker as worker_module
+
+    world = await a_group(api)
+    await api.request(world.admin, "PATCH", f"/api/v1/patients/{world.patients[1]['id']}", {"reminders": True})
+    monkeypatch.setattr(worker_module, "MAX_EMAILS_PER_ROUND", 1)
+    api.clock.set(MONDAY_18 - HOUR)
+    assert (await worker(api).run_once()).sent == 1
+    api.clock.advance(10)
+    assert (await worker(api).run_once()).sent == 1
+    api.clock.advance(10)
+    assert (await worker(api).run_once()).sent == 0
+    assert sorted(smtp.inbox.to()) == ["Robin.K@example.org", "sam@example.org"]

@@ -42,6 +42,9 @@ from server.tasks import stop_if_cancelled
 log = logging.getLogger(__name__)
 
 LEASE_MS = 120_000  # > the mailer's timeout: a live process finishes (or gives up) within it
+# Emails claimed per round: sent well within the lease even by a slow mail server (500 took 10-20 s
+# on a loaded 2-core machine); a bigger clinic's rest goes in the next rounds, seconds later.
+MAX_EMAILS_PER_ROUND = 1000
 KEEP_SECONDS = 2 * 24 * 3600
 
 # Release a claim only if it is still this worker's (its lease may have run out and passed on).
@@ -123,8 +126,9 @@ class ReminderWorker:
                 wanted = await self._wanted(due)
                 if self.settings.notify_webhook_url and wanted:
                     await self._queue_events(due, wanted, now, done)
-                if self.mailer is not None:
-                    claimed += [(due, c) for c in await self._claim_emails(due, wanted)]
+                if self.mailer is not None and len(claimed) < MAX_EMAILS_PER_ROUND:
+                    room = MAX_EMAILS_PER_ROUND - len(claimed)
+                    claimed += [(due, c) for c in await self._claim_emails(due, wanted, room)]
             if claimed:  # every meeting's emails in one batch, over the mailer's few connections
                 await self._send_emails(claimed, now, done)
         self.rounds += 1
@@ -138,18 +142,22 @@ class ReminderWorker:
         return [(e, patients[e["patient_id"]]) for e in enrolled
                 if e["patient_id"] in patients and patients[e["patient_id"]].get("reminders")]
 
-    async def _claim_emails(self, due: schedule.DueMeeting,
-                            wanted: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[Claim]:
+    async def _claim_emails(self, due: schedule.DueMeeting, wanted: list[tuple[dict[str, Any], dict[str, Any]]],
+                            room: int) -> list[Claim]:
+        """Claim at most `room` of the meeting's emails that nobody has claimed."""
         with_email = [(e, p) for e, p in wanted if p.get("email")]
         if not with_email:
             return []
         candidates = [keys.reminder_claim(due.group["id"], due.start_ms, e["patient_id"], "email")
                       for e, _ in with_email]
+        states = await self.redis.mget(candidates)
+        open_ = [(key, ep) for key, ep, state in zip(candidates, with_email, states, strict=True) if state is None]
+        open_ = open_[:room]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for key in candidates:
+            for key, _ in open_:
                 pipe.set(key, self.owner, nx=True, px=LEASE_MS)
-            won = await pipe.execute()
-        return [Claim(key, e, p) for key, (e, p), ok in zip(candidates, with_email, won, strict=True) if ok]
+            won = await pipe.execute() if open_ else []
+        return [Claim(key, e, p) for (key, (e, p)), ok in zip(open_, won, strict=True) if ok]
 
     async def _send_emails(self, claimed: list[tuple[schedule.DueMeeting, Claim]], now: float, done: Round) -> None:
         assert self.mailer is not None
