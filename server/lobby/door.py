@@ -16,7 +16,6 @@ from server.clinic.patients import patients_by_id
 from server.clock import iso, to_ms
 from server.errors import ApiError, conflict
 from server.ids import new_id
-from server.lobby import questionnaires
 from server.lobby.machine import Event, RuleViolation, Session, Status
 from server.lobby.peer import CLOSE_FORBIDDEN, CLOSE_INVALID_TOKEN, CLOSE_REPLACED, Peer
 from server.lobby.persist import describe_session
@@ -40,8 +39,6 @@ class Door(DoorState):
             self._replace(older, conn, patient_id)
             self.early[patient_id] = (now, location)
             self.presence.send(conn, self.waiting_message(patient_id))
-            await questionnaires.offer(self.redis, self.clock, self.presence, conn, patient_id, self.group,
-                                       self.session)
             self.schedule_push("waiting_list")
             return
         events = self.session.check_in(patient_id, now, location)
@@ -52,8 +49,6 @@ class Door(DoorState):
             self._tell_admitted(conn, self.session.session_id)
         else:
             self.presence.send(conn, self.waiting_message(patient_id))
-            await questionnaires.offer(self.redis, self.clock, self.presence, conn, patient_id, self.group,
-                                       self.session)
         self.schedule_push("waiting_list")
 
     def _count_check_in(self, patient_id: str, now: int) -> None:

@@ -1,8 +1,9 @@
 """Questionnaires offered in the waiting room: after a patient's `waiting`, the ones they are due.
 
-Looked up during the check-in (a few Redis reads, only for groups that ask questionnaires), so
-the frames follow `waiting` in order and before anything the patient sends next is handled.
-A Redis failure here costs the offer, never the check-in: it is made again at the next one.
+Looked up right after the check-in, outside the door's lock (a few Redis reads and a write, only
+for groups that ask questionnaires: admissions are not held up by them), and before the socket's
+next frame is read, so the frames follow `waiting` in order. A Redis failure here costs the
+offer, never the check-in: it is made again at the next one.
 """
 
 from __future__ import annotations

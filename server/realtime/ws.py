@@ -22,6 +22,7 @@ from server.clinic import enrollments
 from server.clinic.groups import get_group
 from server.clinic.patients import get_patient
 from server.errors import ApiError
+from server.lobby import questionnaires
 from server.lobby.door import Door
 from server.lobby.presence import Staff
 from server.realtime import frames
@@ -139,6 +140,11 @@ class Client:
         self.conn.group_id = group["id"]
         door = svc.lobby.door(group["id"])
         await door.run(lambda: door.patient_hello(self.conn, patient["id"], patient["display_name"], location))
+        if not door.is_admitted(self.conn):
+            # After `waiting`, the questionnaires they are due: looked up outside the door's lock, and
+            # before the next frame of this socket is read.
+            await questionnaires.offer(svc.redis, svc.clock, door.presence, self.conn, patient["id"], door.group,
+                                       door.session)
         self.door = door
         return True
 
