@@ -86,6 +86,14 @@ async def test_a_session_gives_one_valid_encounter_per_attending_patient(api: Ap
     for concept in (encounter["serviceType"], encounter["type"][0]):
         assert concept["coding"] == [{"system": "http://www.ama-assn.org/go/cpt", "code": "90853"}]
 
+    # The entry's fullUrl is where the resource is read.
+    assert await fhir(api, world.admin, f"Encounter/{encounter['id']}") == encounter
+    for missing in (encounter["id"].replace("-pat.", "-pat.x"), "ses.nothing-pat.nobody", "no_such_id"):
+        outcome = await fhir(api, world.admin, f"Encounter/{missing}", 404)
+        OperationOutcome.model_validate(outcome)
+        assert outcome["issue"][0]["code"] == "not-found"
+    await fhir(api, world.facilitator, f"Encounter/{encounter['id']}", 403)
+
 
 async def test_a_patients_encounters_from_a_date(api: Api) -> None:
     world, session_id, alex = await a_session(api)
@@ -174,6 +182,10 @@ async def test_a_patients_phq9_and_gad7_as_observations_with_their_questionnaire
         values = {"LA6568-5": 0, "LA6569-3": 1, "LA6570-1": 2, "LA6571-9": 3}
         assert [values[i["answer"][0]["valueCoding"]["code"]] for i in response["item"]] == \
             [answers[item.id] for item in instrument.items]
+
+    assert await fhir(api, world.admin, f"Observation/{phq['id']}") == phq
+    assert await fhir(api, world.admin, f"QuestionnaireResponse/{phq['id']}") == by_id[phq["id"]]
+    await fhir(api, world.admin, "Observation/qst.nothing", 404)
 
     today = phq["effectiveDateTime"][:10]
     for query, count in ((f"Observation?patient={patient}&date=gt{today}", 0),

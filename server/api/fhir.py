@@ -7,6 +7,7 @@ in `issue[0].details.coding[0].code` and the same HTTP status as anywhere else i
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import wraps
@@ -24,6 +25,7 @@ from server.services import services
 from server.store.connection import UNAVAILABLE
 
 FHIR = "/api/v1/fhir"
+FHIR_ID_RE = re.compile(r"[A-Za-z0-9.-]{1,64}")
 ISSUE_TYPES: dict[str, str] = {  # the product's codes as FHIR issue types
     ErrorCode.BAD_REQUEST: "invalid", ErrorCode.UNAUTHORIZED: "login", ErrorCode.FORBIDDEN: "forbidden",
     ErrorCode.NOT_FOUND: "not-found", ErrorCode.UNAVAILABLE: "transient",
@@ -93,6 +95,21 @@ def _search_op(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]
     }
 
 
+READABLE = ("Encounter", "Observation", "QuestionnaireResponse")
+
+
+def _read_op(kind: str) -> dict[str, Any]:
+    return {
+        "summary": f"One {kind}, by the id a search Bundle's fullUrl names", "x-role": "admin",
+        "security": [{"session": []}],
+        "responses": {"200": _fhir({"type": "object", "required": ["resourceType", "id"],
+                                    "properties": {"resourceType": {"const": kind}}}, f"the {kind}"),
+                      **{str(status): _fhir(_OUTCOME, f"{meaning}: an OperationOutcome")
+                         for status, meaning in ((401, "not signed in"), (403, "not an admin"),
+                                                 (404, "no such resource"), (503, "Redis is unavailable"))}},
+    }
+
+
 def _param(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": _S, "description": description}
 
@@ -110,7 +127,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", f"{FHIR}/QuestionnaireResponse"): _search_op(
         "FHIR R4 QuestionnaireResponses: a patient's answered PHQ-9 and GAD-7, item by item (LOINC answers)",
         [PATIENT_PARAM, DATE_PARAM]),
+    **{("GET", f"{FHIR}/{kind}/{{fhir_id}}"): _read_op(kind) for kind in READABLE},
 }
+FHIR_ID = {"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"}  # the path parameter's schema (openapi.py)
 
 
 @fhir_endpoint
@@ -159,3 +178,21 @@ async def search_observations(request: web.Request) -> web.Response:
 @fhir_endpoint
 async def search_questionnaire_responses(request: web.Request) -> web.Response:
     return await _patient_search(request, "QuestionnaireResponse")
+
+
+@fhir_endpoint
+async def read_resource(request: web.Request) -> web.Response:
+    """GET /fhir/{Encounter|Observation|QuestionnaireResponse}/{id}: where a Bundle's fullUrl points."""
+    svc = services(request)
+    staff = await require_staff(request, Role.ADMIN)
+    kind, fhir_id = request.path.rsplit("/", 2)[-2], request.match_info["fhir_id"]
+    if kind not in READABLE or not FHIR_ID_RE.fullmatch(fhir_id):
+        raise ApiError(404, ErrorCode.NOT_FOUND, f"no {kind} {fhir_id}")
+    if kind == "Encounter":
+        found = await encounters.read(svc.redis, svc.settings.public_url, fhir_id)
+    else:
+        found = await measures.read(svc.redis, kind, fhir_id)
+    if found is None:
+        raise ApiError(404, ErrorCode.NOT_FOUND, f"no {kind} {fhir_id}")
+    await svc.audit.append("fhir.read", staff.user.id, resource=kind, results=1)
+    return fhir_response(found)

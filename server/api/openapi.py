@@ -320,7 +320,8 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
 
 OPERATIONS.update(fhir.OPERATIONS)  # FHIR searches: their own media type and error shape
 
-PATH_PARAMS: dict[str, Schema] = {"token": S}  # a join token is not an id; every other path parameter is
+# A join token is not an id, nor a FHIR id (`.` for `_`); every other path parameter is.
+PATH_PARAMS: dict[str, Schema] = {"token": S, "fhir_id": fhir.FHIR_ID}
 
 
 def route_names(app: web.Application) -> dict[tuple[str, str], str]:

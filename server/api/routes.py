@@ -60,6 +60,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{API}/fhir/Observation", fhir.search_observations, name="fhir.observations")
     r.add_get(f"{API}/fhir/QuestionnaireResponse", fhir.search_questionnaire_responses,
               name="fhir.questionnaire_responses")
+    for kind in fhir.READABLE:
+        r.add_get(f"{API}/fhir/{kind}/{{fhir_id}}", fhir.read_resource, name=f"fhir.{kind.lower()}")
     r.add_get(f"{API}/patients/{{patient_id}}/measures", measures.patient_measures, name="patients.measures")
     r.add_get(f"{API}/alerts", measures.list_alerts, name="alerts.list")
     r.add_post(f"{API}/alerts/{{alert_id}}/acknowledge", measures.acknowledge_alert, name="alerts.acknowledge")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from server.attendance import reports
 from server.attendance.finalise import session_context
 from server.clinic.patients import patients_by_id
 from server.fhir import resources
-from server.fhir.search import DateRange
+from server.fhir.search import EARLIEST, DateRange
 from server.store import sessions
 from server.store.connection import Redis
 
@@ -35,3 +36,18 @@ async def search(redis: Redis, public_url: str, *, session_id: str | None, patie
         out.append(resources.encounter(row, group=ctx["group"], patient=patients.get(row["patient_id"]),
                                        facilitator=ctx["facilitator"], public_url=public_url))
     return sorted(out, key=lambda e: (e["period"]["start"] or "", e["id"]))
+
+
+async def read(redis: Redis, public_url: str, encounter_id: str) -> dict[str, Any] | None:
+    """The Encounter of that id (`<session>-<patient>` in FHIR spelling), or None. Ids may hold
+    `-`, so each split before a `pat.` is tried; only a real attendance record answers."""
+    for at in range(len(encounter_id)):
+        if encounter_id[at] != "-" or not encounter_id.startswith("pat.", at + 1):
+            continue
+        session_id = resources.porchlight_id(encounter_id[:at])
+        patient_id = resources.porchlight_id(encounter_id[at + 1:])
+        everything = DateRange(EARLIEST, date.max)
+        found = await search(redis, public_url, session_id=session_id, patient_id=patient_id, dates=everything)
+        if found:
+            return found[0]
+    return None

@@ -24,3 +24,15 @@ async def observations(redis: Redis, patient_id: str, dates: DateRange) -> list[
 async def questionnaire_responses(redis: Redis, patient_id: str, dates: DateRange) -> list[dict[str, Any]]:
     return [resources.questionnaire_response(m, INSTRUMENTS[m.instrument], OPTIONS)
             for m in await _answered(redis, patient_id, dates)]
+
+
+async def read(redis: Redis, kind: str, fhir_id: str) -> dict[str, Any] | None:
+    """One answered questionnaire as an Observation or a QuestionnaireResponse (they share its id)."""
+    questionnaire = await store.get(redis, resources.porchlight_id(fhir_id))
+    measure = questionnaire.measure if questionnaire else None
+    if measure is None:
+        return None
+    instrument = INSTRUMENTS[measure.instrument]
+    if kind == "Observation":
+        return resources.observation(measure, instrument)
+    return resources.questionnaire_response(measure, instrument, OPTIONS)
