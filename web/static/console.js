@@ -161,7 +161,7 @@ const audio = sharedAudioContext();
 if (audio) {
   const showSound = () => { $("sound-note").hidden = audio.state === "running"; };
   audio.addEventListener("statechange", showSound);
-  showSound();
+  setTimeout(showSound, 1500); // a context that starts by itself is running by then: no flash
   $("sound-on").addEventListener("click", () => {
     audio.resume().then(() => { playArrivalChime(); flash("Sound is on: you will hear a chime when someone arrives."); })
       .catch(() => {});
