@@ -254,3 +254,17 @@ async def test_a_round_claims_a_bounded_batch_and_the_next_round_sends_the_rest(
     api.clock.advance(10)
     assert (await worker(api).run_once()).sent == 0
     assert sorted(smtp.inbox.to()) == ["Robin.K@example.org", "sam@example.org"]
+
+
+@pytest.mark.parametrize(("zone", "hour", "minute", "spoken"), [
+    ("America/Chicago", 18, 0, "6:00 PM"), ("America/New_York", 0, 5, "12:05 AM"),
+    ("America/Denver", 12, 30, "12:30 PM"),
+    ("Australia/Sydney", 9, 15, "9:15 AM"), ("Asia/Kolkata", 19, 0, "7:00 PM"),
+    ("Europe/Berlin", 18, 0, "18:00"), ("Europe/London", 9, 5, "09:05"), ("UTC", 18, 0, "18:00"),
+])
+def test_the_clock_reads_as_the_zones_country_reads_it(zone: str, hour: int, minute: int, spoken: str) -> None:
+    from server.reminders.schedule import clock_time, spoken_time
+
+    moment = datetime(2027, 3, 1, hour, minute, tzinfo=ZoneInfo(zone))
+    assert clock_time(moment, zone) == spoken
+    assert spoken_time(moment, zone) == f"Monday, March 1 at {spoken} ({zone})"

@@ -91,6 +91,13 @@ def clock_time(moment: datetime, timezone: str) -> str:
     return f"{moment:%H:%M}"
 
 
+DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")
+
+
 def spoken_time(moment: datetime, timezone: str) -> str:
-    """"Monday, March 2 at 6:00 PM (America/Chicago)", or "... at 18:00 (Europe/Berlin)"."""
-    return f"{moment:%A}, {moment:%B} {moment.day} at {clock_time(moment, timezone)} ({timezone})"
+    """"Monday, March 2 at 6:00 PM (America/Chicago)", or "... at 18:00 (Europe/Berlin)". The
+    names are English whatever the process's C locale (strftime's %A would follow it)."""
+    return (f"{DAYS[moment.weekday()]}, {MONTHS[moment.month - 1]} {moment.day} at "
+            f"{clock_time(moment, timezone)} ({timezone})")
