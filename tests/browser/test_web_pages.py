@@ -238,4 +238,12 @@ def test_patient_and_facilitator_run_a_group_then_the_admin_pulls_the_minutes(de
     check_accessibility(admin, "admin billing")
     screenshot(admin, "admin-billing-1280", full_page=True)
 
+    # A patient's name and external id are edited in their row (PATCH /patients, audited).
+    admin.get_by_role("link", name="Clinic").click()
+    admin.get_by_role("textbox", name="External id of Jordan M.").fill("MRN-2041")
+    admin.get_by_role("button", name="Save reminders of Jordan M.").click()
+    expect(admin.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
+    expect(admin.get_by_role("textbox", name="External id of Jordan M.")).to_have_value("MRN-2041")
+    check_accessibility(admin, "admin clinic with editable patients")
+
     assert not media_problems, "; ".join(media_problems)

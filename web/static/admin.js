@@ -82,9 +82,14 @@ for (const form of document.querySelectorAll("form[data-patient-id]")) {
     event.preventDefault();
     const data = new FormData(form);
     const email = String(data.get("email") || "").trim();
+    const name = String(data.get("display_name") || "").trim();
+    if (!name) { flash("Enter the name the group will see.", { error: true }); return; }
+    const externalId = String(data.get("external_id") || "").trim();
     busy(form, true);
     try {
-      await api("PATCH", `/patients/${form.dataset.patientId}`, { email: email || null, reminders: data.get("reminders") === "on" });
+      await api("PATCH", `/patients/${form.dataset.patientId}`, {
+        display_name: name, external_id: externalId || null, email: email || null, reminders: data.get("reminders") === "on",
+      });
       done("Saved.");
     } catch (error) {
       failed("Saving", error);
