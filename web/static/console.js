@@ -78,7 +78,9 @@ function watch(card) {
 
 for (const card of cards) {
   watch(card);
-  card.querySelector("[data-action=start]").addEventListener("click", () => start(card));
+  const startButton = card.querySelector("[data-action=start]");
+  startButton.addEventListener("click", () => start(card));
+  startButton.disabled = false; // a click before the script was ready would have done nothing
 }
 
 async function start(card) {

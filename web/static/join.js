@@ -683,4 +683,6 @@ function onConnection(kind, info) {
 $("preview-initials").textContent = (me.name || "?").split(/\s+/).slice(0, 2).map((p) => p[0]).join("").toUpperCase();
 const nextStart = $("next-start");
 if (nextStart) nextStart.textContent = formatStart(nextStart.getAttribute("datetime"));
+// Ready: until now a press of "Check in" would have submitted the form as a plain page load.
+$("checkin").querySelector("button[type=submit]").disabled = false;
 startDevices();
