@@ -10,8 +10,10 @@ on their own below.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -72,7 +74,9 @@ def test_a_sentinel_url_may_come_from_a_file(tmp_path: Path) -> None:
     assert "pw" not in repr(settings)
 
 
-async def test_a_transaction_is_acknowledged_once_the_replica_holds_it(deployment: SentinelDeployment) -> None:
+async def test_a_transaction_is_acknowledged_once_the_replica_holds_it(
+        deployment: SentinelDeployment, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "porchlight.redis")
     client = connect(deployment.url)
     replica = sync_redis.Redis(port=deployment.replica_port, decode_responses=True)
     try:
@@ -96,6 +100,15 @@ async def test_a_transaction_is_acknowledged_once_the_replica_holds_it(deploymen
         finally:
             os.kill(replica_process.pid, signal.SIGCONT)
         assert await client.lrange("pl:test:events", 0, -1) == ["admitted", "left-0", "left-1"]
+
+        # Once the pause is over (its clock moved on), writes wait for the replica again.
+        client.replicas._clock = lambda: time.monotonic() + sentinel.REPLICA_RETRY_AFTER
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.rpush("pl:test:events", "joined")
+            await pipe.execute()
+        assert replica.lrange("pl:test:events", -1, -1) == ["joined"] and client.replicas.unconfirmed == 1
+        assert [r.getMessage().split(" within")[0].split(":")[0] for r in caplog.records] == [
+            "no Redis replica confirmed a write", "a Redis replica confirms writes again"]
     finally:
         replica.close()
         await client.aclose()

@@ -130,6 +130,7 @@ class Replicas:
         self.timeout_ms = max(1, int(timeout * 1000))
         self._clock = clock
         self._skip_until = 0.0
+        self._degraded = False
         self.unconfirmed = 0  # transactions acknowledged with no replica confirming (master alone)
 
     async def confirm(self, connection: Any) -> None:
@@ -146,12 +147,14 @@ class Replicas:
             raise ReplicaUnconfirmed("the Redis master went away before a replica confirmed a write") from exc
         if int(confirmed) < 1:
             self.unconfirmed += 1
-            if self._skip_until == 0.0 or self._clock() >= self._skip_until:
+            if not self._degraded:  # once per episode, not every few seconds while it lasts
                 log.warning("no Redis replica confirmed a write within %d ms: records are on the master alone "
                             "until one catches up", self.timeout_ms)
+            self._degraded = True
             self._skip_until = self._clock() + REPLICA_RETRY_AFTER
-        else:
-            self._skip_until = 0.0
+        elif self._degraded:
+            log.warning("a Redis replica confirms writes again")
+            self._degraded = False
 
 
 class SentinelRedis(aioredis.Redis):  # type: ignore[misc]
