@@ -101,6 +101,8 @@ def coturn(tmp_path: Path) -> Iterator[int]:
         if "(admin thread)" in line:
             break
     else:
+        process.kill()
+        process.wait(10)
         pytest.fail("turnserver exited before listening")
     threading.Thread(target=process.stdout.read, daemon=True).start()  # its log must not fill the pipe
     yield port
