@@ -1,7 +1,8 @@
 """Measures in real Chromium (CONTRACT.md v1.1, "Measures, alerts and feedback"): a patient on a
 360x640 phone answers a PHQ-9 while waiting; a thoughts-of-self-harm answer above 0 puts a
 banner on the facilitator's console (until acknowledged) and shows the patient where to get help;
-the questionnaire passes axe-core."""
+the questionnaire passes axe-core. A patient admitted before finishing finishes in the group, and
+rates the session afterwards."""
 
 from __future__ import annotations
 
@@ -104,20 +105,35 @@ SESSION = """async ([method, path, body]) => {
 }"""
 
 
-def test_after_the_session_the_patient_rates_it_once(demo: Demo, new_page: Any) -> None:
+def test_a_questionnaire_is_finished_in_the_group_and_the_session_rated_once(demo: Demo, new_page: Any) -> None:
     from playwright.sync_api import expect
 
     staff = new_page(1280, 800)
     sign_in(staff, demo, "/admin/feedback", "admin", demo.admin_password)
     staff.wait_for_url(re.compile(r"://[^/]+/admin/feedback$"))
+    staff.evaluate(SESSION, ["PATCH", f"/groups/{demo.group_id}",
+                             {"questionnaires": [{"instrument": "GAD-7", "every": "session"}]}])
     session = staff.evaluate(SESSION, ["POST", f"/groups/{demo.group_id}/sessions", {}])
 
     patient = new_page(360, 640)
     patient.goto(demo.links[1])
     patient.get_by_role("button", name="Check in").click()
     expect(patient.get_by_role("heading", name="You're checked in")).to_be_visible()
+    expect(patient.get_by_role("region", name=re.compile("While you wait"))).to_be_visible()
     staff.evaluate(SESSION, ["POST", f"/sessions/{session['id']}/admit", {"all": True}])
     expect(patient.get_by_role("button", name="Leave")).to_be_visible()
+
+    # Admitted before finishing the GAD-7: it waits behind "Questionnaire" until the session ends.
+    patient.get_by_role("button", name="Questionnaire").click()
+    dialog = patient.get_by_role("dialog", name=re.compile("While you wait"))
+    for i in range(7):
+        item = dialog.get_by_role("radiogroup", name=re.compile(f"^{i + 1}\\. "))
+        item.get_by_role("radio", name="Several days").check()
+    check_accessibility(patient, "the questionnaire finished in the session")
+    dialog.get_by_role("button", name="Send my answers").click()
+    expect(dialog).to_contain_text("Thank you. Your answers were saved")
+    dialog.get_by_role("button", name="Close").click()
+    expect(patient.get_by_role("button", name="Questionnaire")).to_be_hidden()
     staff.evaluate(SESSION, ["POST", f"/sessions/{session['id']}/end", {}])
 
     expect(patient.get_by_role("heading", name="The session has ended")).to_be_visible()

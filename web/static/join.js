@@ -49,7 +49,30 @@ const screenButton = new ScreenShareButton($("share-screen"), { say: (text) => m
 screenButton.room = room;
 new ConnectionMeter(() => (room.link ? [room.link.publishPc, room.link.subscribePc] : []), $("connection"));
 const chatBox = $("chat");
-const questionnaires = new Questionnaires($("questionnaire"), { send: (frame) => live.send(frame), say });
+const questionnaires = new Questionnaires($("questionnaire"), {
+  send: (frame) => live.send(frame), say, onChange: () => placeQuestionnaire(),
+});
+const questionnaireDialog = $("questionnaire-dialog");
+
+// In the waiting room the questionnaire sits in the page; in the group, an unfinished one waits
+// behind the "Questionnaire" button, in a dialog, until the session ends.
+function placeQuestionnaire() {
+  const panel = $("questionnaire");
+  const inSession = state === "session";
+  $("open-questionnaire").hidden = !(inSession && questionnaires.unfinished);
+  if (inSession) {
+    if (questionnaires.unfinished && panel.parentElement !== questionnaireDialog) questionnaireDialog.append(panel);
+    return; // one just answered stays on screen (its thanks, or where to get help) until closed
+  }
+  if (questionnaireDialog.open) questionnaireDialog.close();
+  if (panel.parentElement !== $("questionnaire-slot")) $("questionnaire-slot").append(panel);
+}
+
+$("open-questionnaire").addEventListener("click", () => {
+  placeQuestionnaire();
+  questionnaireDialog.showModal();
+});
+$("questionnaire-close").addEventListener("click", () => questionnaireDialog.close());
 const feedback = new FeedbackForm($("feedback"), { token: door.dataset.token, say });
 feedback.ask(door.dataset.feedbackSession); // a session of the last day not rated yet
 const chat = new ChatPanel(chatBox, {
@@ -346,6 +369,7 @@ function enterWaiting(frame) {
   chatBox.hidden = !frame.session_id; // no staff to read it before the session opens
   const first = state !== "waiting";
   show("waiting", first);
+  placeQuestionnaire();
   showPreview();
 }
 
@@ -460,6 +484,7 @@ function enterSession(frame) {
   $("device-choice").querySelector("summary").textContent = "Devices";
   $("session-bar").append($("device-choice"));
   openChat(toggleChat.getAttribute("aria-expanded") === "true", false);
+  placeQuestionnaire();
   grid.setSelf(me.id, me.name, "patient", localStream);
   updateControls();
   room.start(localStream, frame.ice_servers).then(() => room.setTracks({ audio: audioOn, video: videoOn }));

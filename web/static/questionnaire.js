@@ -4,10 +4,11 @@
 // The patient never sees a score; after a PHQ-9 item 9 answer above 0 they see where to get help.
 
 export class Questionnaires {
-  constructor(panel, { send, say }) {
+  constructor(panel, { send, say, onChange = () => {} }) {
     this.panel = panel;
     this.send = send;
     this.say = say;
+    this.onChange = onChange; // after one is offered, answered or skipped
     this.form = panel.querySelector("[data-q=form]");
     this.title = panel.querySelector("[data-q=title]");
     this.stem = panel.querySelector("[data-q=question]");
@@ -34,6 +35,7 @@ export class Questionnaires {
     this.error.textContent = "";
     if (!this.current) {
       this.form.hidden = true;
+      this.onChange();
       return;
     }
     const q = this.current;
@@ -44,6 +46,11 @@ export class Questionnaires {
     this.stem.textContent = q.question || "Over the last 2 weeks, how often have you been bothered by the following problems?";
     this.items.replaceChildren(...q.items.map((item, index) => this.fieldset(q, item, index)));
     this.say(`You have a short questionnaire (${q.instrument}) to fill in while you wait. You may skip it.`);
+    this.onChange();
+  }
+
+  get unfinished() {
+    return this.current !== null;
   }
 
   fieldset(q, item, index) {
