@@ -745,6 +745,7 @@ async def build_year(redis: Redis, args: argparse.Namespace) -> Year:
                 encoded[record_key(session_id, pid)] = json.dumps(record)
             pipe.hset(keys.attendance_records(), mapping=encoded)
             pipe.zadd(keys.attendance_by_start(), {k: started for k in encoded})
+            pipe.zadd(keys.group_sessions(group["id"]), {session_id: started})  # as the session's opening did
             sessions += 1
             records += len(encoded)
             pending += len(encoded)

@@ -162,7 +162,10 @@ async def check(url: str, data: dict[str, Any]) -> None:
                       "service_date": day.isoformat(), **fields}
             texts[f"{session_id}:{patient_id}"] = json.dumps(stored)  # as finalise() and corrections write them
             noon = datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp() * 1000
-            scores[f"{session_id}:{patient_id}"] = int(noon + data["offsets_h"][s] * 3_600_000)
+            started = int(noon + data["offsets_h"][s] * 3_600_000)
+            scores[f"{session_id}:{patient_id}"] = started
+            # The opening indexed the session under its group, at the same start (write_opened).
+            await redis.zadd(keys.group_sessions(stored["group_id"]), {session_id: started})
         for session_id, patient_id in data["unindexed"]:  # in the index, record gone
             scores.setdefault(f"{session_id}:{patient_id}", 0)
         if texts:

@@ -94,6 +94,11 @@ async def record_texts(
     low = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp() * 1000) - DAY_MS
     high = int(datetime(end.year, end.month, end.day, tzinfo=UTC).timestamp() * 1000) + 2 * DAY_MS
     members = await redis.zrangebyscore(keys.attendance_by_start(), low, high)
+    if group_id is not None:
+        # A group's sessions are indexed by the same start (store/sessions.write_opened): read
+        # only their records, not every group's.
+        ours = set(await redis.zrangebyscore(keys.group_sessions(group_id), low, high))
+        members = [m for m in members if m.split(":", 1)[0] in ours]
     if patient_id is not None:
         members = [m for m in members if m.endswith(f":{patient_id}")]
     first, last = start.isoformat(), end.isoformat()
