@@ -156,9 +156,11 @@ class RedisChild:
         self.stop()
         raise RuntimeError("redis-server did not answer in time")
 
-    def client(self, db: int) -> Redis:
+    def client(self, db: int, command_timeout: float | None = None) -> Redis:
         """A client configured exactly as the server's (`server.store.connection.connect`)."""
-        return connect(f"unix://{self.socket}?db={db}")
+        if command_timeout is None:
+            return connect(f"unix://{self.socket}?db={db}")
+        return connect(f"unix://{self.socket}?db={db}", command_timeout=command_timeout)
 
     def log_tail(self, lines: int = 10) -> str:
         with contextlib.suppress(OSError):
@@ -833,7 +835,7 @@ async def report_part(args: argparse.Namespace, tmp: Path) -> tuple[Year, list[T
     print("\n== attendance report: one year ==", flush=True)
     child = RedisChild(tmp, "always", "redis-report")
     child.start()
-    redis = child.client(0)
+    redis = child.client(0, command_timeout=60)  # a loaded machine can take over 2 s to read 2,000 records
     try:
         year = await build_year(redis, args)
         print(f"  {year.records} records ({year.patients} patients, {year.groups} groups, {year.sessions} sessions, "
@@ -1064,6 +1066,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def amain(args: argparse.Namespace) -> int:
+    import redis.utils as redis_utils
+
+    import server
+    code = Path(server.__file__).resolve().parent
+    print(f"server code: {code}; hiredis: {redis_utils.HIREDIS_AVAILABLE}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="plbench-billing-", dir=args.tmp))
     finals: list[FinaliseRun] = []
     deliveries: list[DeliveryRun] = []
@@ -1154,8 +1161,9 @@ def compare_sides(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"\n######## {side} (run {n + 1} of {args.repeat}) ########", flush=True)
             out = Path(tempfile.mkstemp(prefix="plbench-summary-")[1])
             env = sides_mod.side_env(pythonpath)
+            # `-m` puts the working directory first on sys.path: run where that is the side's code.
             status |= subprocess.call([sys.executable, "-m", "bench.billing", *passed, "--summary", str(out)],
-                                      env=env, cwd=str(ROOT))
+                                      env=env, cwd=pythonpath or str(ROOT))
             if out.read_text():
                 got[side].append(json.loads(out.read_text()))
             out.unlink()
