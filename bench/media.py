@@ -24,6 +24,11 @@ The same rooms then run through aiortc's default decode/re-encode path (bench/tr
 in the same run, and the ratio of server CPU is printed. Figures are printed, not asserted.
 
     python -m bench.media [--sizes 4,8,12] [--transcode-sizes 4,8] [--window 10] [--warmup 10]
+                          [--phone-tiles 4]
+
+With --phone-tiles N one viewer is a phone whose grid shows N of the others (a `view` frame):
+the downlink of that viewer and of those that show everyone are printed (bytes on the wire,
+IP and UDP headers included).
 """
 
 from __future__ import annotations
@@ -128,6 +133,9 @@ class Row:
     published: str
     complete: bool  # every participant published and every stream arrived
     client_cores: float
+    downlink_kbps: float  # median over the viewers that show everyone (not the phone, not the probe)
+    phone_kbps: float  # the phone viewer's (--phone-tiles), NaN without one
+    phone_fps: float  # the phone's lowest frames per second over the tiles it shows
 
 
 async def run_room(path: str, size: int, frames_file: Path, args: argparse.Namespace) -> Row:
@@ -164,6 +172,8 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
                         sys.executable, "-m", "bench.media_client", base, token, str(frames_file), str(t0),
                         str(window[0]), str(window[1]), str(out), "--offsets", str(offsets_file),
                         "--offset", str(list(offsets.values())[i]), *(["--decode"] if i == 0 else []),
+                        *(["--view", str(args.phone_tiles), "--tile", args.phone_tile]
+                          if i == 1 and args.phone_tiles else []),
                         stdout=asyncio.subprocess.DEVNULL, stderr=(Path(tmp) / f"client{i}.log").open("w"))
                     for i, (token, out) in enumerate(zip(tokens, outs, strict=True))
                 ]
@@ -206,6 +216,11 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
     decoded = [n / span for n in results[0]["decoded"].values()] if results else []
     published = sum(1 for r in results if r.get("published"))
     expected_streams = size * (size - 1) - min(PROBE_DECODES, size - 1)
+    phones = [r for r in results if r.get("view")]
+    expected_streams -= sum(max(0, size - 1 - r["view"]) for r in phones)  # a phone shows only a few
+    everyone = [r for r in results[1:] if not r.get("view")]  # the probe's socket is not counted
+    kbps = [r["downlink_bytes"] * 8 / span / 1000 for r in everyone]
+    phone_fps = [stream["frames"] / span for r in phones for stream in r["streams"].values() if stream["frames"]]
     refused = sum(r.get("refusals", 0) for r in results)
     cores = (cpu1 - cpu0) / span
     packets = packets1 - packets0
@@ -220,6 +235,9 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
         published=f"{published}/{size}" + (f" ({refused} offers retried)" if refused else ""),
         complete=published == size and seen == expected_streams,
         client_cores=sum(r["cpu_s"] for r in results) / (window[1] - t0 + 2),
+        downlink_kbps=statistics.median(kbps) if kbps else float("nan"),
+        phone_kbps=phones[0]["downlink_bytes"] * 8 / span / 1000 if phones else float("nan"),
+        phone_fps=min(phone_fps, default=float("nan")),
     )
 
 
@@ -256,6 +274,10 @@ def report(rows: list[Row]) -> None:
               f"{r.rss_mb:>7.0f} {r.fps_min:>7.1f} {r.fps_median:>7.1f} {r.decoded_fps_min:>11.1f} "
               f"{r.latency_p50:>7.0f} {r.latency_p95:>7.0f} {r.streams_seen:>8} {r.client_cores:>12.2f}")
     for r in rows:
+        phone = "" if math.isnan(r.phone_kbps) else \
+            f"; the phone (its view shows a few) {r.phone_kbps:.0f} kbps, its tiles at >= {r.phone_fps:.1f} fps"
+        print(f"  {r.path} N={r.size}: downlink per viewer showing everyone {r.downlink_kbps:.0f} kbps{phone}")
+    for r in rows:
         verdict = "every participant published and every stream arrived" if r.complete else \
             "INCOMPLETE: the figures above do not describe a full room"
         print(f"  {r.path} N={r.size}: published {r.published}, streams {r.streams_seen}: {verdict}")
@@ -274,6 +296,9 @@ async def main() -> None:
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--profile", type=int, default=0, help="profile the server in the room of this size")
+    parser.add_argument("--phone-tiles", type=int, default=0,
+                        help="one viewer is a phone whose grid shows this many tiles (a view frame)")
+    parser.add_argument("--phone-tile", default="360x270", help="the phone's tile size in device pixels")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         frames_file = Path(tmp) / "frames.bin"

@@ -10,13 +10,14 @@ frame when its last packet arrives: capture-to-receive latency per frame and fra
 per remote participant, inside the measurement window.
 
     python -m bench.media_client URL TOKEN FRAMES_FILE T0 WINDOW_START WINDOW_END OUT --offsets FILE
-                                 [--offset K] [--decode]
+                                 [--offset K] [--decode] [--view N [--tile WxH]]
 
 Publishers are spread over the loop (--offset), so their keyframes do not all fall in the same
 frame interval, as they would not in a real group.
 
 With --decode the participant (the probe viewer) decodes two of the video streams with aiortc
-and reports decoded frames per second for them.
+and reports decoded frames per second for them. With --view N it is a phone whose grid shows N
+of the others (a `view` frame); every viewer reports its downlink bytes in the window.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class Viewer:
         self.streams: dict[str, dict[str, Any]] = {}
         self.decoded: dict[str, int] = {}
         self.decoding: set[str] = set()
+        self.downlink_bytes = 0  # every datagram on the subscribe connection's sockets, in the window
 
     def video_packet(self, pid: str, payload: bytes, marker: int, now: float) -> None:
         """One VP8 packet from `pid`: a frame is counted (and timed) when its last packet arrives."""
@@ -167,6 +169,8 @@ class Viewer:
             original = protocol.datagram_received
 
             def datagram_received(data: bytes, addr: Any) -> None:
+                if self.window[0] <= time.time() <= self.window[1]:
+                    self.downlink_bytes += len(data) + 28  # with the IPv4 and UDP headers
                 srtp = dtls._rx_srtp
                 if srtp is None or not 127 < data[0] < 192 or 192 <= data[1] <= 223:  # not RTP
                     original(data, addr)
@@ -269,6 +273,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await subscribe.setRemoteDescription(RTCSessionDescription(sdp=frame["sdp"], type="offer"))
                 await subscribe.setLocalDescription(await subscribe.createAnswer())
                 await send({"type": "answer", "pc": "subscribe", "sdp": subscribe.localDescription.sdp})
+                if args.view:  # a phone's grid: the first few of the others on screen, the rest not
+                    shown = sorted(set(msids.values()))[:args.view]
+                    width, height = (int(side) for side in args.tile.split("x"))
+                    await send({"type": "view", "tiles": [{"id": pid, "width": width, "height": height}
+                                                          for pid in shown]})
         for task in tasks:
             task.cancel()
         for pc in (publish, subscribe):
@@ -276,7 +285,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.wait_for(pc.close(), 5)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"streams": viewer.streams, "decoded": viewer.decoded, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "published": published, "refusals": refusals, "errors": errors}
+            "published": published, "refusals": refusals, "errors": errors,
+            "downlink_bytes": viewer.downlink_bytes, "view": args.view}
 
 
 def main() -> None:
@@ -289,6 +299,8 @@ def main() -> None:
     parser.add_argument("--decode", action="store_true")
     parser.add_argument("--offsets", required=True, help="JSON file: publisher id -> loop offset")
     parser.add_argument("--offset", type=int, default=0, help="this publisher's loop offset")
+    parser.add_argument("--view", type=int, default=0, help="show only this many of the others (a phone grid)")
+    parser.add_argument("--tile", default="360x270", help="the size those tiles are shown at, device pixels")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     Path(args.out).write_text(json.dumps(result))
