@@ -31,8 +31,10 @@ from server.pages.render import TEMPLATES, WEB_DIR, environment
 from server.realtime.hello_gate import HelloGate
 from server.reminders.webhook import endpoint as reminder_endpoint
 from server.reminders.worker import ReminderWorker
+from server.realtime.relay import Relay
 from server.services import SERVICES, Services
 from server.settings import Settings
+from server.store.bus import Bus
 from server.store.connection import UNAVAILABLE, Redis, RedisProbe, connect
 from server.store.nodes import NodeRegistry
 
@@ -115,11 +117,16 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
     client = redis or connect(settings.redis_url or "redis://127.0.0.1:6379/0", settings.redis_pool_size,
                               settings.redis_pool_timeout_seconds, settings.redis_timeout_seconds)
     metrics = Metrics()
-    media = MediaRooms(settings.ice_servers)
+    media = MediaRooms(settings.ice_servers, address=settings.media_address)
     node = NodeRegistry(client, new_id("node"), settings.media_address or urlparse(settings.public_url).hostname or "",
                         to_ms(clock.now()), to_ms(settings.node_timeout_seconds))
     count_packets(metrics, media)
     audit = AuditLog(client, clock)
+    bus = Bus(client, node.node_id)
+    lobby = Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds, settings.auto_end_seconds,
+                  media=media, ice_servers=list(settings.ice_servers),
+                  check_ins_per_minute=settings.check_ins_per_minute, node=node, bus=bus,
+                  tick_seconds=min(1.0, settings.node_timeout_seconds / 4))
     app[SERVICES] = Services(
         settings=settings,
         clock=clock,
@@ -142,9 +149,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         )),
         password_checks=PasswordChecks(settings.password_checks_at_once, settings.password_checks_queue),
         links=LinkSigner(settings.signing_keys, settings.public_url),
-        lobby=Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds, settings.auto_end_seconds,
-                    media=media, ice_servers=list(settings.ice_servers),
-                    check_ins_per_minute=settings.check_ins_per_minute, node=node),
+        lobby=lobby,
+        relay=Relay(lobby, bus, clock),
     )
     app[TEMPLATES] = environment()
     setup_routes(app)
@@ -155,6 +161,24 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         await app[SERVICES].redis_probe.aclose()
         if redis is None:  # we opened it, we close it
             await client.aclose()
+
+    async def deployment(app: web.Application) -> AsyncIterator[None]:
+        """This process among the others: the bus, and the round of heartbeat, leases and moves
+        (lobby/cluster.py, realtime/relay.py). The first round runs before any request."""
+        svc = app[SERVICES]
+        await bus.start()
+        assert svc.lobby.cluster is not None
+        with contextlib.suppress(*UNAVAILABLE):
+            await svc.lobby.cluster.tick()
+        task = asyncio.create_task(_deployment_rounds(svc))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert svc.lobby.cluster is not None
+        with contextlib.suppress(*UNAVAILABLE):
+            await svc.lobby.cluster.hand_off()  # the others take over now, not after the lease lapses
+        await bus.stop()
 
     async def alive_marks(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(app[SERVICES].lobby.keep_alive_marks(settings.heartbeat_interval_seconds))
@@ -190,12 +214,28 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
                 await task
 
     app.cleanup_ctx.append(redis_client)
+    app.cleanup_ctx.append(deployment)
     app.cleanup_ctx.append(alive_marks)
     app.cleanup_ctx.append(billing_delivery)
     app.cleanup_ctx.append(reminders)
     app.on_shutdown.append(_close_websockets)
     app.on_cleanup.append(_close_media)
     return app
+
+
+async def _deployment_rounds(svc: Services) -> None:
+    cluster = svc.lobby.cluster
+    assert cluster is not None
+    while True:
+        try:
+            await svc.relay.tick()
+            await asyncio.sleep(cluster.tick_seconds)
+            await cluster.tick()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug in one round must not stop the next ones
+            log.exception("deployment round failed")
+            await asyncio.sleep(cluster.tick_seconds)
 
 
 def count_packets(metrics: Metrics, media: MediaRooms) -> None:

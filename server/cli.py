@@ -27,8 +27,9 @@ from server.clock import SystemClock
 from server.collector import CollectorPolicy
 from server.services import SERVICES
 from server.settings import SETTINGS, Settings, SettingsError, service_links
-from server.store.connection import Redis, connect
+from server.store.connection import UNAVAILABLE, Redis, connect
 from server.store.embedded import EmbeddedRedis
+from server.workers import inherited_socket, supervise
 
 log = logging.getLogger("porchlight")
 
@@ -83,6 +84,8 @@ async def redis_for(settings: Settings, owner: bool) -> AsyncIterator[Redis]:
 
 
 def _bind(settings: Settings) -> tuple[socket.socket, Settings]:
+    if (inherited := inherited_socket()) is not None:  # a worker: the supervisor bound the port
+        return inherited, settings
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -135,15 +138,22 @@ async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitab
             # up to PORCHLIGHT_DRAIN_SECONDS, then close the rest with 1012 (service restart).
             lobby = app[SERVICES].lobby
             lobby.draining = True
-            print(f"Porchlight is draining (up to {settings.drain_seconds:g} s).", flush=True)
-            stop.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(settings.drain_seconds):
-                    waiting = asyncio.ensure_future(lobby.until_empty())
-                    again = asyncio.ensure_future(stop.wait())  # a second signal: stop now
-                    await asyncio.wait({waiting, again}, return_when=asyncio.FIRST_COMPLETED)
-                    for task in (waiting, again):
-                        task.cancel()
+            assert lobby.cluster is not None
+            with contextlib.suppress(*UNAVAILABLE):
+                await lobby.cluster.tick()  # the others hear at once that this one takes nothing new
+            if lobby.cluster.others_serving():
+                # Its sockets close with 1012 and reconnect to the others, which take its sessions.
+                print("Porchlight is draining: its sessions move to the other processes.", flush=True)
+            else:
+                print(f"Porchlight is draining (up to {settings.drain_seconds:g} s).", flush=True)
+                stop.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(settings.drain_seconds):
+                        waiting = asyncio.ensure_future(lobby.until_empty())
+                        again = asyncio.ensure_future(stop.wait())  # a second signal: stop now
+                        await asyncio.wait({waiting, again}, return_when=asyncio.FIRST_COMPLETED)
+                        for task in (waiting, again):
+                            task.cancel()
         print("Porchlight is stopping.", flush=True)
         await runner.cleanup()
 
@@ -275,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         "serve": lambda: _serve(settings),
         "demo": lambda: _serve(settings, before=_demo_setup, ssl_context=ssl_context),
     }
+    if args.command in runners and settings.workers > 1:
+        sock, settings = _bind(settings)
+        return supervise(settings, sock, before=_demo_setup if args.command == "demo" else None)
     if args.command in runners:
         asyncio.run(runners[args.command]())
         return 0

@@ -20,6 +20,7 @@ from server.store.connection import Redis, RedisProbe
 
 if TYPE_CHECKING:  # it reads the client address through server.api.common, which imports this module
     from server.realtime.hello_gate import HelloGate
+    from server.realtime.relay import Relay
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Services:
     lobby: Lobby
     redis_probe: RedisProbe
     hello_gate: HelloGate
+    relay: Relay  # WebSockets and the processes hosting their groups
 
 
 SERVICES = web.AppKey("services", Services)

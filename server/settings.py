@@ -82,8 +82,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_WS_BEFORE_HELLO_MAX", "sockets all may have open before hello (429)", "1000"),
     Setting("PORCHLIGHT_TRUSTED_PROXIES", "proxies (IPs or CIDRs) whose X-Forwarded-For names the client", ""),
     Setting("PORCHLIGHT_NODE_TIMEOUT_SECONDS", "a process silent this long is no longer listed in /api/v1/nodes", "10"),
-    Setting("PORCHLIGHT_MEDIA_ADDRESS", "this process's address in /api/v1/nodes (default: the public URL's host)", ""),
+    Setting("PORCHLIGHT_MEDIA_ADDRESS", "address offered in ICE host candidates and shown in /api/v1/nodes (loopback too)", ""),
     Setting("PORCHLIGHT_DRAIN_SECONDS", "on SIGTERM, wait this long for sessions to end before closing", "30"),
+    Setting("PORCHLIGHT_WORKERS", "worker processes behind the one port (an integer, or auto: one per CPU)", "1"),
     Setting("PORCHLIGHT_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "INFO"),
     Setting("PORCHLIGHT_LOG_FORMAT", "text, or json for one JSON object a line", "text"),
 )
@@ -155,6 +156,7 @@ class Settings:
     node_timeout_seconds: float = 10.0
     media_address: str | None = None
     drain_seconds: float = 30.0
+    workers: int = 1
     # Reverse proxies whose X-Forwarded-For is believed (the client address for per-address limits).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
@@ -313,6 +315,10 @@ class Settings:
         number("PORCHLIGHT_WS_SEND_QUEUE", "ws_send_queue", int, 4, 100000)
         number("PORCHLIGHT_NODE_TIMEOUT_SECONDS", "node_timeout_seconds", float, 1, 3600)
         number("PORCHLIGHT_DRAIN_SECONDS", "drain_seconds", float, 0, 3600)
+        if (workers := get("PORCHLIGHT_WORKERS")) is not None and workers.strip().lower() == "auto":
+            values["workers"] = os.cpu_count() or 1
+        else:
+            number("PORCHLIGHT_WORKERS", "workers", int, 1, 256)
         if (media_address := get("PORCHLIGHT_MEDIA_ADDRESS")) is not None:
             values["media_address"] = media_address
         number("PORCHLIGHT_WS_BEFORE_HELLO_PER_ADDRESS", "ws_before_hello_per_address", int, 1, 1000000)

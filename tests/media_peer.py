@@ -218,6 +218,21 @@ class MediaPeer:
             await seen.audio_event.wait()
             return seen
 
+    async def reset(self) -> None:
+        """`media_reset`: the session's media moved to another process; both connections start
+        over and we publish again (what media.js does)."""
+        await self.publish_pc.close()
+        await self.subscribe_pc.close()
+        self.publish_pc = RTCPeerConnection(self.config)
+        self.subscribe_pc = RTCPeerConnection(self.config)
+        self._listen(self.subscribe_pc)
+        self.seen = {}
+        self.msids = {}
+        if self.video_track is not None:
+            self.video_track = SyntheticVideo()
+        self.audio_track = AudioStreamTrack() if self.audio_track is not None else None
+        await self.publish()
+
     def subscribe_socket(self) -> asyncio.DatagramTransport:
         """The UDP socket the subscribe connection receives on (aioice's selected pair)."""
         dtls = self.subscribe_pc.getTransceivers()[0].receiver.transport

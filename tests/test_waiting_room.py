@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from server.services import SERVICES
 from tests.helpers import Api, World
 
 
@@ -356,7 +357,7 @@ async def test_after_a_crash_the_next_process_drops_patients_at_the_last_alive_m
 
     # The first process freezes (no alive marks, no heartbeats: as if killed); ten minutes later
     # a second process takes over the same Redis.
-    _freeze_background_tasks()
+    await _freeze_background_tasks(api)
     api.clock.advance(600)
     second = Api(await aiohttp_client(create_app(api.settings, redis=api.redis, clock=api.clock)),  # type: ignore[operator]
                  api.redis, api.clock, api.settings)
@@ -405,7 +406,7 @@ async def test_a_session_orphaned_by_a_crash_is_adopted_and_ends_by_itself(
     from server.store import keys
 
     world, session_id = await _one_patient_admitted(api)
-    _freeze_background_tasks()  # the first process freezes, as if killed
+    await _freeze_background_tasks(api)  # the first process freezes, as if killed
     # A second process starts; nobody comes back, and nobody asks about the session.
     settings = api.settings.replace(auto_end_seconds=60)
     second = await aiohttp_client(create_app(settings, redis=api.redis, clock=api.clock))  # type: ignore[operator]
@@ -431,13 +432,20 @@ async def _one_patient_admitted(api: Api) -> tuple[World, str]:
     return world, session_id
 
 
-def _freeze_background_tasks() -> None:
-    """Stop this process's alive marks and heartbeats: to Redis it looks killed."""
+async def _freeze_background_tasks(api: Api) -> None:
+    """Stop this process's alive marks, heartbeats and bus, and let its leases lapse (as they do
+    PORCHLIGHT_NODE_TIMEOUT_SECONDS after its last renewal): to Redis and the others it looks killed."""
     import asyncio
 
+    from server.store import keys
+
     for task in asyncio.all_tasks():
-        if any(name in repr(task.get_coro()) for name in ("keep_alive_marks", "heartbeat")):
+        if any(name in repr(task.get_coro()) for name in ("keep_alive_marks", "heartbeat", "_deployment_rounds")):
             task.cancel()
+    lobby = api.client.app[SERVICES].lobby
+    assert lobby.cluster is not None
+    await lobby.cluster.bus.stop()
+    await api.redis.delete(*[keys.group_owner(g) for g in lobby.cluster.owned])
 
 
 async def test_the_waiting_frame_says_since_when_so_a_reload_keeps_the_clock(api: Api) -> None:

@@ -19,9 +19,7 @@ async def _with_open_session(svc: Services, group: dict[str, Any]) -> dict[str, 
 
 
 async def _close_patient(svc: Services, enrollment: dict[str, Any]) -> None:
-    door = svc.lobby.doors.get(enrollment["group_id"])
-    if door is not None:
-        await door.run_unloaded(lambda: door.revoke_link(enrollment["patient_id"]))
+    await svc.lobby.act(enrollment["group_id"], "revoke_link", patient_id=enrollment["patient_id"])
 
 
 async def create_group(request: web.Request) -> web.Response:
@@ -53,14 +51,8 @@ async def patch_group(request: web.Request) -> web.Response:
     staff = await require_staff(request, Role.ADMIN)
     group = await groups.require_group(svc.redis, v.an_id(request.match_info["group_id"], "group_id"))
     fields = await groups.validated_fields(svc.redis, await read_json(request), creating=False)
-    door = svc.lobby.door(group["id"])
-    async def update() -> dict[str, Any]:
-        changed = await groups.update_group(svc.redis, group, fields)
-        door.group_changed(changed)
-        door.recheck_staff(changed.get("facilitator_ids", []))
-        return changed
-
-    updated: dict[str, Any] = await door.run_unloaded(update)
+    updated = await groups.update_group(svc.redis, group, fields)
+    await svc.lobby.act(group["id"], "group_changed")  # its host takes the new version
     await svc.audit.append("group.update", staff.user.id, group_id=group["id"], fields=sorted(fields))
     return json_response(await _with_open_session(svc, updated))
 

@@ -76,9 +76,7 @@ async def acknowledge_alert(request: web.Request) -> web.Response:
     names = await patients_by_id(svc.redis, [alert.patient_id])
     public = done.public(names.get(alert.patient_id, {}).get("display_name", "Patient"))
     # Every console of the group takes its banner down (the same frame, now acknowledged).
-    door = svc.lobby.doors.get(alert.group_id)
-    if door is not None:
-        door.presence.broadcast(door.presence.staff_conns(), {"type": "safety_alert", "alert": public})
+    await svc.lobby.act(alert.group_id, "tell_staff", frame={"type": "safety_alert", "alert": public})
     return json_response(public)
 
 

@@ -23,15 +23,25 @@ async def healthz(request: web.Request) -> web.Response:
     when a burst holds every pooled connection or Redis hangs."""
     svc = services(request)
     if svc.lobby.draining:
-        return json_response({"status": "draining"}, status=503)
-    if not await svc.redis_probe.up():
-        return json_response({"status": "unavailable", "redis": "down"}, status=503)
-    return json_response({"status": "ok", "redis": "up"})
+        answer = json_response({"status": "draining"}, status=503)
+    elif not await svc.redis_probe.up():
+        answer = json_response({"status": "unavailable", "redis": "down"}, status=503)
+    else:
+        answer = json_response({"status": "ok", "redis": "up"})
+    return _from_node(request, answer)
 
 
 async def livez(request: web.Request) -> web.Response:
     """Alive: the process answers; Redis is not asked (a Redis outage is no reason to restart it)."""
-    return json_response({"status": "ok"})
+    return _from_node(request, json_response({"status": "ok"}))
+
+
+def _from_node(request: web.Request, answer: web.Response) -> web.Response:
+    """Which process answered (GET /api/v1/nodes lists them): for operators behind one port."""
+    node = services(request).lobby.node
+    if node is not None:
+        answer.headers["X-Porchlight-Node"] = node.node_id
+    return answer
 
 
 async def nodes(request: web.Request) -> web.Response:

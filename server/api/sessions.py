@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -12,7 +13,7 @@ from server.api.common import json_response, read_json, require_group_rights, re
 from server.auth.sessions import StaffSession
 from server.clinic.groups import require_group
 from server.errors import ApiError, ErrorCode, bad_request
-from server.lobby.door import Door
+from server.lobby.registry import Lobby
 from server.services import services
 
 MAX_MESSAGE = 500
@@ -26,19 +27,32 @@ async def open_session(request: web.Request) -> web.Response:
     require_group_rights(staff, group)
     if svc.lobby.draining:
         raise ApiError(503, ErrorCode.UNAVAILABLE, "this server is restarting; try again in a moment")
-    door = svc.lobby.door(group["id"])
-    session = await door.run(lambda: door.open_session(staff.user.id))
+    session = await svc.lobby.act(group["id"], "open", by=staff.user.id)
     return json_response(session, status=201)
 
 
-async def _session_door(request: web.Request) -> tuple[StaffSession, Door, str]:
+@dataclass(frozen=True)
+class SessionDoor:
+    """A session's door as a handler reaches it: actions by name (lobby/actions.py), run by
+    whichever process hosts the group."""
+
+    lobby: Lobby
+    group_id: str
+    session_id: str
+    by: str
+
+    async def act(self, name: str, **args: Any) -> Any:
+        return await self.lobby.act(self.group_id, name, session_id=self.session_id, by=self.by, **args)
+
+
+async def _session_door(request: web.Request) -> tuple[StaffSession, SessionDoor, str]:
     svc = services(request)
     staff = await require_staff(request)
     session_id = v.an_id(request.match_info["session_id"], "session_id")
     group_id = await svc.lobby.session_group(session_id)
     group = await require_group(svc.redis, group_id)
     require_group_rights(staff, group)
-    return staff, svc.lobby.door(group_id), session_id
+    return staff, SessionDoor(svc.lobby, group_id, session_id, staff.user.id), session_id
 
 
 async def get_session(request: web.Request) -> web.Response:
@@ -58,7 +72,7 @@ async def admit(request: web.Request) -> web.Response:
         raise bad_request("give either patient_ids or all: true")
     ids = None if everyone else v.id_list(body, "patient_ids")
     started = time.perf_counter()
-    admitted = await door.run(lambda: door.admit(session_id, ids, staff.user.id))
+    admitted = await door.act("admit", patient_ids=ids)
     # door.admit returns once the admitted frames are queued: what a waiting patient waits for.
     services(request).metrics.admission_duration.observe(time.perf_counter() - started)
     return json_response({"admitted": admitted})
@@ -69,7 +83,7 @@ async def decline(request: web.Request) -> web.Response:
     body = await _body(request, {"patient_id", "message"})
     patient_id = v.an_id(body.get("patient_id"), "patient_id")
     message = v.text(body, "message", MAX_MESSAGE, required=False, multiline=True)
-    await door.run(lambda: door.decline(session_id, patient_id, message, staff.user.id))
+    await door.act("decline", patient_id=patient_id, message=message)
     return json_response({"declined": patient_id})
 
 
@@ -78,7 +92,7 @@ async def remove(request: web.Request) -> web.Response:
     body = await _body(request, {"patient_id", "reason"})
     patient_id = v.an_id(body.get("patient_id"), "patient_id")
     reason = v.text(body, "reason", MAX_REASON, required=False)
-    await door.run(lambda: door.remove(session_id, patient_id, reason, staff.user.id))
+    await door.act("remove", patient_id=patient_id, reason=reason)
     return json_response({"removed": patient_id})
 
 
@@ -86,7 +100,7 @@ async def send_back(request: web.Request) -> web.Response:
     staff, door, session_id = await _session_door(request)
     body = await _body(request, {"patient_id"})
     patient_id = v.an_id(body.get("patient_id"), "patient_id")
-    await door.run(lambda: door.send_back(session_id, patient_id, staff.user.id))
+    await door.act("send_back", patient_id=patient_id)
     return json_response({"sent_back": patient_id})
 
 
@@ -95,11 +109,7 @@ async def message(request: web.Request) -> web.Response:
     body = await _body(request, {"text", "patient_id"})
     text = v.required_text(body, "text", MAX_MESSAGE, multiline=True)
     patient_id = v.an_id(body["patient_id"], "patient_id") if body.get("patient_id") is not None else None
-
-    async def send() -> int:
-        return door.message_waiting(session_id, text, patient_id)
-
-    delivered = await door.run(send)
+    delivered = await door.act("message", text=text, patient_id=patient_id)
     await services(request).audit.append("waiting_room.message", staff.user.id, session_id=session_id,
                                          patient_id=patient_id)
     return json_response({"delivered": delivered})
@@ -111,10 +121,10 @@ async def mute(request: web.Request) -> web.Response:
     if v.boolean(body, "all"):
         if "patient_id" in body:
             raise bad_request("give either patient_id or all: true")
-        muted = await door.run(lambda: door.mute_all(session_id, staff.user.id))
+        muted = await door.act("mute_all")
         return json_response({"muted": muted})
     patient_id = v.an_id(body.get("patient_id"), "patient_id")
-    await door.run(lambda: door.mute(session_id, patient_id, staff.user.id))
+    await door.act("mute", patient_id=patient_id)
     return json_response({"muted": patient_id})
 
 
@@ -125,7 +135,7 @@ async def chat(request: web.Request) -> web.Response:
     enabled = v.boolean(body, "enabled")
     if enabled is None:
         raise bad_request("enabled: true or false")
-    await door.run(lambda: door.set_chat(session_id, enabled, staff.user.id))
+    await door.act("set_chat", enabled=enabled)
     return json_response({"chat_enabled": enabled})
 
 
@@ -143,7 +153,7 @@ async def screen_share(request: web.Request) -> web.Response:
 
 async def end(request: web.Request) -> web.Response:
     staff, door, session_id = await _session_door(request)
-    ended = await door.run(lambda: door.end(session_id, staff.user.id))
+    ended = await door.act("end")
     return json_response(ended)
 
 

@@ -33,6 +33,9 @@ class Door(DoorState):
         self._count_check_in(patient_id, now)
         self.presence.names[patient_id] = display_name
         older = self.presence.patients.get(patient_id)
+        if patient_id in self.orphans and self.session is not None:
+            # A new connection after a takeover: the old one did end, when last known alive.
+            await self._drop([patient_id], self.orphans.pop(patient_id))
         if self.session is None:
             await self.redis.hset(keys.group_early(self.group_id), patient_id,
                                   json.dumps({"at": now, "location": location}))
@@ -49,6 +52,27 @@ class Door(DoorState):
             self._tell_admitted(conn, self.session.session_id)
         else:
             self.presence.send(conn, self.waiting_message(patient_id))
+        self.schedule_push("waiting_list")
+
+    async def reattach(self, conn: Peer, patient_id: str, display_name: str, location: str | None) -> None:
+        """A connection that never ended comes to this door after a takeover: nothing happened to
+        the patient, so nothing is recorded; an admitted one starts their media again here."""
+        self.presence.names[patient_id] = display_name
+        status = self.session.patients.get(patient_id, OUT).status if self.session is not None else None
+        held = (patient_id in self.orphans or patient_id in self.early
+                or status in (Status.WAITING, Status.IN_SESSION) and patient_id not in self.presence.patients)
+        if not held:  # dropped meanwhile (it came too late): an ordinary check-in
+            await self.patient_hello(conn, patient_id, display_name, location)
+            return
+        self.orphans.pop(patient_id, None)
+        self._replace(self.presence.patients.get(patient_id), conn, patient_id)
+        if status is Status.IN_SESSION:
+            assert self.session is not None
+            self.schedule_push("roster")  # media membership first (see admit)
+            conn.told_admitted = True
+            self.presence.send(conn, {"type": "media_reset"})
+            if not self.tools.facilitator_present:
+                self.presence.send(conn, {"type": "facilitator_away"})
         self.schedule_push("waiting_list")
 
     def _count_check_in(self, patient_id: str, now: int) -> None:
@@ -103,8 +127,9 @@ class Door(DoorState):
 
     # -- staff ---------------------------------------------------------------------------
 
-    async def staff_join(self, conn: Peer, staff: Staff, session_id: str | None) -> None:
-        """Staff hello: with a session id they take part in it; without, they watch the door."""
+    async def staff_join(self, conn: Peer, staff: Staff, session_id: str | None, reattach: bool = False) -> None:
+        """Staff hello: with a session id they take part in it; without, they watch the door.
+        `reattach`: a connection that came over from a process that went away restarts its media."""
         if session_id is not None:
             if self.session is None or self.session.session_id != session_id:
                 raise ApiError(409, "session_not_open", "that session is not open")
@@ -114,6 +139,8 @@ class Door(DoorState):
                                       "ice_servers": self.ice_servers})
             self.schedule_push("roster")
             self._facilitators_changed()
+            if reattach:
+                self.presence.send(conn, {"type": "media_reset"})
         else:
             self.presence.watchers[conn] = staff
         self.presence.send(conn, {"type": "waiting_list", "waiting": self.waiting_list()})
@@ -136,14 +163,11 @@ class Door(DoorState):
             self.staff_left(conn)
 
     async def describe_if_open(self, session_id: str) -> dict[str, Any] | None:
-        async def describe() -> dict[str, Any] | None:
-            if self.session is None or self.session.session_id != session_id:
-                return None
-            await self.remember_names()
-            return self.describe()
-
-        result: dict[str, Any] | None = await self.run(describe)
-        return result
+        """The open session as GET /sessions/{id} shows it (under the lock), or None."""
+        if self.session is None or self.session.session_id != session_id:
+            return None
+        await self.remember_names()
+        return self.describe()
 
     def staff_left(self, conn: Peer) -> None:
         self.presence.watchers.pop(conn, None)

@@ -11,11 +11,14 @@ from server.attendance.finalise import finalise, finalise_pending
 from server.audit import AuditLog
 from server.clock import Clock, iso, to_ms
 from server.errors import not_found
+from server.lobby.actions import ACTIONS, Args
+from server.lobby.cluster import Cluster
 from server.lobby.door import Door
 from server.lobby.persist import describe_session, load_session
 from server.media.room import MediaRooms
 from server.metrics import Metrics
 from server.store import keys, sessions
+from server.store.bus import Bus
 from server.store.connection import UNAVAILABLE, Redis
 from server.store.nodes import Load, NodeRegistry
 from server.tasks import stop_if_cancelled
@@ -26,9 +29,11 @@ class Lobby:
         self, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float,
         auto_end_seconds: float = 900.0, media: MediaRooms | None = None,
         ice_servers: list[dict[str, Any]] | None = None, check_ins_per_minute: int = 10,
-        node: NodeRegistry | None = None,
+        node: NodeRegistry | None = None, bus: Bus | None = None, tick_seconds: float = 1.0,
     ) -> None:
         self.node = node
+        # With a bus, this process is one of a deployment (lobby/cluster.py).
+        self.cluster = Cluster(self, node, bus, tick_seconds) if node is not None and bus is not None else None
         self.draining = False  # SIGTERM: no new sessions or sockets; /readyz answers 503
         self.check_ins_per_minute = check_ins_per_minute
         self.redis = redis
@@ -92,7 +97,11 @@ class Lobby:
 
     async def adopt_open_sessions(self) -> int:
         """Load every group with an open session, so one left by a previous process (a crash)
-        is watched here: its orphaned patients dropped, and it ends by itself if nobody returns."""
+        is watched here: its orphaned patients dropped, and it ends by itself if nobody returns.
+        In a deployment, only sessions whose host has gone (see Cluster.rehome_orphaned_sessions)."""
+        if self.cluster is not None:
+            await self.cluster.tick()
+            return 0
         group_ids = await self.redis.zrange(keys.groups(), 0, -1)
         if not group_ids:
             return 0
@@ -117,7 +126,23 @@ class Lobby:
                 on_end=self.finalise, media=self.media, ice_servers=self.ice_servers,
                 check_ins_per_minute=self.check_ins_per_minute, node_id=self.node.node_id if self.node else None,
             )
+            if self.cluster is not None:
+                door.crowded = self.cluster.crowded
         return door
+
+    async def act(self, group_id: str, name: str, **args: Any) -> Any:
+        """A staff action on a group's door (lobby/actions.py), run by the process hosting it."""
+        if self.cluster is not None:
+            return await self.cluster.act(group_id, name, args)
+        return await self.act_here(group_id, name, args)
+
+    async def act_here(self, group_id: str, name: str, args: Args) -> Any:
+        spec = ACTIONS[name]
+        if not spec.loaded:
+            hosted = self.doors.get(group_id)
+            return None if hosted is None else await hosted.run_unloaded(lambda: spec.run(hosted, args))
+        door = self.door(group_id)
+        return await door.run(lambda: spec.run(door, args))
 
     async def session_group(self, session_id: str) -> str:
         group_id = await sessions.group_of(self.redis, session_id)
@@ -139,7 +164,7 @@ class Lobby:
     async def describe(self, session_id: str) -> dict[str, Any]:
         """A session as GET /sessions/{id} shows it, open or ended."""
         group_id = await self.session_group(session_id)
-        described = await self.door(group_id).describe_if_open(session_id)
+        described = await self.act(group_id, "describe", session_id=session_id)
         if described is None:
             session = await load_session(self.redis, session_id, 0)
             if session is None:

@@ -70,6 +70,12 @@ class DoorState:
         self.check_ins: dict[str, collections.deque[int]] = {}  # recent hellos (ms) per patient
         self.check_ins_per_minute = check_ins_per_minute
         self.tools = SessionTools()  # hands, chat, whether a facilitator is there
+        # With several processes, a door taken over from a process that died (or drained) waits a
+        # moment for the sockets other processes hold to attach again (`reattach`) before it
+        # drops whoever did not come back, at the last moment they were known to be connected.
+        self.crowded: Callable[[], bool] = lambda: False  # are other processes alive?
+        self.orphans: dict[str, int] = {}  # patient id -> when last known connected (ms)
+        self.orphans_since = 0
 
     # -- loading and committing ------------------------------------------------------------
 
@@ -83,11 +89,18 @@ class DoorState:
             raise not_found("group")
         session_id = await self.redis.get(keys.group_open_session(self.group_id))
         session = await load_session(self.redis, session_id, self.grace_ms) if session_id else None
+        if session is not None and self.node_id is not None:
+            await sessions.set_media_node(self.redis, session.session_id, self.node_id)  # hosted here now
         early = await self.redis.hgetall(keys.group_early(self.group_id))
         self.group, self.session = group, session
+        crowded = self.crowded()
         self.early = {pid: (data["at"], data.get("location"))
                       for pid, data in ((pid, json.loads(raw)) for pid, raw in early.items())
-                      if pid in self.presence.patients}
+                      if pid in self.presence.patients or crowded}
+        now = to_ms(self.clock.now())
+        if crowded:
+            self.orphans = {pid: now for pid in self.early if pid not in self.presence.patients}
+            self.orphans_since = now
         # Patients whose connection did not survive a restart are dropped at the last moment
         # this server was known to hold their connection (the session's alive mark).
         if self.session:
@@ -95,13 +108,39 @@ class DoorState:
                      if p.status in (Status.WAITING, Status.IN_SESSION)
                      and pid not in self.presence.patients and pid not in self.departures]
             alive = await sessions.alive_at(self.redis, self.session.session_id)
-            last_heard = min(alive, to_ms(self.clock.now())) if alive else to_ms(self.clock.now())
-            events: list[Event] = []
-            for pid in stale:
-                events += self.session.drop(pid, last_heard)
-            if events:
-                await self._commit(events, stale)
+            last_heard = min(alive, now) if alive else now
+            if crowded:  # other processes may hold some of them: they get a moment to say so
+                self.orphans.update({pid: last_heard for pid in stale})
+            else:
+                await self._drop(stale, last_heard)
         self.loaded = True
+
+    async def _drop(self, patient_ids: list[str], last_heard: int) -> None:
+        assert self.session is not None
+        events: list[Event] = []
+        for pid in patient_ids:
+            events += self.session.drop(pid, last_heard)
+        if events:
+            await self._commit(events, patient_ids)
+
+    async def drop_orphans(self, window_ms: int) -> None:
+        """After a takeover: whoever has not come back within the window is dropped (or, before
+        the opening, forgotten) at the moment they were last known connected."""
+        async def drop() -> None:
+            if not self.orphans or to_ms(self.clock.now()) - self.orphans_since < window_ms:
+                return
+            orphans, self.orphans = self.orphans, {}
+            for pid, at in orphans.items():
+                if pid in self.presence.patients:
+                    continue
+                if self.session is None:
+                    if self.early.pop(pid, None) is not None:
+                        await self.redis.hdel(keys.group_early(self.group_id), pid)
+                else:
+                    await self._drop([pid], at)
+            self.schedule_push("waiting_list", "roster")
+
+        await self.run(drop)
 
     async def _commit(
         self, events: list[Event], patient_ids: list[str], extra: Callable[[Any], None] | None = None,
@@ -278,6 +317,14 @@ class DoorState:
         """Record that this process still holds the session's connections (see load)."""
         if self.session is not None and any(not c.closing for c in self.presence.patients.values()):
             await sessions.mark_alive(self.redis, self.session.session_id, to_ms(self.clock.now()))
+
+    def let_go(self) -> None:
+        """Another process takes this door over (a drain): stop its media here; the people
+        connected through other processes attach to the new host, which loads it from Redis."""
+        if self.media is not None and self.session is not None:
+            self.media.end(self.session.session_id)
+        self.presence.patients, self.presence.staff, self.presence.watchers = {}, {}, {}
+        self.loaded = False
 
     def counts(self) -> DoorCounts:
         """What this door holds now, for the process's gauges."""

@@ -48,20 +48,20 @@ def ntp_now() -> int:
     return ((seconds + NTP_EPOCH) << 32) | int((now - seconds) * (1 << 32))
 
 
-def allow_loopback_candidates() -> None:
-    """Offer 127.0.0.1 as a host candidate too (aioice leaves it out), so `lo` alone works."""
-    original = aioice.ice.get_host_addresses
-    if getattr(original, "porchlight_loopback", False):
-        return
+def allow_loopback_candidates(address: str | None = None) -> None:
+    """Offer 127.0.0.1 as a host candidate too (aioice leaves it out), so `lo` alone works; with
+    `address` (PORCHLIGHT_MEDIA_ADDRESS), offer that address (and loopback) instead of every
+    address of the machine, so clients reach this process where the operator says it is."""
+    original = getattr(aioice.ice.get_host_addresses, "porchlight_original", aioice.ice.get_host_addresses)
 
-    def with_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        addresses = original(use_ipv4, use_ipv6)
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        addresses = [address] if address else original(use_ipv4, use_ipv6)
         if use_ipv4 and "127.0.0.1" not in addresses:
             addresses.append("127.0.0.1")
         return addresses
 
-    with_loopback.porchlight_loopback = True  # type: ignore[attr-defined]
-    aioice.ice.get_host_addresses = with_loopback
+    host_addresses.porchlight_original = original  # type: ignore[attr-defined]
+    aioice.ice.get_host_addresses = host_addresses
 
 
 RID_EXTENSIONS = ("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",

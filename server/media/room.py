@@ -286,11 +286,12 @@ class MediaRoom(Negotiation):
 class MediaRooms:
     """Every session's media room in this process, addressed by session id."""
 
-    def __init__(self, ice_servers: tuple[dict[str, Any], ...], room_class: type[MediaRoom] = MediaRoom) -> None:
+    def __init__(self, ice_servers: tuple[dict[str, Any], ...], room_class: type[MediaRoom] = MediaRoom,
+                 address: str | None = None) -> None:
         self.ice_servers = ice_servers
         self.room_class = room_class
         self.rooms: dict[str, MediaRoom] = {}
-        glue.allow_loopback_candidates()
+        glue.allow_loopback_candidates(address)  # PORCHLIGHT_MEDIA_ADDRESS
         glue.accept_simulcast()
 
     def room(self, session_id: str, on_state: StateSink, patient_may_share: Permission | None = None,

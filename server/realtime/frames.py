@@ -16,10 +16,10 @@ from typing import Any
 from server.clinic.groups import brand_of
 from server.clock import to_ms
 from server.lobby.door import Door
+from server.lobby.peer import Peer
 from server.measures import answers, feedback
 from server.media.adapt import parse_view
 from server.media.room import MediaError
-from server.realtime.connection import Connection
 
 
 class FrameError(Exception):
@@ -33,7 +33,7 @@ class FrameError(Exception):
 class Sender:
     """Who sent the frame, and the door of their group."""
 
-    conn: Connection
+    conn: Peer  # the socket here, or one another process holds (lobby/remote.py)
     door: Door
 
     @property

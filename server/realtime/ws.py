@@ -22,10 +22,6 @@ from server.clinic import enrollments
 from server.clinic.groups import get_group
 from server.clinic.patients import get_patient
 from server.errors import ApiError
-from server.lobby import questionnaires
-from server.lobby.door import Door
-from server.lobby.presence import Staff
-from server.realtime import frames
 from server.realtime.connection import (
     CLOSE_FLOOD,
     CLOSE_FORBIDDEN,
@@ -34,6 +30,7 @@ from server.realtime.connection import (
     Connection,
 )
 from server.realtime.frames import FrameError
+from server.realtime.relay import Attachment
 from server.requests import client_address, same_origin
 from server.services import Services, services
 from server.store.connection import UNAVAILABLE
@@ -91,7 +88,7 @@ class Client:
         self.svc = svc
         self.conn = conn
         self.transport = transport
-        self.door: Door | None = None
+        self.attachment: Attachment | None = None  # the way to the group's door, once hello is accepted
         self.staff: StaffSession | None = None
         self.cookie: str | None = None
         self.last_touch = svc.clock.now()
@@ -138,14 +135,9 @@ class Client:
             return False
         self.conn.patient_id = patient["id"]
         self.conn.group_id = group["id"]
-        door = svc.lobby.door(group["id"])
-        await door.run(lambda: door.patient_hello(self.conn, patient["id"], patient["display_name"], location))
-        if not door.is_admitted(self.conn):
-            # After `waiting`, the questionnaires they are due: looked up outside the door's lock, and
-            # before the next frame of this socket is read.
-            await questionnaires.offer(svc.redis, svc.clock, door.presence, self.conn, patient["id"], door.group,
-                                       door.session)
-        self.door = door
+        who = {"kind": "patient", "patient_id": patient["id"], "display_name": patient["display_name"],
+               "location": location}
+        self.attachment = await svc.relay.join(self.conn, group["id"], who)
         return True
 
     async def _staff_hello(self, frame: dict[str, Any], request: web.Request) -> bool:
@@ -174,33 +166,29 @@ class Client:
             if not can_run(staff.user, group):
                 self.error("forbidden", "you do not facilitate this group", CLOSE_FORBIDDEN)
                 return False
-            door = svc.lobby.door(group_id)
             self.conn.user_id = staff.user.id
             self.conn.group_id = group_id
-            person = Staff(staff.user.id, staff.user.name, str(staff.user.role))
-            await door.run(lambda: door.staff_join(self.conn, person, session_id))
+            who = {"kind": "staff", "user_id": staff.user.id, "name": staff.user.name, "role": str(staff.user.role),
+                   "session_id": session_id}
+            self.attachment = await svc.relay.join(self.conn, group_id, who)
         except ApiError as exc:
+            self.conn.user_id = None
             self.error(exc.code, exc.message)
             return False
         self.staff = staff
-        self.door = door
         return True
 
     # -- after hello ---------------------------------------------------------------------
 
     async def dispatch(self, frame: dict[str, Any]) -> None:
-        assert self.door is not None
-        await frames.dispatch(frames.Sender(self.conn, self.door), frame)
+        assert self.attachment is not None
+        await self.attachment.dispatch(frame)
 
     async def gone(self) -> None:
         """The socket is finished: record the drop (if it still counts) and unregister."""
-        door = self.door
-        if door is None:
-            return
-        if self.conn.patient_id is not None:
-            await door.patient_left(self.conn, voluntary=False)
-        else:
-            await door.staff_gone(self.conn)
+        attachment, self.attachment = self.attachment, None
+        if attachment is not None:
+            await attachment.gone()
 
     async def heartbeat(self) -> None:
         """Ping every interval; drop a client silent for longer than the timeout."""

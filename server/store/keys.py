@@ -257,3 +257,13 @@ def reminder_claim(group_id: str, start_ms: int, patient_id: str, channel: str) 
     """One reminder of one meeting for one patient on one channel (email, webhook): "sending"
     while a process holds it (a short lease), "sent" once it went (kept two days)."""
     return f"{PREFIX}:reminder:{group_id}:{start_ms}:{patient_id}:{channel}"
+
+
+def group_owner(group_id: str) -> str:
+    """The process that hosts the group's live state and media now (a node id, with a lease)."""
+    return f"{PREFIX}:group:{group_id}:owner"
+
+
+def bus(node_id: str) -> str:
+    """The pub/sub channel on which one process hears the others (server.store.bus)."""
+    return f"{PREFIX}:bus:{node_id}"

@@ -26,12 +26,12 @@ class NodeRegistry:
         self.started_ms = started_ms
         self.timeout_ms = timeout_ms
 
-    async def beat(self, now_ms: int, load: Load) -> None:
+    async def beat(self, now_ms: int, load: Load, draining: bool = False) -> None:
         key = keys.node(self.node_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"id": self.node_id, "address": self.address, "started_at": self.started_ms,
                                     "last_seen": now_ms, "sessions": load.sessions,
-                                    "participants": load.participants})
+                                    "participants": load.participants, "draining": int(draining)})
             pipe.pexpire(key, self.timeout_ms * 6)  # left by a dead process: gone on its own
             pipe.zadd(keys.nodes(), {self.node_id: now_ms})
             await pipe.execute()
@@ -43,15 +43,32 @@ class NodeRegistry:
             await pipe.execute()
 
 
-async def live_nodes(redis: Redis, now_ms: int, timeout_ms: int) -> list[dict[str, Any]]:
-    """The processes heard from within the timeout, oldest first, as GET /api/v1/nodes shows them."""
+async def live_nodes(redis: Redis, now_ms: int, timeout_ms: int, raw: bool = False) -> list[dict[str, Any]]:
+    """The processes heard from within the timeout, oldest first, as GET /api/v1/nodes shows them
+    (`raw`: times in ms, and whether each is draining)."""
     ids = await redis.zrangebyscore(keys.nodes(), now_ms - timeout_ms, "+inf")
+    if not ids:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for node_id in ids:
+            pipe.hgetall(keys.node(node_id))
+        hashes = await pipe.execute()
     out = []
-    for node_id in ids:
-        raw = await redis.hgetall(keys.node(node_id))
-        if not raw:
+    for node_id, fields in zip(ids, hashes, strict=True):
+        if not fields:
             continue
-        out.append({"id": node_id, "address": raw.get("address", ""), "sessions": int(raw.get("sessions", 0)),
-                    "participants": int(raw.get("participants", 0)),
-                    "started_at": iso(int(raw["started_at"])), "last_seen": iso(int(raw["last_seen"]))})
-    return sorted(out, key=lambda n: str(n["started_at"]))
+        started, seen = int(fields["started_at"]), int(fields["last_seen"])
+        node: dict[str, Any] = {"id": node_id, "address": fields.get("address", ""),
+                                "sessions": int(fields.get("sessions", 0)),
+                                "participants": int(fields.get("participants", 0)),
+                                "started_at": started if raw else iso(started), "last_seen": seen if raw else iso(seen)}
+        if raw:
+            node["draining"] = fields.get("draining") == "1"
+        out.append(node)
+    return sorted(out, key=lambda n: (int(n["started_at"]) if raw else str(n["started_at"])))
+
+
+async def last_seen(redis: Redis, node_id: str) -> int | None:
+    """When a process last beat (ms), while Redis still remembers it."""
+    value = await redis.hget(keys.node(node_id), "last_seen")
+    return int(value) if value else None

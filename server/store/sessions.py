@@ -98,3 +98,8 @@ def delete(pipe: Any, record: SessionRecord) -> None:
                 keys.billing_session_records(record.id), keys.session_finalised(record.id))
     pipe.zrem(keys.sessions_by_start(), record.id)
     pipe.zrem(keys.group_sessions(record.group_id), record.id)
+
+
+async def set_media_node(redis: Redis, session_id: str, node: str) -> None:
+    """Another process took the session over (its host died or drained)."""
+    await redis.hset(keys.session(session_id), "media_node", node)

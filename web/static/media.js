@@ -86,6 +86,10 @@ export class MediaLink {
 
   // Take a signalling frame from the server; true if it was one of ours.
   handle(frame) {
+    if (frame.type === "media_reset") {
+      this.#reset();
+      return true;
+    }
     if (frame.type === "error" && this.unanswered) return this.#refused(frame);
     if (frame.type === "answer" && frame.pc === "publish") {
       this.unanswered = null;
@@ -204,6 +208,22 @@ export class MediaLink {
     for (const pc of [this.publishPc, this.subscribePc]) if (pc) pc.close();
     for (const id of this.streams.keys()) this.onStreamEnded(id);
     this.streams.clear();
+  }
+
+  // Our media moved to another server process (its host stopped): close both connections and
+  // publish again; the new host offers the others' tracks on a new subscribe connection.
+  #reset() {
+    if (this.closed) return;
+    clearTimeout(this.retry);
+    for (const pc of [this.publishPc, this.subscribePc]) if (pc) pc.close();
+    this.publishPc = null;
+    this.subscribePc = null;
+    this.unanswered = null;
+    for (const id of this.streams.keys()) this.onStreamEnded(id);
+    this.streams.clear();
+    this.chain = Promise.resolve();
+    this.onState("Reconnecting video…");
+    this.start(this.localStream).catch(() => this.#report("failed"));
   }
 
   async #answer(sdp, restart) {

@@ -1,0 +1,101 @@
+"""PORCHLIGHT_WORKERS=N: N `porchlight serve` processes behind one port on one machine.
+
+The supervisor binds the port once and hands the listening socket to each worker (the kernel
+gives each new connection to one of them), starts the embedded Redis they share when no
+PORCHLIGHT_REDIS_URL is given, and runs the demo's set-up once. Each worker is an ordinary
+process of the deployment (lobby/cluster.py): any of them serves any request. A worker that
+dies is started again; SIGTERM and SIGINT are passed on to every worker (each drains as a lone
+process would), and the supervisor exits when they all have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+from server.settings import Settings
+from server.store.connection import Redis, connect
+from server.store.embedded import EmbeddedRedis
+
+LISTEN_FD = "PORCHLIGHT_LISTEN_FD"  # set for workers only: the supervisor's listening socket
+RESTART_PAUSE = 1.0  # seconds before a worker that died is started again
+
+
+def inherited_socket() -> socket.socket | None:
+    """In a worker, the listening socket the supervisor passed down."""
+    fd = os.environ.get(LISTEN_FD)
+    if not fd:
+        return None
+    sock = socket.socket(fileno=int(fd))
+    sock.setblocking(False)
+    return sock
+
+
+def supervise(settings: Settings, sock: socket.socket,
+              before: Callable[[Redis, Settings], Awaitable[None]] | None = None) -> int:
+    embedded: EmbeddedRedis | None = None
+    env = dict(os.environ)
+    if not settings.redis_url:
+        embedded = EmbeddedRedis(settings.data_dir)
+        if embedded.running_elsewhere():
+            raise SystemExit(f"porchlight: another server already runs the embedded Redis of {settings.data_dir}; "
+                             "stop it or use another PORCHLIGHT_DATA_DIR")
+        embedded.start()
+        env["PORCHLIGHT_REDIS_URL"] = embedded.url
+    env.update({"PORCHLIGHT_WORKERS": "1", LISTEN_FD: str(sock.fileno()), "PORCHLIGHT_PORT": str(settings.port),
+                "PORCHLIGHT_PUBLIC_URL": settings.public_url})
+    try:
+        if before is not None:
+            asyncio.run(_once(before, settings.replace(redis_url=env.get("PORCHLIGHT_REDIS_URL", settings.redis_url))))
+        print(f"Porchlight: {settings.workers} workers at {settings.public_url}.", flush=True)
+        return _run(settings.workers, env, sock)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _once(before: Callable[[Redis, Settings], Awaitable[None]], settings: Settings) -> None:
+    assert settings.redis_url is not None
+    client = connect(settings.redis_url)
+    try:
+        await before(client, settings)
+    finally:
+        await client.aclose()
+
+
+def _run(count: int, env: dict[str, str], sock: socket.socket) -> int:
+    command = [sys.executable, "-m", "server", "serve"]
+    stopping: list[int] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, env=env, pass_fds=(sock.fileno(),))
+
+    workers = [start() for _ in range(count)]
+
+    def stop(sig: int, frame: object) -> None:
+        stopping.append(sig)
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(sig)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        running = [w for w in workers if w.poll() is None]
+        if stopping and not running:
+            return 0
+        if not stopping:
+            for i, worker in enumerate(workers):
+                if worker.poll() is not None:
+                    print(f"porchlight: worker {i + 1} exited ({worker.returncode}); starting it again",
+                          file=sys.stderr, flush=True)
+                    time.sleep(RESTART_PAUSE)
+                    if not stopping:
+                        workers[i] = start()
+        time.sleep(0.2)
