@@ -147,7 +147,7 @@ async def screen_share(request: web.Request) -> web.Response:
     allowed = v.boolean(body, "allowed")
     if allowed is None:
         raise bad_request("allowed: true or false")
-    await door.run(lambda: door.allow_screen(session_id, patient_id, allowed, staff.user.id))
+    await door.act("allow_screen", patient_id=patient_id, allowed=allowed)
     return json_response({"patient_id": patient_id, "allowed": allowed})
 
 

@@ -56,6 +56,7 @@ ACTIONS: dict[str, Action] = {
     "mute": Action(lambda door, a: door.mute(a["session_id"], a["patient_id"], a["by"])),
     "mute_all": Action(lambda door, a: door.mute_all(a["session_id"], a["by"])),
     "message": Action(_message),
+    "allow_screen": Action(lambda door, a: door.allow_screen(a["session_id"], a["patient_id"], a["allowed"], a["by"])),
     "set_chat": Action(lambda door, a: door.set_chat(a["session_id"], a["enabled"], a["by"])),
     "end": Action(lambda door, a: door.end(a["session_id"], a["by"])),
     "group_changed": Action(_group_changed, loaded=False),

@@ -28,7 +28,8 @@ from server.store.connection import UNAVAILABLE, Redis
 log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
-CALL_TIMEOUT = 5.0  # seconds a request waits for the other process's reply
+CALL_TIMEOUT = 15.0  # seconds a request waits for the other process's reply (a whole group
+# checking in at once queues on its door's lock there, as it would here)
 BATCH = 256  # publishes pipelined at once at most
 
 
