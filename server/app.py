@@ -25,6 +25,7 @@ from server.ids import new_id
 from server.lobby.registry import Lobby
 from server.measures.alerts import endpoint as alert_endpoint
 from server.media.glue import Outlet
+from server.media.ice import IceServers, Turn
 from server.media.room import MediaRooms, Source
 from server.metrics import Metrics, RunningTotal
 from server.pages.render import TEMPLATES, WEB_DIR, environment
@@ -118,13 +119,15 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
                               settings.redis_pool_timeout_seconds, settings.redis_timeout_seconds)
     metrics = Metrics()
     media = MediaRooms(settings.ice_servers, address=settings.media_address)
+    turn = Turn(settings.turn_urls, settings.turn_secret, settings.turn_ttl_seconds) if settings.turn_secret else None
+    ice = IceServers(settings.ice_servers, turn, clock)  # each client's, with its own TURN credential
     node = NodeRegistry(client, new_id("node"), settings.media_address or urlparse(settings.public_url).hostname or "",
                         to_ms(clock.now()), to_ms(settings.node_timeout_seconds))
     count_packets(metrics, media)
     audit = AuditLog(client, clock)
     bus = Bus(client, node.node_id)
     lobby = Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds, settings.auto_end_seconds,
-                  media=media, ice_servers=list(settings.ice_servers),
+                  media=media, ice_servers=ice,
                   check_ins_per_minute=settings.check_ins_per_minute, node=node, bus=bus,
                   tick_seconds=min(1.0, settings.node_timeout_seconds / 4))
     app[SERVICES] = Services(

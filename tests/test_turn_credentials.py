@@ -9,22 +9,27 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aioice import stun
 from aioice.turn import create_turn_endpoint
 
+from server.app import create_app
 from server.clock import ManualClock
 from server.logs import redact
 from server.media.ice import IceServers, Turn, mint
 from server.settings import Settings, SettingsError
+from server.store.connection import Redis
 from tests.conftest import free_port
+from tests.helpers import Api
 
 SECRET = "turn-shared-secret-0123456789"
 NOW = 1_800_000_000.0
@@ -133,3 +138,30 @@ async def test_coturn_relays_for_a_minted_credential_and_refuses_it_expired_or_u
     stale = ice.for_participant("pat_robin")[0]
     with pytest.raises(stun.TransactionFailed, match="401"):
         await _allocate(coturn, stale["username"], stale["credential"])
+
+
+async def test_admission_hands_each_participant_a_turn_credential_of_their_own_and_logs_none(
+        aiohttp_client: Any, settings: Settings, redis: Redis, clock: ManualClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = settings.replace(turn_urls=("turn:turn.example.org:3478",), turn_secret=SECRET, turn_ttl_seconds=600)
+    api = Api(await aiohttp_client(create_app(settings, redis=redis, clock=clock)), redis, clock, settings)
+    world = await api.world(patients=2)
+    session_id = await api.open(world)
+    sockets = [await api.patient(token) for token in world.tokens]
+    await api.post(world.facilitator, f"/sessions/{session_id}/admit", {"all": True})
+    given = {}
+    for patient, sock in zip(world.patients, sockets, strict=True):
+        (server,) = (await sock.until("admitted"))["ice_servers"]
+        given[patient["id"]] = server
+    staff = await api.ws(world.facilitator)
+    await staff.send({"type": "hello", "session_id": session_id})
+    (given[world.facilitator.user_id],) = (await staff.until("roster"))["ice_servers"]  # staff's first roster
+
+    for participant_id, server in given.items():
+        assert server["urls"] == ["turn:turn.example.org:3478"]
+        assert server["username"] == f"{int(clock.now()) + 600}:{participant_id}"
+        assert server["credential"] == mint(SECRET, participant_id, clock.now(), 600).password
+    assert len({server["credential"] for server in given.values()}) == 3
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert SECRET not in logged and not any(server["credential"] in logged for server in given.values())

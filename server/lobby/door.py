@@ -136,7 +136,7 @@ class Door(DoorState):
             self.presence.staff[conn] = staff
             # Staff take part from their hello (no `admitted`): their first roster carries the ICE servers.
             self.presence.send(conn, {"type": "roster", "participants": self.participants(),
-                                      "ice_servers": self.ice_servers})
+                                      "ice_servers": self.ice.for_participant(staff.user_id)})
             self.schedule_push("roster")
             self._facilitators_changed()
             if reattach:

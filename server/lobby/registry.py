@@ -15,6 +15,7 @@ from server.lobby.actions import ACTIONS, Args
 from server.lobby.cluster import Cluster
 from server.lobby.door import Door
 from server.lobby.persist import describe_session, load_session
+from server.media.ice import IceServers
 from server.media.room import MediaRooms
 from server.metrics import Metrics
 from server.store import keys, sessions
@@ -28,7 +29,7 @@ class Lobby:
     def __init__(
         self, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float,
         auto_end_seconds: float = 900.0, media: MediaRooms | None = None,
-        ice_servers: list[dict[str, Any]] | None = None, check_ins_per_minute: int = 10,
+        ice_servers: IceServers | None = None, check_ins_per_minute: int = 10,
         node: NodeRegistry | None = None, bus: Bus | None = None, tick_seconds: float = 1.0,
     ) -> None:
         self.node = node
@@ -38,7 +39,7 @@ class Lobby:
         self.check_ins_per_minute = check_ins_per_minute
         self.redis = redis
         self.media = media
-        self.ice_servers = ice_servers or []
+        self.ice_servers = ice_servers
         self.auto_end_seconds = auto_end_seconds
         self.delivery_wake = asyncio.Event()  # set when new billing records are queued
         self.clock = clock

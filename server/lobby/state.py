@@ -26,6 +26,7 @@ from server.lobby.peer import Peer
 from server.lobby.persist import load_session, write_changes
 from server.lobby.presence import Presence, participants, waiting_list
 from server.lobby.tools import SessionTools
+from server.media.ice import IceServers
 from server.media.room import MediaRoom, MediaRooms
 from server.metrics import Metrics
 from server.store import keys, sessions
@@ -40,7 +41,7 @@ class DoorState:
     def __init__(
         self, group_id: str, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float,
         *, on_end: Callable[[str], Awaitable[None]] | None = None, media: MediaRooms | None = None,
-        ice_servers: list[dict[str, Any]] | None = None, check_ins_per_minute: int = 10,
+        ice_servers: IceServers | None = None, check_ins_per_minute: int = 10,
         node_id: str | None = None,
     ) -> None:
         self.node_id = node_id  # this process, named in the records of the sessions it opens
@@ -58,7 +59,7 @@ class DoorState:
         self.early: dict[str, tuple[int, str | None]] = {}  # checked in before open: (at, location)
         self.on_end = on_end  # attendance finalisation
         self.media = media  # the session's media plane, when this process has one
-        self.ice_servers = ice_servers or []  # handed to clients on admission
+        self.ice = ice_servers or IceServers((), None, clock)  # handed to each client on admission
         self.empty_since: int | None = None  # for the automatic end
         # Patients whose connection has gone but whose departure is not yet in Redis:
         # patient id -> (when, voluntary). Kept in memory first, so a Redis outage may delay
@@ -270,7 +271,8 @@ class DoorState:
 
     def _tell_admitted(self, conn: Peer, session_id: str) -> None:
         conn.told_admitted = True  # from now on it gets rosters (never one before this frame)
-        self.presence.send(conn, {"type": "admitted", "session_id": session_id, "ice_servers": self.ice_servers})
+        ice_servers = self.ice.for_participant(conn.user_id or conn.patient_id or "")  # a TURN credential of its own
+        self.presence.send(conn, {"type": "admitted", "session_id": session_id, "ice_servers": ice_servers})
         if not self.tools.facilitator_present:
             self.presence.send(conn, {"type": "facilitator_away"})
 
