@@ -30,9 +30,9 @@ from server.media.room import MediaRooms, Source
 from server.metrics import Metrics, RunningTotal
 from server.pages.render import TEMPLATES, WEB_DIR, environment
 from server.realtime.hello_gate import HelloGate
+from server.realtime.relay import Relay
 from server.reminders.webhook import endpoint as reminder_endpoint
 from server.reminders.worker import ReminderWorker
-from server.realtime.relay import Relay
 from server.services import SERVICES, Services
 from server.settings import Settings
 from server.store.bus import Bus

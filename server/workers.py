@@ -38,7 +38,7 @@ def inherited_socket() -> socket.socket | None:
 
 
 def supervise(settings: Settings, sock: socket.socket,
-              before: Callable[[Redis, Settings], Awaitable[None]] | None = None) -> int:
+              before: Callable[[Redis, Settings], Awaitable[str]] | None = None) -> int:
     embedded: EmbeddedRedis | None = None
     env = dict(os.environ)
     if not settings.redis_url:
@@ -51,20 +51,24 @@ def supervise(settings: Settings, sock: socket.socket,
     env.update({"PORCHLIGHT_WORKERS": "1", LISTEN_FD: str(sock.fileno()), "PORCHLIGHT_PORT": str(settings.port),
                 "PORCHLIGHT_PUBLIC_URL": settings.public_url})
     try:
+        banner = ""
         if before is not None:
-            asyncio.run(_once(before, settings.replace(redis_url=env.get("PORCHLIGHT_REDIS_URL", settings.redis_url))))
+            banner = asyncio.run(_once(before, settings.replace(
+                redis_url=env.get("PORCHLIGHT_REDIS_URL", settings.redis_url))))
         print(f"Porchlight: {settings.workers} workers at {settings.public_url}.", flush=True)
+        if banner:  # the demo's logins and links
+            print(banner, flush=True)
         return _run(settings.workers, env, sock)
     finally:
         if embedded is not None:
             embedded.stop()
 
 
-async def _once(before: Callable[[Redis, Settings], Awaitable[None]], settings: Settings) -> None:
+async def _once(before: Callable[[Redis, Settings], Awaitable[str]], settings: Settings) -> str:
     assert settings.redis_url is not None
     client = connect(settings.redis_url)
     try:
-        await before(client, settings)
+        return await before(client, settings)
     finally:
         await client.aclose()
 
