@@ -273,7 +273,8 @@ async def _close_websockets(app: web.Application) -> None:
     lobby = app[SERVICES].lobby
     code = 1012 if lobby.draining else 1001
     for door in list(lobby.doors.values()):
-        door.close_all(code, "server restarting" if lobby.draining else "server shutting down")
+        # Sockets held by other processes stay open: the group moves, and they follow it (relay.py).
+        door.close_all(code, "server restarting" if lobby.draining else "server shutting down", held_here_only=True)
     if lobby.node is not None:
         with contextlib.suppress(*UNAVAILABLE):
             await lobby.node.leave()

@@ -340,7 +340,7 @@ class Settings:
                 problems.append(f"PORCHLIGHT_LOG_FORMAT={log_format!r}: must be text or json")
             else:
                 values["log_format"] = log_format.lower()
-        known = {s.env for s in SETTINGS} | {f"{name}_FILE" for name in SECRET_FILES}
+        known = {s.env for s in SETTINGS} | {f"{name}_FILE" for name in SECRET_FILES} | INTERNAL
         for name in env:
             if name.startswith("PORCHLIGHT_") and name not in known:
                 problems.append(f"{name}: unknown setting (see `porchlight serve --help`)")
@@ -365,6 +365,10 @@ class Settings:
 
 # Settings that may instead name a file holding the value (`<NAME>_FILE`), as container
 # orchestrators mount secrets.
+# Set by the server for its own processes, never by an operator: a worker's listening socket,
+# passed by the supervisor (server/workers.py).
+INTERNAL = frozenset({"PORCHLIGHT_LISTEN_FD"})
+
 SECRET_FILES = ("PORCHLIGHT_SECRET_KEY", "PORCHLIGHT_BILLING_WEBHOOK_SECRET", "PORCHLIGHT_ALERT_WEBHOOK_SECRET",
                 "PORCHLIGHT_REDIS_URL", "PORCHLIGHT_SMTP_URL", "PORCHLIGHT_NOTIFY_WEBHOOK_SECRET",
                 "PORCHLIGHT_TURN_SECRET")

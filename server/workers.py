@@ -24,6 +24,8 @@ from server.store.connection import Redis, connect
 from server.store.embedded import EmbeddedRedis
 
 LISTEN_FD = "PORCHLIGHT_LISTEN_FD"  # set for workers only: the supervisor's listening socket
+QUICK_FAILURES = 3
+QUICK_FAILURE_SECONDS = 10.0
 RESTART_PAUSE = 1.0  # seconds before a worker that died is started again
 
 
@@ -77,29 +79,39 @@ def _run(count: int, env: dict[str, str], sock: socket.socket) -> int:
     command = [sys.executable, "-m", "server", "serve"]
     stopping: list[int] = []
 
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(command, env=env, pass_fds=(sock.fileno(),))
+    def start() -> tuple[subprocess.Popen[bytes], float]:
+        return subprocess.Popen(command, env=env, pass_fds=(sock.fileno(),)), time.monotonic()
 
     workers = [start() for _ in range(count)]
+    quick_failures = 0  # workers in a row that died soon after starting: a setting is wrong, not bad luck
 
     def stop(sig: int, frame: object) -> None:
         stopping.append(sig)
-        for worker in workers:
+        for worker, _ in workers:
             if worker.poll() is None:
                 worker.send_signal(sig)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     while True:
-        running = [w for w in workers if w.poll() is None]
+        running = [w for w, _ in workers if w.poll() is None]
         if stopping and not running:
             return 0
         if not stopping:
-            for i, worker in enumerate(workers):
-                if worker.poll() is not None:
-                    print(f"porchlight: worker {i + 1} exited ({worker.returncode}); starting it again",
+            for i, (worker, started) in enumerate(workers):
+                if worker.poll() is None:
+                    continue
+                quick_failures = quick_failures + 1 if time.monotonic() - started < QUICK_FAILURE_SECONDS else 0
+                if quick_failures >= QUICK_FAILURES:
+                    print(f"porchlight: workers keep exiting at start ({worker.returncode}); stopping",
                           file=sys.stderr, flush=True)
-                    time.sleep(RESTART_PAUSE)
-                    if not stopping:
-                        workers[i] = start()
+                    stop(signal.SIGTERM, None)
+                    for other, _ in workers:
+                        other.wait()
+                    return 1
+                print(f"porchlight: worker {i + 1} exited ({worker.returncode}); starting it again",
+                      file=sys.stderr, flush=True)
+                time.sleep(RESTART_PAUSE)
+                if not stopping:
+                    workers[i] = start()
         time.sleep(0.2)

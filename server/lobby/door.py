@@ -419,8 +419,8 @@ class Door(DoorState):
             with contextlib.suppress(ApiError):
                 await self.run(lambda: self.end(session_id, "system:auto_end"))
 
-    def close_all(self, code: int, reason: str) -> None:
-        self.presence.close_all(code, reason)
+    def close_all(self, code: int, reason: str, held_here_only: bool = False) -> None:
+        self.presence.close_all(code, reason, held_here_only)
 
     def describe(self) -> dict[str, Any]:
         assert self.session is not None

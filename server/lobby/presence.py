@@ -17,6 +17,7 @@ from typing import Any
 from server.clock import iso
 from server.lobby.machine import Session, Status
 from server.lobby.peer import Peer
+from server.lobby.remote import RemotePeer
 from server.metrics import Metrics
 
 PUSH_DELAY = 0.02  # seconds: bursts of arrivals are coalesced into one waiting_list push
@@ -97,9 +98,12 @@ class Presence:
             if what in pending and (rendered := self.render(what)) is not None:
                 self.broadcast(*rendered)
 
-    def close_all(self, code: int, reason: str) -> None:
+    def close_all(self, code: int, reason: str, held_here_only: bool = False) -> None:
+        """Close every connection; with `held_here_only`, only the sockets this process holds
+        (a process shutting down leaves the others' sockets to them: they move with the group)."""
         for conn in self.everyone():
-            conn.close(code, reason)
+            if not (held_here_only and isinstance(conn, RemotePeer)):
+                conn.close(code, reason)
 
 
 # -- the views clients see -----------------------------------------------------------------

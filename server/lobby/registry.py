@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from server.attendance.finalise import finalise, finalise_pending
@@ -35,6 +36,8 @@ class Lobby:
         self.node = node
         # With a bus, this process is one of a deployment (lobby/cluster.py).
         self.cluster = Cluster(self, node, bus, tick_seconds) if node is not None and bus is not None else None
+        # Does this process hold sockets of the group that will attach to its door (realtime/relay.py)?
+        self.holds_sockets: Callable[[str], bool] = lambda group_id: False
         self.draining = False  # SIGTERM: no new sessions or sockets; /readyz answers 503
         self.check_ins_per_minute = check_ins_per_minute
         self.redis = redis
@@ -128,7 +131,10 @@ class Lobby:
                 check_ins_per_minute=self.check_ins_per_minute, node_id=self.node.node_id if self.node else None,
             )
             if self.cluster is not None:
-                door.crowded = self.cluster.crowded
+                cluster = self.cluster
+                # Other processes alive, or sockets held here about to attach: whoever is not in the
+                # door yet gets a moment to say so before being dropped (DoorState.load).
+                door.crowded = lambda: cluster.crowded() or self.holds_sockets(group_id)
         return door
 
     async def act(self, group_id: str, name: str, **args: Any) -> Any:

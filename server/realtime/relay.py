@@ -100,6 +100,7 @@ class Relay:
         bus.on_message = self.on_message
         bus.on_resubscribed = self.restate
         self.cluster.on_lost = self.lost
+        lobby.holds_sockets = lambda group_id: any(a.group_id == group_id for a in self.attached.values())
 
     # -- the process holding the socket -----------------------------------------------------
 
@@ -114,9 +115,11 @@ class Relay:
         assert owner is not None
         attachment.owner = owner
         if owner == self.node_id:
-            self.attached.pop(attachment.conn_id, None)
             attachment.door = self.lobby.door(attachment.group_id)
-            await enter(attachment.door, attachment.conn, attachment.who, reattach)
+            try:  # still listed while the door loads, so it counts as held (Lobby.holds_sockets)
+                await enter(attachment.door, attachment.conn, attachment.who, reattach)
+            finally:
+                self.attached.pop(attachment.conn_id, None)
             return
         attachment.door = None
         self.attached[attachment.conn_id] = attachment  # before the join: its first frames may come first
