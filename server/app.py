@@ -129,7 +129,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
     lobby = Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds, settings.auto_end_seconds,
                   media=media, ice_servers=ice,
                   check_ins_per_minute=settings.check_ins_per_minute, node=node, bus=bus,
-                  tick_seconds=min(1.0, settings.node_timeout_seconds / 4))
+                  tick_seconds=min(1.0, settings.node_timeout_seconds / 4),
+                  min_attended_seconds=settings.min_attended_seconds)
     app[SERVICES] = Services(
         settings=settings,
         clock=clock,

@@ -57,6 +57,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_NOTIFY_WEBHOOK_URL", "endpoint for signed reminder.due events (a clinic's SMS system)", ""),
     Setting("PORCHLIGHT_NOTIFY_WEBHOOK_SECRET", "whsec_... for reminder.due events (default: the billing secret)", ""),
     Setting("PORCHLIGHT_AUTO_END_SECONDS", "end a session this long after it empties with no facilitator", "900"),
+    Setting("PORCHLIGHT_MIN_ATTENDED_SECONDS",
+            "a join shorter than this is recorded but flagged short, and billed as below minimum", "60"),
     Setting("PORCHLIGHT_RETENTION_YEARS", "keep attendance, billing and audit records this many years", "10"),
     Setting("PORCHLIGHT_ICE_SERVERS", "JSON list of RTCIceServer objects given to clients", "[]"),
     Setting("PORCHLIGHT_TURN_URLS", "TURN server(s) given to clients with minted credentials (turn:host:3478,...)", ""),
@@ -119,6 +121,7 @@ class Settings:
     notify_webhook_url: str | None = None
     notify_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     auto_end_seconds: float = 900.0
+    min_attended_seconds: int = 60  # shorter joins: recorded, flagged short_join, billed below minimum
     retention_years: int = 10
     ice_servers: tuple[dict[str, Any], ...] = ()
     # TURN with credentials minted per participant (server/media/ice.py); no secret, no TURN.
@@ -285,6 +288,7 @@ class Settings:
             else:
                 values["notify_webhook_secrets"] = tuple(secrets_)
         number("PORCHLIGHT_AUTO_END_SECONDS", "auto_end_seconds", float, 1, 86400)
+        number("PORCHLIGHT_MIN_ATTENDED_SECONDS", "min_attended_seconds", int, 0, 3600)
         number("PORCHLIGHT_RETENTION_YEARS", "retention_years", int, 1, 100)
         if (ice := get("PORCHLIGHT_ICE_SERVERS")) is not None:
             try:

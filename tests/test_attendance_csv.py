@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from server.attendance.reports import CSV_COLUMNS, to_csv
+from server.attendance.reports import CSV_COLUMNS, READER_COLUMNS, to_csv
 from server.clock import iso, to_ms
 from tests.helpers import Api
 
@@ -18,7 +18,7 @@ def test_a_cell_that_could_start_a_formula_is_prefixed_with_a_quote(start: str) 
     rows = list(csv.DictReader(io.StringIO(to_csv([{"correction_reason": reason, "status": "attended"}]))))
     assert rows[0]["correction_reason"] == "'" + reason
     assert rows[0]["status"] == "attended"  # ordinary cells are as they were
-    assert list(rows[0]) == CSV_COLUMNS
+    assert list(rows[0]) == CSV_COLUMNS + READER_COLUMNS
 
 
 async def test_a_correction_reason_starting_with_a_newline_reaches_the_csv_as_text(api: Api) -> None:

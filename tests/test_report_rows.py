@@ -11,6 +11,7 @@ import json
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -46,10 +47,11 @@ async def old_records(redis: Redis, start: date, end: date, group_id: str | None
     return out
 
 
-def old_to_csv(rows: list[dict[str, Any]]) -> str:
+def old_to_csv(rows: list[dict[str, Any]], people: reports.Readers) -> str:
+    """The previous CSV, with the readers' columns (name, MRN, zone, local times) appended."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(reports.CSV_COLUMNS)
+    writer.writerow(reports.CSV_COLUMNS + reports.READER_COLUMNS)
     for row in rows:
         cells = []
         for column in reports.CSV_COLUMNS:
@@ -59,6 +61,11 @@ def old_to_csv(rows: list[dict[str, Any]]) -> str:
             elif isinstance(value, bool):
                 value = "true" if value else "false"
             cells.append(reports._escape(value))
+        patient = people.patients.get(row["patient_id"], {})
+        zone = people.zones.get(row["group_id"], "UTC")
+        local = [datetime.fromisoformat(row[k].replace("Z", "+00:00")).astimezone(ZoneInfo(zone)).isoformat()
+                 if row.get(k) else None for k in ("first_join", "last_leave")]
+        cells += [reports._escape(c) for c in (patient.get("display_name"), patient.get("external_id"), zone, *local)]
         writer.writerow(cells)
     return buffer.getvalue()
 
@@ -181,8 +188,11 @@ async def check(url: str, data: dict[str, Any]) -> None:
         stored_texts = await reports.record_texts(redis, start, end, group, data["patient"])
         # The JSON export: the very bytes the handler's json_response made of the decoded rows.
         assert reports.records_json(stored_texts) == json.dumps({"records": want}, separators=(",", ":")).encode()
-        assert reports.texts_to_csv(stored_texts) == old_to_csv(want)
-        assert reports.to_csv(want) == old_to_csv(want)
+        people = reports.Readers({"pat_p": {"display_name": "=Alex R.", "external_id": "MRN-1"},
+                                  "pat_q": {"display_name": "Sam", "external_id": None}},
+                                 {group_ids[0]: "America/Chicago", group_ids[1]: "Asia/Kolkata", group_ids[2]: "UTC"})
+        assert reports.texts_to_csv(stored_texts, people) == old_to_csv(want, people)
+        assert reports.to_csv(want, people) == old_to_csv(want, people)
         assert await reports.weekly(redis, start, end, group) == await old_weekly(redis, start, end, group)
     finally:
         await redis.aclose()

@@ -81,7 +81,8 @@ async def attendance(request: web.Request) -> web.Response:
 
 async def attendance_csv(request: web.Request) -> web.Response:
     texts, start, end = await _exported_rows(request, "csv")
-    return web.Response(text=reports.texts_to_csv(texts), content_type="text/csv", charset="utf-8", headers={
+    text = await reports.export_csv(services(request).redis, texts)
+    return web.Response(text=text, content_type="text/csv", charset="utf-8", headers={
         "Content-Disposition": f'attachment; filename="attendance-{start}-{end}.csv"'})
 
 
@@ -101,7 +102,8 @@ async def correction(request: web.Request) -> web.Response:
     reason = v.required_text(body, "reason", MAX_REASON, multiline=True)
     if "intervals" not in body:
         raise bad_request("intervals: required")
-    record = await correct(svc.redis, svc.clock, session_id, patient_id, body["intervals"], reason)
+    record = await correct(svc.redis, svc.clock, session_id, patient_id, body["intervals"], reason,
+                           svc.settings.min_attended_seconds)
     await svc.audit.append("attendance.correct", staff.user.id, session_id=session_id, patient_id=patient_id,
                            version=record["version"], reason=reason, billing_record_id=record["billing_record_id"])
     svc.lobby.delivery_wake.set()

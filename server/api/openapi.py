@@ -256,7 +256,9 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
                                              query=(FROM, TO, GROUP_Q),
                                              answer=obj(["weeks"], weeks=array(ref("WeeklyTotal")))),
     ("GET", f"{API}/attendance.csv"): _op(
-        "The attendance records as CSV, one row per patient per session (Content-Disposition: attachment)",
+        "The attendance records as CSV, one row per patient per session (Content-Disposition: attachment); "
+        "after the record's columns: short_join, display_name, external_id, timezone, first_join_local, "
+        "last_leave_local",
         "admin", query=(FROM, TO, GROUP_Q, PATIENT_Q), ok_content={"text/csv": {"schema": S}}),
     ("GET", f"{API}/billing/deliveries"): _op("Billing delivery log", "admin", query=(STATUS_Q,),
                                               answer=obj(["deliveries"], deliveries=array(ref("Delivery")))),
@@ -306,6 +308,8 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ("GET", "/"): _page("Redirects to the signed-in user's start page (or /login)", "staff"),
     ("GET", "/login"): _page("Staff sign-in page", query=(NEXT_Q,)),
     ("GET", "/console"): _page("The facilitator's console", "facilitator"),
+    ("GET", "/console/attendance"): _page("A facilitator's attendance: the groups they facilitate, one at a time",
+                                          "facilitator", query=(FROM, TO, GROUP_Q, PATIENT_Q)),
     ("GET", "/admin"): _page("Admin: groups and patients", "admin"),
     ("GET", "/admin/groups/{group_id}"): _page("Admin: a group's enrolments, links and brand editor", "admin",
                                                by_id=True),

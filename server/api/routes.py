@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.api import attendance, auth, billing, clinic, fhir, measures, ops, sessions
+from server.pages import attendance as attendance_pages
 from server.pages import measures as measure_pages
 from server.pages import patient as patient_pages
 from server.pages import reminders as reminder_pages
@@ -77,7 +78,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/console", staff_pages.console, name="page.console")
     r.add_get("/admin", staff_pages.admin_home, name="page.admin")
     r.add_get("/admin/groups/{group_id}", staff_pages.admin_group, name="page.admin.group")
-    r.add_get("/admin/attendance", staff_pages.admin_attendance, name="page.admin.attendance")
+    r.add_get("/admin/attendance", attendance_pages.admin_attendance, name="page.admin.attendance")
+    r.add_get("/console/attendance", attendance_pages.facilitator_attendance, name="page.console.attendance")
     r.add_get("/admin/billing", staff_pages.admin_billing, name="page.admin.billing")
     r.add_get("/admin/feedback", measure_pages.admin_feedback, name="page.admin.feedback")
     r.add_get("/patients/{patient_id}", measure_pages.patient_page, name="page.patient")

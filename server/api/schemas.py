@@ -146,7 +146,9 @@ SCHEMAS: dict[str, Schema] = {
         session_id=ID, group_id=ID, patient_id=ID, service_date=DATE,
         status={"type": "string", "enum": ["attended", "absent", "declined"]}, first_join=NULLABLE_TIME,
         last_leave=NULLABLE_TIME, intervals=array(array(TIME)), attended_seconds=INT, attended_minutes=INT,
-        waited_seconds=INT, reconnects=INT, video_seconds=INT, audio_only_seconds=INT),
+        waited_seconds=INT, reconnects=INT, video_seconds=INT, audio_only_seconds=INT,
+        short_join={"type": "boolean", "description": "attended for less than PORCHLIGHT_MIN_ATTENDED_SECONDS "
+                                                      "(60): still recorded; its billing record is below_minimum"}),
     "WeeklyTotal": obj(["patient_id", "week", "attended_seconds", "minimum_seconds", "meets_minimum",
                          "dropout_risk"], patient_id=ID, week=S, attended_seconds=INT, minimum_seconds=INT,
                         meets_minimum=BOOL, dropout_risk=BOOL),

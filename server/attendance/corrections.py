@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from server.attendance.finalise import record_key, session_context
-from server.attendance.rules import attended_minutes
+from server.attendance.rules import DEFAULT_MIN_ATTENDED_SECONDS, attended_minutes, short_join
 from server.billing import outbox
 from server.billing import records as billing
 from server.clinic.patients import patients_by_id
@@ -52,7 +52,8 @@ def parse_intervals(value: Any, window: tuple[int, int]) -> list[tuple[int, int]
 
 
 async def correct(
-    redis: Redis, clock: Clock, session_id: str, patient_id: str, intervals: Any, reason: str
+    redis: Redis, clock: Clock, session_id: str, patient_id: str, intervals: Any, reason: str,
+    min_attended_seconds: int = DEFAULT_MIN_ATTENDED_SECONDS,
 ) -> dict[str, Any]:
     ctx = await session_context(redis, session_id)
     if ctx is None:
@@ -80,6 +81,7 @@ async def correct(
         "attended_minutes": attended_minutes(seconds),
         "video_seconds": video,
         "audio_only_seconds": audio,
+        "short_join": short_join(seconds, min_attended_seconds),
         "version": current["version"] + 1,
         "corrected": True,
         "correction_reason": reason,

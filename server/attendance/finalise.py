@@ -17,7 +17,13 @@ from zoneinfo import ZoneInfo
 
 from redis.exceptions import WatchError
 
-from server.attendance.rules import PatientAttendance, attended_minutes, session_attendance
+from server.attendance.rules import (
+    DEFAULT_MIN_ATTENDED_SECONDS,
+    PatientAttendance,
+    attended_minutes,
+    session_attendance,
+    short_join,
+)
 from server.audit import AuditLog
 from server.auth.staff import get_user
 from server.billing import outbox
@@ -49,7 +55,8 @@ def _enrolled_on(enrollment: dict[str, Any], day: str, started_ms: int) -> bool:
 
 
 def attendance_record(
-    session: dict[str, Any], group: dict[str, Any], patient_id: str, facts: PatientAttendance | None, day: str
+    session: dict[str, Any], group: dict[str, Any], patient_id: str, facts: PatientAttendance | None, day: str,
+    min_attended_seconds: int = DEFAULT_MIN_ATTENDED_SECONDS,
 ) -> dict[str, Any]:
     seconds = facts.attended_seconds if facts else 0
     return {
@@ -68,6 +75,7 @@ def attendance_record(
         "video_seconds": facts.video_seconds if facts else 0,
         "audio_only_seconds": facts.audio_only_seconds if facts else 0,
         "location": facts.location if facts else None,
+        "short_join": short_join(seconds, min_attended_seconds),
         "version": 1,
         "corrected": False,
         "correction_reason": None,
@@ -101,7 +109,10 @@ async def session_context(redis: Redis, session_id: str) -> dict[str, Any] | Non
     }
 
 
-async def finalise(redis: Redis, clock: Clock, audit: AuditLog, session_id: str) -> bool:
+async def finalise(
+    redis: Redis, clock: Clock, audit: AuditLog, session_id: str,
+    min_attended_seconds: int = DEFAULT_MIN_ATTENDED_SECONDS,
+) -> bool:
     """Make the session's attendance final and queue its billing records. True if this call did it."""
     if await redis.exists(keys.session_finalised(session_id)):
         await redis.srem(keys.finalise_pending(), session_id)
@@ -120,7 +131,8 @@ async def finalise(redis: Redis, clock: Clock, audit: AuditLog, session_id: str)
     patient_ids = sorted(enrolled | set(facts))
     patients = await patients_by_id(redis, patient_ids)
     now_ms = to_ms(clock.now())
-    records = {pid: attendance_record(ctx, group, pid, facts.get(pid), day) for pid in patient_ids}
+    records = {pid: attendance_record(ctx, group, pid, facts.get(pid), day, min_attended_seconds)
+               for pid in patient_ids}
     attending = [pid for pid, r in records.items() if r["status"] == "attended"]
     bills: dict[str, dict[str, Any]] = {}
     for pid in attending:
@@ -177,9 +189,11 @@ def _write_bills(pipe: Any, session_id: str, bills: dict[str, dict[str, Any]], n
     pipe.hset(keys.billing_session_records(session_id), mapping=records)
 
 
-async def finalise_pending(redis: Redis, clock: Clock, audit: AuditLog) -> int:
+async def finalise_pending(
+    redis: Redis, clock: Clock, audit: AuditLog, min_attended_seconds: int = DEFAULT_MIN_ATTENDED_SECONDS
+) -> int:
     """Finalise every ended session still waiting for it (after a crash, or a Redis outage)."""
     done = 0
     for session_id in await redis.smembers(keys.finalise_pending()):
-        done += await finalise(redis, clock, audit, session_id)
+        done += await finalise(redis, clock, audit, session_id, min_attended_seconds)
     return done

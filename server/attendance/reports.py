@@ -15,12 +15,15 @@ import io
 import json
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 from server.clinic.groups import all_groups
+from server.clinic.patients import patients_by_id
 from server.clock import Clock
 from server.store import keys
 from server.store.connection import Redis
@@ -29,8 +32,12 @@ DAY_MS = 24 * 3600 * 1000
 CSV_COLUMNS = [
     "session_id", "group_id", "patient_id", "service_date", "status", "first_join", "last_leave",
     "attended_seconds", "attended_minutes", "waited_seconds", "reconnects", "video_seconds",
-    "audio_only_seconds", "intervals", "corrected", "correction_reason", "billing_record_id",
+    "audio_only_seconds", "intervals", "corrected", "correction_reason", "billing_record_id", "short_join",
 ]
+# For the people who read the export, after the record's own columns (so a consumer reading
+# columns by position is not moved): the patient's name and external id (MRN), and the first
+# join and last leave in the group's timezone (ISO 8601 with its offset) beside the UTC ones.
+READER_COLUMNS = ["display_name", "external_id", "timezone", "first_join_local", "last_leave_local"]
 INTERVALS = CSV_COLUMNS.index("intervals")
 BATCH = 2000
 
@@ -77,6 +84,33 @@ class _CsvRow(msgspec.Struct, gc=False):
     corrected: Any = None
     correction_reason: Any = None
     billing_record_id: Any = None
+    short_join: Any = None
+
+
+@dataclass(frozen=True)
+class Readers:
+    """What the CSV's READER_COLUMNS are made from: patients by id, group timezones by id."""
+
+    patients: dict[str, dict[str, Any]]
+    zones: dict[str, str]
+
+    def cells(self, patient_id: Any, group_id: Any, first_join: Any, last_leave: Any) -> tuple[Any, ...]:
+        patient = self.patients.get(str(patient_id), {})
+        zone = self.zones.get(str(group_id), "UTC")
+        return (patient.get("display_name"), patient.get("external_id"), zone,
+                _local(first_join, zone), _local(last_leave, zone))
+
+
+def _local(utc: Any, zone: str) -> str | None:
+    if not isinstance(utc, str) or not utc:
+        return None
+    return datetime.fromisoformat(utc.replace("Z", "+00:00")).astimezone(ZoneInfo(zone)).isoformat()
+
+
+async def readers(redis: Redis, patient_ids: Iterable[str]) -> Readers:
+    found = await patients_by_id(redis, sorted(set(patient_ids)))
+    zones = {g["id"]: g.get("timezone") or "UTC" for g in await all_groups(redis)}
+    return Readers(found, zones)
 
 
 _choose = msgspec.json.Decoder(_Chooser)
@@ -146,19 +180,33 @@ def _escape(value: Any) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
-    return _csv(tuple(row.get(column) for column in CSV_COLUMNS) for row in rows)
+def to_csv(rows: list[dict[str, Any]], people: Readers | None = None) -> str:
+    people = people or Readers({}, {})
+    return _csv(tuple(row.get(column) for column in CSV_COLUMNS)
+                + people.cells(row.get("patient_id"), row.get("group_id"), row.get("first_join"), row.get("last_leave"))
+                for row in rows)
 
 
-def texts_to_csv(texts: list[str]) -> str:
+def texts_to_csv(texts: list[str], people: Readers | None = None) -> str:
     """The same CSV as `to_csv` of the decoded records, decoding only its columns."""
-    return _csv(msgspec.structs.astuple(_csv_row.decode(raw)) for raw in texts)
+    return _rows_csv([_csv_row.decode(raw) for raw in texts], people or Readers({}, {}))
+
+
+async def export_csv(redis: Redis, texts: list[str]) -> str:
+    """The attendance CSV of stored record texts, with the readers' columns filled in."""
+    rows = [_csv_row.decode(raw) for raw in texts]
+    return _rows_csv(rows, await readers(redis, [str(row.patient_id) for row in rows]))
+
+
+def _rows_csv(rows: list[_CsvRow], people: Readers) -> str:
+    return _csv(msgspec.structs.astuple(row) + people.cells(row.patient_id, row.group_id, row.first_join,
+                                                            row.last_leave) for row in rows)
 
 
 def _csv(rows: Iterable[tuple[Any, ...]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_COLUMNS + READER_COLUMNS)
     for row in rows:
         cells = []
         for column, value in enumerate(row):
@@ -214,6 +262,15 @@ async def weekly(redis: Redis, start: date, end: date, group_id: str | None = No
             })
     return out
 
+
+def at_risk(weeks: list[dict[str, Any]]) -> dict[str, str]:
+    """The patients flagged for dropout risk, by their latest week in `weeks` -> that week. The one
+    reading of the weekly rule that every view (the card, the chart, the list) shows."""
+    latest: dict[str, dict[str, Any]] = {}
+    for week in weeks:
+        if week["patient_id"] not in latest or week["week"] > latest[week["patient_id"]]["week"]:
+            latest[week["patient_id"]] = week
+    return {patient_id: w["week"] for patient_id, w in latest.items() if w["dropout_risk"]}
 
 
 async def attended(redis: Redis, session_id: str, patient_id: str) -> bool:

@@ -51,6 +51,7 @@ Other fields
         that reopened presence (it was closed just before them). A stray reconnect while present
         does not count.
     location: the location of the last "waiting" event whose location is not None.
+    short_join: see `short_join` (attended, but under the clinic's minimum seconds).
     status: "attended" if attended_seconds > 0, else "declined" if any declined event exists,
         else "absent". admitted: any "admitted" event exists.
     The report covers every patient id that appears in any event, sorted by id.
@@ -170,6 +171,16 @@ def floor_seconds(ms: int) -> int:
     if ms < 0:
         raise ValueError("a duration cannot be negative")
     return ms // 1000
+
+
+DEFAULT_MIN_ATTENDED_SECONDS = 60
+
+
+def short_join(attended_seconds: int, minimum_seconds: int) -> bool:
+    """A very short join (PORCHLIGHT_MIN_ATTENDED_SECONDS, 60 by default): the patient attended,
+    but for less than the minimum. The record keeps status "attended" with its seconds, and is
+    flagged `short_join`; its billing record says `below_minimum` with no suggested units."""
+    return 0 < attended_seconds < minimum_seconds
 
 
 def attended_minutes(seconds: int) -> int:

@@ -9,8 +9,9 @@ Rules applied:
 - modality: "audio_only" when all media time was audio only, "mixed" when there was both
   video and audio-only time, else "video" (including presence with no media reported:
   the session itself is a video session).
-- below_minimum: attended_minutes < the group's min_billable_minutes; such a record is still
-  sent (the biller sees the attendance) with suggested units 0.
+- below_minimum: attended_minutes < the group's min_billable_minutes, or the attendance record is
+  a `short_join` (attended for less than PORCHLIGHT_MIN_ATTENDED_SECONDS, 60 by default); such a
+  record is still sent (the biller sees the attendance) with suggested units 0.
 - suggested units: 1 per session at or above the minimum (group psychotherapy 90853 and
   per-diem codes such as H0015 or S9480 are billed once per session/day).
 - suggested modifiers: "95" (synchronous audio-video telehealth) for video or mixed,
@@ -33,12 +34,16 @@ def modality(video_seconds: int, audio_only_seconds: int) -> str:
     return "video"
 
 
-def suggestion(billing: dict[str, Any], attended_minutes: int, kind: str) -> tuple[dict[str, Any], bool]:
+def suggestion(
+    billing: dict[str, Any], attended_minutes: int, kind: str, short: bool = False
+) -> tuple[dict[str, Any], bool]:
     code = str(billing.get("code", "90853"))
     minimum = int(billing.get("min_billable_minutes", 0))
-    below = attended_minutes < minimum
+    below = attended_minutes < minimum or short
     modifiers = [] if below else (["93"] if kind == "audio_only" else ["95"])
     rule = f"{code}: 1 unit per session at {minimum}+ attended minutes; 95 video, 93 audio-only"
+    if short:
+        rule += "; a join shorter than the clinic's minimum attended time is below minimum"
     return {"code": code, "units": 0 if below else 1, "modifiers": modifiers, "rule": rule}, below
 
 
@@ -55,7 +60,8 @@ def build(
     created_at: str,
 ) -> dict[str, Any]:
     kind = modality(attendance["video_seconds"], attendance["audio_only_seconds"])
-    suggested, below = suggestion(group.get("billing", {}), attendance["attended_minutes"], kind)
+    suggested, below = suggestion(group.get("billing", {}), attendance["attended_minutes"], kind,
+                                  bool(attendance.get("short_join")))
     data = {
         "record_id": record_id,
         "supersedes": supersedes,

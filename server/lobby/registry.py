@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from server.attendance.finalise import finalise, finalise_pending
+from server.attendance.rules import DEFAULT_MIN_ATTENDED_SECONDS
 from server.audit import AuditLog
 from server.clock import Clock, iso, to_ms
 from server.errors import not_found
@@ -32,7 +33,9 @@ class Lobby:
         auto_end_seconds: float = 900.0, media: MediaRooms | None = None,
         ice_servers: IceServers | None = None, check_ins_per_minute: int = 10,
         node: NodeRegistry | None = None, bus: Bus | None = None, tick_seconds: float = 1.0,
+        min_attended_seconds: int = DEFAULT_MIN_ATTENDED_SECONDS,
     ) -> None:
+        self.min_attended_seconds = min_attended_seconds  # attendance's short-join rule, at finalising
         self.node = node
         # With a bus, this process is one of a deployment (lobby/cluster.py).
         self.cluster = Cluster(self, node, bus, tick_seconds) if node is not None and bus is not None else None
@@ -81,7 +84,7 @@ class Lobby:
                 await door.mark_alive()
                 await door.end_if_abandoned(self.auto_end_seconds)
         with contextlib.suppress(*UNAVAILABLE):
-            if await finalise_pending(self.redis, self.clock, self.audit):
+            if await finalise_pending(self.redis, self.clock, self.audit, self.min_attended_seconds):
                 self.delivery_wake.set()
         if self.node is not None:
             with contextlib.suppress(*UNAVAILABLE):
@@ -119,7 +122,7 @@ class Lobby:
 
     async def finalise(self, session_id: str) -> None:
         with contextlib.suppress(*UNAVAILABLE):  # left pending: the sweeper finalises it later
-            if await finalise(self.redis, self.clock, self.audit, session_id):
+            if await finalise(self.redis, self.clock, self.audit, session_id, self.min_attended_seconds):
                 self.delivery_wake.set()
 
     def door(self, group_id: str) -> Door:

@@ -43,8 +43,9 @@ class WeeklyChart:
     minimum_hours: float
 
 
-def weekly_hours_chart(weeks: list[dict[str, Any]], names: dict[str, str]) -> WeeklyChart:
-    """One row per patient, one bar per ISO week (hours attended), a dashed line at the minimum."""
+def weekly_hours_chart(weeks: list[dict[str, Any]], names: dict[str, str], at_risk: set[str]) -> WeeklyChart:
+    """One row per patient, one bar per ISO week (hours attended), a dashed line at the minimum;
+    `at_risk` are the patients the risk card flags (reports.at_risk), marked on their row."""
     week_ids = sorted({w["week"] for w in weeks})
     patient_ids = sorted({w["patient_id"] for w in weeks}, key=lambda p: (names.get(p) or p).lower())
     by_key = {(w["patient_id"], w["week"]): w for w in weeks}
@@ -66,8 +67,7 @@ def weekly_hours_chart(weeks: list[dict[str, Any]], names: dict[str, str]) -> We
             y=base,
             minimum_y=base - minimum * scale if minimum else None,
             minimum_hours=minimum,
-            # As the "flagged at risk" card: the patient's latest week in the range says it.
-            at_risk=next((bool(w["dropout_risk"]) for w in reversed(mine) if w), False),
+            at_risk=patient_id in at_risk,
         )
         for (week, centre), item in zip(centres, mine, strict=True):
             hours = item["attended_seconds"] / 3600 if item else 0.0

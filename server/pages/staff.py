@@ -8,7 +8,7 @@ of the wrong role gets a plain 403 page.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -16,15 +16,11 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from server.api.common import may_run
-from server.attendance import reports
 from server.auth.sessions import COOKIE_NAME, StaffSession
 from server.auth.staff import Role, all_users
 from server.billing import outbox
 from server.clinic import enrollments, groups, patients
 from server.clinic.calendar import describe_schedule, meetings_today
-from server.clock import to_ms
-from server.measures import trends
-from server.pages.charts import weekly_hours_chart
 from server.pages.render import render
 from server.services import Services, services
 from server.store import keys, sessions
@@ -201,79 +197,6 @@ async def admin_group(request: web.Request) -> web.Response:
         "brand": groups.brand_of(group),
         "enrollments": sorted(enrolled, key=lambda e: (not e["active"], e["display_name"].lower())),
         "unenrolled": [p for p in everyone if p["id"] not in active_ids],
-    })
-
-
-def _parse_day(raw: str | None, default: date) -> date:
-    try:
-        return date.fromisoformat(raw) if raw else default
-    except ValueError:
-        return default
-
-
-async def admin_attendance(request: web.Request) -> web.Response:
-    staff = await _signed_in(request, Role.ADMIN)
-    if isinstance(staff, web.Response):
-        return staff
-    svc = services(request)
-    default_from, default_to = reports.default_range(svc.clock)
-    start = _parse_day(request.query.get("from"), default_from)
-    end = _parse_day(request.query.get("to"), default_to)
-    if end < start:
-        start, end = end, start
-    end = min(end, start + timedelta(days=366))
-    all_groups = await groups.all_groups(svc.redis)
-    group_ids = {g["id"] for g in all_groups}
-    everyone = await patients.all_patients(svc.redis)
-    names = {p["id"]: p["display_name"] for p in everyone}
-    group_id = request.query.get("group_id") if request.query.get("group_id") in group_ids else None
-    patient_id = request.query.get("patient_id") if request.query.get("patient_id") in names else None
-    rows = await reports.records(svc.redis, start, end, group_id, patient_id)
-    # Looking at minutes is a pull like the API's: the audit log says who saw what range.
-    await svc.audit.append("attendance.export", staff.user.id, format="page", rows=len(rows),
-                           **{"from": start.isoformat(), "to": end.isoformat()})
-    weeks = await reports.weekly(svc.redis, start, end, group_id)
-    if patient_id is not None:
-        weeks = [w for w in weeks if w["patient_id"] == patient_id]
-    by_group = {g["id"]: g for g in all_groups}
-    table = []
-    for row in sorted(rows, key=lambda r: (r["service_date"], names.get(r["patient_id"], "")), reverse=True):
-        zone = ZoneInfo(by_group.get(row["group_id"], {}).get("timezone") or "UTC")
-        table.append({
-            **row,
-            "group_name": by_group.get(row["group_id"], {}).get("name", row["group_id"]),
-            "display_name": names.get(row["patient_id"], row["patient_id"]),
-            "joined": _local_iso(row.get("first_join"), zone),
-            "left": _local_iso(row.get("last_leave"), zone),
-            "waited_minutes": int(row.get("waited_seconds") or 0) // 60,
-            "video_minutes": int(row.get("video_seconds") or 0) // 60,
-            "audio_minutes": int(row.get("audio_only_seconds") or 0) // 60,
-        })
-    filters = {"from": start.isoformat(), "to": end.isoformat()}
-    if group_id:
-        filters["group_id"] = group_id
-    if patient_id:
-        filters["patient_id"] = patient_id
-    latest: dict[str, dict[str, Any]] = {}
-    for week in weeks:
-        if week["patient_id"] not in latest or week["week"] > latest[week["patient_id"]]["week"]:
-            latest[week["patient_id"]] = week
-    at_risk = sorted((names.get(p, p), w["week"]) for p, w in latest.items() if w["dropout_risk"])
-    flagged = await trends.flags_of(svc.redis, sorted({r["patient_id"] for r in rows}), to_ms(svc.clock.now()))
-    return render(request, "admin_attendance.html", {
-        **_base(staff, "Attendance"),
-        "section": "attendance",
-        "filters": filters,
-        "csv_url": "/api/v1/attendance.csv?" + urlencode(filters),
-        "groups": all_groups,
-        "patients": sorted(everyone, key=lambda p: p["display_name"].lower()),
-        "rows": table,
-        "total_minutes": sum(int(r["attended_minutes"]) for r in rows),
-        "chart": weekly_hours_chart(weeks, names) if weeks else None,
-        "weeks": sorted(weeks, key=lambda w: (names.get(w["patient_id"], ""), w["week"])),
-        "names": names,
-        "at_risk": at_risk,
-        "measure_flags": sorted((names.get(p, p), p, f.text) for p, found in flagged.items() for f in found),
     })
 
 
