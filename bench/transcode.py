@@ -36,7 +36,7 @@ class TranscodingRoom(room.MediaRoom):
     def reuse_viewer_track(self, transceiver: RTCRtpTransceiver, old: Any, source: room.Source) -> Any:
         return None  # relayed tracks are not recycled
 
-    def viewer_track(self, pc: RTCPeerConnection, source: room.Source) -> Any:
+    def viewer_track(self, member: room.Member, pc: RTCPeerConnection, source: room.Source) -> Any:
         track = self.relay.subscribe(source.transceiver.receiver.track)
         transceiver = pc.addTransceiver(track, direction="sendonly")
         glue.set_stream_id(transceiver.sender, source.owner.pid)

@@ -8,8 +8,9 @@ import inspect
 
 import aioice.ice
 from aiortc import RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
-from aiortc.rtcdtlstransport import RTCCertificate
+from aiortc.rtcdtlstransport import RTCCertificate, RtpRouter
 from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from server.media import glue
 from server.media.packets import h264_keyframe_start, header, keyframe_start, vp8_keyframe_start
@@ -39,6 +40,18 @@ async def test_sender_internals_the_outlet_writes() -> None:
     assert hasattr(sender, "_stream_id")
     source = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
     assert "self._retransmit(" in source and "self._send_keyframe()" in source  # where NACK and PLI land
+
+
+async def test_a_viewers_remb_reaches_the_senders_it_names_and_goes_to_the_estimate() -> None:
+    sender = RTCRtpSender("video", await transport())
+    router = RtpRouter()
+    router.register_sender(sender, sender._ssrc)
+    remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(480_000, [sender._ssrc]))
+    assert router.route_rtcp(remb) == {sender}  # by the SSRCs in its FCI (media_ssrc is 0)
+    reports: list[tuple[int, list[int]]] = []
+    glue.watch_remb(sender, lambda bitrate, ssrcs: reports.append((bitrate, ssrcs)))
+    await sender._handle_rtcp_packet(remb)
+    assert reports == [(480_000, [sender._ssrc])]
 
 
 async def test_transport_internals_the_outlet_sends_on() -> None:

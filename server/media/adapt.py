@@ -8,8 +8,10 @@ The room applies these decisions at its tick and when a view arrives; the per-pa
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeGuard
+
+from server.media.budget import Rate
 
 MAX_TILES = 64  # tiles in one view frame
 MAX_SIDE = 16_384  # device pixels
@@ -51,6 +53,7 @@ class Layer:
     width: int = 0  # from its last keyframe, where the codec says (VP8); 0: not known
     height: int = 0
     last_packet: float = float("-inf")
+    rate: Rate = field(default_factory=Rate, compare=False, repr=False)  # its bitrate as measured here
 
 
 def ranked(layers: Iterable[Layer]) -> list[Layer]:
@@ -71,17 +74,22 @@ def width_of(layer: Layer, rank: int, count: int) -> int:
 def choose_layer(layers: Iterable[Layer], shown: tuple[int, int] | None, now: float) -> Layer | None:
     """The layer a viewer should get for a tile shown at `shown` (None: size not said, the best):
     the smallest live layer at least about as wide as the tile, else the largest live one."""
+    order, want = fitting(layers, shown, now)
+    return order[want] if order else None
+
+
+def fitting(layers: Iterable[Layer], shown: tuple[int, int] | None, now: float) -> tuple[list[Layer], int]:
+    """The live layers, smallest first, and the index of the one that fits a tile shown at
+    `shown` (see choose_layer); ([], 0) when there are none."""
     every = list(layers)
     live = [layer for layer in every if now - layer.last_packet < LAYER_TIMEOUT] or every
-    if not live:
-        return None
     order = ranked(live)
     if shown is None:
-        return order[-1]
+        return order, len(order) - 1
     for rank, layer in enumerate(order):
         if width_of(layer, rank, len(order)) >= shown[0] * FIT:
-            return layer
-    return order[-1]
+            return order, rank
+    return order, len(order) - 1
 
 
 # -- the active speaker (RFC 6464 audio levels) -----------------------------------------------------

@@ -30,9 +30,18 @@ from aiortc.rtcdtlstransport import RtpRouter
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+    unwrap_rtx,
+)
 
 Deliver = Callable[[RtpPacket, RTCRtpCodecParameters], None]
+Remb = Callable[[int, list[int]], None]  # (bitrate in bps, the SSRCs it covers)
 
 HISTORY = 512  # packets kept per viewer track to answer NACKs
 WRITE_BUFFER_LIMIT = 256 * 1024  # bytes queued on a viewer's socket before packets are dropped
@@ -194,10 +203,29 @@ async def request_keyframe(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
     await receiver._send_rtcp_pli(media_ssrc)
 
 
+def watch_remb(sender: RTCRtpSender, on_remb: Remb) -> None:
+    """The viewer's REMB (its receive-side bandwidth estimate) for this sender goes to `on_remb`;
+    the rest of its RTCP to aiortc as before (aiortc's sender would only log a REMB: no encoder)."""
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            on_remb(bitrate, ssrcs)
+            return
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
 class Outlet:
     """Sends already-rewritten RTP for one viewer track, as its aiortc sender would have."""
 
-    def __init__(self, transceiver: RTCRtpTransceiver, on_keyframe_request: Callable[[], None]) -> None:
+    def __init__(self, transceiver: RTCRtpTransceiver, on_keyframe_request: Callable[[], None],
+                 on_remb: Remb | None = None) -> None:
         self.transceiver = transceiver
         sender = transceiver.sender
         self.sender = sender
@@ -212,6 +240,8 @@ class Outlet:
         # RTCP from the viewer: PLI/FIR go upstream, NACKs are answered from `history`.
         sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
         sender._retransmit = self._retransmit  # type: ignore[method-assign,assignment]
+        if on_remb is not None:
+            watch_remb(sender, on_remb)
 
     def retarget(self, on_keyframe_request: Callable[[], None]) -> None:
         """The viewer track now carries another source: new keyframe target, bind again once

@@ -35,6 +35,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.sdp import SessionDescription
 
 from server.media import glue
+from server.media.opus import offered_dtx, with_fec
 from server.media.simulcast import accept_layers, offered_layers
 from server.media.tracks import Forward, Source
 
@@ -181,11 +182,13 @@ class Negotiation:
                 self.spawn(quietly_close(pc))
                 raise MediaError("not_admitted", "media is available only after admission")
             member.publish_pc = pc
-            layers = offered_layers(sdp)
+            layers, dtx = offered_layers(sdp), offered_dtx(sdp)
             if self.take_tracks(member, pc, offered_labels(sdp), layers):
                 self.renegotiate_others(member)
+            if (audio := member.sources.get("audio")) is not None:
+                audio.dtx = audio.transceiver.mid in dtx
             assert pc.localDescription is not None
-            return accept_layers(pc.localDescription.sdp, layers)
+            return with_fec(accept_layers(pc.localDescription.sdp, layers), dtx)
 
     def take_tracks(self, member: Member, pc: RTCPeerConnection, labels: dict[str, str],
                     layers: dict[str, list[str]]) -> bool:
@@ -276,7 +279,7 @@ class Negotiation:
                     pc = member.subscribe_pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
                 idle = member.idle.pop(key, None)
                 reused = self.reuse_viewer_track(*idle, source) if idle is not None else None
-                member.slots[key] = reused or self.viewer_track(pc, source)
+                member.slots[key] = reused or self.viewer_track(member, pc, source)
                 changed = True
             if not changed or pc is None:
                 return
@@ -289,12 +292,14 @@ class Negotiation:
                 raise
             if member.closed or pc.localDescription is None:
                 return
-            frame: dict[str, Any] = {"type": "offer", "pc": "subscribe", "sdp": pc.localDescription.sdp}
+            offered = pc.localDescription.sdp
+            dtx = {t.mid for t, forward in member.slots.values() if forward.source.dtx and t.mid is not None}
+            frame: dict[str, Any] = {"type": "offer", "pc": "subscribe", "sdp": with_fec(offered, dtx)}
             if member.restart:
                 frame["restart"] = True  # a new connection: drop the old one before answering
                 member.restart = False
             member.conn.send(frame)
-            timer = asyncio.ensure_future(self._restart_if_unanswered(member, pc, frame["sdp"]))
+            timer = asyncio.ensure_future(self._restart_if_unanswered(member, pc, offered))
             self.timers.add(timer)
             timer.add_done_callback(self.timers.discard)
 
@@ -346,15 +351,22 @@ class Negotiation:
         member.dirty = False
         self.spawn(self.renegotiate(member))
 
-    def viewer_track(self, pc: RTCPeerConnection, source: Source) -> tuple[RTCRtpTransceiver, Forward]:
-        """A new sending track on a viewer's subscribe connection, fed from `source`."""
+    def viewer_track(self, member: Member, pc: RTCPeerConnection,
+                     source: Source) -> tuple[RTCRtpTransceiver, Forward]:
+        """A new sending track on a viewer's subscribe connection, fed from `source`; the viewer's
+        REMB reports on it go to its bandwidth estimate."""
         owner, kind = source.owner.pid, source.kind
         transceiver = pc.addTransceiver(glue.HeldTrack(kind, f"{owner}-{source.label}-{next(self.counter)}"),
                                         direction="sendonly")
         glue.set_stream_id(transceiver.sender, f"{owner}:{SCREEN}" if source.label == SCREEN else owner)
         if prefs := capability(source.codec, kind):
             transceiver.setCodecPreferences(prefs)
-        forward = Forward(source, glue.Outlet(transceiver, source.request_keyframe))
+        loop = asyncio.get_running_loop()
+
+        def on_remb(bitrate: int, ssrcs: list[int]) -> None:
+            member.bandwidth.report(bitrate, ssrcs, loop.time())
+
+        forward = Forward(source, glue.Outlet(transceiver, source.request_keyframe, on_remb))
         source.forwards.append(forward)
         return transceiver, forward
 

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
 from server.media import glue
-from server.media.adapt import SpeakerPicker, View
+from server.media.adapt import SpeakerPicker, View, fitting
+from server.media.budget import Bandwidth, Track, allocate, video_budget
 from server.media.negotiation import SCREEN, MediaError, Negotiation, quietly_close, rtc_configuration
 from server.media.tracks import Forward, Source
 
@@ -72,6 +73,9 @@ class Member:
         self.restart = False  # the next subscribe offer is on a new connection
         self.closed = False
         self.view: View | None = None  # what this viewer shows of the others (None: all, until it says)
+        self.data_saver = False  # audio and the speaker's smallest layer only (its `view` says)
+        self.bandwidth = Bandwidth()  # what its link takes, from its REMB reports
+        self.budgeted = False  # its video follows a budget (an estimate, or data saver)
         self.declared = (True, True)
         self.recorded: tuple[bool, bool] | None = None
         self.report_lock = asyncio.Lock()
@@ -170,20 +174,53 @@ class MediaRoom(Negotiation):
         """The participant's answer to the last subscribe offer."""
         await self.take_answer(self.member(pid, conn), sdp)
 
-    def view(self, pid: str, conn: Peer, view: View) -> None:
-        """The viewer's `view`: the others' videos it shows, at what size; the rest is not sent."""
+    def view(self, pid: str, conn: Peer, view: View, data_saver: bool = False) -> None:
+        """The viewer's `view`: the others' videos it shows, at what size; the rest is not sent.
+        With data saver, only the speaker's smallest layer."""
         member = self.member(pid, conn)
-        member.view = view
+        member.view, member.data_saver = view, data_saver
         self.adapt_viewer(member)
 
     def adapt_viewer(self, member: Member) -> None:
+        """Apply a viewer's view and budget to each of its video tracks."""
         now = asyncio.get_running_loop().time()
         view = member.view
-        for (owner, label), (_, forward) in member.slots.items():
+        videos: list[tuple[tuple[str, str], Forward]] = []
+        for key, (_, forward) in member.slots.items():
             if forward.source.kind == "video":
-                stream = f"{owner}:{SCREEN}" if label == SCREEN else owner
-                shown_at = None if view is None else view.get(stream)
-                forward.adapt(now, view is None or shown_at is not None, shown_at)
+                owner, label = key
+                shown_at = None if view is None else view.get(f"{owner}:{SCREEN}" if label == SCREEN else owner)
+                forward.visible, forward.shown_at = view is None or shown_at is not None, shown_at
+                videos.append((key, forward))
+        self._budget(member, videos, now)
+        for _, forward in videos:
+            forward.adapt(now)
+
+    def _budget(self, member: Member, videos: list[tuple[tuple[str, str], Forward]], now: float) -> None:
+        """With an estimate of the viewer's link (REMB) or data saver, the layers that fit it
+        (budget.allocate: audio first, then the speaker's video, then the others')."""
+        estimate = member.bandwidth.estimate(now)
+        member.budgeted = estimate is not None or member.data_saver
+        if not member.budgeted:
+            for _, forward in videos:
+                forward.unbudget()
+            return
+        audio = sum(forward.source.rate.bps for _, forward in member.slots.values()
+                    if forward.source.kind == "audio" and not forward.source.blocked)
+        tracks = []
+        for key, forward in videos:
+            if forward.visible:
+                order, want = fitting(forward.source.layers.values(), forward.shown_at, now)
+                shown = forward.shown_at
+                tracks.append(Track(key, tuple((layer.ssrc, layer.rate.bps) for layer in order), want,
+                                    speaker=key == (self.speakers.current, "video"),
+                                    area=shown[0] * shown[1] if shown else 1 << 30, current=forward.current))
+        allocation = allocate(tracks, video_budget(estimate, audio), member.data_saver)
+        for key, forward in videos:
+            if forward.visible:
+                forward.allot(allocation.get(key))
+            else:
+                forward.unbudget()
 
     # -- screen share (CONTRACT.md v1.1) ---------------------------------------------------------
 
@@ -247,6 +284,7 @@ class MediaRoom(Negotiation):
         levels: dict[str, float] = {}
         for member in list(self.members.values()):
             for source in member.sources.values():
+                source.measure(now)
                 source.ask_for_waiting_viewers(now)
             if member.state(now) != member.recorded:
                 self.spawn(self._report(member))
@@ -256,6 +294,9 @@ class MediaRoom(Negotiation):
         if (speaker := self.speakers.update(levels)) is not None:
             for member in self.members.values():
                 member.conn.send({"type": "active_speaker", "id": speaker})
+        for member in list(self.members.values()):
+            if member.budgeted or member.data_saver or member.bandwidth.reports:
+                self.adapt_viewer(member)  # rates, the estimate and the speaker move: budgets follow
 
     # -- the end ---------------------------------------------------------------------------------
 

@@ -12,12 +12,12 @@ MAX_LAYERS = 4
 RID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 
 
-def _sections(sdp: str) -> list[str]:
+def sections(sdp: str) -> list[str]:
     """The session part, then one string per media section (each starting with "m=")."""
     return re.split(r"\r?\n(?=m=)", sdp)
 
 
-def _attributes(section: str, name: str) -> list[str]:
+def attributes(section: str, name: str) -> list[str]:
     prefix = f"a={name}:"
     return [line[len(prefix):].strip() for line in section.splitlines() if line.startswith(prefix)]
 
@@ -27,12 +27,12 @@ def offered_layers(sdp: str) -> dict[str, list[str]]:
     (only sections with two or more). Paused layers (~rid) and alternatives beyond the first
     are left out; RIDs must also be declared with `a=rid:<rid> send`."""
     layers: dict[str, list[str]] = {}
-    for section in _sections(sdp)[1:]:
+    for section in sections(sdp)[1:]:
         if not section.startswith("m=video"):
             continue
-        mids = _attributes(section, "mid")
-        declared = {rid.split()[0] for rid in _attributes(section, "rid") if rid.split()[1:2] == ["send"]}
-        for simulcast in _attributes(section, "simulcast"):
+        mids = attributes(section, "mid")
+        declared = {rid.split()[0] for rid in attributes(section, "rid") if rid.split()[1:2] == ["send"]}
+        for simulcast in attributes(section, "simulcast"):
             words = simulcast.split()
             if len(words) < 2 or words[0] != "send":
                 continue
@@ -50,13 +50,13 @@ def accept_layers(answer: str, layers: dict[str, list[str]]) -> str:
     if not layers:
         return answer
     newline = "\r\n" if "\r\n" in answer else "\n"
-    sections = _sections(answer)
-    for i, section in enumerate(sections):
-        mids = _attributes(section, "mid")
+    parts = sections(answer)
+    for i, section in enumerate(parts):
+        mids = attributes(section, "mid")
         rids = layers.get(mids[0]) if mids else None
         if not rids or not section.startswith("m=video"):
             continue
         body = section.rstrip("\r\n")
         lines = [f"a=rid:{rid} recv" for rid in rids] + [f"a=simulcast:recv {';'.join(rids)}"]
-        sections[i] = body + newline + newline.join(lines) + (newline if section != body else "")
-    return newline.join(sections)
+        parts[i] = body + newline + newline.join(lines) + (newline if section != body else "")
+    return newline.join(parts)

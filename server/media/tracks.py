@@ -22,6 +22,7 @@ from aiortc.rtp import RtpPacket
 
 from server.media import glue
 from server.media.adapt import Layer, choose_layer, loudness
+from server.media.budget import WIRE_OVERHEAD, Rate
 from server.media.forwarding import Rewriter
 from server.media.packets import header, keyframe_detector, vp8_keyframe_size
 
@@ -54,6 +55,8 @@ class Source:
         self.layers: dict[int, Layer] = {}  # by SSRC: each layer (one, without simulcast) as seen
         self.blocked = False  # audio muted by the facilitator: not forwarded
         self.loudness = 0.0  # audio: smoothed level from the RFC 6464 header extension (0 silent)
+        self.rate = Rate()  # audio: its bitrate as measured here (video: each layer's own)
+        self.dtx = False  # audio: the publisher offered Opus DTX (usedtx=1)
         self.packets = 0
         self.loop = asyncio.get_running_loop()
         self.created = self.loop.time()
@@ -75,6 +78,7 @@ class Source:
         detect = self.starts_keyframe
         starts = detect is None or detect(packet.payload)
         if detect is None:
+            self.rate.octets += len(packet.payload) + WIRE_OVERHEAD
             if (level := packet.extensions.audio_level) is not None:
                 self.loudness = loudness(self.loudness, level[1])
         else:
@@ -82,6 +86,7 @@ class Source:
             if layer is None:
                 layer = self._new_layer(ssrc, packet.extensions.rtp_stream_id)
             layer.last_packet = now
+            layer.rate.octets += len(packet.payload) + WIRE_OVERHEAD
             if starts and self.keyframe_size is not None and (size := self.keyframe_size(packet.payload)):
                 layer.width, layer.height = size
         if not self.forwards:
@@ -135,6 +140,12 @@ class Source:
         for ssrc in wanted:
             self.request_keyframe(min_interval=0.0, ssrc=ssrc)
 
+    def measure(self, now: float) -> None:
+        """Sample the bitrate of the audio, or of each video layer (at the room's tick)."""
+        self.rate.sample(now)
+        for layer in self.layers.values():
+            layer.rate.sample(now)
+
     def sending(self, now: float) -> bool:
         if self.closed or self.blocked:
             return False
@@ -150,14 +161,30 @@ class Forward:
         self.rewriter = rewriter or Rewriter.new(source.codec.clockRate, source.kind == "video")
         self.visible = True  # the viewer shows this track (its `view`; everything until one comes)
         self.shown_at: tuple[int, int] | None = None  # the size the viewer shows it at; None: not said
+        # The viewer's bandwidth or data saver decides (budget.allocate): the layer to send, or
+        # None: paused. Not budgeted: the layer that fits the tile.
+        self.budgeted = False
+        self.allotted: int | None = None
+
+    def allot(self, ssrc: int | None) -> None:
+        self.budgeted, self.allotted = True, ssrc
+
+    def unbudget(self) -> None:
+        self.budgeted, self.allotted = False, None
+
+    @property
+    def paused(self) -> bool:
+        """Held for the viewer's bandwidth (or data saver), though its tile is shown."""
+        return self.visible and self.budgeted and self.allotted is None
 
     def adapt(self, now: float, visible: bool | None = None, shown_at: tuple[int, int] | None = None) -> None:
-        """Apply the viewer's view: a hidden track is held; a shown one gets the layer that fits,
-        and a keyframe is asked for at once where it now waits for one (never a frozen picture)."""
+        """Apply the viewer's view and budget: a hidden or paused track is held; a shown one gets
+        the layer that fits (the tile, and the budget), and a keyframe is asked for at once where
+        it now waits for one (never a frozen picture)."""
         if visible is not None:
             self.visible, self.shown_at = visible, shown_at
         rewriter = self.rewriter
-        if not self.visible:
+        if not self.visible or (self.budgeted and self.allotted is None):
             rewriter.hold()
             return
         rewriter.release()
@@ -168,8 +195,17 @@ class Forward:
             self.source.request_keyframe(ssrc=rewriter.target)
 
     def aim(self, now: float) -> None:
+        if self.budgeted and self.allotted in self.source.layers:
+            self.rewriter.aim(self.allotted)
+            return
         layer = choose_layer(self.source.layers.values(), self.shown_at, now)
         self.rewriter.aim(layer.ssrc if layer is not None else None)
+
+    @property
+    def current(self) -> int | None:
+        """The publisher's SSRC (layer) this viewer track is sending now, if any."""
+        rewriter = self.rewriter
+        return None if rewriter.held else rewriter.ssrc
 
     def send(self, packet: RtpPacket, keyframe_start: bool, now: float) -> None:
         rewriter = self.rewriter

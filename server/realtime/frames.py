@@ -159,16 +159,20 @@ async def _answer(sender: Sender, frame_: dict[str, Any]) -> None:
 @frame("view", admitted=True, refusal="media is available only after admission", tiles=list)
 async def _view(sender: Sender, frame_: dict[str, Any]) -> None:
     """The others' videos the client shows, and how large (README, "Per-viewer adaptation"): the
-    server sends nothing of the rest, and the simulcast layer that fits each tile."""
+    server sends nothing of the rest, and the simulcast layer that fits each tile. With
+    `"data_saver": true`, only the active speaker's smallest layer (and everyone's audio)."""
     try:
         view = parse_view(frame_["tiles"])
     except ValueError as exc:
         raise FrameError("bad_request", str(exc)) from None
+    data_saver = frame_.get("data_saver", False)
+    if not isinstance(data_saver, bool):
+        raise FrameError("bad_request", "data_saver, when given, is true or false")
     room, pid = sender.door.media_room(), sender.participant_id
     if room is None or pid is None:
         raise FrameError("media_unavailable", "media is not available for this session")
     try:
-        room.view(pid, sender.conn, view)
+        room.view(pid, sender.conn, view, data_saver)
     except MediaError as exc:
         raise FrameError(exc.code, exc.message) from None
 
