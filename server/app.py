@@ -118,7 +118,7 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
     client = redis or connect(settings.redis_url or "redis://127.0.0.1:6379/0", settings.redis_pool_size,
                               settings.redis_pool_timeout_seconds, settings.redis_timeout_seconds)
     metrics = Metrics()
-    media = MediaRooms(settings.ice_servers, address=settings.media_address)
+    media = MediaRooms(settings.ice_servers, address=settings.media_address, media_port=settings.media_port)
     turn = Turn(settings.turn_urls, settings.turn_secret, settings.turn_ttl_seconds) if settings.turn_secret else None
     ice = IceServers(settings.ice_servers, turn, clock)  # each client's, with its own TURN credential
     node = NodeRegistry(client, new_id("node"), settings.media_address or urlparse(settings.public_url).hostname or "",
@@ -217,6 +217,11 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def media_port(app: web.Application) -> AsyncIterator[None]:
+        await media.open()  # PORCHLIGHT_MEDIA_PORT, if set; closed with the rooms (_close_media)
+        yield
+
+    app.cleanup_ctx.append(media_port)
     app.cleanup_ctx.append(redis_client)
     app.cleanup_ctx.append(deployment)
     app.cleanup_ctx.append(alive_marks)
@@ -260,6 +265,9 @@ def count_packets(metrics: Metrics, media: MediaRooms) -> None:
     packets_out = RunningTotal(outlets, lambda outlet: outlet.sent)
     metrics.counter("porchlight_media_packets_in", "RTP packets received from publishers.", packets_in.read)
     metrics.counter("porchlight_media_packets_out", "RTP packets forwarded to viewers.", packets_out.read)
+    metrics.counter("porchlight_media_port_dropped",
+                    "Datagrams on PORCHLIGHT_MEDIA_PORT from no known peer (not an authenticated ICE check), dropped.",
+                    lambda: media.port.dropped if media.port is not None else 0)
 
 
 async def _close_media(app: web.Application) -> None:

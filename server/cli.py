@@ -25,6 +25,7 @@ from server.audit import AuditLog
 from server.auth.staff import Role, StaffError, create_user
 from server.clock import SystemClock
 from server.collector import CollectorPolicy
+from server.media.port import PortUnavailable
 from server.services import SERVICES
 from server.settings import SETTINGS, Settings, SettingsError, service_links
 from server.store.connection import UNAVAILABLE, Redis, connect
@@ -110,7 +111,10 @@ async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitab
         runner = web.AppRunner(
             app, access_log_class=logs.AccessLogger, handle_signals=False, shutdown_timeout=5
         )
-        await runner.setup()
+        try:
+            await runner.setup()
+        except PortUnavailable as exc:
+            raise SystemExit(f"porchlight: {exc.strerror}") from None
         site = web.SockSite(runner, sock, ssl_context=ssl_context)
         await site.start()
         where = f"embedded Redis in {settings.data_dir}" if not settings.redis_url else "Redis at the configured URL"

@@ -85,6 +85,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORCHLIGHT_TRUSTED_PROXIES", "proxies (IPs or CIDRs) whose X-Forwarded-For names the client", ""),
     Setting("PORCHLIGHT_NODE_TIMEOUT_SECONDS", "a process silent this long loses its sessions to live ones", "10"),
     Setting("PORCHLIGHT_MEDIA_ADDRESS", "ICE host candidate address (loopback is offered too), in /api/v1/nodes", ""),
+    Setting("PORCHLIGHT_MEDIA_PORT", "one UDP port for all media (0: one per connection); workers take the next ones",
+            "0"),
     Setting("PORCHLIGHT_DRAIN_SECONDS", "on SIGTERM, wait this long for sessions to end before closing", "30"),
     Setting("PORCHLIGHT_WORKERS", "worker processes behind the one port (an integer, or auto: one per CPU)", "1"),
     Setting("PORCHLIGHT_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "INFO"),
@@ -158,6 +160,7 @@ class Settings:
     check_ins_per_minute: int = 10
     node_timeout_seconds: float = 10.0
     media_address: str | None = None
+    media_port: int = 0  # 0: each peer connection has its own ephemeral UDP port
     drain_seconds: float = 30.0
     workers: int = 1
     # Reverse proxies whose X-Forwarded-For is believed (the client address for per-address limits).
@@ -319,10 +322,13 @@ class Settings:
         number("PORCHLIGHT_WS_SEND_QUEUE", "ws_send_queue", int, 4, 100000)
         number("PORCHLIGHT_NODE_TIMEOUT_SECONDS", "node_timeout_seconds", float, 1, 3600)
         number("PORCHLIGHT_DRAIN_SECONDS", "drain_seconds", float, 0, 3600)
+        number("PORCHLIGHT_MEDIA_PORT", "media_port", int, 0, 65535)
         if (workers := get("PORCHLIGHT_WORKERS")) is not None and workers.strip().lower() == "auto":
             values["workers"] = os.cpu_count() or 1
         else:
             number("PORCHLIGHT_WORKERS", "workers", int, 1, 256)
+        if values.get("media_port", 0) + values.get("workers", 1) - 1 > 65535:
+            problems.append("PORCHLIGHT_MEDIA_PORT: each worker takes the next port; the last would pass 65535")
         if (media_address := get("PORCHLIGHT_MEDIA_ADDRESS")) is not None:
             values["media_address"] = media_address
         number("PORCHLIGHT_WS_BEFORE_HELLO_PER_ADDRESS", "ws_before_hello_per_address", int, 1, 1000000)

@@ -60,7 +60,7 @@ def supervise(settings: Settings, sock: socket.socket,
         print(f"Porchlight: {settings.workers} workers at {settings.public_url}.", flush=True)
         if banner:  # the demo's logins and links
             print(banner, flush=True)
-        return _run(settings.workers, env, sock)
+        return _run(settings.workers, env, sock, settings.media_port)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -75,14 +75,16 @@ async def _once(before: Callable[[Redis, Settings], Awaitable[str]], settings: S
         await client.aclose()
 
 
-def _run(count: int, env: dict[str, str], sock: socket.socket) -> int:
+def _run(count: int, env: dict[str, str], sock: socket.socket, media_port: int = 0) -> int:
     command = [sys.executable, "-m", "server", "serve"]
     stopping: list[int] = []
 
-    def start() -> tuple[subprocess.Popen[bytes], float]:
-        return subprocess.Popen(command, env=env, pass_fds=(sock.fileno(),)), time.monotonic()
+    def start(i: int) -> tuple[subprocess.Popen[bytes], float]:
+        # PORCHLIGHT_MEDIA_PORT: one UDP port per worker (a socket's packets go to one process).
+        own = {**env, "PORCHLIGHT_MEDIA_PORT": str(media_port + i)} if media_port else env
+        return subprocess.Popen(command, env=own, pass_fds=(sock.fileno(),)), time.monotonic()
 
-    workers = [start() for _ in range(count)]
+    workers = [start(i) for i in range(count)]
     quick_failures = 0  # workers in a row that died soon after starting: a setting is wrong, not bad luck
 
     def stop(sig: int, frame: object) -> None:
@@ -113,5 +115,5 @@ def _run(count: int, env: dict[str, str], sock: socket.socket) -> int:
                       file=sys.stderr, flush=True)
                 time.sleep(RESTART_PAUSE)
                 if not stopping:
-                    workers[i] = start()
+                    workers[i] = start(i)
         time.sleep(0.2)

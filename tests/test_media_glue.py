@@ -117,3 +117,21 @@ def test_simulcast_extensions_and_mid_routing_are_accepted() -> None:
     assert router.route_rtp(packet) is camera
     assert router.route_rtp(RtpPacket(payload_type=96, ssrc=1234)) is camera  # remembered by SSRC
     assert router.route_rtp(RtpPacket(payload_type=96, ssrc=777)) is screen
+
+
+async def test_ice_internals_the_shared_port_uses() -> None:
+    """glue.share_port and put_on_port: the peer connection's transport factory, the ICE agent's
+    ufrag, gathering hook and protocol list, and the protocol's transactions."""
+    from aiortc import RTCPeerConnection
+
+    pc = RTCPeerConnection()
+    try:
+        assert callable(pc._RTCPeerConnection__createDtlsTransport)
+        agent = (await transport()).transport.iceGatherer._connection
+        assert hasattr(agent, "_local_username") and isinstance(agent._protocols, list)
+        assert list(inspect.signature(agent.get_component_candidates).parameters) == ["component", "addresses",
+                                                                                      "timeout"]
+        assert "transactions" in vars(aioice.ice.StunProtocol(agent))
+        assert inspect.iscoroutinefunction(aioice.ice.server_reflexive_candidate)
+    finally:
+        await pc.close()

@@ -13,18 +13,24 @@ skips depacketising, the jitter buffer and the decoder, and hands the packet on.
 track has a real `RTCRtpSender` (for SDP, SSRCs, sender reports and RTCP routing) whose track
 never yields; an `Outlet` sends rewritten packets for it: SRTP-protected with the viewer's
 DTLS session and written to its selected ICE pair.
+
+With PORCHLIGHT_MEDIA_PORT, `share_port` gives a server peer connection's ICE agent its host
+candidates on the process's one media port (port.py) instead of a socket of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import string
 import time
 from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
-from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, codecs
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, codecs
 from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import RtpRouter
 from aiortc.rtcdtlstransport import State as DtlsState
@@ -39,6 +45,8 @@ from aiortc.rtp import (
     unpack_remb_fci,
     unwrap_rtx,
 )
+
+from server.media.port import Demultiplexer, MediaPort
 
 Deliver = Callable[[RtpPacket, RTCRtpCodecParameters], None]
 Remb = Callable[[int, list[int]], None]  # (bitrate in bps, the SSRCs it covers)
@@ -71,6 +79,107 @@ def allow_loopback_candidates(address: str | None = None) -> None:
 
     host_addresses.porchlight_original = original  # type: ignore[attr-defined]
     aioice.ice.get_host_addresses = host_addresses
+
+
+def host_addresses() -> list[str]:
+    """The addresses a connection gathers host candidates on (after allow_loopback_candidates)."""
+    return aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)
+
+
+class PortProtocol(aioice.ice.StunProtocol):
+    """aioice's protocol for one host candidate, on the shared media port: the port's
+    demultiplexer feeds it; media (not STUN) skips aioice's STUN parse attempt."""
+
+    def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        if data[0] > 3:  # type: ignore[operator]  # DTLS, SRTP or SRTCP (RFC 7983)
+            self.receiver.data_received(data, self.local_candidate.component)  # type: ignore[arg-type]
+        else:
+            super().datagram_received(data, addr)
+
+
+class PortTransport:
+    """What aioice (and `Outlet`) take for the protocol's socket: the shared one, which sends to
+    the peer's address; closing it takes the connection off the port."""
+
+    def __init__(self, demultiplexer: Demultiplexer, ufrag: str, protocol: PortProtocol) -> None:
+        udp = demultiplexer.transport
+        assert udp is not None
+        self.udp = udp
+        self.sendto = udp.sendto
+        self.get_write_buffer_size = udp.get_write_buffer_size  # type: ignore[attr-defined]
+        self.demultiplexer = demultiplexer
+        self.ufrag = ufrag
+        self.protocol = protocol
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.udp.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self.closed or self.udp.is_closing()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.demultiplexer.detach(self.ufrag)
+            self.protocol.connection_lost(None)
+
+
+UFRAG_ALPHABET = string.ascii_letters + string.digits
+
+
+def share_port(pc: RTCPeerConnection, port: MediaPort) -> None:
+    """The connection's ICE agent gathers its host candidates on `port` (see `put_on_port`)."""
+    create = pc._RTCPeerConnection__createDtlsTransport  # type: ignore[attr-defined]
+
+    def create_dtls_transport() -> Any:
+        dtls = create()
+        put_on_port(dtls.transport.iceGatherer._connection, port)
+        return dtls
+
+    pc._RTCPeerConnection__createDtlsTransport = create_dtls_transport  # type: ignore[attr-defined]
+
+
+def put_on_port(connection: aioice.Connection, port: MediaPort) -> None:
+    """Before it gathers: `connection`'s host candidates go on `port`, with a ufrag long enough
+    to be unique there (aioice's four characters collide among a few thousand connections)."""
+    connection._local_username = "".join(secrets.choice(UFRAG_ALPHABET) for _ in range(16))
+    gather = connection.get_component_candidates
+
+    async def get_component_candidates(  # aioice's signature
+            component: int, addresses: list[str], timeout: int = 5) -> list[Candidate]:  # noqa: ASYNC109
+        return await _gather_on_port(connection, port, gather, component, addresses, timeout)
+
+    connection.get_component_candidates = get_component_candidates  # type: ignore[method-assign]
+
+
+async def _gather_on_port(connection: aioice.Connection, port: MediaPort, gather: Any, component: int,
+                          addresses: list[str], seconds: int) -> list[Candidate]:
+    """aioice's gathering, with host candidates on the port's sockets (no socket of their own);
+    server-reflexive ones (a STUN server) of those, and a TURN relay as aioice makes it."""
+    protocols = []
+    for address in addresses:
+        demultiplexer = port.sockets.get(address)
+        if demultiplexer is None:
+            continue  # not on the port: offering it would open another
+        protocol = PortProtocol(connection)
+        protocol.local_candidate = Candidate(
+            foundation=candidate_foundation("host", "udp", address), component=component, transport="udp",
+            priority=candidate_priority(component, "host"), host=address, port=port.port, type="host")
+        protocol.connection_made(PortTransport(demultiplexer, connection.local_username, protocol))  # type: ignore[arg-type]
+        demultiplexer.attach(connection.local_username, connection.local_password, protocol)
+        protocols.append(protocol)
+    connection._protocols += protocols
+    candidates = [p.local_candidate for p in protocols]
+    reflexive = [asyncio.wait_for(aioice.ice.server_reflexive_candidate(p, connection.stun_server), seconds)
+                 for p in protocols if connection.stun_server and ":" not in p.local_candidate.host]
+    results = await asyncio.gather(gather(component=component, addresses=[], timeout=seconds), *reflexive,
+                                   return_exceptions=True)
+    relayed, found = results[0], results[1:]
+    if isinstance(relayed, list):
+        candidates += relayed
+    candidates += [result[0] for result in found if not isinstance(result, BaseException)]
+    return candidates
 
 
 RID_EXTENSIONS = ("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",

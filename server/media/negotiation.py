@@ -36,6 +36,7 @@ from aiortc.sdp import SessionDescription
 
 from server.media import glue
 from server.media.opus import offered_dtx, with_fec
+from server.media.port import MediaPort
 from server.media.simulcast import accept_layers, offered_layers
 from server.media.tracks import Forward, Source
 
@@ -141,6 +142,7 @@ class Negotiation:
 
     session_id: str
     ice_servers: tuple[dict[str, Any], ...]
+    port: MediaPort | None
     members: dict[str, Member]
     closed: bool
 
@@ -150,6 +152,12 @@ class Negotiation:
 
     def spawn(self, work: Awaitable[Any]) -> None:
         raise NotImplementedError  # the room's
+
+    def peer_connection(self) -> RTCPeerConnection:
+        pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
+        if self.port is not None:
+            glue.share_port(pc, self.port)
+        return pc
 
     # -- publish ------------------------------------------------------------------------------
 
@@ -167,7 +175,7 @@ class Negotiation:
                 raise MediaError("out_of_turn", "a publish offer is already being answered")
             fresh = pc is None
             if pc is None:
-                pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
+                pc = self.peer_connection()
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
                 answer = await pc.createAnswer()
@@ -276,7 +284,7 @@ class Negotiation:
                 if key in member.slots:
                     continue
                 if pc is None:
-                    pc = member.subscribe_pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
+                    pc = member.subscribe_pc = self.peer_connection()
                 idle = member.idle.pop(key, None)
                 reused = self.reuse_viewer_track(*idle, source) if idle is not None else None
                 member.slots[key] = reused or self.viewer_track(member, pc, source)

@@ -27,6 +27,7 @@ from server.media import glue
 from server.media.adapt import SpeakerPicker, View, fitting
 from server.media.budget import Bandwidth, Track, allocate, video_budget
 from server.media.negotiation import SCREEN, MediaError, Negotiation, quietly_close, rtc_configuration
+from server.media.port import MediaPort
 from server.media.tracks import Forward, Source
 
 __all__ = ["MediaError", "MediaRoom", "MediaRooms", "Member", "Peer", "Source", "StateSink", "rtc_configuration"]
@@ -94,10 +95,12 @@ class MediaRoom(Negotiation):
     """One session's media: its members, their tracks, and (through `Negotiation`) their connections."""
 
     def __init__(self, session_id: str, ice_servers: tuple[dict[str, Any], ...], on_state: StateSink,
-                 patient_may_share: Permission | None = None, on_roster: Callable[[], None] | None = None) -> None:
+                 patient_may_share: Permission | None = None, on_roster: Callable[[], None] | None = None,
+                 port: MediaPort | None = None) -> None:
         super().__init__()
         self.session_id = session_id
         self.ice_servers = ice_servers
+        self.port = port  # PORCHLIGHT_MEDIA_PORT: every connection's host candidates on this one port
         self.on_state = on_state
         self.patient_may_share = patient_may_share
         self.on_roster = on_roster  # who shares a screen changed: the roster says so
@@ -328,19 +331,26 @@ class MediaRooms:
     """Every session's media room in this process, addressed by session id."""
 
     def __init__(self, ice_servers: tuple[dict[str, Any], ...], room_class: type[MediaRoom] = MediaRoom,
-                 address: str | None = None) -> None:
+                 address: str | None = None, media_port: int = 0) -> None:
         self.ice_servers = ice_servers
         self.room_class = room_class
         self.rooms: dict[str, MediaRoom] = {}
+        self.media_port = media_port  # PORCHLIGHT_MEDIA_PORT (0: a port per connection)
+        self.port: MediaPort | None = None  # once opened
         glue.allow_loopback_candidates(address)  # PORCHLIGHT_MEDIA_ADDRESS
         glue.accept_simulcast()
+
+    async def open(self) -> None:
+        """Bind PORCHLIGHT_MEDIA_PORT on every address connections gather on, if it is set."""
+        if self.media_port and self.port is None:
+            self.port = await MediaPort.open(glue.host_addresses(), self.media_port)
 
     def room(self, session_id: str, on_state: StateSink, patient_may_share: Permission | None = None,
              on_roster: Callable[[], None] | None = None) -> MediaRoom:
         room = self.rooms.get(session_id)
         if room is None:
             room = self.rooms[session_id] = self.room_class(session_id, self.ice_servers, on_state,
-                                                            patient_may_share, on_roster)
+                                                            patient_may_share, on_roster, self.port)
         return room
 
     def get(self, session_id: str) -> MediaRoom | None:
@@ -358,3 +368,6 @@ class MediaRooms:
             room.stop()
         for room in rooms:
             await room.drained()
+        if self.port is not None:
+            self.port.close()
+            self.port = None
