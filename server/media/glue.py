@@ -46,7 +46,7 @@ from aiortc.rtp import (
     unwrap_rtx,
 )
 
-from server.media.port import Demultiplexer, MediaPort
+from server.media.port import MediaPort, PortTransport
 
 Deliver = Callable[[RtpPacket, RTCRtpCodecParameters], None]
 Remb = Callable[[int, list[int]], None]  # (bitrate in bps, the SSRCs it covers)
@@ -95,34 +95,6 @@ class PortProtocol(aioice.ice.StunProtocol):
             self.receiver.data_received(data, self.local_candidate.component)  # type: ignore[arg-type]
         else:
             super().datagram_received(data, addr)
-
-
-class PortTransport:
-    """What aioice (and `Outlet`) take for the protocol's socket: the shared one, which sends to
-    the peer's address; closing it takes the connection off the port."""
-
-    def __init__(self, demultiplexer: Demultiplexer, ufrag: str, protocol: PortProtocol) -> None:
-        udp = demultiplexer.transport
-        assert udp is not None
-        self.udp = udp
-        self.sendto = udp.sendto
-        self.get_write_buffer_size = udp.get_write_buffer_size  # type: ignore[attr-defined]
-        self.demultiplexer = demultiplexer
-        self.ufrag = ufrag
-        self.protocol = protocol
-        self.closed = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.udp.get_extra_info(name, default)
-
-    def is_closing(self) -> bool:
-        return self.closed or self.udp.is_closing()
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.demultiplexer.detach(self.ufrag)
-            self.protocol.connection_lost(None)
 
 
 UFRAG_ALPHABET = string.ascii_letters + string.digits

@@ -151,6 +151,34 @@ class Demultiplexer(asyncio.DatagramProtocol):
                 del self.routes[old]
 
 
+class PortTransport:
+    """What a connection's protocol (aioice's) takes for its socket: the shared one, which sends
+    to the peer's address; closing it takes the connection off the port."""
+
+    def __init__(self, demultiplexer: Demultiplexer, ufrag: str, protocol: asyncio.BaseProtocol) -> None:
+        udp = demultiplexer.transport
+        assert udp is not None
+        self.udp = udp
+        self.sendto = udp.sendto
+        self.get_write_buffer_size = udp.get_write_buffer_size  # type: ignore[attr-defined]
+        self.demultiplexer = demultiplexer
+        self.ufrag = ufrag
+        self.protocol = protocol
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.udp.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self.closed or self.udp.is_closing()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.demultiplexer.detach(self.ufrag)
+            self.protocol.connection_lost(None)
+
+
 class PortUnavailable(OSError):
     """PORCHLIGHT_MEDIA_PORT cannot be bound (in use, or an address this machine does not have)."""
 
