@@ -59,6 +59,8 @@ async def test_a_viewers_remb_pauses_the_others_video_before_the_speakers_and_au
         staff, speaker, other = room.people
         await everyone_sees_everyone(room.people)
         await speaking(room.people, speaker)
+        assert speaker.peer.audio_track is not None
+        speaker.peer.audio_track.speaking = False  # they stay the speaker until someone else speaks
         media = room.media()
         viewer = media.members[staff.pid]
         speaker_video = viewer.slots[(speaker.pid, "video")][1]
@@ -69,7 +71,7 @@ async def test_a_viewers_remb_pauses_the_others_video_before_the_speakers_and_au
 
         await until(lambda: all(bps > 0 for kinds in measured().values() for bps in kinds.values()))
         audio, settled = 0.0, False
-        while not settled:  # the speaker's voice raised their audio rate: wait until it is steady
+        while not settled:  # the speaker's voice raised their audio rate: wait until it is quiet again
             await asyncio.sleep(0.5)
             rates = measured()
             now = rates[speaker.pid]["audio"] + rates[other.pid]["audio"]
