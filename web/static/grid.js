@@ -80,6 +80,8 @@ export class VideoGrid {
     this.speakerView = false;
     this.featured = null; // the tile shown large in speaker view
     this.lastSpeaker = null;
+    this.activeSpeaker = null; // the server's `active_speaker`
+    this.dataSaver = false; // only the active speaker's video arrives: the others show their initials
     if (window.ResizeObserver) new ResizeObserver(() => this.layout()).observe(container);
     window.addEventListener("resize", () => this.layout());
   }
@@ -104,6 +106,18 @@ export class VideoGrid {
   setSpeakerView(on) {
     this.speakerView = on;
     this.layout();
+  }
+
+  // Data saver (the server sends only the active speaker's video): the others' tiles show their
+  // initials, not a picture frozen where the video stopped.
+  setDataSaver(on) {
+    this.dataSaver = on;
+    for (const tile of this.tiles.values()) this.showState(tile);
+  }
+
+  setActiveSpeaker(id) {
+    this.activeSpeaker = id;
+    if (this.dataSaver) for (const tile of this.tiles.values()) this.showState(tile);
   }
 
   tile(id, name, role) {
@@ -155,7 +169,9 @@ export class VideoGrid {
     tile.figure.classList.toggle("is-muted", !tile.audioOn);
     tile.figure.classList.toggle("is-camera-off", !tile.videoOn);
     tile.figure.classList.toggle("has-hand", tile.hand);
-    tile.figure.classList.toggle("has-video", tile.videoOn && this.hasLiveVideo(tile.stream));
+    const id = tile.figure.dataset.participantId;
+    const saved = this.dataSaver && id !== this.selfId && id !== this.activeSpeaker;
+    tile.figure.classList.toggle("has-video", tile.videoOn && !saved && this.hasLiveVideo(tile.stream));
     const shown = words.map(([, text]) => text).join("|");
     if (shown === tile.shown) return;
     tile.shown = shown;

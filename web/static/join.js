@@ -452,7 +452,13 @@ function openChat(open, focus = true) {
 toggleChat.addEventListener("click", () => openChat(chatBox.hidden));
 
 // How the grid looks to you: the speaker large, and your own tile hidden (the group still sees you).
-for (const [id, apply] of [["speaker-view", (on) => grid.setSpeakerView(on)], ["hide-self", (on) => grid.hideSelf(on)]]) {
+// Data saver: everyone's audio and only the speaker's video, small, for a phone on a data plan.
+const viewOptions = [
+  ["speaker-view", (on) => grid.setSpeakerView(on)],
+  ["hide-self", (on) => grid.hideSelf(on)],
+  ["data-saver", (on) => { grid.setDataSaver(on); room.setDataSaver(on); }],
+];
+for (const [id, apply] of viewOptions) {
   $(id).addEventListener("click", (event) => {
     const button = event.currentTarget;
     const on = button.getAttribute("aria-pressed") !== "true";
@@ -631,6 +637,7 @@ function onFrame(frame) {
       break;
     case "offer": case "answer": room.handle(frame); break;
     case "screen_share": screenButton.allow(frame.allowed === true); break;
+    case "active_speaker": grid.setActiveSpeaker(frame.id); break;
     case "message": addMessage(frame.text || ""); break;
     case "sent_back":
       // The server follows with `waiting`; that frame shows the waiting room.

@@ -24,7 +24,8 @@ export class Room {
     this.early = []; // offers that arrive while media.js is still loading
     // Which tiles the page shows, and how large: the server sends only those, each in the layer
     // that fits (sent while media is up; the server forgets it with the connection).
-    this.views = new ViewReporter((tiles) => Boolean(this.link) && this.send({ type: "view", tiles }) !== false);
+    this.views = new ViewReporter((tiles, dataSaver) => Boolean(this.link)
+      && this.send(dataSaver ? { type: "view", tiles, data_saver: true } : { type: "view", tiles }) !== false);
     if (grid.setViews) grid.setViews(this.views);
     loadMediaLink(); // fetch it now, not at admission
   }
@@ -59,6 +60,11 @@ export class Room {
       this.onState("Video could not start. You can still hear and talk if your microphone works.");
       console.warn("media start failed", error);
     }
+  }
+
+  // Data saver: everyone's audio and only the speaker's video, small (the server sends nothing else).
+  setDataSaver(on) {
+    this.views.setDataSaver(on);
   }
 
   handle(frame) {

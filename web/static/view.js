@@ -6,9 +6,10 @@
 const SETTLE_MS = 150; // a layout change settles before it is reported
 
 export class ViewReporter {
-  // send(tiles): sends {type: "view", tiles}; called only when the view changed.
+  // send(tiles, dataSaver): sends {type: "view", tiles, data_saver?}; called only when that changed.
   constructor(send) {
     this.send = send;
+    this.dataSaver = false; // audio and the speaker's small video only (README, "Data saver")
     this.elements = new Map(); // stream id -> element showing it
     this.onScreen = new Map(); // element -> whether any of it is in the viewport
     this.last = null;
@@ -62,9 +63,14 @@ export class ViewReporter {
 
   report() {
     const tiles = this.tiles();
-    const key = JSON.stringify(tiles);
+    const key = JSON.stringify([tiles, this.dataSaver]);
     if (key === this.last) return;
-    if (this.send(tiles) !== false) this.last = key;
+    if (this.send(tiles, this.dataSaver) !== false) this.last = key;
+  }
+
+  setDataSaver(on) {
+    this.dataSaver = on;
+    this.schedule();
   }
 
   // Say it again (a new media connection: the server forgot).
