@@ -24,7 +24,11 @@ The same rooms then run through aiortc's default decode/re-encode path (bench/tr
 in the same run, and the ratio of server CPU is printed. Figures are printed, not asserted.
 
     python -m bench.media [--sizes 4,8,12] [--transcode-sizes 4,8] [--window 10] [--warmup 10]
-                          [--phone-tiles 4]
+                          [--phone-tiles 4] [--media-port 50000]
+
+With --media-port P each forwarding room runs twice in a row, the second time with
+PORCHLIGHT_MEDIA_PORT=P (path "port": every peer connection on one UDP port), and the ratio of
+the CPU per forwarded packet is printed, with the datagrams the port dropped.
 
 With --phone-tiles N one viewer is a phone whose grid shows N of the others (a `view` frame):
 the downlink of that viewer and of those that show everyone are printed (bytes on the wire,
@@ -136,14 +140,16 @@ class Row:
     downlink_kbps: float  # median over the viewers that show everyone (not the phone, not the probe)
     phone_kbps: float  # the phone viewer's (--phone-tiles), NaN without one
     phone_fps: float  # the phone's lowest frames per second over the tiles it shows
+    port_dropped: float  # datagrams PORCHLIGHT_MEDIA_PORT dropped (path "port" only)
 
 
 async def run_room(path: str, size: int, frames_file: Path, args: argparse.Namespace) -> Row:
     command = [sys.executable, "-m", "bench.transcode"] if path == "transcode" else porchlight_command()
+    extra_env = {"PORCHLIGHT_MEDIA_PORT": str(args.media_port)} if path == "port" else {}
     with tempfile.TemporaryDirectory(prefix="porchlight-media-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
-        server = await start_server(data_dir, heartbeat=10.0, command=command)
+        server = await start_server(data_dir, heartbeat=10.0, command=command, extra_env=extra_env)
         try:
             await add_user(server, "admin", "admin", "Bench Admin")
             await add_user(server, "facilitator", "facilitator", "Bench Facilitator")
@@ -195,6 +201,7 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
                         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
                 await asyncio.sleep(max(0.0, window[1] - time.time()))
                 cpu1, (packets1, in1) = cpu_seconds(server.proc.pid), await _packets(http, base)
+                dropped = (await server_metrics(http, base)).get("porchlight_media_port_dropped_total", 0.0)
                 rss = proc_kb(server.proc.pid, "VmRSS") / 1024
                 for client in clients:
                     await client.wait()
@@ -238,6 +245,7 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
         downlink_kbps=statistics.median(kbps) if kbps else float("nan"),
         phone_kbps=phones[0]["downlink_bytes"] * 8 / span / 1000 if phones else float("nan"),
         phone_fps=min(phone_fps, default=float("nan")),
+        port_dropped=dropped if path == "port" else float("nan"),
     )
 
 
@@ -283,6 +291,11 @@ def report(rows: list[Row]) -> None:
         print(f"  {r.path} N={r.size}: published {r.published}, streams {r.streams_seen}: {verdict}")
     forward = {r.size: r for r in rows if r.path == "forward"}
     for r in rows:
+        if r.path == "port" and r.size in forward:
+            print(f"N={r.size}: one media port, {r.us_per_packet:.1f} us of server CPU per forwarded packet against "
+                  f"{forward[r.size].us_per_packet:.1f} with a port per connection "
+                  f"({r.us_per_packet / forward[r.size].us_per_packet:.2f}x); {r.port_dropped:.0f} datagrams dropped")
+    for r in rows:
         if r.path == "transcode" and r.size in forward and forward[r.size].cores > 0:
             print(f"N={r.size}: the default decode/re-encode path used {r.cores / forward[r.size].cores:.1f}x "
                   f"the server CPU of forwarding (and delivered {r.fps_median:.1f} vs "
@@ -299,6 +312,8 @@ async def main() -> None:
     parser.add_argument("--phone-tiles", type=int, default=0,
                         help="one viewer is a phone whose grid shows this many tiles (a view frame)")
     parser.add_argument("--phone-tile", default="360x270", help="the phone's tile size in device pixels")
+    parser.add_argument("--media-port", type=int, default=0,
+                        help="also run each forwarding room with PORCHLIGHT_MEDIA_PORT set to this")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         frames_file = Path(tmp) / "frames.bin"
@@ -307,7 +322,8 @@ async def main() -> None:
         print(f"video: 640x360 VP8 at {FPS} fps, {bitrate / 1000:.0f} kbps (pre-encoded loop of {LOOP} frames); "
               f"{os.cpu_count()} CPUs", flush=True)
         rows = []
-        plan = [("forward", int(n)) for n in args.sizes.split(",") if n]
+        plan = [(path, int(n)) for n in args.sizes.split(",") if n
+                for path in ("forward", "port")[:2 if args.media_port else 1]]
         plan += [("transcode", int(n)) for n in args.transcode_sizes.split(",") if n]
         for path, size in plan:
             print(f"  {path} room of {size}...", flush=True)

@@ -207,6 +207,11 @@ class MediaPort:
             udp = demultiplexer.transport.get_extra_info("socket")
             if udp is not None:
                 udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+                granted = udp.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux reports it doubled
+                if granted < RECEIVE_BUFFER and address == addresses[0]:
+                    log.warning("the media port's receive buffer is %d KiB (net.core.rmem_max); raise that to "
+                                "%d KiB so bursts from many peers are not dropped", granted // 1024,
+                                RECEIVE_BUFFER // 1024)
             sockets[address] = demultiplexer
         return cls(port, sockets)
 
