@@ -289,12 +289,15 @@ def report(rows: list[Row]) -> None:
         verdict = "every participant published and every stream arrived" if r.complete else \
             "INCOMPLETE: the figures above do not describe a full room"
         print(f"  {r.path} N={r.size}: published {r.published}, streams {r.streams_seen}: {verdict}")
-    forward = {r.size: r for r in rows if r.path == "forward"}
+    before: dict[int, Row] = {}  # each port room against the forwarding room run just before it
     for r in rows:
-        if r.path == "port" and r.size in forward:
+        if r.path == "forward":
+            before[r.size] = r
+        elif r.path == "port" and r.size in before:
             print(f"N={r.size}: one media port, {r.us_per_packet:.1f} us of server CPU per forwarded packet against "
-                  f"{forward[r.size].us_per_packet:.1f} with a port per connection "
-                  f"({r.us_per_packet / forward[r.size].us_per_packet:.2f}x); {r.port_dropped:.0f} datagrams dropped")
+                  f"{before[r.size].us_per_packet:.1f} with a port per connection "
+                  f"({r.us_per_packet / before[r.size].us_per_packet:.2f}x); {r.port_dropped:.0f} datagrams dropped")
+    forward = {r.size: r for r in rows if r.path == "forward"}
     for r in rows:
         if r.path == "transcode" and r.size in forward and forward[r.size].cores > 0:
             print(f"N={r.size}: the default decode/re-encode path used {r.cores / forward[r.size].cores:.1f}x "
