@@ -114,6 +114,8 @@ def test_a_check_from_a_known_address_reaches_its_connection_even_unsigned(port:
     demultiplexer.datagram_received(check("phoneufrag", "phone-password-0123456789"), PHONE)
     demultiplexer.datagram_received(check("phoneufrag", "wrong-password-0000000000"), PHONE)
     assert len(phone.received) == 2 and demultiplexer.dropped == 0
+    demultiplexer.datagram_received(b"", PHONE)  # nothing to hand on, from anyone
+    assert len(phone.received) == 2 and demultiplexer.dropped == 1
 
 
 def test_a_phone_that_moves_networks_is_routed_from_its_new_address(port: Any) -> None:

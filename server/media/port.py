@@ -88,7 +88,9 @@ class Demultiplexer(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         address: Address = addr if len(addr) == 2 else (addr[0], addr[1])
-        if data and data[0] < 4:
+        if not data:
+            receiver = None
+        elif data[0] < 4:
             receiver = self.stun_receiver(data, address)
         else:
             receiver = self.routes.get(address)
