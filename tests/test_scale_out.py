@@ -280,12 +280,15 @@ async def test_the_host_killed_mid_session_media_comes_back_and_attendance_and_b
     await d.call("dana", a, "POST", f"/sessions/{session['id']}/admit", {"all": True})
     await stays.until("admitted")
     await drops.until("admitted")
+    admitted_at = time.monotonic()
     assert stays.media is not None and console.media is not None
     await stays.media.publish()
     await console.media.publish()
     await stays.media.sees(c.facilitator)
     await console.media.sees(c.patients[0])
 
+    # Both attend a few seconds before the host dies (so each has billable time to lose or keep).
+    await asyncio.sleep(max(0.0, 3 - (time.monotonic() - admitted_at)))
     killed_at = time.time()
     b.process.kill()
     await b.process.wait()
@@ -314,7 +317,9 @@ async def test_the_host_killed_mid_session_media_comes_back_and_attendance_and_b
             while len(got) < 2:
                 await asyncio.sleep(0.1)
     except TimeoutError:
-        raise AssertionError(f"{got} {await d.call('admin', a, 'GET', '/billing/deliveries')}") from None
+        records = await d.call("admin", a, "GET", f"/attendance?group_id={c.group_id}")
+        raise AssertionError(f"{got} {await d.call('admin', a, 'GET', '/billing/deliveries')} {events} "
+                             f"{records}") from None
     records = await d.call("admin", a, "GET", f"/attendance?group_id={c.group_id}")
     assert sorted(r["patient_id"] for r in records["records"] if r["attended_seconds"] > 0) == sorted(c.patients)
     await asyncio.sleep(0)  # (the count below is of what arrived; a duplicate would be a third)

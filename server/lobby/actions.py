@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from server.clinic.groups import get_group
 from server.lobby.door import Door
 
 Args = dict[str, Any]
@@ -28,22 +27,12 @@ async def _message(door: Door, a: Args) -> int:
     return door.message_waiting(a["session_id"], a["text"], a.get("patient_id"))
 
 
-async def _group_changed(door: Door, a: Args) -> None:
-    """The group was edited (by any process): the host takes the new version and cuts off staff
-    who may no longer run it."""
-    group = await get_group(door.redis, door.group_id)
-    if group is not None:
-        door.group_changed(group)
-        door.recheck_staff(group.get("facilitator_ids", []))
-
-
 async def _revoke_link(door: Door, a: Args) -> None:
     door.revoke_link(a["patient_id"])
 
 
 async def _tell_staff(door: Door, a: Args) -> None:
-    """A frame for every console connected to the group (a safety alert acknowledged elsewhere)."""
-    door.presence.broadcast(door.presence.staff_conns(), a["frame"])
+    door.tell_staff(a["frame"])
 
 
 ACTIONS: dict[str, Action] = {
@@ -59,7 +48,7 @@ ACTIONS: dict[str, Action] = {
     "allow_screen": Action(lambda door, a: door.allow_screen(a["session_id"], a["patient_id"], a["allowed"], a["by"])),
     "set_chat": Action(lambda door, a: door.set_chat(a["session_id"], a["enabled"], a["by"])),
     "end": Action(lambda door, a: door.end(a["session_id"], a["by"])),
-    "group_changed": Action(_group_changed, loaded=False),
+    "group_changed": Action(lambda door, a: door.reload_group(), loaded=False),
     "revoke_link": Action(_revoke_link, loaded=False),
     "tell_staff": Action(_tell_staff, loaded=False),
 }

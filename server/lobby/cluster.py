@@ -164,9 +164,8 @@ class Cluster:
                 log.warning("cluster: the lease of a group lapsed while this process was alive")
                 self.on_lost(group_id)
         for door in list(lobby.doors.values()):
-            if door.orphans:
-                with contextlib.suppress(*UNAVAILABLE):
-                    await door.drop_orphans(self.reattach_window_ms)
+            with contextlib.suppress(*UNAVAILABLE):
+                await door.drop_orphans(self.reattach_window_ms)
         if not lobby.draining:
             with contextlib.suppress(*UNAVAILABLE):
                 await self.rehome_orphaned_sessions()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from server.audit import Action
+from server.clinic.groups import get_group
 from server.clinic.patients import patients_by_id
 from server.clock import to_ms
 from server.errors import ApiError, conflict
@@ -21,12 +22,13 @@ from server.lobby.machine import Event, RuleViolation, Session, Status
 from server.lobby.peer import CLOSE_FORBIDDEN, CLOSE_INVALID_TOKEN, CLOSE_REPLACED, Peer
 from server.lobby.persist import describe_session
 from server.lobby.presence import Staff
+from server.lobby.questionnaires import MeasureActions
 from server.lobby.state import OUT
 from server.measures import feedback
 from server.store import keys, sessions
 
 
-class Door(SessionActions):
+class Door(SessionActions, MeasureActions):
     # -- patients ------------------------------------------------------------------------
 
     async def patient_hello(self, conn: Peer, patient_id: str, display_name: str, location: str | None) -> None:
@@ -136,6 +138,14 @@ class Door(SessionActions):
         else:
             self.presence.watchers[conn] = staff
         self.presence.send(conn, {"type": "waiting_list", "waiting": self.waiting_list()})
+
+    async def reload_group(self) -> None:
+        """The group was edited (by any process): take the new version; staff who may no longer
+        run it are cut off."""
+        group = await get_group(self.redis, self.group_id)
+        if group is not None:
+            self.group_changed(group)
+            self.recheck_staff(group.get("facilitator_ids", []))
 
     def recheck_staff(self, facilitator_ids: Iterable[str]) -> None:
         """The group's facilitators changed: staff who may no longer run it are cut off now,

@@ -132,13 +132,14 @@ class Lobby:
                 group_id, self.redis, self.clock, self.audit, self.metrics, self.grace_seconds,
                 on_end=self.finalise, media=self.media, ice_servers=self.ice_servers,
                 check_ins_per_minute=self.check_ins_per_minute, node_id=self.node.node_id if self.node else None,
+                crowded=lambda: self._crowded(group_id),
             )
-            if self.cluster is not None:
-                cluster = self.cluster
-                # Other processes alive, or sockets held here about to attach: whoever is not in the
-                # door yet gets a moment to say so before being dropped (DoorState.load).
-                door.crowded = lambda: cluster.crowded() or self.holds_sockets(group_id)
         return door
+
+    def _crowded(self, group_id: str) -> bool:
+        """Other processes alive, or sockets held here about to attach: whoever is not in the
+        group's door yet gets a moment to say so before being dropped (DoorState.load)."""
+        return self.cluster is not None and (self.cluster.crowded() or self.holds_sockets(group_id))
 
     async def act(self, group_id: str, name: str, **args: Any) -> Any:
         """A staff action on a group's door (lobby/actions.py), run by the process hosting it."""

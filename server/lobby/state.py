@@ -42,7 +42,7 @@ class DoorState:
         self, group_id: str, redis: Redis, clock: Clock, audit: AuditLog, metrics: Metrics, grace_seconds: float,
         *, on_end: Callable[[str], Awaitable[None]] | None = None, media: MediaRooms | None = None,
         ice_servers: IceServers | None = None, check_ins_per_minute: int = 10,
-        node_id: str | None = None,
+        node_id: str | None = None, crowded: Callable[[], bool] = lambda: False,
     ) -> None:
         self.node_id = node_id  # this process, named in the records of the sessions it opens
         self.group_id = group_id
@@ -74,7 +74,8 @@ class DoorState:
         # With several processes, a door taken over from a process that died (or drained) waits a
         # moment for the sockets other processes hold to attach again (`reattach`) before it
         # drops whoever did not come back, at the last moment they were known to be connected.
-        self.crowded: Callable[[], bool] = lambda: False  # are other processes alive?
+        # Might sockets of this group be held elsewhere, or be about to attach (after a takeover)?
+        self.crowded = crowded
         self.orphans: dict[str, int] = {}  # patient id -> when last known connected (ms)
         self.orphans_since = 0
 
@@ -141,7 +142,8 @@ class DoorState:
                     await self._drop([pid], at)
             self.schedule_push("waiting_list", "roster")
 
-        await self.run(drop)
+        if self.orphans:  # (most rounds: nothing to do, and no lock taken)
+            await self.run(drop)
 
     async def _commit(
         self, events: list[Event], patient_ids: list[str], extra: Callable[[Any], None] | None = None,

@@ -13,11 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.clinic.groups import brand_of
-from server.clock import to_ms
 from server.lobby.door import Door
 from server.lobby.peer import Peer
-from server.measures import answers, feedback
 from server.media.adapt import parse_view
 from server.media.room import MediaError
 
@@ -198,39 +195,20 @@ def _patient(sender: Sender, kind: str) -> str:
     return sender.conn.patient_id
 
 
-def _open_session(door: Door) -> str | None:
-    return door.session.session_id if door.session is not None else None
-
-
 @frame("questionnaire_response", id=str, answers=dict)
 async def _questionnaire_response(sender: Sender, frame_: dict[str, Any]) -> None:
-    """Answers to an offered questionnaire. Taken while waiting and after admission alike, so a
-    patient admitted halfway through may finish it (until it expires: server/measures/store.py)."""
-    pid, door = _patient(sender, "questionnaire_response"), sender.door
-    saved = await answers.answer(door.redis, door.audit, frame_["id"], pid, frame_["answers"], _open_session(door),
-                                 to_ms(door.clock.now()))
-    reply: dict[str, Any] = {"type": "questionnaire_saved", "id": saved.questionnaire.id}
-    if saved.alert is not None:
-        # The patient is shown where to get help now (never a score); every staff socket of the
-        # group is alerted at once.
-        brand = brand_of(door.group)
-        reply["crisis"] = {"support_phone": brand.get("support_phone", ""), "crisis_line": brand["crisis_line"]}
-        alert = saved.alert.public(door.presence.name(pid))
-        door.presence.broadcast(door.presence.staff_conns(), {"type": "safety_alert", "alert": alert})
-    sender.conn.send(reply)
+    pid = _patient(sender, "questionnaire_response")
+    sender.conn.send(await sender.door.answer_questionnaire(pid, frame_["id"], frame_["answers"]))
 
 
 @frame("questionnaire_skip", id=str)
 async def _questionnaire_skip(sender: Sender, frame_: dict[str, Any]) -> None:
-    pid, door = _patient(sender, "questionnaire_skip"), sender.door
-    skipped = await answers.skip(door.redis, frame_["id"], pid, _open_session(door), to_ms(door.clock.now()))
-    sender.conn.send({"type": "questionnaire_saved", "id": skipped.id, "skipped": True})
+    pid = _patient(sender, "questionnaire_skip")
+    sender.conn.send(await sender.door.skip_questionnaire(pid, frame_["id"]))
 
 
 @frame("feedback", session_id=str)
 async def _feedback(sender: Sender, frame_: dict[str, Any]) -> None:
-    """The answer to `feedback_request`: once per session, up to a day after it ended."""
-    pid, door = _patient(sender, "feedback"), sender.door
-    given = await feedback.submit(door.redis, frame_["session_id"], pid, door.group_id, frame_.get("rating"),
-                                  frame_.get("comment"), to_ms(door.clock.now()))
-    sender.conn.send({"type": "feedback_saved", "session_id": given.session_id})
+    pid = _patient(sender, "feedback")
+    sender.conn.send(await sender.door.give_feedback(pid, frame_["session_id"], frame_.get("rating"),
+                                                     frame_.get("comment")))

@@ -22,7 +22,6 @@ from typing import Any
 
 from server.clock import Clock
 from server.errors import ApiError
-from server.lobby import questionnaires
 from server.lobby.door import Door
 from server.lobby.presence import Staff
 from server.lobby.registry import Lobby
@@ -54,8 +53,7 @@ async def enter(door: Door, conn: Any, who: dict[str, Any], reattach: bool = Fal
     if who["kind"] == "patient" and not reattach and not door.is_admitted(conn):
         # After `waiting`, the questionnaires they are due: looked up outside the door's lock, and
         # before the next frame from this socket is handled, so they follow `waiting` in order.
-        await questionnaires.offer(door.redis, door.clock, door.presence, conn, who["patient_id"], door.group,
-                                   door.session)
+        await door.offer_questionnaires(conn, who["patient_id"])
 
 
 class Attachment:
