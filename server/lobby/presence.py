@@ -81,9 +81,15 @@ class Presence:
 
     def broadcast(self, conns: Iterable[Peer], message: dict[str, Any]) -> None:
         text = json.dumps(message, separators=(",", ":"))  # once, not once per recipient
+        elsewhere: dict[str, list[RemotePeer]] = {}  # sockets other processes hold, by process
         for conn in conns:
             self.metrics.ws_messages["out"] += 1
-            conn.send_text(text)
+            if isinstance(conn, RemotePeer):
+                elsewhere.setdefault(conn.node_id, []).append(conn)
+            else:
+                conn.send_text(text)
+        for peers in elsewhere.values():
+            RemotePeer.send_text_to_all(peers, text)  # one bus message per process, not per socket
 
     def schedule(self, *what: str) -> None:
         """Coalesce pushes ("waiting_list", "roster"): a burst of changes sends one of each."""

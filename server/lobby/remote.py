@@ -35,6 +35,13 @@ class RemotePeer:
         if not self.closing:
             self.bus.send(self.node_id, {"t": "send", "c": self.conn_id, "x": text})
 
+    @staticmethod
+    def send_text_to_all(peers: list[RemotePeer], text: str) -> None:
+        """The same frame to several sockets held by one process, as one bus message."""
+        open_ = [peer for peer in peers if not peer.closing]
+        if open_:
+            open_[0].bus.send(open_[0].node_id, {"t": "sendmany", "cs": [p.conn_id for p in open_], "x": text})
+
     def close(self, code: int = 1000, reason: str = "") -> None:
         if not self.closing:
             self.closing = True

@@ -162,7 +162,11 @@ class Relay:
 
     def on_message(self, message: Message) -> None:
         kind = message.get("t")
-        if kind in ("send", "close", "rejoin"):
+        if kind == "sendmany":
+            for conn_id in message["cs"]:
+                if (held := self.attached.get(conn_id)) is not None:
+                    held.conn.send_text(message["x"])
+        elif kind in ("send", "close", "rejoin"):
             attachment = self.attached.get(message.get("c", ""))
             if attachment is None:
                 return
