@@ -10,7 +10,9 @@ import aioice.ice
 from aiortc import RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCCertificate, RtpRouter
 from aiortc.rtcdtlstransport import State as DtlsState
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.rtp import RTCP_PSFB_APP, HeaderExtensionsMap, RtcpPsfbPacket, RtpPacket, pack_remb_fci
 
 from server.media import glue
 from server.media.packets import h264_keyframe_start, header, keyframe_start, vp8_keyframe_start
@@ -52,6 +54,19 @@ async def test_a_viewers_remb_reaches_the_senders_it_names_and_goes_to_the_estim
     glue.watch_remb(sender, lambda bitrate, ssrcs: reports.append((bitrate, ssrcs)))
     await sender._handle_rtcp_packet(remb)
     assert reports == [(480_000, [sender._ssrc])]
+
+
+def test_forwarded_video_carries_abs_send_time_as_aiortc_reads_it() -> None:
+    extensions = HeaderExtensionsMap()
+    extensions.configure(RTCRtpParameters(headerExtensions=[
+        RTCRtpHeaderExtensionParameters(id=3, uri=glue.ABS_SEND_TIME)]))
+    data = header(1, 96, 7, 90_000, 1234, send_time_id=3, now=1000.25) + b"payload"
+    packet = RtpPacket.parse(data, extensions)
+    assert (packet.marker, packet.payload_type, packet.sequence_number, packet.ssrc) == (1, 96, 7, 1234)
+    assert packet.payload == b"payload"
+    assert packet.extensions.abs_send_time == int(1000.25 * 262144) & 0xFFFFFF
+    assert RtpPacket.parse(header(0, 96, 7, 90_000, 1234) + b"x").extensions.abs_send_time is None
+    assert hasattr(RTCRtpTransceiver("video", None, None), "_headerExtensions")  # what Outlet.bind reads
 
 
 async def test_transport_internals_the_outlet_sends_on() -> None:

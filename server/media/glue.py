@@ -154,6 +154,7 @@ async def _gather_on_port(connection: aioice.Connection, port: MediaPort, gather
     return candidates
 
 
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 RID_EXTENSIONS = ("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
                   "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id")
 
@@ -182,6 +183,15 @@ def accept_simulcast() -> None:
 
     route_rtp.porchlight_mid = True  # type: ignore[attr-defined]
     RtpRouter.route_rtp = route_rtp  # type: ignore[method-assign,assignment]
+
+
+def send_times_on_audio() -> None:
+    """Negotiate abs-send-time on audio too (aiortc offers it on video only): viewers' receive-side
+    estimates (REMB) then count the audio they receive, which the server pays for first; counted
+    on video alone, an estimate bounded by what arrives would shrink each time video is cut."""
+    audio = codecs.HEADER_EXTENSIONS["audio"]
+    if all(extension.uri != ABS_SEND_TIME for extension in audio):
+        audio.append(RTCRtpHeaderExtensionParameters(id=3, uri=ABS_SEND_TIME))  # video's id: one id space
 
 
 class HeldTrack(MediaStreamTrack):
@@ -312,6 +322,7 @@ class Outlet:
         self.sender = sender
         self.ssrc: int = sender._ssrc
         self.payload_type: int | None = None
+        self.send_time_id = 0  # the abs-send-time extension's id agreed with the viewer, 0: none
         self.history: dict[int, bytes] = {}
         self.sent = 0
         self.dropped = 0
@@ -338,6 +349,8 @@ class Outlet:
         if not codecs or self.transceiver.currentDirection not in ("sendonly", "sendrecv"):
             return False
         self.payload_type = codecs[0].payloadType
+        extensions = self.transceiver._headerExtensions
+        self.send_time_id = next((e.id for e in extensions if e.uri == ABS_SEND_TIME), 0)
         return True
 
     def ready(self) -> bool:
@@ -366,7 +379,7 @@ class Outlet:
             self._loop.create_task(protocol.send_data(protected, pair.remote_addr))
         self.history[sequence % HISTORY] = data
         self.sent += 1
-        self._octets += len(data) - 12
+        self._octets += len(data) - (20 if data[0] & 0x10 else 12)  # payload octets: not the header
         # Sender reports come from the aiortc sender's own RTCP loop: give it our counters.
         sender = self.sender
         sender._RTCRtpSender__ntp_timestamp = ntp_now()  # type: ignore[attr-defined]

@@ -372,7 +372,11 @@ class Negotiation:
         loop = asyncio.get_running_loop()
 
         def on_remb(bitrate: int, ssrcs: list[int]) -> None:
-            member.bandwidth.report(bitrate, ssrcs, loop.time())
+            # Only an estimate of the whole connection, audio included, can be weighed against the
+            # audio paid for first (aiortc's receivers each report their own video stream alone).
+            audio = {f.outlet.ssrc for _, f in member.slots.values() if f.source.kind == "audio"}
+            if audio & set(ssrcs):
+                member.bandwidth.report(bitrate, ssrcs, loop.time())
 
         forward = Forward(source, glue.Outlet(transceiver, source.request_keyframe, on_remb))
         source.forwards.append(forward)

@@ -13,8 +13,19 @@ HEADER = struct.Struct("!BBHII")  # V=2 P X CC | M PT | sequence | timestamp | S
 RTP_VERSION_BYTE = 0x80  # version 2, no padding, no extension, no CSRC
 
 
-def header(marker: int, payload_type: int, sequence: int, timestamp: int, ssrc: int) -> bytes:
-    return HEADER.pack(RTP_VERSION_BYTE, (marker << 7) | payload_type, sequence, timestamp, ssrc)
+SEND_TIME = struct.Struct("!HHI")  # one-byte header extensions (RFC 8285): 0xBEDE, 1 word, id/len + 24 bits
+WITH_EXTENSION_BYTE = 0x90  # version 2 and X
+
+
+def header(marker: int, payload_type: int, sequence: int, timestamp: int, ssrc: int,
+           send_time_id: int = 0, now: float = 0.0) -> bytes:
+    """A plain 12-byte RTP header; with `send_time_id`, followed by the abs-send-time extension
+    (the time `now` in seconds, 6.18 fixed point, 24 bits), from which a viewer's receiver
+    estimates its bandwidth and reports it back in REMB."""
+    if not send_time_id:
+        return HEADER.pack(RTP_VERSION_BYTE, (marker << 7) | payload_type, sequence, timestamp, ssrc)
+    return HEADER.pack(WITH_EXTENSION_BYTE, (marker << 7) | payload_type, sequence, timestamp, ssrc) + \
+        SEND_TIME.pack(0xBEDE, 1, (send_time_id << 28) | (2 << 24) | (int(now * 262144) & 0xFFFFFF))
 
 
 def vp8_keyframe_start(payload: bytes) -> bool:

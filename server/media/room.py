@@ -339,6 +339,7 @@ class MediaRooms:
         self.port: MediaPort | None = None  # once opened
         glue.allow_loopback_candidates(address)  # PORCHLIGHT_MEDIA_ADDRESS
         glue.accept_simulcast()
+        glue.send_times_on_audio()
 
     async def open(self) -> None:
         """Bind PORCHLIGHT_MEDIA_PORT on every address connections gather on, if it is set."""

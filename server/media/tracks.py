@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from aiortc import RTCRtpTransceiver
@@ -221,7 +222,8 @@ class Forward:
             payload_type = outlet.payload_type
             assert payload_type is not None  # ready() bound it
         seq, ts = placed
-        if outlet.send(seq, ts, header(packet.marker, payload_type, seq, ts, outlet.ssrc) + packet.payload):
+        head = header(packet.marker, payload_type, seq, ts, outlet.ssrc, outlet.send_time_id, time.time())
+        if outlet.send(seq, ts, head + packet.payload):
             rewriter.sent(seq, ts, now)
         else:
             rewriter.lost()
