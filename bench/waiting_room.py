@@ -15,7 +15,11 @@ their enrolments, and an open session. N patient WebSockets say `hello` and wait
 Figures are printed, not asserted: timings depend on the machine and on what else runs on it
 (the clients run in this process, on the same cores as the server).
 
-    python -m bench.waiting_room [--counts 1000,5000] [--admits 200]
+    python -m bench.waiting_room [--counts 1000,5000] [--admits 200] [--bare]
+
+With --bare, a bare aiohttp server (bench/bare_ws.py) then holds the same number of sockets
+(each answered once with a `waiting`-sized frame) and its RSS is printed beside the server's,
+with their ratio (issue 15's goal: ≤ 2×).
 """
 
 from __future__ import annotations
@@ -840,6 +844,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=2.0, help="seconds to wait before reading RSS")
     parser.add_argument("--before", default=None,
                         help="a checkout of an earlier commit: run its server too, alternating, and compare")
+    parser.add_argument("--bare", action="store_true",
+                        help="also hold the same sockets on a bare aiohttp server and compare RSS")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each side per count (with --before)")
     args = parser.parse_args(argv)
     args.counts = [int(c) for c in str(args.counts).split(",") if c.strip()]
@@ -870,9 +876,54 @@ async def amain(args: argparse.Namespace) -> int:
         report(results, args)
         if args.before:
             compare(results)
+        if args.bare:
+            bare = {n: await bare_rss(n, args.heartbeat, args.connect_concurrency) for n in args.counts}
+            print_bare(results, bare)
     for failure in failures:
         print(f"FAILED: {failure}")
     return 1 if failures else 0
+
+
+async def bare_rss(n: int, heartbeat: float, concurrency: int) -> tuple[int, int, int]:
+    """RSS (kB) of a bare aiohttp server before and while holding `n` sockets, and how many held."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.bare_ws", "--heartbeat", f"{heartbeat:g}", stdout=asyncio.subprocess.PIPE)
+    assert process.stdout is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT)).decode()
+    port = int(line.rsplit(" ", 1)[1])
+    await asyncio.sleep(1.0)  # settled after start-up
+    before = proc_kb(process.pid, "VmRSS")
+    gate = asyncio.Semaphore(concurrency)
+    sockets: list[aiohttp.ClientWebSocketResponse] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        async def one() -> None:
+            async with gate:
+                ws = await http.ws_connect(f"http://127.0.0.1:{port}/api/v1/ws")
+                await ws.send_str(json.dumps({"type": "hello", "token": "x" * 120, "location": "home"}))
+                msg = await ws.receive(timeout=FRAME_TIMEOUT)
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    sockets.append(ws)
+
+        await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+        await asyncio.sleep(2.0)  # as --settle
+        held = proc_kb(process.pid, "VmRSS")
+        for ws in sockets:
+            await ws.close()
+    process.terminate()
+    await process.wait()
+    return before, held, len(sockets)
+
+
+def print_bare(results: list[Result], bare: dict[int, tuple[int, int, int]]) -> None:
+    print("\n== the server beside a bare aiohttp server holding the same sockets (RSS) ==")
+    for r in results:
+        if r.count not in bare:
+            continue
+        before, held, count = bare[r.count]
+        print(f"{r.count:>6}{' ' + r.side if r.side else ''}: porchlight {mb(r.rss_waiting_kb):.1f} MB "
+              f"({r.connected} waiting, {r.kb_per_conn:.1f} KB each), bare aiohttp {mb(held):.1f} MB "
+              f"({count} held, {(held - before) / max(count, 1):.1f} KB each); ratio "
+              f"{r.rss_waiting_kb / held:.2f}x (goal <= 2x)")
 
 
 def compare(results: list[Result]) -> None:
