@@ -160,15 +160,26 @@ class Cluster:
             await self.node.beat(now, lobby.load(), draining=lobby.draining)
             self.live = {n["id"]: n for n in await live_nodes(lobby.redis, now, self.node.timeout_ms, raw=True)}
             for group_id in await owners.renew(lobby.redis, self.node_id, self.owned, self.lease_ms):
-                self.owned.discard(group_id)
-                log.warning("cluster: the lease of a group lapsed while this process was alive")
-                self.on_lost(group_id)
+                await self._lapsed(group_id)
         for door in list(lobby.doors.values()):
             with contextlib.suppress(*UNAVAILABLE):
                 await door.drop_orphans(self.reattach_window_ms)
         if not lobby.draining:
             with contextlib.suppress(*UNAVAILABLE):
                 await self.rehome_orphaned_sessions()
+
+    async def _lapsed(self, group_id: str) -> None:
+        """This process stalled past its lease. If no other process took the group meanwhile, it
+        keeps it, and reloads it from Redis before its next action (what it holds in memory may
+        be behind what another process did in the gap); otherwise its sockets reconnect."""
+        if await owners.claim(self.lobby.redis, group_id, self.node_id, self.lease_ms) == self.node_id:
+            log.warning("cluster: the lease of a group lapsed while this process was alive; taken back")
+            if (door := self.lobby.doors.get(group_id)) is not None:
+                door.reload_later()
+            return
+        self.owned.discard(group_id)
+        log.warning("cluster: the lease of a group lapsed while this process was alive; another took it")
+        self.on_lost(group_id)
 
     async def rehome_orphaned_sessions(self) -> None:
         """Open sessions whose host has gone get a new one (which loads and takes them over)."""

@@ -322,6 +322,10 @@ class DoorState:
         if self.session is not None and any(not c.closing for c in self.presence.patients.values()):
             await sessions.mark_alive(self.redis, self.session.session_id, to_ms(self.clock.now()))
 
+    def reload_later(self) -> None:
+        """Read the door's state from Redis again before the next action (the connections stay)."""
+        self.loaded = False
+
     def let_go(self) -> None:
         """Another process takes this door over (a drain): stop its media here; the people
         connected through other processes attach to the new host, which loads it from Redis."""
