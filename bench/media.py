@@ -52,6 +52,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import av
@@ -141,6 +142,8 @@ class Row:
     phone_kbps: float  # the phone viewer's (--phone-tiles), NaN without one
     phone_fps: float  # the phone's lowest frames per second over the tiles it shows
     port_dropped: float  # datagrams PORCHLIGHT_MEDIA_PORT dropped (path "port" only)
+    slow: dict[str, Any] | None = None  # --slow-viewer: what the viewer behind the shaped link got
+    slow_kbit: int = 0
 
 
 async def run_room(path: str, size: int, frames_file: Path, args: argparse.Namespace) -> Row:
@@ -149,6 +152,9 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
     with tempfile.TemporaryDirectory(prefix="porchlight-media-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
+        netns = args.inside.split(",") if args.inside else None  # (the server's, the slow viewer's)
+        if netns:
+            extra_env |= {"PORCHLIGHT_HOST": SERVER_ADDRESS, "PORCHLIGHT_MEDIA_ADDRESS": SERVER_ADDRESS}
         server = await start_server(data_dir, heartbeat=10.0, command=command, extra_env=extra_env)
         try:
             await add_user(server, "admin", "admin", "Bench Admin")
@@ -173,13 +179,16 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
                 t0 = time.time() + 1
                 window = (t0 + args.warmup + size * 0.5, t0 + args.warmup + size * 0.5 + args.window)
                 outs = [Path(tmp) / f"client{i}.json" for i in range(size)]
+                slow = size - 1 if netns else -1  # the viewer behind the shaped link
                 clients = [
                     await asyncio.create_subprocess_exec(
+                        *(["ip", "netns", "exec", netns[1]] if netns and i == slow else []),
                         sys.executable, "-m", "bench.media_client", base, token, str(frames_file), str(t0),
                         str(window[0]), str(window[1]), str(out), "--offsets", str(offsets_file),
                         "--offset", str(list(offsets.values())[i]), *(["--decode"] if i == 0 else []),
                         *(["--view", str(args.phone_tiles), "--tile", args.phone_tile]
                           if i == 1 and args.phone_tiles else []),
+                        *(["--speaker"] if netns and i == 0 else []), *(["--remb"] if i == slow else []),
                         stdout=asyncio.subprocess.DEVNULL, stderr=(Path(tmp) / f"client{i}.log").open("w"))
                     for i, (token, out) in enumerate(zip(tokens, outs, strict=True))
                 ]
@@ -215,14 +224,15 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
             print((Path(tmp) / "client1.log").read_text()[-3000:])
     span = window[1] - window[0]
     fps, latency, seen = [], [], 0
+    slow_result = results.pop() if args.inside and len(results) == size else None
     for result in results:
         for stream in result["streams"].values():
             fps.append(stream["frames"] / span)
             latency += stream["latency_ms"]
             seen += stream["frames"] > 0
     decoded = [n / span for n in results[0]["decoded"].values()] if results else []
-    published = sum(1 for r in results if r.get("published"))
-    expected_streams = size * (size - 1) - min(PROBE_DECODES, size - 1)
+    published = sum(1 for r in results + ([slow_result] if slow_result else []) if r.get("published"))
+    expected_streams = (size - (1 if args.inside else 0)) * (size - 1) - min(PROBE_DECODES, size - 1)
     phones = [r for r in results if r.get("view")]
     expected_streams -= sum(max(0, size - 1 - r["view"]) for r in phones)  # a phone shows only a few
     everyone = [r for r in results[1:] if not r.get("view")]  # the probe's socket is not counted
@@ -231,7 +241,9 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
     refused = sum(r.get("refusals", 0) for r in results)
     cores = (cpu1 - cpu0) / span
     packets = packets1 - packets0
+    slow = slow_summary(slow_result, span, size, results) if args.inside else None
     return Row(
+        slow=slow, slow_kbit=args.slow_viewer,
         path=path, size=size, cores=cores, us_per_packet=(cpu1 - cpu0) / packets * 1e6 if packets else float("nan"),
         packets_per_s=packets / span, rss_mb=rss,
         forwarded=packets / ((in1 - in0) * (size - 1)) if in1 > in0 else float("nan"),
@@ -240,13 +252,40 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
         latency_p50=percentile(latency, 50), latency_p95=percentile(latency, 95),
         streams_seen=f"{seen}/{expected_streams}",
         published=f"{published}/{size}" + (f" ({refused} offers retried)" if refused else ""),
-        complete=published == size and seen == expected_streams,
+        complete=published == size and seen == expected_streams and (slow is None or slow["heard"] == size - 1),
         client_cores=sum(r["cpu_s"] for r in results) / (window[1] - t0 + 2),
         downlink_kbps=statistics.median(kbps) if kbps else float("nan"),
         phone_kbps=phones[0]["downlink_bytes"] * 8 / span / 1000 if phones else float("nan"),
         phone_fps=min(phone_fps, default=float("nan")),
         port_dropped=dropped if path == "port" else float("nan"),
     )
+
+
+def slow_summary(result: dict[str, Any] | None, span: float, size: int,
+                 others: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the viewer behind the shaped link got: whom it heard, its audio gaps, the speaker's
+    video and the other tiles', its downlink and the estimate it reported."""
+    if result is None:
+        return {"heard": 0, "gaps": 0, "longest_gap_ms": float("nan"), "speaker_fps": 0.0, "paused": 0,
+                "moving": [], "kbps": float("nan"), "estimate_kbps": float("nan"), "speaker": None}
+    speakers = [s for r in others + [result] for s in r.get("speakers", [])]
+    speaker = speakers[-1] if speakers else None
+    audio = result.get("audio", {})
+    fps = {pid: stream["frames"] / span for pid, stream in result["streams"].items()}
+    other_fps = [f for pid, f in fps.items() if pid != speaker]
+    estimates = result.get("estimates", [])
+    return {
+        "heard": sum(1 for a in audio.values() if a["packets"] > 0),
+        "gaps": sum(a["gaps"] for a in audio.values()),
+        "longest_gap_ms": max((a["longest_gap_ms"] for a in audio.values()), default=float("nan")),
+        "speaker": speaker,
+        "speaker_fps": fps.get(speaker, 0.0) if speaker else 0.0,
+        "paused": (size - 2) - sum(1 for f in other_fps if f >= 1.0),  # the others that sent (almost) nothing
+        "moving": sorted(round(f, 1) for f in other_fps if f >= 1.0),
+        "kbps": result["downlink_bytes"] * 8 / span / 1000,
+        "estimate_kbps": statistics.median(estimates) / 1000 if estimates else float("nan"),
+        "published": result.get("published", False),
+    }
 
 
 def print_profile(path: Path, top: int = 15) -> None:
@@ -286,6 +325,15 @@ def report(rows: list[Row]) -> None:
             f"; the phone (its view shows a few) {r.phone_kbps:.0f} kbps, its tiles at >= {r.phone_fps:.1f} fps"
         print(f"  {r.path} N={r.size}: downlink per viewer showing everyone {r.downlink_kbps:.0f} kbps{phone}")
     for r in rows:
+        if r.slow is not None:
+            w = r.slow
+            moving = f", moving at {w['moving']} fps (the bench publishes one layer)" if w["moving"] else ""
+            print(f"  {r.path} N={r.size}: the viewer behind the shaped link ({r.slow_kbit} kbit/s tbf): heard "
+                  f"{w['heard']}/{r.size - 1}, audio gaps > 200 ms: {w['gaps']} "
+                  f"(longest {w['longest_gap_ms']:.0f} ms); the speaker's video {w['speaker_fps']:.1f} fps; "
+                  f"the other {r.size - 2} tiles: {w['paused']} paused{moving}; "
+                  f"downlink {w['kbps']:.0f} kbps; its REMB median {w['estimate_kbps']:.0f} kbps")
+    for r in rows:
         verdict = "every participant published and every stream arrived" if r.complete else \
             "INCOMPLETE: the figures above do not describe a full room"
         print(f"  {r.path} N={r.size}: published {r.published}, streams {r.streams_seen}: {verdict}")
@@ -305,6 +353,45 @@ def report(rows: list[Row]) -> None:
                   f"{forward[r.size].fps_median:.1f} fps median)")
 
 
+SERVER_ADDRESS, VIEWER_ADDRESS = "10.99.0.1", "10.99.0.2"
+
+
+async def shaped(kbit: int) -> int:
+    """Run this benchmark again inside a network namespace (the server and every participant but
+    one), with the last viewer in a second namespace whose only way in is a veth pair; the server's
+    end of it gets a tbf qdisc of `kbit`, so that viewer's downlink is `kbit` kbit/s. Nothing is
+    sent anywhere else; the namespaces are removed at the end."""
+    server_ns, viewer_ns = f"plbench{os.getpid()}s", f"plbench{os.getpid()}v"
+    server_end, viewer_end = f"plb{os.getpid()}s", f"plb{os.getpid()}v"
+    setup = [
+        ["ip", "netns", "add", server_ns], ["ip", "netns", "add", viewer_ns],
+        ["ip", "link", "add", server_end, "type", "veth", "peer", "name", viewer_end],
+        ["ip", "link", "set", server_end, "netns", server_ns], ["ip", "link", "set", viewer_end, "netns", viewer_ns],
+        ["ip", "-n", server_ns, "addr", "add", f"{SERVER_ADDRESS}/24", "dev", server_end],
+        ["ip", "-n", viewer_ns, "addr", "add", f"{VIEWER_ADDRESS}/24", "dev", viewer_end],
+        *[["ip", "-n", ns, "link", "set", dev, "up"]
+          for ns, dev in ((server_ns, "lo"), (server_ns, server_end), (viewer_ns, "lo"), (viewer_ns, viewer_end))],
+        ["tc", "-n", server_ns, "qdisc", "add", "dev", server_end, "root", "tbf", "rate", f"{kbit}kbit",
+         "burst", "32kbit", "latency", "400ms"],
+    ]
+    try:
+        for command in setup:
+            done = await asyncio.create_subprocess_exec(*command)
+            if await done.wait():
+                print(f"could not set up the network namespaces ({' '.join(command)}): run as root")
+                return 1
+        print(f"network namespaces {server_ns} (server, {SERVER_ADDRESS}) and {viewer_ns} (one viewer, "
+              f"{VIEWER_ADDRESS}); tbf rate {kbit}kbit burst 32kbit latency 400ms on the server's end", flush=True)
+        inner = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", server_ns, sys.executable, "-m", "bench.media", *sys.argv[1:],
+            "--inside", f"{server_ns},{viewer_ns}")
+        return await inner.wait()
+    finally:
+        for ns in (server_ns, viewer_ns):
+            done = await asyncio.create_subprocess_exec("ip", "netns", "del", ns, stderr=asyncio.subprocess.DEVNULL)
+            await done.wait()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="4,8,12")
@@ -317,12 +404,21 @@ async def main() -> None:
     parser.add_argument("--phone-tile", default="360x270", help="the phone's tile size in device pixels")
     parser.add_argument("--media-port", type=int, default=0,
                         help="also run each forwarding room with PORCHLIGHT_MEDIA_PORT set to this")
+    parser.add_argument("--slow-viewer", type=int, default=0, metavar="KBIT",
+                        help="one viewer behind a link of this many kbit/s (tbf; network namespaces, root)")
+    parser.add_argument("--inside", default="", help=argparse.SUPPRESS)  # run by --slow-viewer: the namespaces
     args = parser.parse_args()
+    if args.slow_viewer and not args.inside:
+        sys.exit(await shaped(args.slow_viewer))
     with tempfile.TemporaryDirectory() as tmp:
         frames_file = Path(tmp) / "frames.bin"
-        bitrate = encode_loop(frames_file)
+        # Behind a shaped link the publishers stand in for a simulcast's smallest layer: one layer
+        # the size browsers send as their lowest (the bench does not publish simulcast).
+        size = (320, 180, 150_000) if args.slow_viewer else (640, 360, 500_000)
+        bitrate = encode_loop(frames_file, *size)
         encode_tone(frames_file.with_suffix(".opus"))
-        print(f"video: 640x360 VP8 at {FPS} fps, {bitrate / 1000:.0f} kbps (pre-encoded loop of {LOOP} frames); "
+        print(f"video: {size[0]}x{size[1]} VP8 at {FPS} fps, {bitrate / 1000:.0f} kbps "
+              f"(pre-encoded loop of {LOOP} frames); "
               f"{os.cpu_count()} CPUs", flush=True)
         rows = []
         plan = [(path, int(n)) for n in args.sizes.split(",") if n

@@ -44,6 +44,8 @@ from aiortc import (
 )
 from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rate import RemoteBitrateEstimator
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 from aiortc.sdp import SessionDescription
 
 from server.media import glue
@@ -53,6 +55,8 @@ KEY = 48  # bytes of a frame that identify it
 PROBE_DECODES = 2  # video streams the probe viewer decodes
 RETRYABLE = {"not_admitted", "media_unavailable"}  # a refused publish offer worth sending again
 RETRIES = 5
+GAP_S = 0.2  # audio silent this long at a viewer is a gap a listener hears
+LOUD_DBOV = -20  # the speaker's audio level (RFC 6464), so the server names them the active speaker
 
 
 def load_frames(path: Path) -> list[bytes]:
@@ -122,6 +126,47 @@ class Viewer:
         self.decoded: dict[str, int] = {}
         self.decoding: set[str] = set()
         self.downlink_bytes = 0  # every datagram on the subscribe connection's sockets, in the window
+        self.audio: dict[str, dict[str, Any]] = {}  # per publisher: packets, gaps over GAP_S, longest gap
+        self.last_audio: dict[str, float] = {}
+        self.estimator: RemoteBitrateEstimator | None = None  # with --remb: the connection's estimate
+        self.send_time_id = 3  # abs-send-time's id in the server's offers (aiortc's numbering)
+        self.send_remb: Any = None
+        self.estimates: list[int] = []  # REMB sent in the window, bps
+
+    def audio_packet(self, pid: str, now: float) -> None:
+        """One audio packet from `pid`: a silence longer than GAP_S inside the window is a gap."""
+        audio = self.audio.setdefault(pid, {"packets": 0, "gaps": 0, "longest_gap_ms": 0.0})
+        last = self.last_audio.get(pid)
+        self.last_audio[pid] = now
+        if not self.window[0] <= now <= self.window[1]:
+            return
+        audio["packets"] += 1
+        if last is not None and last >= self.window[0]:
+            audio["longest_gap_ms"] = max(audio["longest_gap_ms"], (now - last) * 1000)
+            audio["gaps"] += now - last > GAP_S
+
+    def send_time(self, extensions: bytes) -> int | None:
+        """abs-send-time from one-byte header extensions (RFC 8285), if present."""
+        i = 0
+        while i < len(extensions):
+            if extensions[i] == 0:
+                i += 1
+                continue
+            ext_id, length = extensions[i] >> 4, (extensions[i] & 0x0F) + 1
+            if ext_id == self.send_time_id and length == 3:
+                return int.from_bytes(extensions[i + 1:i + 4], "big")
+            i += 1 + length
+        return None
+
+    def estimate(self, send_time: int, now: float, size: int, ssrc: int) -> None:
+        """A browser's receive-side estimate over everything the connection receives; REMB back."""
+        assert self.estimator is not None
+        remb = self.estimator.add(abs_send_time=send_time, arrival_time_ms=int(now * 1000),
+                                  payload_size=size, ssrc=ssrc)
+        if remb is not None and self.send_remb is not None:
+            self.send_remb(*remb)
+            if self.window[0] <= now <= self.window[1]:
+                self.estimates.append(remb[0])
 
     def video_packet(self, pid: str, payload: bytes, marker: int, now: float) -> None:
         """One VP8 packet from `pid`: a frame is counted (and timed) when its last packet arrives."""
@@ -160,9 +205,9 @@ class Viewer:
         """Take the subscribe connection's RTP straight off its socket: SRTP, then the header.
 
         aiortc's receive path costs ~100 us a packet in Python; twelve viewers in one 2-core
-        machine cannot afford it beside the server. What the forwarder sends has a plain 12-byte
-        header (no CSRC, no extension), so this needs no parser. RTCP, STUN and DTLS still go
-        to aiortc (ICE consent, sender reports)."""
+        machine cannot afford it beside the server. What the forwarder sends has a 12-byte
+        header and at most the abs-send-time extension, read here by hand. RTCP, STUN and DTLS
+        still go to aiortc (ICE consent, sender reports)."""
         dtls = subscribe.getTransceivers()[0].receiver.transport
 
         def hook(protocol: Any) -> None:
@@ -179,9 +224,21 @@ class Viewer:
                     plain = srtp.unprotect(data)
                 except Exception:  # pylibsrtp.Error: a replay or a bad packet
                     return
-                owner = owners.get(int.from_bytes(plain[8:12], "big"))
+                now = time.time()
+                start = 12 + 4 * (plain[0] & 0x0F)  # after the CSRCs
+                send_time = None
+                if plain[0] & 0x10 and len(plain) >= start + 4:  # header extensions (abs-send-time)
+                    words = int.from_bytes(plain[start + 2:start + 4], "big")
+                    send_time = self.send_time(plain[start + 4:start + 4 + 4 * words])
+                    start += 4 + 4 * words
+                ssrc = int.from_bytes(plain[8:12], "big")
+                if self.estimator is not None and send_time is not None:
+                    self.estimate(send_time, now, len(plain) - start, ssrc)
+                owner = owners.get(ssrc)
                 if owner is not None and owner[1] == "video":
-                    self.video_packet(owner[0], plain[12:], plain[1] >> 7, time.time())
+                    self.video_packet(owner[0], plain[start:], plain[1] >> 7, now)
+                elif owner is not None and owner[1] == "audio":
+                    self.audio_packet(owner[0], now)
 
             protocol.datagram_received = datagram_received
 
@@ -230,6 +287,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if subscribe.connectionState == "connected" and not args.decode and not reading:
                 reading.append(True)
                 viewer.read_socket(subscribe, owners)
+                if args.remb:
+                    remb_through(viewer, subscribe)
 
         reading: list[bool] = []
         tasks: list[asyncio.Task[Any]] = []
@@ -237,6 +296,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             subscribe.on("track", on_track)
         subscribe.on("connectionstatechange", on_state)
         published, refusals, errors = False, 0, []
+        speakers: list[str] = []
         await send({"type": "hello", "token": args.token, "location": "home"})
         deadline = args.window_end + 2
         while time.time() < deadline:
@@ -249,9 +309,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 break
             frame = json.loads(msg.data)
             kind = frame["type"]
+            if kind == "active_speaker":
+                speakers.append(frame["id"])
             if kind == "admitted":
                 tone = load_frames(Path(args.frames).with_suffix(".opus"))
-                publish.addTransceiver(PreEncodedAudio(tone, args.t0), direction="sendonly")
+                audio = publish.addTransceiver(PreEncodedAudio(tone, args.t0), direction="sendonly")
+                if args.speaker:
+                    speak(audio.sender)
                 publish.addTransceiver(PreEncoded(frames, args.t0, args.offset), direction="sendonly")
                 await publish.setLocalDescription(await publish.createOffer())
                 await send({"type": "offer", "pc": "publish", "sdp": publish.localDescription.sdp})
@@ -286,7 +350,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"streams": viewer.streams, "decoded": viewer.decoded, "cpu_s": usage.ru_utime + usage.ru_stime,
             "published": published, "refusals": refusals, "errors": errors,
-            "downlink_bytes": viewer.downlink_bytes, "view": args.view}
+            "downlink_bytes": viewer.downlink_bytes, "view": args.view, "audio": viewer.audio,
+            "estimates": viewer.estimates, "speakers": speakers}
+
+
+def speak(sender: Any) -> None:
+    """Mark this publisher's audio loud (the RFC 6464 level aiortc sets only when it encodes)."""
+    original = sender._next_encoded_frame
+
+    async def loud(codec: Any) -> Any:
+        frame = await original(codec)
+        if frame is not None:
+            frame.audio_level = LOUD_DBOV
+        return frame
+
+    sender._next_encoded_frame = loud
+
+
+def remb_through(viewer: Viewer, subscribe: RTCPeerConnection) -> None:
+    """Estimate the subscribe connection's bandwidth as a browser does, and send it back as REMB."""
+    receiver = subscribe.getTransceivers()[0].receiver
+    rtcp_ssrc = subscribe.getTransceivers()[0].sender._ssrc
+    loop = asyncio.get_running_loop()
+    viewer.estimator = RemoteBitrateEstimator()
+
+    def send(bitrate: int, ssrcs: list[int]) -> None:
+        packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs))
+        loop.create_task(receiver._send_rtcp(packet))
+
+    viewer.send_remb = send
 
 
 def main() -> None:
@@ -301,7 +393,10 @@ def main() -> None:
     parser.add_argument("--offset", type=int, default=0, help="this publisher's loop offset")
     parser.add_argument("--view", type=int, default=0, help="show only this many of the others (a phone grid)")
     parser.add_argument("--tile", default="360x270", help="the size those tiles are shown at, device pixels")
+    parser.add_argument("--speaker", action="store_true", help="publish loud audio: the active speaker")
+    parser.add_argument("--remb", action="store_true", help="estimate the downlink and send REMB, as browsers do")
     args = parser.parse_args()
+    glue.send_times_on_audio()  # as the server: the estimate counts audio too
     result = asyncio.run(run(args))
     Path(args.out).write_text(json.dumps(result))
 

@@ -38,7 +38,8 @@ def test_as_the_budget_falls_the_others_lose_layers_then_their_video_then_the_sp
         (1_000_000, {"speaker": 13, "ann": None, "bob": None}),  # then every other tile
         (400_000, {"speaker": 12, "ann": None, "bob": None}),  # only then the speaker's layers
         (200_000, {"speaker": 11, "ann": None, "bob": None}),
-        (50_000, {"speaker": None, "ann": None, "bob": None}),  # nothing fits: video stops, audio goes on
+        (50_000, {"speaker": 11, "ann": None, "bob": None}),  # the speaker's smallest layer goes out regardless
+        (0, {"speaker": 11, "ann": None, "bob": None}),
     ]
     speaking = Track("speaker", SPEAKER.layers, 2, speaker=True, area=SPEAKER.area, current=13)
     for budget, expected in steps:
@@ -55,7 +56,7 @@ def test_a_layer_being_sent_keeps_its_place_at_the_edge_a_new_one_needs_a_margin
 
 def test_data_saver_sends_only_the_speakers_smallest_layer() -> None:
     assert allocate(EVERYONE, None, data_saver=True) == {"speaker": 11, "ann": None, "bob": None}
-    assert allocate(EVERYONE, 50_000, data_saver=True) == {"speaker": None, "ann": None, "bob": None}
+    assert allocate(EVERYONE, 50_000, data_saver=True) == {"speaker": 11, "ann": None, "bob": None}
     nobody_speaks = [ANN, BOB]
     assert allocate(nobody_speaks, None, data_saver=True) == {"ann": None, "bob": None}
 
@@ -64,6 +65,7 @@ def test_a_track_with_one_layer_is_sent_or_paused() -> None:
     single = Track("carol", ((41, 400_000),), want=0, area=100)
     assert allocate([single], 500_000) == {"carol": 41}
     assert allocate([single], 300_000) == {"carol": None}
+    assert allocate([Track("carol", single.layers, 0, speaker=True)], 300_000) == {"carol": 41}
     assert allocate([Track("dan", (), want=0)], None) == {"dan": None}  # nothing arrived yet
 
 

@@ -9,8 +9,11 @@ layer really costs, and which video layers fit. Audio is never cut: it is paid f
   the speaker's smallest layer first, then up to the layer their tile wants; then every other
   tile's smallest layer, biggest tiles first; then the others' higher layers, round by round.
   So when the estimate falls, the others' higher layers go first, then the others themselves
-  (paused, smallest tiles first), and the speaker's video last. With data saver only the
-  speaker's smallest layer is sent.
+  (paused, smallest tiles first), then the speaker's higher layers. The speaker's smallest layer
+  is sent whatever the estimate says (as Jitsi's bridge does by default for its on-stage
+  participant): a receive-side estimate grows only to about 1.5x what arrives, so a video paused
+  for it might never fit again, and the speaker is the one picture a group needs. With data
+  saver only the speaker's smallest layer is sent.
 """
 
 from __future__ import annotations
@@ -104,11 +107,12 @@ def allocate(tracks: Iterable[Track], budget: float | None, data_saver: bool = F
 
     speakers = [t for t in ordered if t.speaker and t.layers]
     others = [t for t in ordered if not t.speaker and t.layers]
-    for track in speakers:
-        if take(track, 0):
-            for index in range(1, min(track.want, len(track.layers) - 1) + 1):
-                if not take(track, index):
-                    break
+    for track in speakers:  # the speaker's smallest layer goes out whatever the estimate says
+        chosen[track.key] = 0
+        spent += cost(track, 0)
+        for index in range(1, min(track.want, len(track.layers) - 1) + 1):
+            if not take(track, index):
+                break
     placed = [track for track in others if take(track, 0)]
     raised = True
     while raised:
