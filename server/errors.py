@@ -109,7 +109,8 @@ CODES: dict[ErrorCode, Meaning] = {
                                      sent=True),
     ErrorCode.NOT_ALLOWED: Meaning(None, WS, "a patient's screen share without permission (contract v1.1)",
                                    "media"),
-    ErrorCode.USERNAME_TAKEN: Meaning(None, Channel.CLI, "`porchlight user add` with a username in use", "auth"),
+    ErrorCode.USERNAME_TAKEN: Meaning(409, HTTP | Channel.CLI, "a new staff account's username is in use "
+                                                               "(POST /users, `porchlight user add`)", "auth"),
     ErrorCode.ALREADY_ANSWERED: Meaning(409, BOTH, "a questionnaire already answered, skipped or expired, or a "
                                                    "session's feedback already given", "measures"),
     ErrorCode.ALREADY_ACKNOWLEDGED: Meaning(409, HTTP, "the safety alert has already been acknowledged", "measures"),

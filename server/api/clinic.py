@@ -15,7 +15,7 @@ from server.store import keys
 
 
 async def _with_open_session(svc: Services, group: dict[str, Any]) -> dict[str, Any]:
-    return {**group, "open_session_id": await svc.redis.get(keys.group_open_session(group["id"]))}
+    return {**groups.stored(group), "open_session_id": await svc.redis.get(keys.group_open_session(group["id"]))}
 
 
 async def _close_patient(svc: Services, enrollment: dict[str, Any]) -> None:
@@ -50,7 +50,7 @@ async def patch_group(request: web.Request) -> web.Response:
     svc = services(request)
     staff = await require_staff(request, Role.ADMIN)
     group = await groups.require_group(svc.redis, v.an_id(request.match_info["group_id"], "group_id"))
-    fields = await groups.validated_fields(svc.redis, await read_json(request), creating=False)
+    fields = await groups.validated_fields(svc.redis, await read_json(request), creating=False, current=group)
     updated = await groups.update_group(svc.redis, group, fields)
     await svc.lobby.act(group["id"], "group_changed")  # its host takes the new version
     await svc.audit.append("group.update", staff.user.id, group_id=group["id"], fields=sorted(fields))
@@ -120,3 +120,23 @@ async def end_enrollment(request: web.Request) -> web.Response:
     await _close_patient(svc, enrollment)
     await svc.audit.append("enrollment.end", staff.user.id, enrollment_id=enrollment["id"])
     return json_response(enrollments.public(ended, svc.links))
+
+
+async def get_clinic_brand(request: web.Request) -> web.Response:
+    svc = services(request)
+    await require_staff(request, Role.ADMIN)
+    own = await groups.clinic_brand(svc.redis)
+    return json_response({"brand": {**groups.DEFAULT_BRAND, **own}, "set": sorted(own)})
+
+
+async def put_clinic_brand(request: web.Request) -> web.Response:
+    """Replace the clinic-wide brand; every group without its own fields shows it from now on
+    (open waiting rooms take it at once, as after a group's change)."""
+    svc = services(request)
+    staff = await require_staff(request, Role.ADMIN)
+    brand = groups.validate_brand(await read_json(request))
+    full = await groups.set_clinic_brand(svc.redis, brand)
+    for group in await groups.all_groups(svc.redis):
+        await svc.lobby.act(group["id"], "group_changed")
+    await svc.audit.append("clinic.brand", staff.user.id, fields=sorted(brand))
+    return json_response({"brand": full, "set": sorted(brand)})

@@ -19,6 +19,7 @@ from server.api.schemas import (
     ACKNOWLEDGE,
     ADMIT,
     BOOL,
+    BRAND_IN,
     CHAT_SWITCH,
     CORRECTION,
     DATE,
@@ -37,6 +38,8 @@ from server.api.schemas import (
     REMOVE,
     SCHEMAS,
     SCREEN_SHARE,
+    USER_CREATE,
+    USER_PATCH,
     S,
     Schema,
     array,
@@ -47,6 +50,7 @@ from server.errors import CODES, ErrorCode
 
 API = "/api/v1"
 ERROR: Schema = {"$ref": "#/components/schemas/Error"}
+CLINIC_BRAND: Schema = obj(["brand", "set"], brand={"type": "object"}, set=array(S))
 
 
 # -- parameters and shared responses -------------------------------------------------------------
@@ -195,6 +199,20 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ("POST", f"{API}/groups/{{group_id}}/sessions"): _staff_change(
         "Open a session (409 session_open, with session_id, if one is)", "facilitator", ok=201,
         answer=ref("Session"), errors=(400, 404, 409)),
+    ("GET", f"{API}/clinic/brand"): _op(
+        "The clinic-wide brand (defaults filled in; `set` names the fields the clinic set). A group's own brand "
+        "fields win over it", "admin", answer=CLINIC_BRAND),
+    ("PUT", f"{API}/clinic/brand"): _staff_change(
+        "Replace the clinic-wide brand (audited); groups without their own fields show it at once", "admin",
+        body=BRAND_IN, answer=CLINIC_BRAND),
+    ("GET", f"{API}/users"): _op("Staff accounts, active and deactivated", "admin",
+                                 answer=obj(["users"], users=array(ref("User")))),
+    ("POST", f"{API}/users"): _staff_change(
+        "Add a staff account (audited); 409 username_taken", "admin", body=USER_CREATE, ok=201, answer=ref("User"),
+        errors=(409,)),
+    ("PATCH", f"{API}/users/{{user_id}}"): _staff_change(
+        "Change a staff account's name or NPI, or deactivate it (active: false ends its sign-ins at once; not "
+        "one's own: 403) or reactivate it; audited", "admin", body=USER_PATCH, answer=ref("User"), errors=(404,)),
     ("GET", f"{API}/patients"): _op("All patients", "admin",
                                     answer=obj(["patients"], patients=array(ref("Patient")))),
     ("POST", f"{API}/patients"): _staff_change("Create a patient", "admin", body=PATIENT_CREATE, ok=201,
@@ -311,8 +329,9 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ("GET", "/console/attendance"): _page("A facilitator's attendance: the groups they facilitate, one at a time",
                                           "facilitator", query=(FROM, TO, GROUP_Q, PATIENT_Q)),
     ("GET", "/admin"): _page("Admin: groups and patients", "admin"),
-    ("GET", "/admin/groups/{group_id}"): _page("Admin: a group's enrolments, links and brand editor", "admin",
+    ("GET", "/admin/groups/{group_id}"): _page("Admin: a group's details, enrolments, links and brand", "admin",
                                                by_id=True),
+    ("GET", "/admin/brand"): _page("Admin: the clinic-wide brand, with a preview", "admin"),
     ("GET", "/admin/attendance"): _page("Admin: attendance minutes, weekly hours, dropout risk", "admin",
                                         query=(FROM, TO, GROUP_Q, PATIENT_Q)),
     ("GET", "/admin/billing"): _page("Admin: billing deliveries and replay", "admin", query=(STATUS_Q,)),

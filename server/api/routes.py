@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.api import attendance, auth, billing, clinic, fhir, measures, ops, sessions
+from server.api import attendance, auth, billing, clinic, fhir, measures, ops, sessions, staff
 from server.pages import attendance as attendance_pages
 from server.pages import measures as measure_pages
 from server.pages import patient as patient_pages
@@ -33,6 +33,11 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{API}/groups/{{group_id}}/enrollments", clinic.list_enrollments, name="enrollments.list")
     r.add_post(f"{API}/groups/{{group_id}}/enrollments", clinic.create_enrollment, name="enrollments.create")
     r.add_post(f"{API}/groups/{{group_id}}/sessions", sessions.open_session, name="sessions.open")
+    r.add_get(f"{API}/clinic/brand", clinic.get_clinic_brand, name="clinic.brand")
+    r.add_put(f"{API}/clinic/brand", clinic.put_clinic_brand, name="clinic.brand_set")
+    r.add_get(f"{API}/users", staff.list_users, name="users.list")
+    r.add_post(f"{API}/users", staff.add_user, name="users.create")
+    r.add_patch(f"{API}/users/{{user_id}}", staff.patch_user, name="users.patch")
     r.add_get(f"{API}/patients", clinic.list_patients, name="patients.list")
     r.add_post(f"{API}/patients", clinic.create_patient, name="patients.create")
     r.add_patch(f"{API}/patients/{{patient_id}}", clinic.patch_patient, name="patients.patch")
@@ -78,6 +83,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/console", staff_pages.console, name="page.console")
     r.add_get("/admin", staff_pages.admin_home, name="page.admin")
     r.add_get("/admin/groups/{group_id}", staff_pages.admin_group, name="page.admin.group")
+    r.add_get("/admin/brand", staff_pages.admin_brand, name="page.admin.brand")
     r.add_get("/admin/attendance", attendance_pages.admin_attendance, name="page.admin.attendance")
     r.add_get("/console/attendance", attendance_pages.facilitator_attendance, name="page.console.attendance")
     r.add_get("/admin/billing", staff_pages.admin_billing, name="page.admin.billing")

@@ -71,7 +71,17 @@ GROUP_FIELDS: dict[str, Schema] = dict(
                     "instrument once"},
 )
 GROUP_CREATE = obj(["name", "program"], closed=True, **GROUP_FIELDS)
-GROUP_PATCH = obj([], closed=True, **GROUP_FIELDS)
+BRAND_PATCH = obj([], closed=True, **{name: {"anyOf": [field, {"type": "null"}]}
+                                       for name, field in BRAND_IN["properties"].items()})
+GROUP_PATCH = obj([], closed=True, **{**GROUP_FIELDS, "brand": {
+    "anyOf": [BRAND_PATCH, {"type": "null"}],
+    "description": "fields to set (the rest are kept; a null field is the clinic's again); null clears the "
+                   "group's own brand, so the clinic's applies"}})
+NPI = {"type": "string", "pattern": "^[0-9]{10}$"}
+USER_CREATE = obj(["username", "password", "role"], closed=True,
+                  username={"type": "string", "pattern": "^[A-Za-z0-9_.@-]{1,64}$"}, password=text(1024, 8),
+                  role={"type": "string", "enum": ["admin", "facilitator"]}, name=text(100), npi=NPI)
+USER_PATCH = {**obj([], closed=True, name=text(100), npi=NPI, active=BOOL), "minProperties": 1}
 PATIENT_CREATE = obj(["display_name"], closed=True, display_name=text(60), external_id=text(64),
                      email={"type": "string", "format": "email", "maxLength": 254}, reminders=BOOL)
 PATIENT_PATCH = {**obj([], closed=True, display_name=text(60),
@@ -115,7 +125,8 @@ SCHEMAS: dict[str, Schema] = {
             "description": "; ".join(f"{c}: {CODES[c].meaning}" for c in websocket_codes())}),
     },
     "User": obj(["id", "name", "role"], id=ID, name=NULLABLE_S, username=S, npi=NULLABLE_S,
-                 role={"type": "string", "enum": ["admin", "facilitator"]}),
+                 role={"type": "string", "enum": ["admin", "facilitator"]},
+                 active={"type": "boolean", "description": "false: deactivated, cannot sign in"}),
     "SignedIn": obj(["user", "csrf_token"], user=ref("User"), csrf_token=S),
     "Group": obj(["id", "name", "program", "facilitator_ids", "timezone", "capacity", "schedule", "billing",
                    "brand", "open_session_id"],

@@ -73,7 +73,7 @@ class StaffSessions:
             await self.revoke(token, data["user_id"])
             return None
         user = await get_user(self.redis, data["user_id"])
-        if user is None:
+        if user is None or not user.active:
             return None
         if touch:
             await self.touch(token, now)

@@ -45,9 +45,11 @@ class User:
     name: str
     role: Role
     npi: str | None
+    active: bool = True  # a deactivated account cannot sign in; its records keep its name
 
-    def public(self) -> dict[str, str | None]:
-        return {"id": self.id, "name": self.name, "role": str(self.role), "username": self.username, "npi": self.npi}
+    def public(self) -> dict[str, str | bool | None]:
+        return {"id": self.id, "name": self.name, "role": str(self.role), "username": self.username, "npi": self.npi,
+                "active": self.active}
 
 
 async def create_user(
@@ -57,10 +59,7 @@ async def create_user(
         raise StaffError("bad_request", "username: 1-64 letters, digits or _.@-")
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise StaffError("bad_request", f"password: {MIN_PASSWORD}-{MAX_PASSWORD} characters")
-    if name is not None and not 0 < len(name) <= MAX_NAME:
-        raise StaffError("bad_request", f"name: 1-{MAX_NAME} characters")
-    if npi is not None and not NPI_RE.match(npi):
-        raise StaffError("bad_request", "npi: 10 digits")
+    validate_profile(name, npi)
     user = User(new_id("usr"), username, name or username, role, npi)
     # SET NX claims the username; the account itself follows in one transaction.
     if not await redis.set(keys.username(username), user.id, nx=True):
@@ -76,7 +75,8 @@ async def create_user(
 
 
 def _user_from(data: dict[str, str]) -> User:
-    return User(data["id"], data["username"], data["name"], Role(data["role"]), data.get("npi") or None)
+    return User(data["id"], data["username"], data["name"], Role(data["role"]), data.get("npi") or None,
+                data.get("active", "1") != "0")
 
 
 async def get_user(redis: Redis, user_id: str) -> User | None:
@@ -91,7 +91,7 @@ async def authenticate(redis: Redis, username: str, password: str, checks: Passw
         await checks.run(check_password, password, DUMMY_HASH)
         return None
     checked = await checks.run(check_password, password, data["password"])
-    if not checked.matches:
+    if not checked.matches or data.get("active", "1") == "0":  # a deactivated account reads as a wrong password
         return None
     if checked.upgraded is not None:
         await redis.eval(_UPGRADE_HASH, 1, keys.user(data["id"]), data["password"], checked.upgraded)
@@ -113,6 +113,38 @@ async def set_password(redis: Redis, user_id: str, password: str) -> None:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise StaffError("bad_request", f"password: {MIN_PASSWORD}-{MAX_PASSWORD} characters")
     await redis.hset(keys.user(user_id), "password", await asyncio.to_thread(hash_password, password))
+
+
+def validate_profile(name: str | None, npi: str | None) -> None:
+    if name is not None and not 0 < len(name) <= MAX_NAME:
+        raise StaffError("bad_request", f"name: 1-{MAX_NAME} characters")
+    if npi is not None and not NPI_RE.match(npi):
+        raise StaffError("bad_request", "npi: 10 digits")
+
+
+async def update_user(
+    redis: Redis, user: User, *, name: str | None = None, npi: str | None = None, active: bool | None = None
+) -> User:
+    """Change a staff account's name, NPI or whether it is active. Deactivating ends every sign-in
+    of the account at once (its staff sessions are deleted with the flag, in one transaction)."""
+    validate_profile(name, npi)
+    changes: dict[str, str] = {}
+    if name is not None:
+        changes["name"] = name
+    if npi is not None:
+        changes["npi"] = npi
+    if active is not None:
+        changes["active"] = "1" if active else "0"
+    if not changes:
+        return user
+    tokens = await redis.smembers(keys.user_staff_sessions(user.id)) if active is False else set()
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.user(user.id), mapping=changes)
+        if tokens:
+            pipe.delete(*[keys.staff_session(t) for t in tokens], keys.user_staff_sessions(user.id))
+        await pipe.execute()
+    return User(user.id, user.username, name if name is not None else user.name, user.role,
+                npi if npi is not None else user.npi, user.active if active is None else active)
 
 
 async def all_users(redis: Redis) -> list[User]:

@@ -43,14 +43,18 @@ QUESTIONNAIRES = ("PHQ-9", "GAD-7")
 CADENCE_DAYS = {"session": 0, "week": 7, "2weeks": 14}
 
 
-def validate_brand(value: Any) -> dict[str, str]:
+def validate_brand(value: Any, inherit: bool = False) -> dict[str, str | None]:
+    """Brand fields; with `inherit` (a change to a group's brand) a field given as null is
+    dropped from the group's own brand, so the clinic's applies to it."""
     brand = v.body_object(value, set(DEFAULT_BRAND))
-    out: dict[str, str] = {}
+    out: dict[str, str | None] = {}
     limits = {"name": 100, "logo_url": 500, "welcome_text": MAX_WELCOME, "support_phone": 40,
               "primary_color": 7, "accent_color": 7, "crisis_line": 120}
     for name, limit in limits.items():
         text = v.text(brand, name, limit, required=False, min_len=0, multiline=name == "welcome_text")
         if text is None:
+            if inherit and name in brand:
+                out[name] = None
             continue
         if name.endswith("_color") and not _COLOR_RE.match(text):
             raise bad_request(f"brand.{name}: a colour like #2f5d8a")
@@ -106,15 +110,21 @@ def validate_questionnaires(value: Any) -> list[dict[str, str]]:
     return out
 
 
-async def _validate_facilitators(redis: Redis, ids: list[str]) -> list[str]:
+async def _validate_facilitators(redis: Redis, ids: list[str], current: frozenset[str]) -> list[str]:
+    """Staff users; a deactivated one only if already a facilitator of the group (kept, not added)."""
     for user_id in ids:
         user = await get_user(redis, user_id)
         if user is None or user.role is not Role.FACILITATOR and user.role is not Role.ADMIN:
             raise bad_request(f"facilitator_ids: {user_id} is not a staff user", code="unknown_user")
+        if not user.active and user_id not in current:
+            raise bad_request(f"facilitator_ids: {user_id} is deactivated", code="unknown_user")
     return ids
 
 
-async def validated_fields(redis: Redis, body: Any, creating: bool) -> dict[str, Any]:
+async def validated_fields(
+    redis: Redis, body: Any, creating: bool, current: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The fields of a new group, or of a change to `current`."""
     body = v.body_object(body, CREATE_FIELDS)
     out: dict[str, Any] = {}
     if creating or "name" in body:
@@ -129,7 +139,8 @@ async def validated_fields(redis: Redis, body: Any, creating: bool) -> dict[str,
         if not isinstance(ids, list) or len(ids) > 50:
             raise bad_request("facilitator_ids: a list of staff user ids")
         out["facilitator_ids"] = await _validate_facilitators(
-            redis, list(dict.fromkeys(v.an_id(i, "facilitator_ids") for i in ids))
+            redis, list(dict.fromkeys(v.an_id(i, "facilitator_ids") for i in ids)),
+            frozenset((current or {}).get("facilitator_ids", [])),
         )
     if "timezone" in body:
         out["timezone"] = v.timezone(body["timezone"])
@@ -140,7 +151,8 @@ async def validated_fields(redis: Redis, body: Any, creating: bool) -> dict[str,
     if "billing" in body:
         out["billing"] = validate_billing(body["billing"])
     if "brand" in body:
-        out["brand"] = validate_brand(body["brand"])
+        out["brand"] = None if body["brand"] is None and not creating else validate_brand(
+            body["brand"], inherit=not creating)
     if "weekly_minimum_hours" in body:
         out["weekly_minimum_hours"] = v.integer(body, "weekly_minimum_hours", 0, 168, required=True)
     if "questionnaires" in body:
@@ -168,9 +180,32 @@ async def create_group(redis: Redis, fields: dict[str, Any], now: float) -> dict
     return group
 
 
+# A loaded group carries the clinic's brand under this key (read with it, never stored with it),
+# so `brand_of(group)` is the brand patients see wherever the group is at hand.
+CLINIC_BRAND = "clinic_brand"
+
+
 async def get_group(redis: Redis, group_id: str) -> dict[str, Any] | None:
-    raw = await redis.get(keys.group(group_id))
-    return json.loads(raw) if raw else None
+    raw, clinic = await redis.mget([keys.group(group_id), keys.clinic_brand()])
+    return {**json.loads(raw), CLINIC_BRAND: json.loads(clinic) if clinic else {}} if raw else None
+
+
+async def clinic_brand(redis: Redis) -> dict[str, str]:
+    """The clinic's own brand fields (those it has set; DEFAULT_BRAND fills in the rest)."""
+    raw = await redis.get(keys.clinic_brand())
+    return dict(json.loads(raw)) if raw else {}
+
+
+async def set_clinic_brand(redis: Redis, brand: dict[str, str | None]) -> dict[str, str]:
+    """Replace the clinic's brand (validated by `validate_brand`); the full brand it gives groups."""
+    own = {name: value for name, value in brand.items() if value is not None}
+    await redis.set(keys.clinic_brand(), json.dumps(own))
+    return {**DEFAULT_BRAND, **own}
+
+
+def stored(group: dict[str, Any]) -> dict[str, Any]:
+    """The group as stored and as the API answers it: without the clinic brand it was read with."""
+    return {k: value for k, value in group.items() if k != CLINIC_BRAND}
 
 
 async def require_group(redis: Redis, group_id: str) -> dict[str, Any]:
@@ -181,12 +216,13 @@ async def require_group(redis: Redis, group_id: str) -> dict[str, Any]:
 
 
 async def update_group(redis: Redis, group: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
-    if "brand" in fields:
-        fields["brand"] = {**group.get("brand", {}), **fields["brand"]}
+    if "brand" in fields:  # None: the group's own brand is cleared and the clinic's applies
+        merged = {} if fields["brand"] is None else {**group.get("brand", {}), **fields["brand"]}
+        fields["brand"] = {name: value for name, value in merged.items() if value is not None}
     if "billing" in fields:
         fields["billing"] = {**group.get("billing", {}), **fields["billing"]}
     updated = {**group, **fields}
-    await redis.set(keys.group(group["id"]), json.dumps(updated))
+    await redis.set(keys.group(group["id"]), json.dumps(stored(updated)))
     return updated
 
 
@@ -194,12 +230,14 @@ async def all_groups(redis: Redis) -> list[dict[str, Any]]:
     ids = await redis.zrange(keys.groups(), 0, -1)
     if not ids:
         return []
-    raws = await redis.mget([keys.group(i) for i in ids])
-    return [json.loads(r) for r in raws if r]
+    *raws, clinic = await redis.mget([keys.group(i) for i in ids] + [keys.clinic_brand()])
+    brand = json.loads(clinic) if clinic else {}
+    return [{**json.loads(r), CLINIC_BRAND: brand} for r in raws if r]
 
 
 def brand_of(group: dict[str, Any]) -> dict[str, str]:
-    return {**DEFAULT_BRAND, **group.get("brand", {})}
+    """What patients see: the defaults, then the clinic's brand, then the group's own fields."""
+    return {**DEFAULT_BRAND, **group.get(CLINIC_BRAND, {}), **group.get("brand", {})}
 
 
 def next_meeting(group: dict[str, Any], now: float) -> str | None:

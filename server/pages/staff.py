@@ -167,8 +167,9 @@ async def admin_home(request: web.Request) -> web.Response:
         "section": "clinic",
         "groups": rows,
         "patients": [patients.public(p) for p in await patients.all_patients(svc.redis)],
-        "facilitators": [u for u in users if u.role is Role.FACILITATOR],
+        "facilitators": [u for u in users if u.role is Role.FACILITATOR and u.active],
         "programs": list(groups.PROGRAMS),
+        "staff": users,
     })
 
 
@@ -189,12 +190,21 @@ async def admin_group(request: web.Request) -> web.Response:
     active_ids = {e["patient_id"] for e in enrolled if e["active"]}
     for row in enrolled:
         row["display_name"] = names.get(row["patient_id"], row["patient_id"])
+    current = set(group.get("facilitator_ids", []))
+    # Who may run it: active facilitators, and whoever already does (an admin, or a deactivated account).
+    choices = [u for u in await all_users(svc.redis)
+               if u.id in current or (u.role is Role.FACILITATOR and u.active)]
     return render(request, "admin_group.html", {
         **_base(staff, group["name"]),
         "section": "clinic",
         "group": group,
         "schedule_text": describe_schedule(group),
         "brand": groups.brand_of(group),
+        "own_brand": group.get("brand") or {},
+        "clinic_brand": {**groups.DEFAULT_BRAND, **group.get(groups.CLINIC_BRAND, {})},
+        "brand_target": "group",
+        "facilitator_choices": choices,
+        "weekdays": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
         "enrollments": sorted(enrolled, key=lambda e: (not e["active"], e["display_name"].lower())),
         "unenrolled": [p for p in everyone if p["id"] not in active_ids],
     })
@@ -231,3 +241,15 @@ async def admin_billing(request: web.Request) -> web.Response:
         "webhook_configured": bool(svc.settings.billing_webhook_url),
     })
 
+
+
+async def admin_brand(request: web.Request) -> web.Response:
+    staff = await _signed_in(request, Role.ADMIN)
+    if isinstance(staff, web.Response):
+        return staff
+    own = await groups.clinic_brand(services(request).redis)
+    brand = {**groups.DEFAULT_BRAND, **own}
+    return render(request, "admin_brand.html", {
+        **_base(staff, "Clinic brand"), "section": "clinic", "brand": brand, "own_brand": brand,
+        "clinic_brand": groups.DEFAULT_BRAND, "brand_target": "clinic", "preview_group": "Your group's name",
+    })

@@ -52,6 +52,11 @@ def group(group_id: str) -> str:
     return f"{PREFIX}:group:{group_id}"
 
 
+def clinic_brand() -> str:
+    """The clinic-wide brand (JSON): what every group shows unless it sets its own fields."""
+    return f"{PREFIX}:clinic:brand"
+
+
 def groups() -> str:
     return f"{PREFIX}:groups"
 

@@ -188,21 +188,26 @@ for (const row of document.querySelectorAll("tr[data-enrollment-id]")) {
 }
 
 // -- the brand editor, with its live preview ------------------------------------------------------------
+// For the clinic (PUT /clinic/brand) or one group (PATCH /groups/{id}). In a group's form an empty
+// field is the clinic's (its placeholder), and is sent as null so the clinic's value applies.
 
+const BRAND_FIELDS = ["name", "logo_url", "primary_color", "accent_color", "welcome_text", "support_phone", "crisis_line"];
 const brandForm = $("brand-form");
 if (brandForm) {
+  const forGroup = brandForm.dataset.target === "group";
   const preview = $("brand-preview");
   const colour = /^#[0-9a-f]{6}$/i;
+  const shown = (id) => $(id).value.trim() || $(id).placeholder;
   const pairs = [["brand-primary", "brand-primary-pick"], ["brand-accent", "brand-accent-pick"]];
   const refresh = () => {
-    const primary = $("brand-primary").value.trim();
-    const accent = $("brand-accent").value.trim();
+    const primary = shown("brand-primary");
+    const accent = shown("brand-accent");
     applyBrand(preview, colour.test(primary) ? primary : null, colour.test(accent) ? accent : null);
-    $("preview-name").textContent = $("brand-name").value || "Porchlight";
-    $("preview-welcome").textContent = $("brand-welcome").value;
-    const phone = $("brand-phone").value.trim();
+    $("preview-name").textContent = shown("brand-name") || "Porchlight";
+    $("preview-welcome").textContent = shown("brand-welcome");
+    const phone = shown("brand-phone");
     $("preview-phone").textContent = phone ? `Trouble joining? Call ${phone}.` : "";
-    const logo = $("brand-logo").value.trim();
+    const logo = $("brand-logo").value.trim() || ($("brand-logo").placeholder.startsWith("https://") || $("brand-logo").placeholder.startsWith("/") ? $("brand-logo").placeholder : "");
     const usable = logo.startsWith("https://") || logo.startsWith("/");
     $("preview-logo").src = usable ? logo : "/static/porchlight-mark.svg";
   };
@@ -216,20 +221,39 @@ if (brandForm) {
     event.preventDefault();
     const data = new FormData(brandForm);
     const brand = {};
-    for (const key of ["name", "logo_url", "primary_color", "accent_color", "welcome_text", "support_phone", "crisis_line"]) {
-      brand[key] = String(data.get(key) || "").trim();
+    for (const key of BRAND_FIELDS) {
+      const value = String(data.get(key) || "").trim();
+      if (value) brand[key] = value;
+      else if (forGroup) brand[key] = null; // the clinic's
     }
     for (const key of ["primary_color", "accent_color"]) {
-      if (!colour.test(brand[key])) { flash("Colours look like #2f5d8a.", { error: true }); return; }
+      if (brand[key] && !colour.test(brand[key])) { flash("Colours look like #2f5d8a.", { error: true }); return; }
     }
     busy(brandForm, true);
     try {
-      await api("PATCH", `/groups/${groupId}`, { brand });
-      flash("Brand saved. Patients see it the next time they open their link.");
+      if (forGroup) await api("PATCH", `/groups/${groupId}`, { brand });
+      else await api("PUT", "/clinic/brand", brand);
+      flash(forGroup ? "Brand saved. Patients see it the next time they open their link."
+        : "Brand saved for every group that does not set its own.");
     } catch (error) {
       failed("Saving the brand", error);
     }
     busy(brandForm, false);
+  });
+}
+
+const inheritBrand = $("brand-inherit");
+if (inheritBrand) {
+  inheritBrand.addEventListener("click", async () => {
+    if (!window.confirm("Use the brand for all groups in every field of this group's brand?")) return;
+    inheritBrand.disabled = true;
+    try {
+      await api("PATCH", `/groups/${groupId}`, { brand: null });
+      done("This group now shows the brand for all groups.");
+    } catch (error) {
+      failed("Saving the brand", error);
+      inheritBrand.disabled = false;
+    }
   });
 }
 
