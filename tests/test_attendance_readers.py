@@ -36,6 +36,18 @@ CSV_BEFORE = [
 ]
 
 
+@pytest.fixture
+async def api(aiohttp_client: Any, settings: Settings, redis: Any, clock: Any) -> Api:
+    """The app with heartbeats that outlast the test's jumps of the clock: the patients here do
+    not answer pings while the clock moves on by minutes, and must not be dropped for it."""
+    return await _app(aiohttp_client, settings, redis, clock)
+
+
+async def _app(aiohttp_client: Any, settings: Settings, redis: Any, clock: Any, **more: Any) -> Api:
+    configured = settings.replace(heartbeat_timeout_seconds=6 * 3600, staff_idle_timeout_seconds=6 * 3600, **more)
+    return Api(await aiohttp_client(create_app(configured, redis=redis, clock=clock)), redis, clock, configured)
+
+
 async def _left(api: Api, session_id: str, patient_id: str) -> None:
     async with asyncio.timeout(5):
         while not any(f'"{patient_id}"' in r and '"left"' in r
@@ -98,8 +110,7 @@ async def test_a_correction_applies_the_same_rule(api: Api) -> None:
 
 
 async def test_the_minimum_is_a_setting(aiohttp_client: Any, settings: Settings, redis: Any, clock: Any) -> None:
-    configured = settings.replace(min_attended_seconds=120)
-    api = Api(await aiohttp_client(create_app(configured, redis=redis, clock=clock)), redis, clock, configured)
+    api = await _app(aiohttp_client, settings, redis, clock, min_attended_seconds=120)
     world, _, records = await short_and_long(api, 90)
     assert records[world.patients[0]["id"]]["short_join"] is True  # 90 s < 120 s
 
