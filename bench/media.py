@@ -24,11 +24,19 @@ The same rooms then run through aiortc's default decode/re-encode path (bench/tr
 in the same run, and the ratio of server CPU is printed. Figures are printed, not asserted.
 
     python -m bench.media [--sizes 4,8,12] [--transcode-sizes 4,8] [--window 10] [--warmup 10]
-                          [--phone-tiles 4] [--media-port 50000]
+                          [--phone-tiles 4] [--slow-viewer 1000] [--media-port 50000]
 
 With --media-port P each forwarding room runs twice in a row, the second time with
 PORCHLIGHT_MEDIA_PORT=P (path "port": every peer connection on one UDP port), and the ratio of
 the CPU per forwarded packet is printed, with the datagrams the port dropped.
+
+With --slow-viewer KBIT (root: network namespaces) the server and every participant but one run
+in a network namespace and the last viewer in a second one, joined by a veth pair whose server
+end has `tbf rate KBIT` (its downlink); publishers send 320x180 VP8 at ~150 kbps (standing in for
+a simulcast's smallest layer) and the first is the loud active speaker; that viewer estimates its
+downlink as a browser does (GCC over abs-send-time, aiortc's) and sends REMB. Printed: whom it
+heard, its audio gaps over 200 ms, the speaker's fps, how many other tiles are paused, its
+downlink and its REMB.
 
 With --phone-tiles N one viewer is a phone whose grid shows N of the others (a `view` frame):
 the downlink of that viewer and of those that show everyone are printed (bytes on the wire,
@@ -330,7 +338,8 @@ def report(rows: list[Row]) -> None:
             moving = f", moving at {w['moving']} fps (the bench publishes one layer)" if w["moving"] else ""
             print(f"  {r.path} N={r.size}: the viewer behind the shaped link ({r.slow_kbit} kbit/s tbf): heard "
                   f"{w['heard']}/{r.size - 1}, audio gaps > 200 ms: {w['gaps']} "
-                  f"(longest {w['longest_gap_ms']:.0f} ms); the speaker's video {w['speaker_fps']:.1f} fps; "
+                  f"(longest {w['longest_gap_ms']:.0f} ms); the speaker's video {w['speaker_fps']:.1f} fps"
+                  f"{'' if w['speaker'] else ' (the server named no speaker)'}; "
                   f"the other {r.size - 2} tiles: {w['paused']} paused{moving}; "
                   f"downlink {w['kbps']:.0f} kbps; its REMB median {w['estimate_kbps']:.0f} kbps")
     for r in rows:

@@ -10,14 +10,16 @@ frame when its last packet arrives: capture-to-receive latency per frame and fra
 per remote participant, inside the measurement window.
 
     python -m bench.media_client URL TOKEN FRAMES_FILE T0 WINDOW_START WINDOW_END OUT --offsets FILE
-                                 [--offset K] [--decode] [--view N [--tile WxH]]
+                                 [--offset K] [--decode] [--view N [--tile WxH]] [--speaker] [--remb]
 
 Publishers are spread over the loop (--offset), so their keyframes do not all fall in the same
 frame interval, as they would not in a real group.
 
 With --decode the participant (the probe viewer) decodes two of the video streams with aiortc
 and reports decoded frames per second for them. With --view N it is a phone whose grid shows N
-of the others (a `view` frame); every viewer reports its downlink bytes in the window.
+of the others (a `view` frame); every viewer reports its downlink bytes in the window. With
+--speaker its audio says it is loud (RFC 6464), so the server names it the active speaker; with
+--remb it estimates its downlink as a browser does and sends REMB, and reports its audio gaps.
 """
 
 from __future__ import annotations
