@@ -2,6 +2,7 @@
 import { SafetyAlerts, safetyTitle } from "/static/alerts.js";
 import { api, contact, flash, flashAfterReload, plural } from "/static/api.js";
 import { ChatPanel } from "/static/chat.js";
+import { DevicePicker, chosen } from "/static/device_picker.js";
 import { HELP, openDevices, openOne, playArrivalChime, stopStream } from "/static/devices.js";
 import { VideoGrid, sharedAudioContext } from "/static/grid.js";
 import { LiveSocket } from "/static/live.js";
@@ -200,7 +201,7 @@ async function enterRoom(card, sessionId) {
   const groupId = card.dataset.groupId;
   enterRoomView(card);
   say("Starting your camera and microphone…");
-  const opened = await openDevices({ video: true });
+  const opened = await openDevices({ video: true, camera: chosen().camera, microphone: chosen().microphone });
   const stream = opened.stream || new MediaStream();
   const problem = opened.problem;
   const grid = new VideoGrid($("grid"), { selfLabel: "you" });
@@ -211,6 +212,8 @@ async function enterRoom(card, sessionId) {
   };
   activeRoom = state;
   grid.setSelf(me.id, me.name, me.role, stream);
+  if (chosen().speaker) grid.setSpeaker(chosen().speaker);
+  picker.fill(stream).catch(() => {});
   if (problem) say("Your camera or microphone is not available; you can still run the session.");
   state.live = new LiveSocket({
     hello: () => ({ type: "hello", session_id: sessionId }),
@@ -638,7 +641,7 @@ function updateOwnControls(state) {
 // A device not started yet (or blocked at first) is asked for again; stopping the video
 // releases the camera, and the same sender carries it when it comes back (no new offer).
 async function startDevice(state, kind) {
-  const { track, problem } = await openOne(kind);
+  const { track, problem } = await openOne(kind, kind === "video" ? picker.camera.value : picker.microphone.value);
   if (!track) {
     flash(HELP[problem], { error: true });
     return false;
@@ -676,6 +679,44 @@ async function toggle(kind, button) {
   sendMediaState(state);
   updateOwnControls(state);
 }
+
+// -- another camera, microphone or speaker (the patient page's picker: device_picker.js) --------------
+
+// The new track takes the old one's place on the same sender (no new offer), on or off as before.
+async function switchDevice(kind, deviceId) {
+  const state = activeRoom;
+  if (!state) return;
+  const { track, problem } = await openOne(kind, deviceId);
+  if (!track) {
+    flash(HELP[problem], { error: true });
+    return;
+  }
+  if (activeRoom !== state) { track.stop(); return; }
+  for (const old of state.stream.getTracks().filter((t) => t.kind === kind)) {
+    old.stop();
+    state.stream.removeTrack(old);
+  }
+  track.enabled = kind === "audio" ? state.audioOn : true;
+  if (kind === "video") state.videoOn = true;
+  state.stream.addTrack(track);
+  state[kind === "audio" ? "microphone" : "camera"] = true;
+  await state.room.replaceTrack(kind, track);
+  state.grid.attach(me.id, state.stream);
+  sendMediaState(state);
+  updateOwnControls(state);
+  say(`Now using ${track.label || (kind === "video" ? "the chosen camera" : "the chosen microphone")}.`);
+}
+
+const picker = new DevicePicker($("device-choice"), {
+  // A camera chosen while the video is stopped is used when it starts again (openOne below reads it).
+  onCamera: (deviceId) => { if (activeRoom && activeRoom.videoOn && has(activeRoom, "video")) switchDevice("video", deviceId); },
+  onMicrophone: (deviceId) => switchDevice("audio", deviceId),
+  onSpeaker: (deviceId) => {
+    if (activeRoom) activeRoom.grid.setSpeaker(deviceId);
+    const context = sharedAudioContext();
+    if (context && context.setSinkId) context.setSinkId(deviceId).catch(() => {});
+  },
+});
 
 $("toggle-audio").addEventListener("click", (event) => toggle("audio", event.currentTarget));
 $("toggle-video").addEventListener("click", (event) => toggle("video", event.currentTarget));

@@ -3,7 +3,8 @@
 import { ChatPanel } from "/static/chat.js";
 import { FeedbackForm } from "/static/feedback.js";
 import { Questionnaires } from "/static/questionnaire.js";
-import { HELP, listDevices, meterFor, openDevices, openOne, playTestTone, stopStream } from "/static/devices.js";
+import { DevicePicker, chosen } from "/static/device_picker.js";
+import { HELP, meterFor, openDevices, openOne, playTestTone, stopStream } from "/static/devices.js";
 import { VideoGrid, sharedAudioContext } from "/static/grid.js";
 import { LiveSocket } from "/static/live.js";
 import { ConnectionMeter } from "/static/quality.js";
@@ -213,37 +214,16 @@ async function restoreMicrophone() {
 
 // -- choosing a camera, microphone or speaker (remembered on this device) --------------------------
 
-const picker = { camera: $("pick-camera"), microphone: $("pick-microphone"), speaker: $("pick-speaker") };
-const CHOSEN_KEY = "porchlight.devices";
-function chosen() {
-  try { return JSON.parse(localStorage.getItem(CHOSEN_KEY)) || {}; } catch { return {}; }
-}
-function remember(kind, deviceId) {
-  try { localStorage.setItem(CHOSEN_KEY, JSON.stringify({ ...chosen(), [kind]: deviceId })); } catch { /* private mode */ }
-}
-
-function inUse(kind) {
-  const track = localStream && localStream.getTracks().find((t) => t.kind === kind);
-  return track ? track.getSettings().deviceId || "" : "";
-}
-
-function fill(select, devices, selected, noun) {
-  select.replaceChildren(...devices.map((device, index) => {
-    const option = new Option(device.label || `${noun} ${index + 1}`, device.deviceId);
-    option.selected = device.deviceId === selected;
-    return option;
-  }));
-}
-
-async function fillPickers() {
-  const found = await listDevices();
-  fill(picker.camera, found.videoinput, inUse("video") || chosen().camera, "Camera");
-  fill(picker.microphone, found.audioinput, inUse("audio") || chosen().microphone, "Microphone");
-  const speakers = "setSinkId" in HTMLMediaElement.prototype && found.audiooutput.length > 0;
-  $("pick-speaker-field").hidden = !speakers;
-  if (speakers) fill(picker.speaker, found.audiooutput, chosen().speaker, "Speaker");
-  $("device-choice").hidden = !(found.videoinput.length || found.audioinput.length);
-}
+const picker = new DevicePicker($("device-choice"), {
+  onCamera: (deviceId) => { if (videoOn) switchDevice("video", deviceId); },
+  onMicrophone: (deviceId) => switchDevice("audio", deviceId),
+  onSpeaker: (deviceId) => {
+    grid.setSpeaker(deviceId);
+    const context = sharedAudioContext();
+    if (context && context.setSinkId) context.setSinkId(deviceId).catch(() => {});
+  },
+});
+const fillPickers = () => picker.fill(localStream);
 
 // Another camera or microphone: the new track takes the old one's place, in the preview, the
 // meter and (in the session) the same sender.
@@ -275,20 +255,6 @@ async function switchDevice(kind, deviceId) {
   say(`Now using ${track.label || (kind === "video" ? "the chosen camera" : "the chosen microphone")}.`);
 }
 
-picker.camera.addEventListener("change", () => {
-  remember("camera", picker.camera.value);
-  if (videoOn) switchDevice("video", picker.camera.value);
-});
-picker.microphone.addEventListener("change", () => {
-  remember("microphone", picker.microphone.value);
-  switchDevice("audio", picker.microphone.value);
-});
-picker.speaker.addEventListener("change", () => {
-  remember("speaker", picker.speaker.value);
-  grid.setSpeaker(picker.speaker.value);
-  const context = sharedAudioContext();
-  if (context && context.setSinkId) context.setSinkId(picker.speaker.value).catch(() => {});
-});
 if (chosen().speaker) grid.setSpeaker(chosen().speaker);
 
 $("retry-devices").addEventListener("click", () => startDevices());
