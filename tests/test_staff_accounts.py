@@ -87,14 +87,18 @@ async def test_deactivating_ends_sign_ins_at_once_and_reactivating_restores_them
     other = await api.post(world.admin, "/groups", {"name": "Morning PHP", "program": "PHP", "facilitator_ids": []},
                            expect=201)
     dana = world.facilitator
+    console = await api.staff_socket(dana, group_id=world.group["id"])  # her console, open
     changed = await api.request(world.admin, "PATCH", f"/api/v1/users/{dana.user_id}", {"active": False})
     assert changed["active"] is False and changed["name"] == "Dana W."
+    # The open console is told and closed at its next heartbeat (every 10 s by default).
+    assert (await console.until("error"))["code"] == "unauthorized"
+    assert await console.closed() == 4401
     assert (await api.get(dana, "/me", expect=401))["error"]["code"] == "unauthorized"
     resp = await api.client.post("/api/v1/login", json={"username": "dana", "password": "correct horse battery"})
     assert resp.status == 401 and (await resp.json())["error"]["code"] == "invalid_credentials"
-    console = await api.client.get("/console", headers={"Cookie": f"porchlight_session={dana.cookie}"},
+    page = await api.client.get("/console", headers={"Cookie": f"porchlight_session={dana.cookie}"},
                                    allow_redirects=False)
-    assert console.status == 302
+    assert page.status == 302
     # Her groups still name her; she cannot be added to another.
     refused = await api.request(world.admin, "PATCH", f"/api/v1/groups/{other['id']}",
                                 {"facilitator_ids": [dana.user_id]}, expect=400)
