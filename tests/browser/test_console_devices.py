@@ -34,7 +34,7 @@ def test_the_console_chooses_its_camera_and_microphone(demo: Demo, new_page: Any
     names = microphone.locator("option").all_text_contents()
     assert names and all(names), f"microphones without names: {names}"
     check_accessibility(staff, "the console with its device picker open")
-    screenshot(staff, "console-devices-1280")
+    screenshot(staff, "console-device-picker-1280")
 
     last = microphone.locator("option").nth(len(names) - 1).get_attribute("value")
     microphone.select_option(index=len(names) - 1)
