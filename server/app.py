@@ -176,20 +176,16 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
             await svc.lobby.cluster.tick()
         task = asyncio.create_task(_deployment_rounds(svc))
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _stopped("the deployment round", task)
         assert svc.lobby.cluster is not None
-        with contextlib.suppress(*UNAVAILABLE):
-            await svc.lobby.cluster.hand_off()  # the others take over now, not after the lease lapses
-        await bus.stop()
+        with contextlib.suppress(*UNAVAILABLE):  # the others take over now, not after the lease lapses
+            await _within("the hand-off of this process's groups", svc.lobby.cluster.hand_off())
+        await _within("the bus", bus.stop())
 
     async def alive_marks(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(app[SERVICES].lobby.keep_alive_marks(settings.heartbeat_interval_seconds))
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _stopped("the alive marks", task)
 
     async def billing_delivery(app: web.Application) -> AsyncIterator[None]:
         svc = app[SERVICES]
@@ -200,9 +196,7 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         tasks = [asyncio.create_task(worker.run()), asyncio.create_task(alerts.run())]
         yield
         for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _stopped("a delivery worker", task)
 
     async def reminders(app: web.Application) -> AsyncIterator[None]:
         svc = app[SERVICES]
@@ -213,9 +207,7 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         tasks = [asyncio.create_task(worker.run()), asyncio.create_task(events.run())]
         yield
         for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _stopped("a delivery worker", task)
 
     async def media_port(app: web.Application) -> AsyncIterator[None]:
         await media.open()  # PORCHLIGHT_MEDIA_PORT, if set; closed with the rooms (_close_media)
@@ -270,10 +262,29 @@ def count_packets(metrics: Metrics, media: MediaRooms) -> None:
                     lambda: media.port.dropped if media.port is not None else 0)
 
 
+SHUTDOWN_STEP_SECONDS = 10.0  # a step of shutting down that takes longer is left behind, and said so
+
+
+async def _within(what: str, step: Awaitable[object]) -> None:
+    """One step of shutting down, bounded: a process asked to stop must stop even if a step hangs
+    (a Redis that does not answer, a connection that never closes)."""
+    try:
+        async with asyncio.timeout(SHUTDOWN_STEP_SECONDS):
+            await step
+    except TimeoutError:
+        log.warning("shutdown: %s did not finish within %g s; going on", what, SHUTDOWN_STEP_SECONDS)
+
+
+async def _stopped(what: str, task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await _within(what, task)
+
+
 async def _close_media(app: web.Application) -> None:
     media = app[SERVICES].lobby.media
     if media is not None:
-        await media.close()
+        await _within("closing the media rooms", media.close())
 
 
 async def _close_websockets(app: web.Application) -> None:
