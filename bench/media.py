@@ -25,6 +25,7 @@ in the same run, and the ratio of server CPU is printed. Figures are printed, no
 
     python -m bench.media [--sizes 4,8,12] [--transcode-sizes 4,8] [--window 10] [--warmup 10]
                           [--phone-tiles 4] [--slow-viewer 1000] [--media-port 50000]
+    python -m bench.media --sides porchlight,janus [--sizes 4,8,12] [--repeat K] [--janus-event-loops N]
 
 With --media-port P each forwarding room runs twice in a row, the second time with
 PORCHLIGHT_MEDIA_PORT=P (path "port": every peer connection on one UDP port), and the ratio of
@@ -37,6 +38,16 @@ a simulcast's smallest layer) and the first is the loud active speaker; that vie
 downlink as a browser does (GCC over abs-send-time, aiortc's) and sends REMB. Printed: whom it
 heard, its audio gaps over 200 ms, the speaker's fps, how many other tiles are paused, its
 downlink and its REMB.
+
+With --sides porchlight,janus [--repeat K] (root: network namespaces; Debian's `janus` package)
+the same rooms run through Porchlight's forwarder and through Janus 1.1.2's VideoRoom
+(bench/janus.py), alternately, K pairs per size (the order flipped every repeat), both servers and
+all participants inside one network namespace on a veth address (Janus does not use loopback for
+ICE). Janus's side: the same clients with Janus's signalling, each with one publish and one
+multistream subscribe connection (Porchlight's shape); CPU and RSS of the janus process; packets
+from its Admin API. Printed: each pair side by side with the Porchlight/Janus ratios, and per N
+the medians over the pairs in which both sides got every stream, against the issue's goals
+(CPU per packet <= 0.8x Janus's at N=12, latency p50 <= Janus's + 5 ms, RSS <= 2x Janus's).
 
 With --phone-tiles N one viewer is a phone whose grid shows N of the others (a `view` frame):
 the downlink of that viewer and of those that show everyone are printed (bytes on the wire,
@@ -65,6 +76,7 @@ from typing import Any
 import aiohttp
 import av
 
+from bench import janus
 from bench.media_client import PROBE_DECODES
 from bench.waiting_room import (
     add_user,
@@ -145,6 +157,7 @@ class Row:
     streams_seen: str
     published: str
     complete: bool  # every participant published and every stream arrived
+    missing: str  # what was missing when not complete
     client_cores: float
     downlink_kbps: float  # median over the viewers that show everyone (not the phone, not the probe)
     phone_kbps: float  # the phone viewer's (--phone-tiles), NaN without one
@@ -160,8 +173,7 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
     with tempfile.TemporaryDirectory(prefix="porchlight-media-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
-        netns = args.inside.split(",") if args.inside else None  # (the server's, the slow viewer's)
-        if netns:
+        if args.inside:  # the benchmark's network namespace: the server on its veth address
             extra_env |= {"PORCHLIGHT_HOST": SERVER_ADDRESS, "PORCHLIGHT_MEDIA_ADDRESS": SERVER_ADDRESS}
         server = await start_server(data_dir, heartbeat=10.0, command=command, extra_env=extra_env)
         try:
@@ -181,25 +193,9 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
                                             {"patient_id": patient["id"]}, 201)
                     tokens.append(enrollment["join_url"].rsplit("/j/", 1)[1])
                     offsets[patient["id"]] = i * LOOP // size  # keyframes spread over the loop
-                offsets_file = Path(tmp) / "offsets.json"
-                offsets_file.write_text(json.dumps(offsets))
                 session = await post(http, base, facilitator, f"/groups/{group['id']}/sessions", {}, 201)
-                t0 = time.time() + 1
-                window = (t0 + args.warmup + size * 0.5, t0 + args.warmup + size * 0.5 + args.window)
-                outs = [Path(tmp) / f"client{i}.json" for i in range(size)]
-                slow = size - 1 if netns else -1  # the viewer behind the shaped link
-                clients = [
-                    await asyncio.create_subprocess_exec(
-                        *(["ip", "netns", "exec", netns[1]] if netns and i == slow else []),
-                        sys.executable, "-m", "bench.media_client", base, token, str(frames_file), str(t0),
-                        str(window[0]), str(window[1]), str(out), "--offsets", str(offsets_file),
-                        "--offset", str(list(offsets.values())[i]), *(["--decode"] if i == 0 else []),
-                        *(["--view", str(args.phone_tiles), "--tile", args.phone_tile]
-                          if i == 1 and args.phone_tiles else []),
-                        *(["--speaker"] if netns and i == 0 else []), *(["--remb"] if i == slow else []),
-                        stdout=asyncio.subprocess.DEVNULL, stderr=(Path(tmp) / f"client{i}.log").open("w"))
-                    for i, (token, out) in enumerate(zip(tokens, outs, strict=True))
-                ]
+                room = Room(size, Path(tmp), time.time() + 1, args)
+                clients = await room.spawn(base, tokens, offsets, frames_file, [])
                 async with asyncio.timeout(120):
                     while True:
                         described = await (await http.get(
@@ -208,7 +204,7 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
                             break
                         await asyncio.sleep(0.2)
                 await post(http, base, facilitator, f"/sessions/{session['id']}/admit", {"all": True})
-                await asyncio.sleep(max(0.0, window[0] - time.time()))
+                await asyncio.sleep(max(0.0, room.window[0] - time.time()))
                 cpu0, (packets0, in0) = cpu_seconds(server.proc.pid), await _packets(http, base)
                 profile = None
                 if args.profile == size and path == "forward":
@@ -216,7 +212,7 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
                         "py-spy", "record", "--format", "raw", "-r", "50", "-d", str(int(args.window)),
                         "-o", str(Path(tmp) / "profile.txt"), "-p", str(server.proc.pid),
                         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-                await asyncio.sleep(max(0.0, window[1] - time.time()))
+                await asyncio.sleep(max(0.0, room.window[1] - time.time()))
                 cpu1, (packets1, in1) = cpu_seconds(server.proc.pid), await _packets(http, base)
                 dropped = (await server_metrics(http, base)).get("porchlight_media_port_dropped_total", 0.0)
                 rss = proc_kb(server.proc.pid, "VmRSS") / 1024
@@ -227,46 +223,113 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
                     print_profile(Path(tmp) / "profile.txt")
         finally:
             await stop_server(server)
-        results = [json.loads(out.read_text()) for out in outs if out.exists()]
+        return room.row(path, cpu1 - cpu0, packets1 - packets0, in1 - in0, rss, dropped if path == "port" else math.nan)
+
+
+async def run_janus_room(size: int, frames_file: Path, args: argparse.Namespace) -> Row:
+    """The same room through Janus's VideoRoom (bench/janus.py): the same clients, publishing and
+    subscribing with Janus's signalling; CPU and RSS of the janus process; packets from its
+    Admin API."""
+    with tempfile.TemporaryDirectory(prefix="porchlight-media-bench-janus-") as tmp:
+        server = await janus.start(Path(tmp), SERVER_ADDRESS, args.janus_event_loops)
+        try:
+            await janus.create_room(server.url, JANUS_ROOM, size)
+            tokens = [str(i + 1) for i in range(size)]  # the feed ids
+            offsets = {feed: i * LOOP // size for i, feed in enumerate(tokens)}
+            room = Room(size, Path(tmp), time.time() + 1, args)
+            clients = await room.spawn(server.url, tokens, offsets, frames_file, ["--janus", str(JANUS_ROOM)])
+            await asyncio.sleep(max(0.0, room.window[0] - time.time()))
+            cpu0, (packets0, in0) = cpu_seconds(server.proc.pid), await janus.packet_counts(server.admin)
+            await asyncio.sleep(max(0.0, room.window[1] - time.time()))
+            cpu1, (packets1, in1) = cpu_seconds(server.proc.pid), await janus.packet_counts(server.admin)
+            rss = proc_kb(server.proc.pid, "VmRSS") / 1024
+            for client in clients:
+                await client.wait()
+        finally:
+            await janus.stop(server)
+        return room.row("janus", cpu1 - cpu0, packets1 - packets0, in1 - in0, rss, math.nan)
+
+
+class Room:
+    """One room's participants (bench/media_client.py processes) and what they report."""
+
+    def __init__(self, size: int, tmp: Path, t0: float, args: argparse.Namespace) -> None:
+        self.size, self.tmp, self.t0, self.args = size, tmp, t0, args
+        start = t0 + args.warmup + size * 0.5
+        self.window = (start, start + args.window)
+        self.outs = [tmp / f"client{i}.json" for i in range(size)]
+
+    async def spawn(self, base: str, tokens: list[str], offsets: dict[str, int], frames_file: Path,
+                    extra: list[str]) -> list[asyncio.subprocess.Process]:
+        """Start the participants, each in its own process; the first is the probe that decodes."""
+        args, size = self.args, self.size
+        offsets_file = self.tmp / "offsets.json"
+        offsets_file.write_text(json.dumps(offsets))
+        netns = args.inside.split(",") if args.inside else None  # (the server's, the slow viewer's)
+        slow = size - 1 if args.slow_viewer else -1  # the viewer behind the shaped link
+        assert netns or slow < 0
+        return [
+            await asyncio.create_subprocess_exec(
+                *(["ip", "netns", "exec", netns[1]] if netns and i == slow else []),
+                sys.executable, "-m", "bench.media_client", base, token, str(frames_file), str(self.t0),
+                str(self.window[0]), str(self.window[1]), str(out), "--offsets", str(offsets_file),
+                "--offset", str(list(offsets.values())[i]), *(["--decode"] if i == 0 else []),
+                *(["--view", str(args.phone_tiles), "--tile", args.phone_tile]
+                  if i == 1 and args.phone_tiles else []),
+                *(["--speaker"] if args.slow_viewer and i == 0 else []), *(["--remb"] if i == slow else []),
+                *extra, stdout=asyncio.subprocess.DEVNULL, stderr=(self.tmp / f"client{i}.log").open("w"))
+            for i, (token, out) in enumerate(zip(tokens, self.outs, strict=True))
+        ]
+
+    def row(self, path: str, cpu_s: float, packets: float, packets_in: float, rss: float, dropped: float) -> Row:
+        """The figures of the window from the server's counters and the participants' reports."""
+        args, size, window = self.args, self.size, self.window
+        results = [json.loads(out.read_text()) for out in self.outs if out.exists()]
         if len(results) < size:
-            print((Path(tmp) / "client1.log").read_text()[-3000:])
-    span = window[1] - window[0]
-    fps, latency, seen = [], [], 0
-    slow_result = results.pop() if args.inside and len(results) == size else None
-    for result in results:
-        for stream in result["streams"].values():
-            fps.append(stream["frames"] / span)
-            latency += stream["latency_ms"]
-            seen += stream["frames"] > 0
-    decoded = [n / span for n in results[0]["decoded"].values()] if results else []
-    published = sum(1 for r in results + ([slow_result] if slow_result else []) if r.get("published"))
-    expected_streams = (size - (1 if args.inside else 0)) * (size - 1) - min(PROBE_DECODES, size - 1)
-    phones = [r for r in results if r.get("view")]
-    expected_streams -= sum(max(0, size - 1 - r["view"]) for r in phones)  # a phone shows only a few
-    everyone = [r for r in results[1:] if not r.get("view")]  # the probe's socket is not counted
-    kbps = [r["downlink_bytes"] * 8 / span / 1000 for r in everyone]
-    phone_fps = [stream["frames"] / span for r in phones for stream in r["streams"].values() if stream["frames"]]
-    refused = sum(r.get("refusals", 0) for r in results)
-    cores = (cpu1 - cpu0) / span
-    packets = packets1 - packets0
-    slow = slow_summary(slow_result, span, size, results) if args.inside else None
-    return Row(
-        slow=slow, slow_kbit=args.slow_viewer,
-        path=path, size=size, cores=cores, us_per_packet=(cpu1 - cpu0) / packets * 1e6 if packets else float("nan"),
-        packets_per_s=packets / span, rss_mb=rss,
-        forwarded=packets / ((in1 - in0) * (size - 1)) if in1 > in0 else float("nan"),
-        fps_min=min(fps, default=0.0), fps_median=statistics.median(fps) if fps else 0.0,
-        decoded_fps_min=min(decoded, default=0.0),
-        latency_p50=percentile(latency, 50), latency_p95=percentile(latency, 95),
-        streams_seen=f"{seen}/{expected_streams}",
-        published=f"{published}/{size}" + (f" ({refused} offers retried)" if refused else ""),
-        complete=published == size and seen == expected_streams and (slow is None or slow["heard"] == size - 1),
-        client_cores=sum(r["cpu_s"] for r in results) / (window[1] - t0 + 2),
-        downlink_kbps=statistics.median(kbps) if kbps else float("nan"),
-        phone_kbps=phones[0]["downlink_bytes"] * 8 / span / 1000 if phones else float("nan"),
-        phone_fps=min(phone_fps, default=float("nan")),
-        port_dropped=dropped if path == "port" else float("nan"),
-    )
+            print((self.tmp / "client1.log").read_text()[-3000:])
+        span = window[1] - window[0]
+        fps, latency, seen = [], [], 0
+        slow_result = results.pop() if args.slow_viewer and len(results) == size else None
+        for result in results:
+            for stream in result["streams"].values():
+                fps.append(stream["frames"] / span)
+                latency += stream["latency_ms"]
+                seen += stream["frames"] > 0
+        decoded = [n / span for n in results[0]["decoded"].values()] if results else []
+        published = sum(1 for r in results + ([slow_result] if slow_result else []) if r.get("published"))
+        expected_streams = (size - (1 if args.slow_viewer else 0)) * (size - 1) - min(PROBE_DECODES, size - 1)
+        phones = [r for r in results if r.get("view")]
+        expected_streams -= sum(max(0, size - 1 - r["view"]) for r in phones)  # a phone shows only a few
+        everyone = [r for r in results[1:] if not r.get("view")]  # the probe's socket is not counted
+        kbps = [r["downlink_bytes"] * 8 / span / 1000 for r in everyone]
+        phone_fps = [stream["frames"] / span for r in phones for stream in r["streams"].values() if stream["frames"]]
+        refused = sum(r.get("refusals", 0) for r in results)
+        slow = slow_summary(slow_result, span, size, results) if args.slow_viewer else None
+        missing = [what for what, ok in (
+            (f"{size - published} did not publish", published == size),
+            (f"{expected_streams - seen} streams did not arrive", seen == expected_streams),
+            (f"the probe decoded {len(decoded)} of its {min(PROBE_DECODES, size - 1)} streams",
+             len(decoded) == min(PROBE_DECODES, size - 1)),
+            ("the shaped viewer did not hear everyone", slow is None or slow["heard"] == size - 1),
+        ) if not ok]
+        return Row(
+            slow=slow, slow_kbit=args.slow_viewer,
+            path=path, size=size, cores=cpu_s / span, us_per_packet=cpu_s / packets * 1e6 if packets else math.nan,
+            packets_per_s=packets / span, rss_mb=rss,
+            forwarded=packets / (packets_in * (size - 1)) if packets_in > 0 else math.nan,
+            fps_min=min(fps, default=0.0), fps_median=statistics.median(fps) if fps else 0.0,
+            decoded_fps_min=min(decoded, default=0.0),
+            latency_p50=percentile(latency, 50), latency_p95=percentile(latency, 95),
+            streams_seen=f"{seen}/{expected_streams}",
+            published=f"{published}/{size}" + (f" ({refused} offers retried)" if refused else ""),
+            complete=not missing,
+            missing=", ".join(missing),
+            client_cores=sum(r["cpu_s"] for r in results) / (window[1] - self.t0 + 2),
+            downlink_kbps=statistics.median(kbps) if kbps else math.nan,
+            phone_kbps=phones[0]["downlink_bytes"] * 8 / span / 1000 if phones else math.nan,
+            phone_fps=min(phone_fps, default=math.nan),
+            port_dropped=dropped,
+        )
 
 
 def slow_summary(result: dict[str, Any] | None, span: float, size: int,
@@ -344,7 +407,7 @@ def report(rows: list[Row]) -> None:
                   f"downlink {w['kbps']:.0f} kbps; its REMB median {w['estimate_kbps']:.0f} kbps")
     for r in rows:
         verdict = "every participant published and every stream arrived" if r.complete else \
-            "INCOMPLETE: the figures above do not describe a full room"
+            f"INCOMPLETE ({r.missing}): the figures above do not describe a full room"
         print(f"  {r.path} N={r.size}: published {r.published}, streams {r.streams_seen}: {verdict}")
     before: dict[int, Row] = {}  # each port room against the forwarding room run just before it
     for r in rows:
@@ -363,13 +426,15 @@ def report(rows: list[Row]) -> None:
 
 
 SERVER_ADDRESS, VIEWER_ADDRESS = "10.99.0.1", "10.99.0.2"
+JANUS_ROOM = 1234
 
 
-async def shaped(kbit: int) -> int:
-    """Run this benchmark again inside a network namespace (the server and every participant but
-    one), with the last viewer in a second namespace whose only way in is a veth pair; the server's
-    end of it gets a tbf qdisc of `kbit`, so that viewer's downlink is `kbit` kbit/s. Nothing is
-    sent anywhere else; the namespaces are removed at the end."""
+async def in_namespaces(kbit: int) -> int:
+    """Run this benchmark again inside a network namespace (the servers and every participant),
+    joined by a veth pair to a second namespace; nothing is sent anywhere else, and the
+    namespaces are removed at the end. With `kbit` (--slow-viewer) the last viewer runs in that
+    second namespace and the server's end of the pair gets a tbf qdisc of `kbit`: that viewer's
+    downlink is `kbit` kbit/s."""
     server_ns, viewer_ns = f"plbench{os.getpid()}s", f"plbench{os.getpid()}v"
     server_end, viewer_end = f"plb{os.getpid()}s", f"plb{os.getpid()}v"
     setup = [
@@ -380,17 +445,19 @@ async def shaped(kbit: int) -> int:
         ["ip", "-n", viewer_ns, "addr", "add", f"{VIEWER_ADDRESS}/24", "dev", viewer_end],
         *[["ip", "-n", ns, "link", "set", dev, "up"]
           for ns, dev in ((server_ns, "lo"), (server_ns, server_end), (viewer_ns, "lo"), (viewer_ns, viewer_end))],
-        ["tc", "-n", server_ns, "qdisc", "add", "dev", server_end, "root", "tbf", "rate", f"{kbit}kbit",
-         "burst", "32kbit", "latency", "400ms"],
     ]
+    shaping = ["tbf", "rate", f"{kbit}kbit", "burst", "32kbit", "latency", "400ms"]
+    if kbit:
+        setup.append(["tc", "-n", server_ns, "qdisc", "add", "dev", server_end, "root", *shaping])
     try:
         for command in setup:
             done = await asyncio.create_subprocess_exec(*command)
             if await done.wait():
                 print(f"could not set up the network namespaces ({' '.join(command)}): run as root")
                 return 1
-        print(f"network namespaces {server_ns} (server, {SERVER_ADDRESS}) and {viewer_ns} (one viewer, "
-              f"{VIEWER_ADDRESS}); tbf rate {kbit}kbit burst 32kbit latency 400ms on the server's end", flush=True)
+        where = f"{viewer_ns} (one viewer, {VIEWER_ADDRESS}); {' '.join(shaping)} on the server's end" if kbit \
+            else f"{viewer_ns} (the veth pair's other end, {VIEWER_ADDRESS}, unused)"
+        print(f"network namespaces {server_ns} (servers and participants, {SERVER_ADDRESS}) and {where}", flush=True)
         inner = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", server_ns, sys.executable, "-m", "bench.media", *sys.argv[1:],
             "--inside", f"{server_ns},{viewer_ns}")
@@ -399,6 +466,95 @@ async def shaped(kbit: int) -> int:
         for ns in (server_ns, viewer_ns):
             done = await asyncio.create_subprocess_exec("ip", "netns", "del", ns, stderr=asyncio.subprocess.DEVNULL)
             await done.wait()
+
+
+def side_by_side(pairs: list[tuple[int, dict[str, Row]]], janus_loops: int) -> None:
+    """Each pair's rows, Porchlight against Janus, and per N the medians over the complete pairs
+    with the issue's goals. A side that did not get every stream is shown, never averaged in."""
+    print()
+    print(f"Porchlight (forwarder) against Janus 1.1.2 (VideoRoom, "
+          f"{f'event_loops = {janus_loops}' if janus_loops else 'event_loops unset: a thread per handle'}), "
+          "the same clients, alternating. Packets sent: "
+          "Porchlight's porchlight_media_packets_out_total;\n"
+          "Janus's Admin API (handle_info of every handle: webrtc.media[mid].stats.out.packets, audio and video)")
+    print(f"{'N':>3} {'pair':>4} {'side':<10} {'cores':>6} {'us/packet':>9} {'pkts/s out':>10} {'fwd':>5} "
+          f"{'p50 ms':>7} {'p95 ms':>7} {'fps min':>7} {'fps med':>7} {'RSS MB':>7} {'published':>9} "
+          f"{'streams':>8}  complete")
+    for pair, (_size, sides) in enumerate(pairs, 1):
+        for r in sides.values():
+            print(f"{r.size:>3} {pair:>4} {SIDE_NAMES[r.path]:<10} {r.cores:>6.3f} {r.us_per_packet:>9.1f} "
+                  f"{r.packets_per_s:>10.0f} {r.forwarded:>5.2f} {r.latency_p50:>7.1f} {r.latency_p95:>7.1f} "
+                  f"{r.fps_min:>7.1f} {r.fps_median:>7.1f} {r.rss_mb:>7.0f} {r.published:>9} {r.streams_seen:>8}  "
+                  f"{'yes' if r.complete else f'NO ({r.missing}): not counted'}")
+        p, j = sides.get("forward"), sides.get("janus")
+        if p and j:
+            print(f"{'':>3} {'':>4} {'P/J':<10} {ratio(p.cores, j.cores):>6} "
+                  f"{ratio(p.us_per_packet, j.us_per_packet):>9} "
+                  f"{ratio(p.packets_per_s, j.packets_per_s):>10} {'':>5} {ratio(p.latency_p50, j.latency_p50):>7} "
+                  f"{ratio(p.latency_p95, j.latency_p95):>7} {'':>7} {'':>7} {ratio(p.rss_mb, j.rss_mb):>7}"
+                  f"{'' if p.complete and j.complete else '  (a side incomplete: pair not counted)'}")
+    print()
+    print("Per N, medians over the complete pairs (goals: CPU per packet <= 0.8x Janus's at N=12, "
+          "latency p50 <= Janus's + 5 ms, RSS <= 2x Janus's)")
+    for size in sorted({k for k, _ in pairs}):
+        complete = [sides for k, sides in pairs if k == size
+                    and all(r.complete for r in sides.values()) and {"forward", "janus"} <= sides.keys()]
+        total = sum(1 for k, _ in pairs if k == size)
+        if not complete:
+            print(f"  N={size}: no complete pair of {total}: no comparison")
+            continue
+
+        def median(field: str, side: str, rows: list[dict[str, Row]] = complete) -> float:
+            return statistics.median(getattr(sides[side], field) for sides in rows)
+
+        cpu = statistics.median(s["forward"].us_per_packet / s["janus"].us_per_packet for s in complete)
+        rss = statistics.median(s["forward"].rss_mb / s["janus"].rss_mb for s in complete)
+        p50 = statistics.median(s["forward"].latency_p50 - s["janus"].latency_p50 for s in complete)
+        spread = [s["forward"].us_per_packet / s["janus"].us_per_packet for s in complete]
+        print(f"  N={size} ({len(complete)} of {total} pairs complete): CPU per forwarded packet "
+              f"{median('us_per_packet', 'forward'):.1f} us against {median('us_per_packet', 'janus'):.1f} us: "
+              f"{cpu:.2f}x (pairs {min(spread):.2f}-{max(spread):.2f})"
+              f"{goal(cpu <= 0.8, '<= 0.8x') if size == 12 else ''}")
+        print(f"        latency p50 {median('latency_p50', 'forward'):.1f} ms against "
+              f"{median('latency_p50', 'janus'):.1f} ms ({p50:+.1f} ms{goal(p50 <= 5, '<= +5 ms')}); "
+              f"p95 {median('latency_p95', 'forward'):.1f} against {median('latency_p95', 'janus'):.1f} ms; "
+              f"fps median {median('fps_median', 'forward'):.1f} against {median('fps_median', 'janus'):.1f}, "
+              f"min {median('fps_min', 'forward'):.1f} against {median('fps_min', 'janus'):.1f}")
+        print(f"        RSS {median('rss_mb', 'forward'):.0f} MB against {median('rss_mb', 'janus'):.0f} MB: "
+              f"{rss:.2f}x{goal(rss <= 2, '<= 2x')}")
+
+
+SIDE_NAMES = {"forward": "porchlight", "janus": "janus"}
+
+
+def goal(met: bool, what: str) -> str:
+    return f"; goal {what}: {'met' if met else 'NOT met'}"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b and not math.isnan(a) and not math.isnan(b) else "n/a"
+
+
+async def compare(frames_file: Path, args: argparse.Namespace) -> None:
+    """--sides: the rooms of each size through each side in turn, the order flipped every repeat."""
+    sides = [{"porchlight": "forward", "janus": "janus"}[side] for side in args.sides.split(",")]
+    pairs: list[tuple[int, dict[str, Row]]] = []
+    for k in range(args.repeat):
+        for size in (int(n) for n in args.sizes.split(",") if n):
+            pair: dict[str, Row] = {}
+            for side in sides if k % 2 == 0 else sides[::-1]:
+                print(f"  {SIDE_NAMES[side]} room of {size} (pair {len(pairs) + 1}; load average "
+                      f"{os.getloadavg()[0]:.2f})...", flush=True)
+                try:
+                    row = await (run_janus_room(size, frames_file, args) if side == "janus"
+                                 else run_room(side, size, frames_file, args))
+                except KeyboardInterrupt:
+                    side_by_side(pairs, args.janus_event_loops)
+                    raise
+                pair[side] = row
+                report([row])
+            pairs.append((size, dict(sorted(pair.items()))))
+    side_by_side(pairs, args.janus_event_loops)
 
 
 async def main() -> None:
@@ -415,10 +571,23 @@ async def main() -> None:
                         help="also run each forwarding room with PORCHLIGHT_MEDIA_PORT set to this")
     parser.add_argument("--slow-viewer", type=int, default=0, metavar="KBIT",
                         help="one viewer behind a link of this many kbit/s (tbf; network namespaces, root)")
-    parser.add_argument("--inside", default="", help=argparse.SUPPRESS)  # run by --slow-viewer: the namespaces
+    parser.add_argument("--sides", default="", metavar="porchlight,janus",
+                        help="the same rooms through Porchlight and Janus's VideoRoom, alternating (root: "
+                             "network namespaces; Debian's janus package)")
+    parser.add_argument("--repeat", type=int, default=1, help="with --sides: pairs per size")
+    parser.add_argument("--janus-event-loops", type=int, default=0, metavar="N",
+                        help="with --sides: Janus's event_loops (default: unset, a loop thread per handle)")
+    parser.add_argument("--inside", default="", help=argparse.SUPPRESS)  # run in the namespaces: their names
     args = parser.parse_args()
-    if args.slow_viewer and not args.inside:
-        sys.exit(await shaped(args.slow_viewer))
+    if args.sides:
+        unknown = set(args.sides.split(",")) - {"porchlight", "janus"}
+        if unknown or args.slow_viewer or args.media_port or args.phone_tiles:
+            parser.error("--sides takes porchlight and/or janus, without --slow-viewer, --media-port, --phone-tiles")
+        if "janus" in args.sides.split(",") and not janus.installed():
+            print(janus.INSTALL, file=sys.stderr)
+            sys.exit(2)
+    if (args.slow_viewer or args.sides) and not args.inside:
+        sys.exit(await in_namespaces(args.slow_viewer))
     with tempfile.TemporaryDirectory() as tmp:
         frames_file = Path(tmp) / "frames.bin"
         # Behind a shaped link the publishers stand in for a simulcast's smallest layer: one layer
@@ -429,6 +598,9 @@ async def main() -> None:
         print(f"video: {size[0]}x{size[1]} VP8 at {FPS} fps, {bitrate / 1000:.0f} kbps "
               f"(pre-encoded loop of {LOOP} frames); "
               f"{os.cpu_count()} CPUs", flush=True)
+        if args.sides:
+            await compare(frames_file, args)
+            return
         rows = []
         plan = [(path, int(n)) for n in args.sizes.split(",") if n
                 for path in ("forward", "port")[:2 if args.media_port else 1]]

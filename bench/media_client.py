@@ -11,6 +11,7 @@ per remote participant, inside the measurement window.
 
     python -m bench.media_client URL TOKEN FRAMES_FILE T0 WINDOW_START WINDOW_END OUT --offsets FILE
                                  [--offset K] [--decode] [--view N [--tile WxH]] [--speaker] [--remb]
+                                 [--janus ROOM]
 
 Publishers are spread over the loop (--offset), so their keyframes do not all fall in the same
 frame interval, as they would not in a real group.
@@ -20,6 +21,8 @@ and reports decoded frames per second for them. With --view N it is a phone whos
 of the others (a `view` frame); every viewer reports its downlink bytes in the window. With
 --speaker its audio says it is loud (RFC 6464), so the server names it the active speaker; with
 --remb it estimates its downlink as a browser does and sends REMB, and reports its audio gaps.
+With --janus ROOM, URL is a Janus HTTP API and TOKEN this publisher's feed id: it joins that
+VideoRoom instead (bench/janus.py), with one publish and one multistream subscribe connection.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import json
 import resource
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,7 @@ from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 from aiortc.sdp import SessionDescription
 
+from bench import janus
 from server.media import glue
 
 FPS = 15
@@ -263,42 +268,86 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     config = RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     publish = RTCPeerConnection(config)
     subscribe = RTCPeerConnection(config)
-    msids: dict[str, str] = {}
+    msids: dict[str, str] = {}  # the subscribe connection's mid -> publisher
+    owners: dict[int, tuple[str, str]] = {}  # SSRC -> (publisher, kind), from the server's offers
+    tasks: list[asyncio.Task[Any]] = []
+
+    def on_track(track: MediaStreamTrack) -> None:
+        for transceiver in subscribe.getTransceivers():
+            if transceiver.receiver.track is track:
+                pid = msids[str(transceiver.mid)]
+                if args.decode and track.kind == "video" and len(viewer.decoding) < PROBE_DECODES:
+                    # The probe: aiortc decodes a few video streams (all of them would starve
+                    # two shared cores at N=12); the others are taken at the receiver.
+                    viewer.decoding.add(pid)
+                    tasks.append(asyncio.ensure_future(viewer.decode(pid, track)))
+                elif pid not in viewer.decoding:
+                    viewer.tap(pid, transceiver.receiver, track.kind)
+
+    def on_state() -> None:
+        if subscribe.connectionState == "connected" and not args.decode and not reading:
+            reading.append(True)
+            viewer.read_socket(subscribe, owners)
+            if args.remb:
+                remb_through(viewer, subscribe)
+
+    def add_tracks() -> None:
+        tone = load_frames(Path(args.frames).with_suffix(".opus"))
+        audio = publish.addTransceiver(PreEncodedAudio(tone, args.t0), direction="sendonly")
+        if args.speaker:
+            speak(audio.sender)
+        publish.addTransceiver(PreEncoded(frames, args.t0, args.offset), direction="sendonly")
+
+    def learn(streams: dict[str, str], sdp: str) -> None:
+        """The server's offer on the subscribe connection: which publisher each mid and SSRC is."""
+        msids.update(streams)
+        for media in SessionDescription.parse(sdp).media:
+            pid = streams.get(str(media.rtp.muxId))
+            if pid is not None:
+                owners.update({s.ssrc: (pid, media.kind) for s in media.ssrc})
+
+    reading: list[bool] = []
+    if args.decode:
+        subscribe.on("track", on_track)
+    subscribe.on("connectionstatechange", on_state)
+    refusals, speakers = 0, []
+    async with asyncio.timeout(args.window_end + 20 - time.time()), aiohttp.ClientSession() as http:
+        if args.janus:
+            published, errors = await janus.participate(
+                http, args.url, args.janus, int(args.token), len(offsets) - 1, args.window_start - 4,
+                args.window_end + 2, publish, subscribe, add_tracks,
+                lambda streams, sdp: learn({str(s["mid"]): str(s["feed_id"]) for s in streams if "feed_id" in s},
+                                           sdp))
+        else:
+            published, refusals, errors, speakers = await porchlight(
+                http, args, publish, subscribe, add_tracks, learn, msids)
+        for task in tasks:
+            task.cancel()
+        for pc in (publish, subscribe):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pc.close(), 5)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"streams": viewer.streams, "decoded": viewer.decoded, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "published": published, "refusals": refusals, "errors": errors,
+            "downlink_bytes": viewer.downlink_bytes, "view": args.view, "audio": viewer.audio,
+            "estimates": viewer.estimates, "speakers": speakers}
+
+
+async def porchlight(http: aiohttp.ClientSession, args: argparse.Namespace, publish: RTCPeerConnection,
+                     subscribe: RTCPeerConnection, add_tracks: Callable[[], None],
+                     learn: Callable[[dict[str, str], str], None], msids: dict[str, str],
+                     ) -> tuple[bool, int, list[str], list[str]]:
+    """Porchlight's signalling until the window's end: check in, publish once admitted (offering
+    again when refused), answer the subscribe connection's offers. Returns whether it published,
+    the refused offers, the other errors and the active speakers announced."""
     ws_url = args.url.replace("http", "ws", 1) + "/api/v1/ws"
-    async with (asyncio.timeout(args.window_end + 20 - time.time()), aiohttp.ClientSession() as http,
-                http.ws_connect(ws_url, max_msg_size=0) as ws):
+    published, refusals, errors = False, 0, []
+    speakers: list[str] = []
+    async with http.ws_connect(ws_url, max_msg_size=0) as ws:
 
         async def send(frame: dict[str, Any]) -> None:
             await ws.send_str(json.dumps(frame))
 
-        def on_track(track: MediaStreamTrack) -> None:
-            for transceiver in subscribe.getTransceivers():
-                if transceiver.receiver.track is track:
-                    pid = msids[str(transceiver.mid)]
-                    if args.decode and track.kind == "video" and len(viewer.decoding) < PROBE_DECODES:
-                        # The probe: aiortc decodes a few video streams (all of them would starve
-                        # two shared cores at N=12); the others are taken at the receiver.
-                        viewer.decoding.add(pid)
-                        tasks.append(asyncio.ensure_future(viewer.decode(pid, track)))
-                    elif pid not in viewer.decoding:
-                        viewer.tap(pid, transceiver.receiver, track.kind)
-
-        owners: dict[int, tuple[str, str]] = {}  # SSRC -> (publisher, kind), from the server's offers
-
-        def on_state() -> None:
-            if subscribe.connectionState == "connected" and not args.decode and not reading:
-                reading.append(True)
-                viewer.read_socket(subscribe, owners)
-                if args.remb:
-                    remb_through(viewer, subscribe)
-
-        reading: list[bool] = []
-        tasks: list[asyncio.Task[Any]] = []
-        if args.decode:
-            subscribe.on("track", on_track)
-        subscribe.on("connectionstatechange", on_state)
-        published, refusals, errors = False, 0, []
-        speakers: list[str] = []
         await send({"type": "hello", "token": args.token, "location": "home"})
         deadline = args.window_end + 2
         while time.time() < deadline:
@@ -314,11 +363,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if kind == "active_speaker":
                 speakers.append(frame["id"])
             if kind == "admitted":
-                tone = load_frames(Path(args.frames).with_suffix(".opus"))
-                audio = publish.addTransceiver(PreEncodedAudio(tone, args.t0), direction="sendonly")
-                if args.speaker:
-                    speak(audio.sender)
-                publish.addTransceiver(PreEncoded(frames, args.t0, args.offset), direction="sendonly")
+                add_tracks()
                 await publish.setLocalDescription(await publish.createOffer())
                 await send({"type": "offer", "pc": "publish", "sdp": publish.localDescription.sdp})
             elif kind == "error" and frame["code"] in RETRYABLE and not published and refusals < RETRIES:
@@ -332,10 +377,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await publish.setRemoteDescription(RTCSessionDescription(sdp=frame["sdp"], type="answer"))
                 published = True
             elif kind == "offer":
-                for media in SessionDescription.parse(frame["sdp"]).media:
-                    if media.msid:
-                        msids[str(media.rtp.muxId)] = media.msid.split()[0]
-                        owners.update({s.ssrc: (media.msid.split()[0], media.kind) for s in media.ssrc})
+                learn({str(media.rtp.muxId): media.msid.split()[0]
+                       for media in SessionDescription.parse(frame["sdp"]).media if media.msid}, frame["sdp"])
                 await subscribe.setRemoteDescription(RTCSessionDescription(sdp=frame["sdp"], type="offer"))
                 await subscribe.setLocalDescription(await subscribe.createAnswer())
                 await send({"type": "answer", "pc": "subscribe", "sdp": subscribe.localDescription.sdp})
@@ -344,16 +387,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     width, height = (int(side) for side in args.tile.split("x"))
                     await send({"type": "view", "tiles": [{"id": pid, "width": width, "height": height}
                                                           for pid in shown]})
-        for task in tasks:
-            task.cancel()
-        for pc in (publish, subscribe):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(pc.close(), 5)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"streams": viewer.streams, "decoded": viewer.decoded, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "published": published, "refusals": refusals, "errors": errors,
-            "downlink_bytes": viewer.downlink_bytes, "view": args.view, "audio": viewer.audio,
-            "estimates": viewer.estimates, "speakers": speakers}
+    return published, refusals, errors, speakers
 
 
 def speak(sender: Any) -> None:
@@ -397,6 +431,8 @@ def main() -> None:
     parser.add_argument("--tile", default="360x270", help="the size those tiles are shown at, device pixels")
     parser.add_argument("--speaker", action="store_true", help="publish loud audio: the active speaker")
     parser.add_argument("--remb", action="store_true", help="estimate the downlink and send REMB, as browsers do")
+    parser.add_argument("--janus", type=int, default=0, metavar="ROOM",
+                        help="URL is a Janus API, TOKEN this publisher's feed id: join this VideoRoom")
     args = parser.parse_args()
     glue.send_times_on_audio()  # as the server: the estimate counts audio too
     result = asyncio.run(run(args))
