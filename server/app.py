@@ -179,7 +179,10 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         await _stopped("the deployment round", task)
         assert svc.lobby.cluster is not None
         with contextlib.suppress(*UNAVAILABLE):  # the others take over now, not after the lease lapses
-            await _within("the hand-off of this process's groups", svc.lobby.cluster.hand_off())
+            # Handing over thousands of sockets' groups can take longer than a step; the operator's
+            # drain budget bounds it (PORCHLIGHT_DRAIN_SECONDS).
+            await _within("the hand-off of this process's groups", svc.lobby.cluster.hand_off(),
+                          seconds=max(SHUTDOWN_STEP_SECONDS, settings.drain_seconds))
         await _within("the bus", bus.stop())
 
     async def alive_marks(app: web.Application) -> AsyncIterator[None]:
@@ -265,14 +268,14 @@ def count_packets(metrics: Metrics, media: MediaRooms) -> None:
 SHUTDOWN_STEP_SECONDS = 10.0  # a step of shutting down that takes longer is left behind, and said so
 
 
-async def _within(what: str, step: Awaitable[object]) -> None:
+async def _within(what: str, step: Awaitable[object], seconds: float = SHUTDOWN_STEP_SECONDS) -> None:
     """One step of shutting down, bounded: a process asked to stop must stop even if a step hangs
     (a Redis that does not answer, a connection that never closes)."""
     try:
-        async with asyncio.timeout(SHUTDOWN_STEP_SECONDS):
+        async with asyncio.timeout(seconds):
             await step
     except TimeoutError:
-        log.warning("shutdown: %s did not finish within %g s; going on", what, SHUTDOWN_STEP_SECONDS)
+        log.warning("shutdown: %s did not finish within %g s; going on", what, seconds)
 
 
 async def _stopped(what: str, task: asyncio.Task[None]) -> None:

@@ -155,6 +155,10 @@ def new_page(browser: Any) -> Iterator[Any]:
 
     yield open_page
     for context in contexts:
+        # Pages first: closing a context whose page still holds a peer connection and its camera
+        # can hang Chromium's teardown for minutes (seen with 13 tiles in test_grid_fit).
+        for page in context.pages:
+            page.close()
         context.close()
     assert not errors, "uncaught errors in the page:\n" + "\n".join(errors)
 
