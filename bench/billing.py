@@ -729,6 +729,10 @@ async def build_year(redis: Redis, args: argparse.Namespace) -> Year:
                                            "facilitator_ids": [facilitator.id], "timezone": tz}, clock.now())
         size = min(args.report_group_size, args.report_patients - g * args.report_group_size)
         patient_ids = [f"pat_year{g:03d}x{i:02d}" for i in range(size)]  # fixed ids: both sides' outputs compare
+        for i, pid in enumerate(patient_ids):  # the CSV's names and MRNs (as create_patient stores them)
+            patient = {"id": pid, "created_at": "2025-10-01T00:00:00Z", "display_name": f"Patient {g}-{i}",
+                       "external_id": f"MRN-{g:03d}{i:02d}"}
+            pipe.set(keys.patient(pid), json.dumps(patient))
         weekdays = (0, 1, 2, 3, 4) if program == "PHP" else (0, 1, 2, 3)
         days = [start + timedelta(days=i) for i in range(365) if (start + timedelta(days=i)).weekday() in weekdays]
         chosen = sorted(rng.sample(days, min(args.report_sessions, len(days))))
@@ -897,7 +901,15 @@ async def report_part(args: argparse.Namespace, tmp: Path) -> tuple[Year, list[T
             async def step(t: Timing) -> None:
                 with GcTimer() as gc_time:
                     t0 = time.perf_counter()
-                    if hasattr(reports, "record_texts"):
+                    if hasattr(reports, "chosen"):  # as server/api/attendance.py makes them
+                        picked = await reports.chosen(redis, first, last, group_id)
+                        body = (reports.records_json(picked.texts) if fmt == "json"
+                                else (await reports.export_csv(redis, picked)).encode())
+                    elif hasattr(reports, "export_csv"):  # the texts, and the CSV with the readers' columns
+                        texts = await reports.record_texts(redis, first, last, group_id)
+                        body = (reports.records_json(texts) if fmt == "json"
+                                else (await reports.export_csv(redis, texts)).encode())
+                    elif hasattr(reports, "record_texts"):
                         texts = await reports.record_texts(redis, first, last, group_id)
                         body = reports.records_json(texts) if fmt == "json" else reports.texts_to_csv(texts).encode()
                     else:

@@ -7,7 +7,8 @@ import io
 
 import pytest
 
-from server.attendance.reports import CSV_COLUMNS, READER_COLUMNS, to_csv
+from server.attendance.reports import to_csv
+from server.attendance.spreadsheet import CSV_COLUMNS, READER_COLUMNS
 from server.clock import iso, to_ms
 from tests.helpers import Api
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from server.app import create_app
-from server.attendance import reports
+from server.attendance import reports, spreadsheet
 from server.auth.staff import Role
 from server.billing import outbox
 from server.pages.charts import weekly_hours_chart
@@ -125,7 +125,7 @@ async def test_the_csv_adds_names_mrn_and_local_times_after_the_columns_it_had(a
     text = await api.request(world.admin, "GET", "/api/v1/attendance.csv")
     header = next(csv.reader(io.StringIO(text)))
     assert header[:len(CSV_BEFORE)] == CSV_BEFORE
-    assert header[len(CSV_BEFORE):] == ["short_join", *reports.READER_COLUMNS]
+    assert header[len(CSV_BEFORE):] == ["short_join", *spreadsheet.READER_COLUMNS]
     rows = {r["patient_id"]: r for r in csv.DictReader(io.StringIO(text)) if r["session_id"] == session_id}
     short = rows[world.patients[0]["id"]]
     assert short["display_name"] == "Patient 0" and short["external_id"] == "MRN-0042"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.collector import CollectorPolicy
+from server.collector import CollectorPolicy, paused
 
 
 class Node:
@@ -77,3 +77,26 @@ def test_a_cycle_that_dies_among_frozen_objects_is_freed_after_the_refresh(
     assert collector.full_passes == 4
     gc.collect()
     assert gc.get_freeze_count() > 0  # and survivors are frozen again
+
+
+def test_a_paused_step_triggers_no_collection_and_leaves_the_collector_as_it_found_it() -> None:
+    passes: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        with paused():
+            kept = [[i] for i in range(50_000)]  # far past the young generation's threshold
+            during = len(passes)
+            assert not gc.isenabled()
+        assert during == 0 and gc.isenabled() and len(kept) == 50_000
+        gc.disable()
+        with paused():
+            pass
+        assert not gc.isenabled()  # one that was off stays off
+    finally:
+        gc.enable()
+        gc.callbacks.remove(count)

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.attendance import reports
+from server.attendance import reports, spreadsheet
 from server.clinic.groups import all_groups, create_group
 from server.store import keys
 from server.store.connection import Redis, connect
@@ -47,25 +47,26 @@ async def old_records(redis: Redis, start: date, end: date, group_id: str | None
     return out
 
 
-def old_to_csv(rows: list[dict[str, Any]], people: reports.Readers) -> str:
+def old_to_csv(rows: list[dict[str, Any]], people: spreadsheet.Readers) -> str:
     """The previous CSV, with the readers' columns (name, MRN, zone, local times) appended."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(reports.CSV_COLUMNS + reports.READER_COLUMNS)
+    writer.writerow(spreadsheet.CSV_COLUMNS + spreadsheet.READER_COLUMNS)
     for row in rows:
         cells = []
-        for column in reports.CSV_COLUMNS:
+        for column in spreadsheet.CSV_COLUMNS:
             value = row.get(column)
             if column == "intervals":
                 value = ";".join(f"{a}/{b}" for a, b in value or [])
             elif isinstance(value, bool):
                 value = "true" if value else "false"
-            cells.append(reports._escape(value))
+            cells.append(spreadsheet.escape(value))
         patient = people.patients.get(row["patient_id"], {})
         zone = people.zones.get(row["group_id"], "UTC")
         local = [datetime.fromisoformat(row[k].replace("Z", "+00:00")).astimezone(ZoneInfo(zone)).isoformat()
                  if row.get(k) else None for k in ("first_join", "last_leave")]
-        cells += [reports._escape(c) for c in (patient.get("display_name"), patient.get("external_id"), zone, *local)]
+        readers = (patient.get("display_name"), patient.get("external_id"), zone, *local)
+        cells += [spreadsheet.escape(c) for c in readers]
         writer.writerow(cells)
     return buffer.getvalue()
 
@@ -186,9 +187,11 @@ async def check(url: str, data: dict[str, Any]) -> None:
         want = await old_records(redis, start, end, group, data["patient"])
         assert await reports.records(redis, start, end, group, data["patient"]) == want
         stored_texts = await reports.record_texts(redis, start, end, group, data["patient"])
+        picked = await reports.chosen(redis, start, end, group, data["patient"])
+        assert picked.texts == stored_texts and picked.patient_ids == {r["patient_id"] for r in want}
         # The JSON export: the very bytes the handler's json_response made of the decoded rows.
         assert reports.records_json(stored_texts) == json.dumps({"records": want}, separators=(",", ":")).encode()
-        people = reports.Readers({"pat_p": {"display_name": "=Alex R.", "external_id": "MRN-1"},
+        people = spreadsheet.Readers({"pat_p": {"display_name": "=Alex R.", "external_id": "MRN-1"},
                                   "pat_q": {"display_name": "Sam", "external_id": None}},
                                  {group_ids[0]: "America/Chicago", group_ids[1]: "Asia/Kolkata", group_ids[2]: "UTC"})
         assert reports.texts_to_csv(stored_texts, people) == old_to_csv(want, people)

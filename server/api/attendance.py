@@ -61,27 +61,27 @@ async def session_attendance(request: web.Request) -> web.Response:
                           "records": rows, "names": {pid: p["display_name"] for pid, p in known.items()}})
 
 
-async def _exported_rows(request: web.Request, fmt: str) -> tuple[list[str], date, date]:
+async def _exported_rows(request: web.Request, fmt: str) -> tuple[reports.Chosen, date, date]:
     """The records an admin asked for, as stored (JSON texts); every pull is an export, and the
     audit log says so."""
     svc = services(request)
     staff = await require_staff(request, Role.ADMIN)
     start, end = date_range(request)
-    texts = await reports.record_texts(svc.redis, start, end, _optional_id(request, "group_id"),
-                                       _optional_id(request, "patient_id"))
-    await svc.audit.append("attendance.export", staff.user.id, format=fmt, rows=len(texts),
+    chosen = await reports.chosen(svc.redis, start, end, _optional_id(request, "group_id"),
+                                  _optional_id(request, "patient_id"))
+    await svc.audit.append("attendance.export", staff.user.id, format=fmt, rows=len(chosen.texts),
                            **{"from": start.isoformat(), "to": end.isoformat()})
-    return texts, start, end
+    return chosen, start, end
 
 
 async def attendance(request: web.Request) -> web.Response:
-    texts, _, _ = await _exported_rows(request, "json")
-    return web.Response(body=reports.records_json(texts), content_type="application/json")
+    chosen, _, _ = await _exported_rows(request, "json")
+    return web.Response(body=reports.records_json(chosen.texts), content_type="application/json")
 
 
 async def attendance_csv(request: web.Request) -> web.Response:
-    texts, start, end = await _exported_rows(request, "csv")
-    text = await reports.export_csv(services(request).redis, texts)
+    chosen, start, end = await _exported_rows(request, "csv")
+    text = await reports.export_csv(services(request).redis, chosen)
     return web.Response(text=text, content_type="text/csv", charset="utf-8", headers={
         "Content-Disposition": f'attachment; filename="attendance-{start}-{end}.csv"'})
 
