@@ -38,6 +38,7 @@ from server.settings import Settings
 from server.store.bus import Bus
 from server.store.connection import UNAVAILABLE, Redis, RedisProbe, connect
 from server.store.nodes import NodeRegistry
+from server.tasks import Background
 
 log = logging.getLogger("porchlight")
 
@@ -154,6 +155,7 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         password_checks=PasswordChecks(settings.password_checks_at_once, settings.password_checks_queue),
         links=LinkSigner(settings.signing_keys, settings.public_url),
         lobby=lobby,
+        background=Background(),
         relay=Relay(lobby, bus, clock),
     )
     app[TEMPLATES] = environment()
@@ -174,7 +176,7 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         assert svc.lobby.cluster is not None
         with contextlib.suppress(*UNAVAILABLE):
             await svc.lobby.cluster.tick()
-        task = asyncio.create_task(_deployment_rounds(svc))
+        task = svc.background.start(_deployment_rounds(svc), "deployment rounds")
         yield
         await _stopped("the deployment round", task)
         assert svc.lobby.cluster is not None
@@ -186,7 +188,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         await _within("the bus", bus.stop())
 
     async def alive_marks(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(app[SERVICES].lobby.keep_alive_marks(settings.heartbeat_interval_seconds))
+        svc = app[SERVICES]
+        task = svc.background.start(svc.lobby.keep_alive_marks(settings.heartbeat_interval_seconds), "alive marks")
         yield
         await _stopped("the alive marks", task)
 
@@ -196,7 +199,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
                                                 wake=svc.lobby.delivery_wake, metrics=svc.metrics)
         alerts = app[ALERT_DELIVERY] = DeliveryWorker(svc.redis, svc.clock, svc.settings, svc.audit,
                                                       endpoint=alert_endpoint(svc.settings))
-        tasks = [asyncio.create_task(worker.run()), asyncio.create_task(alerts.run())]
+        tasks = [svc.background.start(worker.run(), "billing delivery"),
+                 svc.background.start(alerts.run(), "alert delivery")]
         yield
         for task in tasks:
             await _stopped("a delivery worker", task)
@@ -207,7 +211,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
                                                           endpoint=reminder_endpoint(svc.settings))
         worker = app[REMINDERS] = ReminderWorker(svc.redis, svc.clock, svc.settings, svc.audit, svc.metrics,
                                                  delivery_wake=events.wake)
-        tasks = [asyncio.create_task(worker.run()), asyncio.create_task(events.run())]
+        tasks = [svc.background.start(worker.run(), "reminders"),
+                 svc.background.start(events.run(), "reminder delivery")]
         yield
         for task in tasks:
             await _stopped("a delivery worker", task)

@@ -17,6 +17,7 @@ from server.lobby.registry import Lobby
 from server.metrics import Metrics
 from server.settings import Settings
 from server.store.connection import Redis, RedisProbe
+from server.tasks import Background
 
 if TYPE_CHECKING:  # it reads the client address through server.api.common, which imports this module
     from server.realtime.hello_gate import HelloGate
@@ -38,6 +39,7 @@ class Services:
     redis_probe: RedisProbe
     hello_gate: HelloGate
     relay: Relay  # WebSockets and the processes hosting their groups
+    background: Background  # the process's rounds, workers and socket heartbeats
 
 
 SERVICES = web.AppKey("services", Services)

@@ -433,16 +433,15 @@ async def _one_patient_admitted(api: Api) -> tuple[World, str]:
 
 
 async def _freeze_background_tasks(api: Api) -> None:
-    """Stop this process's alive marks, heartbeats and bus, and let its leases lapse (as they do
-    PORCHLIGHT_NODE_TIMEOUT_SECONDS after its last renewal): to Redis and the others it looks killed."""
-    import asyncio
-
+    """Stop this process's background tasks (alive marks, socket heartbeats, rounds, workers) and
+    its bus, and let its leases lapse (as they do PORCHLIGHT_NODE_TIMEOUT_SECONDS after its last
+    renewal): to Redis and the others it looks killed."""
     from server.store import keys
 
-    for task in asyncio.all_tasks():
-        if any(name in repr(task.get_coro()) for name in ("keep_alive_marks", "heartbeat", "_deployment_rounds")):
-            task.cancel()
-    lobby = api.client.app[SERVICES].lobby
+    svc = api.client.app[SERVICES]
+    assert "porchlight socket heartbeat" in svc.background.running()
+    svc.background.halt()
+    lobby = svc.lobby
     assert lobby.cluster is not None
     await lobby.cluster.bus.stop()
     await api.redis.delete(*[keys.group_owner(g) for g in lobby.cluster.owned])

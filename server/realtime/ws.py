@@ -237,7 +237,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     conn = Connection(ws, svc.clock, settings.ws_send_queue)
     client = Client(svc, conn, request.transport)
-    beat = asyncio.create_task(client.heartbeat())
+    beat = svc.background.start(client.heartbeat(), "socket heartbeat")
     try:
         await _serve(client, ws, request, lambda: svc.hello_gate.passed(ticket))
     except UNAVAILABLE:
