@@ -61,10 +61,13 @@ class Readers:
 
     patients: dict[str, dict[str, Any]]
     zones: dict[str, str]
-    # (zone, "YYYY-MM-DDTHH" in UTC) -> that hour's local "YYYY-MM-DDTHH" and offset text, for
+    # zone -> "YYYY-MM-DDTHH" in UTC -> that hour's local "YYYY-MM-DDTHH" and offset text, for
     # hours at a whole-hour offset all through: an export converts 200,000 times in a few
     # thousand hours.
-    _hours: dict[tuple[str, str], tuple[str, str] | None] = field(default_factory=dict, compare=False, repr=False)
+    _hours: dict[str, dict[str, tuple[str, str] | None]] = field(default_factory=dict, compare=False, repr=False)
+    # (patient id, group id) -> the row's first three readers' cells joined, and the group's zone.
+    _who: dict[tuple[str | None, str | None], tuple[str, str]] = field(default_factory=dict, compare=False,
+                                                                       repr=False)
 
     def cells(self, patient_id: Any, group_id: Any, first_join: Any, last_leave: Any) -> tuple[Any, ...]:
         patient = self.patients.get(str(patient_id), {})
@@ -72,14 +75,26 @@ class Readers:
         return (patient.get("display_name"), patient.get("external_id"), zone,
                 self.local(first_join, zone), self.local(last_leave, zone))
 
+    def joined(self, patient_id: str | None, group_id: str | None, first_join: str | None,
+               last_leave: str | None) -> str:
+        """`cells()` of a row with text ids and times, as plain text joined by commas."""
+        try:
+            head, zone = self._who[(patient_id, group_id)]
+        except KeyError:
+            name, external_id, zone, _, _ = self.cells(patient_id, group_id, None, None)
+            head, zone = self._who[(patient_id, group_id)] = (f"{_plain(name)},{_plain(external_id)},{zone},", zone)
+        return f"{head}{self.local(first_join, zone) or ''},{self.local(last_leave, zone) or ''}"
+
     def local(self, utc: Any, zone: str) -> str | None:
         """`local_time(utc, zone)`, from the hour's conversion when `utc` is a whole-second UTC time."""
         if isinstance(utc, str) and len(utc) == 20 and utc[13:] in _MINUTE_SECOND_Z:
-            key = (zone, utc[:13])
+            hours = self._hours.get(zone)
+            if hours is None:
+                hours = self._hours[zone] = {}
             try:
-                hour = self._hours[key]
+                hour = hours[utc[:13]]
             except KeyError:
-                hour = self._hours[key] = _hour(utc[:13], zone)
+                hour = hours[utc[:13]] = _hour(utc[:13], zone)
             if hour is not None:
                 return hour[0] + utc[13:19] + hour[1]
         return local_time(utc, zone)
@@ -174,8 +189,6 @@ def texts_csv(texts: Iterable[str], people: Readers) -> str:
             out.row(msgspec.structs.astuple(loose)
                     + people.cells(loose.patient_id, loose.group_id, loose.first_join, loose.last_leave))
             continue
-        name, external_id, zone, first_local, last_local = people.cells(r.patient_id, r.group_id, r.first_join,
-                                                                        r.last_leave)
         iv, n = r.intervals, None
         line = (
             f"{r.session_id or ''},{r.group_id or ''},{r.patient_id or ''},{r.service_date or ''},{r.status or ''},"
@@ -187,12 +200,12 @@ def texts_csv(texts: Iterable[str], people: Readers) -> str:
             f"{'' if r.audio_only_seconds is n else r.audio_only_seconds},"
             f"{'' if iv is None else ';'.join([a + '/' + b for a, b in iv])},{_FLAG[r.corrected]},"
             f"{r.correction_reason or ''},{r.billing_record_id or ''},{_FLAG[r.short_join]},"
-            f"{_plain(name)},{_plain(external_id)},{zone},{first_local or ''},{last_local or ''}"
+            f"{people.joined(r.patient_id, r.group_id, r.first_join, r.last_leave)}"
         )
         if _needs_nothing(line):
             parts.append(line + "\r\n")
         else:
-            out.row(msgspec.structs.astuple(r) + (name, external_id, zone, first_local, last_local))
+            out.row(msgspec.structs.astuple(r) + people.cells(r.patient_id, r.group_id, r.first_join, r.last_leave))
     return out.text()
 
 
