@@ -64,6 +64,7 @@ import json
 import math
 import os
 import random
+import shutil
 import statistics
 import struct
 import sys
@@ -134,6 +135,14 @@ def encode_tone(path: Path) -> None:
     path.write_bytes(b"".join(struct.pack("!I", len(p)) + p for p in packets))
 
 
+def udp_drops() -> int:
+    """Datagrams this network namespace's UDP dropped for a full receive buffer (RcvbufErrors):
+    inside the benchmark's own namespace, the servers' and participants' alone."""
+    with open("/proc/net/snmp") as f:
+        header, values = [line.split() for line in f if line.startswith("Udp:")][:2]
+    return int(values[header.index("RcvbufErrors")])
+
+
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -163,6 +172,7 @@ class Row:
     phone_kbps: float  # the phone viewer's (--phone-tiles), NaN without one
     phone_fps: float  # the phone's lowest frames per second over the tiles it shows
     port_dropped: float  # datagrams PORCHLIGHT_MEDIA_PORT dropped (path "port" only)
+    udp_dropped: int  # datagrams dropped for full receive buffers in the window (in a namespace: ours only)
     slow: dict[str, Any] | None = None  # --slow-viewer: what the viewer behind the shaped link got
     slow_kbit: int = 0
 
@@ -206,6 +216,7 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
                 await post(http, base, facilitator, f"/sessions/{session['id']}/admit", {"all": True})
                 await asyncio.sleep(max(0.0, room.window[0] - time.time()))
                 cpu0, (packets0, in0) = cpu_seconds(server.proc.pid), await _packets(http, base)
+                drops0 = udp_drops()
                 profile = None
                 if args.profile == size and path == "forward":
                     profile = await asyncio.create_subprocess_exec(
@@ -214,6 +225,7 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
                         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
                 await asyncio.sleep(max(0.0, room.window[1] - time.time()))
                 cpu1, (packets1, in1) = cpu_seconds(server.proc.pid), await _packets(http, base)
+                drops = udp_drops() - drops0
                 dropped = (await server_metrics(http, base)).get("porchlight_media_port_dropped_total", 0.0)
                 rss = proc_kb(server.proc.pid, "VmRSS") / 1024
                 for client in clients:
@@ -223,7 +235,8 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
                     print_profile(Path(tmp) / "profile.txt")
         finally:
             await stop_server(server)
-        return room.row(path, cpu1 - cpu0, packets1 - packets0, in1 - in0, rss, dropped if path == "port" else math.nan)
+        return room.row(path, cpu1 - cpu0, packets1 - packets0, in1 - in0, rss,
+                        dropped if path == "port" else math.nan, drops)
 
 
 async def run_janus_room(size: int, frames_file: Path, args: argparse.Namespace) -> Row:
@@ -240,14 +253,16 @@ async def run_janus_room(size: int, frames_file: Path, args: argparse.Namespace)
             clients = await room.spawn(server.url, tokens, offsets, frames_file, ["--janus", str(JANUS_ROOM)])
             await asyncio.sleep(max(0.0, room.window[0] - time.time()))
             cpu0, (packets0, in0) = cpu_seconds(server.proc.pid), await janus.packet_counts(server.admin)
+            drops0 = udp_drops()
             await asyncio.sleep(max(0.0, room.window[1] - time.time()))
             cpu1, (packets1, in1) = cpu_seconds(server.proc.pid), await janus.packet_counts(server.admin)
+            drops = udp_drops() - drops0
             rss = proc_kb(server.proc.pid, "VmRSS") / 1024
             for client in clients:
                 await client.wait()
         finally:
             await janus.stop(server)
-        return room.row("janus", cpu1 - cpu0, packets1 - packets0, in1 - in0, rss, math.nan)
+        return room.row("janus", cpu1 - cpu0, packets1 - packets0, in1 - in0, rss, math.nan, drops)
 
 
 class Room:
@@ -281,10 +296,15 @@ class Room:
             for i, (token, out) in enumerate(zip(tokens, self.outs, strict=True))
         ]
 
-    def row(self, path: str, cpu_s: float, packets: float, packets_in: float, rss: float, dropped: float) -> Row:
+    def row(self, path: str, cpu_s: float, packets: float, packets_in: float, rss: float, dropped: float,
+            udp_dropped: int) -> Row:
         """The figures of the window from the server's counters and the participants' reports."""
         args, size, window = self.args, self.size, self.window
         results = [json.loads(out.read_text()) for out in self.outs if out.exists()]
+        if args.keep:  # the participants' reports and logs, the server's log and config
+            kept = Path(args.keep) / f"{path}-{size}-{time.strftime('%H%M%S')}"
+            shutil.copytree(self.tmp, kept, ignore=shutil.ignore_patterns("data", "plugins", "transports"))
+            print(f"  kept in {kept}")
         if len(results) < size:
             print((self.tmp / "client1.log").read_text()[-3000:])
         span = window[1] - window[0]
@@ -328,7 +348,7 @@ class Room:
             downlink_kbps=statistics.median(kbps) if kbps else math.nan,
             phone_kbps=phones[0]["downlink_bytes"] * 8 / span / 1000 if phones else math.nan,
             phone_fps=min(phone_fps, default=math.nan),
-            port_dropped=dropped,
+            port_dropped=dropped, udp_dropped=udp_dropped,
         )
 
 
@@ -479,12 +499,13 @@ def side_by_side(pairs: list[tuple[int, dict[str, Row]]], janus_loops: int) -> N
           "Janus's Admin API (handle_info of every handle: webrtc.media[mid].stats.out.packets, audio and video)")
     print(f"{'N':>3} {'pair':>4} {'side':<10} {'cores':>6} {'us/packet':>9} {'pkts/s out':>10} {'fwd':>5} "
           f"{'p50 ms':>7} {'p95 ms':>7} {'fps min':>7} {'fps med':>7} {'RSS MB':>7} {'published':>9} "
-          f"{'streams':>8}  complete")
+          f"{'streams':>8} {'udp drops':>9}  complete")
     for pair, (_size, sides) in enumerate(pairs, 1):
         for r in sides.values():
             print(f"{r.size:>3} {pair:>4} {SIDE_NAMES[r.path]:<10} {r.cores:>6.3f} {r.us_per_packet:>9.1f} "
                   f"{r.packets_per_s:>10.0f} {r.forwarded:>5.2f} {r.latency_p50:>7.1f} {r.latency_p95:>7.1f} "
-                  f"{r.fps_min:>7.1f} {r.fps_median:>7.1f} {r.rss_mb:>7.0f} {r.published:>9} {r.streams_seen:>8}  "
+                  f"{r.fps_min:>7.1f} {r.fps_median:>7.1f} {r.rss_mb:>7.0f} {r.published:>9} {r.streams_seen:>8} "
+                  f"{r.udp_dropped:>9}  "
                   f"{'yes' if r.complete else f'NO ({r.missing}): not counted'}")
         p, j = sides.get("forward"), sides.get("janus")
         if p and j:
@@ -577,6 +598,8 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="with --sides: pairs per size")
     parser.add_argument("--janus-event-loops", type=int, default=0, metavar="N",
                         help="with --sides: Janus's event_loops (default: unset, a loop thread per handle)")
+    parser.add_argument("--keep", default="", metavar="DIR",
+                        help="copy each room's participant reports and logs and server log into DIR")
     parser.add_argument("--inside", default="", help=argparse.SUPPRESS)  # run in the namespaces: their names
     args = parser.parse_args()
     if args.sides:

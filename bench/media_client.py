@@ -4,10 +4,9 @@ It checks in with a patient link, waits to be admitted, publishes pre-encoded Op
 640x360 VP8 frames on a fixed schedule: video frame k is
 captured at T0 + k/fps, for every participant of the run alike. Each frame's bytes are
 known in advance, so a viewer recognises a frame from the start of its first packet and
-knows when it was captured. Viewers take packets at the receiver (glue.tap_receiver, as the
-server does; most viewers read RTP straight off the socket, see Viewer.read_socket) and count a
-frame when its last packet arrives: capture-to-receive latency per frame and frames per second
-per remote participant, inside the measurement window.
+knows when it was captured. Viewers read RTP straight off the subscribe connection's socket
+(Viewer.read_socket) and count a frame when its last packet arrives: capture-to-receive latency
+per frame and frames per second per remote participant, inside the measurement window.
 
     python -m bench.media_client URL TOKEN FRAMES_FILE T0 WINDOW_START WINDOW_END OUT --offsets FILE
                                  [--offset K] [--decode] [--view N [--tile WxH]] [--speaker] [--remb]
@@ -17,7 +16,8 @@ Publishers are spread over the loop (--offset), so their keyframes do not all fa
 frame interval, as they would not in a real group.
 
 With --decode the participant (the probe viewer) decodes two of the video streams with aiortc
-and reports decoded frames per second for them. With --view N it is a phone whose grid shows N
+(their packets go through aiortc's receive path, the others come off the socket as above) and
+reports decoded frames per second for them. With --view N it is a phone whose grid shows N
 of the others (a `view` frame); every viewer reports its downlink bytes in the window. With
 --speaker its audio says it is loud (RFC 6464), so the server names it the active speaker; with
 --remb it estimates its downlink as a browser does and sends REMB, and reports its audio gaps.
@@ -213,8 +213,9 @@ class Viewer:
 
         aiortc's receive path costs ~100 us a packet in Python; twelve viewers in one 2-core
         machine cannot afford it beside the server. What the forwarder sends has a 12-byte
-        header and at most the abs-send-time extension, read here by hand. RTCP, STUN and DTLS
-        still go to aiortc (ICE consent, sender reports)."""
+        header and at most the abs-send-time extension, read here by hand (Janus's, a few more
+        one-byte extensions, skipped). RTCP, STUN and DTLS still go to aiortc (ICE consent,
+        sender reports), and so does the video of the streams the probe decodes."""
         dtls = subscribe.getTransceivers()[0].receiver.transport
 
         def hook(protocol: Any) -> None:
@@ -227,6 +228,11 @@ class Viewer:
                 if srtp is None or not 127 < data[0] < 192 or 192 <= data[1] <= 223:  # not RTP
                     original(data, addr)
                     return
+                ssrc = int.from_bytes(data[8:12], "big")  # not encrypted
+                owner = owners.get(ssrc)
+                if owner is not None and owner[1] == "video" and owner[0] in self.decoding:
+                    original(data, addr)  # the probe decodes this one with aiortc
+                    return
                 try:
                     plain = srtp.unprotect(data)
                 except Exception:  # pylibsrtp.Error: a replay or a bad packet
@@ -238,10 +244,8 @@ class Viewer:
                     words = int.from_bytes(plain[start + 2:start + 4], "big")
                     send_time = self.send_time(plain[start + 4:start + 4 + 4 * words])
                     start += 4 + 4 * words
-                ssrc = int.from_bytes(plain[8:12], "big")
                 if self.estimator is not None and send_time is not None:
                     self.estimate(send_time, now, len(plain) - start, ssrc)
-                owner = owners.get(ssrc)
                 if owner is not None and owner[1] == "video":
                     self.video_packet(owner[0], plain[start:], plain[1] >> 7, now)
                 elif owner is not None and owner[1] == "audio":
@@ -285,7 +289,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     viewer.tap(pid, transceiver.receiver, track.kind)
 
     def on_state() -> None:
-        if subscribe.connectionState == "connected" and not args.decode and not reading:
+        if subscribe.connectionState == "connected" and not reading:
             reading.append(True)
             viewer.read_socket(subscribe, owners)
             if args.remb:
