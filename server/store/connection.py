@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any, TypeAlias
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
 
 from server.store import sentinel
 
@@ -22,6 +24,43 @@ POOL_SIZE = 50
 POOL_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 2.0
 PROBE_TIMEOUT = 1.0
+
+
+class _HiredisPacking:
+    """Commands packed by hiredis in C, as redis-py's own synchronous client does, instead of the
+    asyncio client's packer in Python: a year's attendance report asks for 100,000 records by
+    key, and packing those keys was half the client's time reading them. Only commands of text,
+    bytes and whole numbers (the same bytes either way, tests/test_redis_packing.py); anything
+    else is packed as before."""
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        for arg in args:
+            kind = type(arg)
+            if kind is not str and kind is not bytes and kind is not int:
+                return super().pack_command(*args)  # type: ignore[misc, no-any-return]
+        first = args[0]
+        if isinstance(first, str):
+            args = tuple(first.encode().split()) + args[1:]
+        elif isinstance(first, bytes) and b" " in first:
+            args = tuple(first.split()) + args[1:]
+        return [hiredis.pack_command(args)]
+
+
+class _Connection(_HiredisPacking, aioredis.Connection):  # type: ignore[misc]
+    pass
+
+
+class _UnixConnection(_HiredisPacking, aioredis.UnixDomainSocketConnection):  # type: ignore[misc]
+    pass
+
+
+class _SSLConnection(_HiredisPacking, aioredis.SSLConnection):  # type: ignore[misc]
+    pass
+
+
+_PACKING: dict[type[Any], type[Any]] = {aioredis.Connection: _Connection,
+                                        aioredis.UnixDomainSocketConnection: _UnixConnection,
+                                        aioredis.SSLConnection: _SSLConnection}
 
 
 def connect(url: str, pool_size: int = POOL_SIZE, pool_timeout: float = POOL_TIMEOUT,
@@ -48,6 +87,7 @@ def connect(url: str, pool_size: int = POOL_SIZE, pool_timeout: float = POOL_TIM
         health_check_interval=15,
         retry=retry,
     )
+    pool.connection_class = _PACKING.get(pool.connection_class, pool.connection_class)
     return aioredis.Redis.from_pool(pool)
 
 
