@@ -14,6 +14,7 @@ import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, date, datetime, timedelta
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import msgspec
@@ -190,43 +191,44 @@ async def weekly(redis: Redis, start: date, end: date, group_id: str | None = No
             if first <= row.service_date <= last and (group_id is None or row.group_id == group_id):
                 rows.append(row)
     minimums = {g["id"]: int(g.get("weekly_minimum_hours", 0)) * 3600 for g in await all_groups(redis)}
-    with collector.paused():  # a tuple per record, all kept until the end
+    with collector.paused():  # the per-patient lists of 100,000 rows, all kept until the end
         return _weeks(rows, minimums, iso_week(start.isoformat()))
 
 
 def _weeks(rows: list[_WeekFacts], minimums: dict[str, int], first_week: str) -> list[dict[str, Any]]:
     week_of: dict[str, str] = {}  # service date -> ISO week: a year of records has 365 dates
-    per_week: dict[tuple[str, str], int] = defaultdict(int)
-    minimum: dict[tuple[str, str], int] = defaultdict(int)
-    sessions: dict[str, list[tuple[str, str]]] = defaultdict(list)  # patient -> [(date, status)]
+    by_patient: dict[str, list[_WeekFacts]] = defaultdict(list)
     for row in rows:
-        week = week_of.get(row.service_date)
-        if week is None:
-            week = week_of[row.service_date] = iso_week(row.service_date)
-        key = (row.patient_id, week)
-        per_week[key] += row.attended_seconds
-        minimum[key] = max(minimum[key], minimums.get(row.group_id, 0))
-        sessions[row.patient_id].append((row.service_date, row.status))
+        by_patient[row.patient_id].append(row)
     out = []
-    weeks_of: dict[str, list[str]] = defaultdict(list)
-    for patient_id, week in sorted(per_week):
-        weeks_of[patient_id].append(week)
-    for patient_id, weeks in weeks_of.items():
-        history = sorted(sessions[patient_id])  # (service date, status), oldest first
+    for patient_id in sorted(by_patient):
+        mine = by_patient[patient_id]
+        totals: dict[str, int] = {}  # week -> attended seconds
+        need: dict[str, int] = {}  # week -> the highest minimum of the patient's groups that week
+        for row in mine:
+            week = week_of.get(row.service_date)
+            if week is None:
+                week = week_of[row.service_date] = iso_week(row.service_date)
+            totals[week] = totals.get(week, 0) + row.attended_seconds
+            need[week] = max(need.get(week, 0), minimums.get(row.group_id, 0))
+        weeks = sorted(totals)
+        mine.sort(key=attrgetter("service_date", "status"))  # oldest first
+        history = [week_of[row.service_date] for row in mine]
+        statuses = [row.status for row in mine]
         seen = 0
         for index, week in enumerate(weeks):
-            while seen < len(history) and week_of[history[seen][0]] <= week:
+            while seen < len(history) and history[seen] <= week:
                 seen += 1
             if week < first_week:
                 continue
-            totals = [per_week[(patient_id, w)] for w in weeks[max(0, index - 2):index + 1]]
-            falling = len(totals) == 3 and totals[2] < totals[1] < totals[0]
-            recent = [status for _, status in history[max(0, seen - 2):seen]]
+            last_three = [totals[w] for w in weeks[max(0, index - 2):index + 1]]
+            falling = len(last_three) == 3 and last_three[2] < last_three[1] < last_three[0]
+            recent = statuses[max(0, seen - 2):seen]
             missed = len(recent) == 2 and all(status != "attended" for status in recent)
-            seconds, need = per_week[(patient_id, week)], minimum[(patient_id, week)]
+            seconds = totals[week]
             out.append({
-                "patient_id": patient_id, "week": week, "attended_seconds": seconds, "minimum_seconds": need,
-                "meets_minimum": seconds >= need, "dropout_risk": missed or falling,
+                "patient_id": patient_id, "week": week, "attended_seconds": seconds, "minimum_seconds": need[week],
+                "meets_minimum": seconds >= need[week], "dropout_risk": missed or falling,
             })
     return out
 
