@@ -117,6 +117,9 @@ def test_machine_follows_the_model_and_never_double_counts(data: st.DataObject) 
         for p in PATIENTS:
             status = session.patients.get(p)
             assert (STATUS[status.status] if status else "none") == model.status.get(p, "none"), (action, p)
+        for st_ in Status:  # who is in each state, as the session answers it, agrees with the patients
+            assert set(session.with_status(st_)) == {p for p, pt in session.patients.items() if pt.status is st_}
+            assert session.count(st_) == len(session.with_status(st_))
 
     # Events tell a consistent story per patient: presence opens with joined, closes with left,
     # never overlaps, and only an admission (or a reconnect within grace) opens it.

@@ -221,7 +221,7 @@ class Door(SessionActions, MeasureActions):
             if p is None or p.status is not Status.WAITING:
                 raise ApiError(409, "not_waiting", f"patient {pid} is not in the waiting room")
         capacity = int(self.group.get("capacity", 15))
-        if len(session.with_status(Status.IN_SESSION)) + len(targets) > capacity:
+        if session.count(Status.IN_SESSION) + len(targets) > capacity:
             raise ApiError(409, "capacity_reached", f"the group's capacity of {capacity} would be exceeded")
         now = to_ms(self.clock.now())
         events: list[Event] = []

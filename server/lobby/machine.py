@@ -78,13 +78,24 @@ class Session:
     # Each event's place in the session's record: two events in the same millisecond keep their
     # order, and two that happen to read alike are still two, not a duplicate to drop.
     next_seq: int = 0
+    # Who is in each state, in the order they entered it: a waiting room of thousands is not
+    # scanned for the few in the session on every admission and push. Kept by `_move`.
+    _by_status: dict[Status, dict[str, None]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._by_status = {status: {} for status in Status}
+        for pid, patient in self.patients.items():
+            self._by_status[patient.status][pid] = None
 
     @property
     def is_open(self) -> bool:
         return self.ended_at is None
 
     def with_status(self, status: Status) -> list[str]:
-        return [pid for pid, p in self.patients.items() if p.status is status]
+        return list(self._by_status[status])
+
+    def count(self, status: Status) -> int:
+        return len(self._by_status[status])
 
     # -- actions ------------------------------------------------------------------------
 
@@ -100,13 +111,16 @@ class Session:
                 current.location = location
             return []
         if current is not None and current.status is Status.AWAY and now - current.since <= self.grace_ms:
-            current.status = Status.IN_SESSION
+            self._move(patient_id, current, Status.IN_SESSION)
             current.since = now
             if location is not None:
                 current.location = location
             return [self._event("joined", patient_id, now, reconnect=True)]
         since = max(checked_in_at if checked_in_at is not None else now, self.started_at)
+        if current is not None:
+            del self._by_status[current.status][patient_id]
         self.patients[patient_id] = Patient(Status.WAITING, since=since, location=location)
+        self._by_status[Status.WAITING][patient_id] = None
         event = self._event("waiting", patient_id, since, location=location)
         if checked_in_at is not None and checked_in_at < self.started_at:
             event["checked_in_at"] = checked_in_at
@@ -115,7 +129,7 @@ class Session:
     def admit(self, patient_id: str, now: int, by: str) -> list[Event]:
         self._require_open()
         patient = self._require(patient_id, Status.WAITING, "not_waiting", "is not in the waiting room")
-        patient.status = Status.IN_SESSION
+        self._move(patient_id, patient, Status.IN_SESSION)
         patient.since = now
         patient.joined_at = now
         return [
@@ -126,7 +140,7 @@ class Session:
     def decline(self, patient_id: str, now: int, by: str) -> list[Event]:
         self._require_open()
         patient = self._require(patient_id, Status.WAITING, "not_waiting", "is not in the waiting room")
-        self._out(patient, now, LeaveReason.DECLINED)
+        self._out(patient_id, patient, now, LeaveReason.DECLINED)
         return [self._event("declined", patient_id, now, by=by)]
 
     def remove(self, patient_id: str, now: int, by: str) -> list[Event]:
@@ -135,7 +149,7 @@ class Session:
         if patient is None or patient.status not in (Status.IN_SESSION, Status.AWAY):
             raise RuleViolation("not_in_session", f"patient {patient_id} is not in the session")
         was_present = patient.status is Status.IN_SESSION
-        self._out(patient, now, LeaveReason.REMOVED)
+        self._out(patient_id, patient, now, LeaveReason.REMOVED)
         if was_present:
             return [self._event("left", patient_id, now, reason=LeaveReason.REMOVED, by=by)]
         return [self._event("removed", patient_id, now, by=by)]
@@ -143,7 +157,7 @@ class Session:
     def send_back(self, patient_id: str, now: int, by: str) -> list[Event]:
         self._require_open()
         patient = self._require(patient_id, Status.IN_SESSION, "not_in_session", "is not in the session")
-        patient.status = Status.WAITING
+        self._move(patient_id, patient, Status.WAITING)
         patient.since = now
         patient.joined_at = None
         return [
@@ -158,7 +172,7 @@ class Session:
         if patient is None or patient.status not in (Status.WAITING, Status.IN_SESSION):
             return []
         where = "waiting" if patient.status is Status.WAITING else "session"
-        self._out(patient, now, LeaveReason.LEAVE)
+        self._out(patient_id, patient, now, LeaveReason.LEAVE)
         return [self._event("left", patient_id, now, reason=LeaveReason.LEAVE, **{"from": where})]
 
     def drop(self, patient_id: str, last_heard: int) -> list[Event]:
@@ -170,9 +184,9 @@ class Session:
             return []
         at = max(last_heard, patient.since)
         if patient.status is Status.WAITING:
-            self._out(patient, at, LeaveReason.DROP)
+            self._out(patient_id, patient, at, LeaveReason.DROP)
             return [self._event("left", patient_id, at, reason=LeaveReason.DROP, **{"from": "waiting"})]
-        patient.status = Status.AWAY
+        self._move(patient_id, patient, Status.AWAY)
         patient.since = at
         return [self._event("left", patient_id, at, reason=LeaveReason.DROP, **{"from": "session"})]
 
@@ -187,7 +201,7 @@ class Session:
                     self._event("left", patient_id, now, reason=LeaveReason.SESSION_END, **{"from": where})
                 )
             if patient.status is not Status.OUT:
-                self._out(patient, now, LeaveReason.SESSION_END)
+                self._out(patient_id, patient, now, LeaveReason.SESSION_END)
         self.ended_at = now
         return events
 
@@ -203,9 +217,13 @@ class Session:
             raise RuleViolation(code, f"patient {patient_id} {what}")
         return patient
 
-    @staticmethod
-    def _out(patient: Patient, now: int, reason: LeaveReason) -> None:
-        patient.status = Status.OUT
+    def _move(self, patient_id: str, patient: Patient, status: Status) -> None:
+        del self._by_status[patient.status][patient_id]
+        patient.status = status
+        self._by_status[status][patient_id] = None
+
+    def _out(self, patient_id: str, patient: Patient, now: int, reason: LeaveReason) -> None:
+        self._move(patient_id, patient, Status.OUT)
         patient.since = now
         patient.joined_at = None
         patient.reason = reason

@@ -132,7 +132,8 @@ def participants(session: Session | None, presence: Presence,
     people: list[dict[str, Any]] = [{"id": s.user_id, "display_name": s.name, "role": s.role, **extras(s.user_id)}
                                     for s in presence.unique_staff()]
     if session is not None:
+        present = session.with_status(Status.IN_SESSION)
+        present.sort(key=lambda pid: session.patients[pid].joined_at or 0)
         people += [{"id": pid, "display_name": presence.name(pid), "role": "patient", **extras(pid)}
-                   for pid, p in sorted(session.patients.items(), key=lambda kv: kv[1].joined_at or 0)
-                   if p.status is Status.IN_SESSION]
+                   for pid in present]
     return people

@@ -198,17 +198,25 @@ class DoorState:
         await self.run(_nothing)
 
     async def _settle_departures(self) -> None:
-        for patient_id, (at, voluntary) in list(self.departures.items()):
-            if self.session is None:
-                await self.redis.hdel(keys.group_early(self.group_id), patient_id)
-                if self.early.pop(patient_id, None) is not None:
-                    self.schedule_push("waiting_list")
-            else:
-                session = self.session
-                events = session.leave(patient_id, at) if voluntary else session.drop(patient_id, at)
-                if events:
-                    await self._commit(events, [patient_id])
-                    self.schedule_push("waiting_list", "roster")
+        """All departures held so far in one write: when many sockets close at once (a restart,
+        a network blip) the first action commits them together, not one transaction each."""
+        if not self.departures:
+            return
+        departed = list(self.departures.items())
+        if self.session is None:
+            await self.redis.hdel(keys.group_early(self.group_id), *[pid for pid, _ in departed])
+            forgotten = [self.early.pop(pid, None) for pid, _ in departed]
+            if any(entry is not None for entry in forgotten):
+                self.schedule_push("waiting_list")
+        else:
+            session = self.session
+            events: list[Event] = []
+            for patient_id, (at, voluntary) in departed:
+                events += session.leave(patient_id, at) if voluntary else session.drop(patient_id, at)
+            if events:
+                await self._commit(events, [pid for pid, _ in departed])
+                self.schedule_push("waiting_list", "roster")
+        for patient_id, _ in departed:
             del self.departures[patient_id]
 
     # -- what clients see ------------------------------------------------------------------
