@@ -35,6 +35,10 @@ class StaffSessions:
         self.clock = clock
         self.idle_timeout = idle_timeout
         self.max_age = max_age  # a sign-in ends this long after it began, however busy
+        # A request within this of the last recorded activity does not write it again: one
+        # write (and, with appendfsync always, one fsync) less on most staff requests, such as
+        # an admission. The idle timer is then at most this much early: 7.5 s of 15 minutes.
+        self.touch_every = idle_timeout / 120
         self._signer = URLSafeSerializer(verifying_keys(secret_keys), salt="porchlight.staff-session")
 
     def _ttl(self) -> int:
@@ -75,7 +79,7 @@ class StaffSessions:
         user = await get_user(self.redis, data["user_id"])
         if user is None or not user.active:
             return None
-        if touch:
+        if touch and now - float(data["last_seen"]) >= self.touch_every:
             await self.touch(token, now)
         return StaffSession(token, user, data["csrf"])
 
