@@ -71,6 +71,11 @@ from bench.waiting_room import percentile
 from server.attendance import reports
 from server.attendance.finalise import attendance_record, finalise, record_key, service_date
 from server.attendance.rules import PatientAttendance
+
+try:
+    from server.attendance.spreadsheet import kept_row
+except ImportError:  # an older checkout's server (--before) keeps no rows for the CSV
+    kept_row = None  # type: ignore[assignment]
 from server.audit import AuditLog
 from server.auth.staff import Role, create_user
 from server.billing import delivery, outbox
@@ -750,6 +755,9 @@ async def build_year(redis: Redis, args: argparse.Namespace) -> Year:
                     record["billing_record_id"] = f"rec_year{records + len(encoded):06d}"
                 encoded[record_key(session_id, pid)] = json.dumps(record)
             pipe.hset(keys.attendance_records(), mapping=encoded)
+            if kept_row is not None:  # what finalise() keeps for the CSV beside each record
+                pipe.hset(keys.attendance_csv(), mapping={k: row for k, raw in encoded.items()
+                                                          if (row := kept_row(raw)) is not None})
             pipe.zadd(keys.attendance_by_start(), {k: started for k in encoded})
             pipe.zadd(keys.group_sessions(group["id"]), {session_id: started})  # as the session's opening did
             sessions += 1
@@ -901,10 +909,10 @@ async def report_part(args: argparse.Namespace, tmp: Path) -> tuple[Year, list[T
             async def step(t: Timing) -> None:
                 with GcTimer() as gc_time:
                     t0 = time.perf_counter()
-                    if hasattr(reports, "chosen"):  # as server/api/attendance.py makes them
-                        picked = await reports.chosen(redis, first, last, group_id)
-                        body = (reports.records_json(picked.texts) if fmt == "json"
-                                else (await reports.export_csv(redis, picked)).encode())
+                    if kept_row is not None and fmt == "csv":  # as server/api/attendance.py makes them
+                        body = (await reports.export_csv(redis, first, last, group_id))[0].encode()
+                    elif hasattr(reports, "chosen"):
+                        body = reports.records_json((await reports.chosen(redis, first, last, group_id)).texts)
                     elif hasattr(reports, "export_csv"):  # the texts, and the CSV with the readers' columns
                         texts = await reports.record_texts(redis, first, last, group_id)
                         body = (reports.records_json(texts) if fmt == "json"

@@ -81,6 +81,7 @@ async def purge(redis: Redis, clock: Clock, years: int, dry_run: bool) -> dict[s
         async with redis.pipeline(transaction=True) as pipe:
             for member in members:
                 pipe.hdel(keys.attendance_records(), member)
+                pipe.hdel(keys.attendance_csv(), member)
                 pipe.zrem(keys.attendance_by_start(), member)
                 pipe.delete(keys.attendance_history(session_id, member.split(":", 1)[1]))
             for record_id in bills.values():

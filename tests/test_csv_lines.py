@@ -1,6 +1,7 @@
-"""The attendance CSV's quick lines are the bytes of the cell-by-cell escaping through
-`csv.writer`, whatever a record holds, and the local times from an hour's conversion are those of
-converting each time on its own, across daylight-saving changes and half-hour zones."""
+"""The attendance CSV's quick lines, and the rows kept beside records, are the bytes of the
+cell-by-cell escaping through `csv.writer`, whatever a record holds, and the local times from an
+hour's conversion are those of converting each time on its own, across daylight-saving changes
+and half-hour zones."""
 
 from __future__ import annotations
 
@@ -73,6 +74,20 @@ record = st.fixed_dictionaries(
         "location": tricky,
     },
 )
+# Records with the types finalisation writes (their rows are kept), text that could be anything.
+text_or_none = st.none() | tricky | stamp
+typed_record = st.fixed_dictionaries(
+    {"service_date": tricky | stamp, "group_id": st.sampled_from(["grp_a", "grp_b", "grp_c", "grp_gone", "=x,y"]),
+     "patient_id": st.sampled_from(["pat_a", "pat_b", "pat_c", "-1"])},
+    optional={
+        **{column: text_or_none for column in ("session_id", "status", "correction_reason", "billing_record_id")},
+        **{column: st.none() | st.integers(-5, 10**6) for column in spreadsheet.CSV_COLUMNS if "seconds" in column
+           or column in ("attended_minutes", "reconnects")},
+        "first_join": st.none() | stamp | tricky, "last_leave": st.none() | stamp,
+        "intervals": st.none() | st.lists(st.lists(tricky | stamp, min_size=2, max_size=2), max_size=3),
+        "corrected": st.none() | st.booleans(), "short_join": st.none() | st.booleans(),
+    },
+)
 people = st.builds(
     lambda names, zones: spreadsheet.Readers(
         {f"pat_{k}": {"display_name": n, "external_id": e} for k, (n, e) in zip("ab", names, strict=False)},
@@ -83,13 +98,19 @@ people = st.builds(
 
 
 @settings(max_examples=400, deadline=None)
-@given(rows=st.lists(record, max_size=6), readers=people)
+@given(rows=st.lists(record | typed_record, max_size=6), readers=people)
 def test_the_csv_is_the_cell_by_cell_csv_of_any_record(rows: list[dict[str, Any]],
                                                        readers: spreadsheet.Readers) -> None:
     texts = [json.dumps(row) for row in rows]
     want = outcome(lambda: reference_csv(rows, readers))
     assert outcome(lambda: spreadsheet.texts_csv(texts, readers)) == want
     assert outcome(lambda: reports.to_csv(rows, readers)) == want
+    # The same from the rows kept beside records (spreadsheet.Kept), where a record has one.
+    kept: list[str | spreadsheet.Kept] = []
+    for text in texts:
+        row = spreadsheet.kept_row(text)
+        kept.append(text if row is None else spreadsheet.kept(row))
+    assert outcome(lambda: spreadsheet.texts_csv(kept, readers)) == want
 
 
 # Moments around daylight-saving changes of the zones above in 2026 (and a year-end), to the second.

@@ -148,6 +148,8 @@ case = st.fixed_dictionaries({
     "offsets_h": st.lists(st.integers(-30, 30), min_size=len(SESSIONS), max_size=len(SESSIONS)),
     "groups": st.lists(st.integers(0, 2), min_size=len(SESSIONS), max_size=len(SESSIONS)),
     "unindexed": st.lists(st.tuples(st.sampled_from(SESSIONS), st.sampled_from(PATIENTS)), max_size=3),
+    # Records whose CSV row is kept beside them (finalised since rows are kept); the others are read whole.
+    "kept": st.sets(st.tuples(st.sampled_from(SESSIONS), st.sampled_from(PATIENTS))),
     "start": st.integers(0, 60),
     "span": st.integers(0, 40),
     "group": st.none() | st.integers(0, 2),
@@ -178,6 +180,10 @@ async def check(url: str, data: dict[str, Any]) -> None:
             scores.setdefault(f"{session_id}:{patient_id}", 0)
         if texts:
             await redis.hset(keys.attendance_records(), mapping=texts)
+        kept = {key: row for key, raw in texts.items()
+                if tuple(key.split(":")) in data["kept"] and (row := spreadsheet.kept_row(raw)) is not None}
+        if kept:
+            await redis.hset(keys.attendance_csv(), mapping=kept)
         if scores:
             await redis.zadd(keys.attendance_by_start(), scores)
         start = BASE + timedelta(days=data["start"])
@@ -196,6 +202,10 @@ async def check(url: str, data: dict[str, Any]) -> None:
                                  {group_ids[0]: "America/Chicago", group_ids[1]: "Asia/Kolkata", group_ids[2]: "UTC"})
         assert reports.texts_to_csv(stored_texts, people) == old_to_csv(want, people)
         assert reports.to_csv(want, people) == old_to_csv(want, people)
+        # The export, from kept rows where there are and records where not, with the clinic's readers.
+        clinic = await reports.readers(redis, {r["patient_id"] for r in want})
+        assert await reports.export_csv(redis, start, end, group, data["patient"]) == (old_to_csv(want, clinic),
+                                                                                      len(want))
         assert await reports.weekly(redis, start, end, group) == await old_weekly(redis, start, end, group)
     finally:
         await redis.aclose()

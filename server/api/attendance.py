@@ -61,27 +61,29 @@ async def session_attendance(request: web.Request) -> web.Response:
                           "records": rows, "names": {pid: p["display_name"] for pid, p in known.items()}})
 
 
-async def _exported_rows(request: web.Request, fmt: str) -> tuple[reports.Chosen, date, date]:
-    """The records an admin asked for, as stored (JSON texts); every pull is an export, and the
-    audit log says so."""
+async def _audited(request: web.Request, fmt: str, user_id: str, rows: int, start: date, end: date) -> None:
+    """Every pull is an export, and the audit log says so."""
+    await services(request).audit.append("attendance.export", user_id, format=fmt, rows=rows,
+                                         **{"from": start.isoformat(), "to": end.isoformat()})
+
+
+async def attendance(request: web.Request) -> web.Response:
     svc = services(request)
     staff = await require_staff(request, Role.ADMIN)
     start, end = date_range(request)
     chosen = await reports.chosen(svc.redis, start, end, _optional_id(request, "group_id"),
                                   _optional_id(request, "patient_id"))
-    await svc.audit.append("attendance.export", staff.user.id, format=fmt, rows=len(chosen.texts),
-                           **{"from": start.isoformat(), "to": end.isoformat()})
-    return chosen, start, end
-
-
-async def attendance(request: web.Request) -> web.Response:
-    chosen, _, _ = await _exported_rows(request, "json")
+    await _audited(request, "json", staff.user.id, len(chosen.texts), start, end)
     return web.Response(body=reports.records_json(chosen.texts), content_type="application/json")
 
 
 async def attendance_csv(request: web.Request) -> web.Response:
-    chosen, start, end = await _exported_rows(request, "csv")
-    text = await reports.export_csv(services(request).redis, chosen)
+    svc = services(request)
+    staff = await require_staff(request, Role.ADMIN)
+    start, end = date_range(request)
+    text, rows = await reports.export_csv(svc.redis, start, end, _optional_id(request, "group_id"),
+                                          _optional_id(request, "patient_id"))
+    await _audited(request, "csv", staff.user.id, rows, start, end)
     return web.Response(text=text, content_type="text/csv", charset="utf-8", headers={
         "Content-Disposition": f'attachment; filename="attendance-{start}-{end}.csv"'})
 

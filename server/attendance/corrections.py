@@ -13,6 +13,7 @@ from typing import Any
 
 from server.attendance.finalise import record_key, session_context
 from server.attendance.rules import DEFAULT_MIN_ATTENDED_SECONDS, attended_minutes, short_join
+from server.attendance.spreadsheet import kept_row
 from server.billing import outbox
 from server.billing import records as billing
 from server.clinic.patients import patients_by_id
@@ -102,6 +103,11 @@ async def correct(
     async with redis.pipeline(transaction=True) as pipe:
         raw = json.dumps(corrected)
         pipe.hset(keys.attendance_records(), key, raw)
+        # What the CSV reads of the record changes with it.
+        if (kept := kept_row(raw)) is not None:
+            pipe.hset(keys.attendance_csv(), key, kept)
+        else:
+            pipe.hdel(keys.attendance_csv(), key)
         pipe.rpush(keys.attendance_history(session_id, patient_id), raw)
         if bill is not None:
             data = bill["data"]

@@ -24,6 +24,7 @@ from server.attendance.rules import (
     session_attendance,
     short_join,
 )
+from server.attendance.spreadsheet import kept_row
 from server.audit import AuditLog
 from server.auth.staff import get_user
 from server.billing import outbox
@@ -170,6 +171,9 @@ def _write_records(pipe: Any, ctx: dict[str, Any], records: dict[str, dict[str, 
         return
     encoded = {record_key(ctx["id"], pid): json.dumps(r) for pid, r in records.items()}
     pipe.hset(keys.attendance_records(), mapping=encoded)
+    kept = {key: row for key, raw in encoded.items() if (row := kept_row(raw)) is not None}
+    if kept:  # what the CSV reads of each record, beside it (spreadsheet.Kept)
+        pipe.hset(keys.attendance_csv(), mapping=kept)
     pipe.zadd(keys.attendance_by_start(), {k: ctx["started_ms"] for k in encoded})
     for pid, raw in zip(records, encoded.values(), strict=True):
         pipe.rpush(keys.attendance_history(ctx["id"], pid), raw)

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from server import collector
+from server.attendance import spreadsheet
 from server.attendance.spreadsheet import CSV_COLUMNS, Readers, Writer, texts_csv
 from server.clinic.groups import all_groups
 from server.clinic.patients import patients_by_id
@@ -81,7 +82,7 @@ async def chosen(
     texts: list[str] = []
     patients: set[str] = set()
     first, last = start.isoformat(), end.isoformat()
-    async for raws in _stored(redis, start, end, group_id, patient_id):
+    async for _, raws in _stored(redis, start, end, group_id, patient_id):
         for raw in raws:
             if raw is None:
                 continue
@@ -99,10 +100,12 @@ async def record_texts(
 
 
 async def _stored(
-    redis: Redis, start: date, end: date, group_id: str | None, patient_id: str | None
-) -> AsyncIterator[list[str | None]]:
-    """The stored texts of every record indexed near [start, end] (None: indexed, since removed),
-    BATCH at a time; the caller chooses by service date and group."""
+    redis: Redis, start: date, end: date, group_id: str | None, patient_id: str | None,
+    stored: str | None = None,
+) -> AsyncIterator[tuple[list[str], list[str | None]]]:
+    """The keys of every record indexed near [start, end] with their values in the hash `stored`
+    (the records themselves by default; None: not there), BATCH at a time; the caller chooses by
+    service date and group."""
     # Service dates are local to each group; a day of margin each side covers every timezone.
     low = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp() * 1000) - DAY_MS
     high = int(datetime(end.year, end.month, end.day, tzinfo=UTC).timestamp() * 1000) + 2 * DAY_MS
@@ -115,7 +118,8 @@ async def _stored(
     if patient_id is not None:
         members = [m for m in members if m.endswith(f":{patient_id}")]
     for i in range(0, len(members), BATCH):
-        yield await redis.hmget(keys.attendance_records(), members[i:i + BATCH])
+        batch = members[i:i + BATCH]
+        yield batch, await redis.hmget(stored or keys.attendance_records(), batch)
 
 
 async def records(
@@ -162,9 +166,33 @@ def texts_to_csv(texts: list[str], people: Readers | None = None) -> str:
     return texts_csv(texts, people or Readers({}, {}))
 
 
-async def export_csv(redis: Redis, records: Chosen) -> str:
-    """The attendance CSV of chosen records, with the readers' columns filled in."""
-    return texts_to_csv(records.texts, await readers(redis, records.patient_ids))
+async def export_csv(
+    redis: Redis, start: date, end: date, group_id: str | None = None, patient_id: str | None = None
+) -> tuple[str, int]:
+    """The attendance CSV of the records `chosen()` picks, with the readers' columns, and how many
+    rows it has. A record's kept row (`spreadsheet.Kept`) is read instead of the record; a record
+    without one (written before rows were kept) is read whole."""
+    first, last = start.isoformat(), end.isoformat()
+    entries: list[str | spreadsheet.Kept] = []
+    patients: set[str] = set()
+    async for members, rows in _stored(redis, start, end, group_id, patient_id, keys.attendance_csv()):
+        whole = [m for m, row in zip(members, rows, strict=True) if row is None]
+        texts = dict(zip(whole, await redis.hmget(keys.attendance_records(), whole), strict=True)) if whole else {}
+        for member, row in zip(members, rows, strict=True):
+            if row is not None:
+                kept = spreadsheet.kept(row)
+                if first <= kept.service_date <= last and (group_id is None or kept.group_id == group_id):
+                    entries.append(kept)
+                    patients.add(kept.patient_id)
+                continue
+            raw = texts[member]
+            if raw is None:
+                continue
+            chooser = _choose.decode(raw)
+            if first <= chooser.service_date <= last and (group_id is None or chooser.group_id == group_id):
+                entries.append(raw)
+                patients.add(str(chooser.patient_id))
+    return texts_csv(entries, await readers(redis, patients)), len(entries)
 
 
 def iso_week(service_date: str) -> str:
@@ -176,7 +204,7 @@ async def weekly(redis: Redis, start: date, end: date, group_id: str | None = No
     # Look back far enough for the dropout rule: two weeks before the first requested week.
     first, last = (start - timedelta(days=21)).isoformat(), end.isoformat()
     rows: list[_WeekFacts] = []
-    async for raws in _stored(redis, start - timedelta(days=21), end, group_id, None):
+    async for _, raws in _stored(redis, start - timedelta(days=21), end, group_id, None):
         for raw in raws:
             if raw is None:
                 continue

@@ -18,7 +18,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -39,6 +39,8 @@ COMMAS = len(CSV_COLUMNS) + len(READER_COLUMNS) - 1
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP's list; a leading
 # tab, CR or LF hides the formula sign from a check of the first character only).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+_Hours = dict[str, tuple[str, str] | None]
+_UNSEEN = ("", "")  # an hour not converted yet (None: converted, not at one whole-hour offset)
 # Every ":MM:SSZ" ending a whole-second UTC time as `server.clock.iso` writes it.
 _MINUTE_SECOND_Z = frozenset(f":{m:02d}:{s:02d}Z" for m in range(60) for s in range(60))
 
@@ -64,10 +66,11 @@ class Readers:
     # zone -> "YYYY-MM-DDTHH" in UTC -> that hour's local "YYYY-MM-DDTHH" and offset text, for
     # hours at a whole-hour offset all through: an export converts 200,000 times in a few
     # thousand hours.
-    _hours: dict[str, dict[str, tuple[str, str] | None]] = field(default_factory=dict, compare=False, repr=False)
-    # (patient id, group id) -> the row's first three readers' cells joined, and the group's zone.
-    _who: dict[tuple[str | None, str | None], tuple[str, str]] = field(default_factory=dict, compare=False,
-                                                                       repr=False)
+    _hours: dict[str, _Hours] = field(default_factory=dict, compare=False, repr=False)
+    # (patient id, group id) -> the row's first three readers' cells joined, the group's zone and
+    # its hours.
+    _who: dict[tuple[str | None, str | None], tuple[str, str, _Hours]] = field(default_factory=dict,
+                                                                               compare=False, repr=False)
 
     def cells(self, patient_id: Any, group_id: Any, first_join: Any, last_leave: Any) -> tuple[Any, ...]:
         patient = self.patients.get(str(patient_id), {})
@@ -78,26 +81,36 @@ class Readers:
     def joined(self, patient_id: str | None, group_id: str | None, first_join: str | None,
                last_leave: str | None) -> str:
         """`cells()` of a row with text ids and times, as plain text joined by commas."""
+        head, zone, _ = self.who(patient_id, group_id)
+        return f"{head}{self.local(first_join, zone) or ''},{self.local(last_leave, zone) or ''}"
+
+    def who(self, patient_id: str | None, group_id: str | None) -> tuple[str, str, _Hours]:
+        """A row's first three readers' cells (name, MRN, zone) as plain text, each followed by a
+        comma; the zone, and its table of hours."""
         try:
-            head, zone = self._who[(patient_id, group_id)]
+            return self._who[(patient_id, group_id)]
         except KeyError:
             name, external_id, zone, _, _ = self.cells(patient_id, group_id, None, None)
-            head, zone = self._who[(patient_id, group_id)] = (f"{_plain(name)},{_plain(external_id)},{zone},", zone)
-        return f"{head}{self.local(first_join, zone) or ''},{self.local(last_leave, zone) or ''}"
+            who = self._who[(patient_id, group_id)] = (f"{_plain(name)},{_plain(external_id)},{zone},", zone,
+                                                       self._hours.setdefault(zone, {}))
+            return who
 
     def local(self, utc: Any, zone: str) -> str | None:
         """`local_time(utc, zone)`, from the hour's conversion when `utc` is a whole-second UTC time."""
         if isinstance(utc, str) and len(utc) == 20 and utc[13:] in _MINUTE_SECOND_Z:
-            hours = self._hours.get(zone)
-            if hours is None:
-                hours = self._hours[zone] = {}
-            try:
-                hour = hours[utc[:13]]
-            except KeyError:
-                hour = hours[utc[:13]] = _hour(utc[:13], zone)
-            if hour is not None:
-                return hour[0] + utc[13:19] + hour[1]
+            return self.hour_local(utc, zone, self._hours.setdefault(zone, {}))
         return local_time(utc, zone)
+
+    def hour_local(self, utc: str | None, zone: str, hours: _Hours) -> str:
+        """`local_time` of a whole-second UTC time ("" for None) through `hours`, the zone's table."""
+        if utc is None:
+            return ""
+        hour = hours.get(utc[:13], _UNSEEN)
+        if hour is _UNSEEN:
+            hour = hours[utc[:13]] = _hour(utc[:13], zone)
+        if hour is None:
+            return local_time(utc, zone) or ""
+        return hour[0] + utc[13:19] + hour[1]
 
 
 def _hour(utc_hour: str, zone: str) -> tuple[str, str] | None:
@@ -176,19 +189,117 @@ _loose = msgspec.json.Decoder(_Loose)
 _FLAG = {None: "", True: "true", False: "false"}
 
 
-def texts_csv(texts: Iterable[str], people: Readers) -> str:
-    """The CSV of stored record texts (JSON), one record at a time: what a row is made of is freed
-    as soon as it is written, so the collector has nothing to do."""
+class Kept(msgspec.Struct, array_like=True, gc=False):
+    """What the CSV needs of a record, kept beside it (`attendance:csv`, written with the record at
+    finalisation and correction, removed with it at purge): what chooses it, what its readers'
+    cells are made from (its times are whole-second UTC or missing), and its own cells as
+    `csv.writer` writes them (`line`, no line end). A year's export reads these instead of
+    decoding and formatting 100,000 records."""
+
+    service_date: str
+    group_id: str
+    patient_id: str
+    first_join: str | None
+    last_leave: str | None
+    line: str
+
+
+_kept = msgspec.json.Decoder(Kept)
+
+
+def kept_row(raw: str) -> str | None:
+    """The `Kept` (JSON) of a stored record text; None for a record the CSV reads whole (one with
+    other types than finalisation writes, without a service date, group or patient, or with
+    times other than whole-second UTC)."""
+    try:
+        r = _typed.decode(raw)
+    except msgspec.ValidationError:
+        return None
+    if r.service_date is None or r.group_id is None or r.patient_id is None:
+        return None
+    if not (_whole_second(r.first_join) and _whole_second(r.last_leave)):
+        return None
+    own = _written(cells(msgspec.structs.astuple(r)))
+    return msgspec.json.encode(Kept(r.service_date, r.group_id, r.patient_id, r.first_join, r.last_leave,
+                                    own)).decode()
+
+
+def _whole_second(utc: str | None) -> bool:
+    """None, or a time as `server.clock.iso` writes it (what `Readers.local` converts by the hour)."""
+    if utc is None:
+        return True
+    if len(utc) != 20 or utc[13:] not in _MINUTE_SECOND_Z:
+        return False
+    try:
+        datetime.fromisoformat(utc[:19])
+    except ValueError:
+        return False
+    return True
+
+
+def kept(text: str) -> Kept:
+    return _kept.decode(text)
+
+
+def texts_csv(texts: Iterable[str | Kept], people: Readers) -> str:
+    """The CSV of stored record texts (JSON) or their kept rows, one at a time: what a row is made
+    of is freed as soon as it is written, so the collector has nothing to do."""
     out = Writer()
     parts = out.parts
-    for raw in texts:
+    for entry in texts:
+        if type(entry) is Kept:
+            head, zone, hours = people.who(entry.patient_id, entry.group_id)
+            readers = f"{head}{people.hour_local(entry.first_join, zone, hours)},"\
+                      f"{people.hour_local(entry.last_leave, zone, hours)}"
+            if not _needs_nothing(readers, len(READER_COLUMNS) - 1):
+                readers = _written(cells(people.cells(entry.patient_id, entry.group_id, entry.first_join,
+                                                      entry.last_leave)))
+            # csv.writer quotes each cell on its own: a row's line is its parts' lines joined.
+            parts.append(f"{entry.line},{readers}\r\n")
+        else:
+            parts.append(out.record_line(cast(str, entry), people))
+    return out.text()
+
+
+def _needs_nothing(line: str, commas: int = COMMAS) -> bool:
+    """Whether a row's cells joined by commas are the row's CSV line as they are: no cell holds a
+    comma, quote, tab, CR or LF, or starts with a formula sign."""
+    # One character is looked for faster than two: "=" and "@" anywhere send the row the long way
+    # (rarely: still exact); "+" (a positive UTC offset) and "-" (every date) are looked for
+    # after a comma.
+    return (line.count(",") == commas and '"' not in line and "\n" not in line and "\r" not in line
+            and "\t" not in line and "=" not in line and "@" not in line and line[:1] not in "+-"
+            and ",-" not in line and ("+" not in line or ",+" not in line))
+
+
+class Writer:
+    """The CSV text of rows of CSV_COLUMNS + READER_COLUMNS values, header first."""
+
+    def __init__(self) -> None:
+        self.parts = [HEADER]
+
+    def row(self, values: tuple[Any, ...]) -> None:
+        self.parts.append(self.line(values))
+
+    def line(self, values: tuple[Any, ...]) -> str:
+        intervals = values[INTERVALS]
+        plain = [value if type(value) is str else _plain(value) for value in values[:INTERVALS]]
+        plain.append(_plain(intervals) if intervals is None or intervals is True or intervals is False
+                     else ";".join([f"{a}/{b}" for a, b in intervals]))
+        plain += [value if type(value) is str else _plain(value) for value in values[INTERVALS + 1:]]
+        line = ",".join(plain)
+        if _needs_nothing(line):
+            return line + "\r\n"
+        return _written(cells(values)) + "\r\n"
+
+    def record_line(self, raw: str, people: Readers) -> str:
+        """The line of a stored record text (JSON)."""
         try:
             r = _typed.decode(raw)
         except msgspec.ValidationError:
             loose = _loose.decode(raw)
-            out.row(msgspec.structs.astuple(loose)
-                    + people.cells(loose.patient_id, loose.group_id, loose.first_join, loose.last_leave))
-            continue
+            return self.line(msgspec.structs.astuple(loose)
+                             + people.cells(loose.patient_id, loose.group_id, loose.first_join, loose.last_leave))
         iv, n = r.intervals, None
         line = (
             f"{r.session_id or ''},{r.group_id or ''},{r.patient_id or ''},{r.service_date or ''},{r.status or ''},"
@@ -203,48 +314,19 @@ def texts_csv(texts: Iterable[str], people: Readers) -> str:
             f"{people.joined(r.patient_id, r.group_id, r.first_join, r.last_leave)}"
         )
         if _needs_nothing(line):
-            parts.append(line + "\r\n")
-        else:
-            out.row(msgspec.structs.astuple(r) + people.cells(r.patient_id, r.group_id, r.first_join, r.last_leave))
-    return out.text()
-
-
-def _needs_nothing(line: str) -> bool:
-    """Whether a row's cells joined by commas are the row's CSV line as they are: no cell holds a
-    comma, quote, tab, CR or LF, or starts with a formula sign."""
-    # One character is looked for faster than two: "=" and "@" anywhere send the row the long way
-    # (rarely: still exact); "+" (a positive UTC offset) and "-" (every date) are looked for
-    # after a comma.
-    return (line.count(",") == COMMAS and '"' not in line and "\n" not in line and "\r" not in line
-            and "\t" not in line and "=" not in line and "@" not in line and line[:1] not in "+-"
-            and ",-" not in line and ("+" not in line or ",+" not in line))
-
-
-class Writer:
-    """The CSV text of rows of CSV_COLUMNS + READER_COLUMNS values, header first."""
-
-    def __init__(self) -> None:
-        self.parts = [HEADER]
-        self._buffer = io.StringIO()
-        self._csv = csv.writer(self._buffer, lineterminator="\r\n")
-
-    def row(self, values: tuple[Any, ...]) -> None:
-        intervals = values[INTERVALS]
-        plain = [value if type(value) is str else _plain(value) for value in values[:INTERVALS]]
-        plain.append(_plain(intervals) if intervals is None or intervals is True or intervals is False
-                     else ";".join([f"{a}/{b}" for a, b in intervals]))
-        plain += [value if type(value) is str else _plain(value) for value in values[INTERVALS + 1:]]
-        line = ",".join(plain)
-        if _needs_nothing(line):
-            self.parts.append(line + "\r\n")
-            return
-        self._buffer.seek(0)
-        self._buffer.truncate()
-        self._csv.writerow(cells(values))
-        self.parts.append(self._buffer.getvalue())
+            return line + "\r\n"
+        return self.line(msgspec.structs.astuple(r) + people.cells(r.patient_id, r.group_id, r.first_join,
+                                                                   r.last_leave))
 
     def text(self) -> str:
         return "".join(self.parts)
+
+
+def _written(row_cells: list[str]) -> str:
+    """What `csv.writer` (excel dialect) writes for cells, without the line end."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(row_cells)
+    return buffer.getvalue()[:-2]
 
 
 def _plain(value: Any) -> str:

@@ -135,6 +135,12 @@ def attendance_records() -> str:
     return f"{PREFIX}:attendance:records"
 
 
+def attendance_csv() -> str:
+    """What the CSV needs of each current record, beside it: "{session}:{patient}" -> JSON
+    (`attendance.spreadsheet.Kept`; written and removed with the record, absent for older ones)."""
+    return f"{PREFIX}:attendance:csv"
+
+
 def attendance_by_start() -> str:
     """"{session}:{patient}" scored by the session's start (ms): the report index."""
     return f"{PREFIX}:attendance:by_start"
