@@ -498,7 +498,9 @@ class Receiver:
     async def start(self) -> None:
         env = {**os.environ, "BENCH_WEBHOOK_SECRET": SECRET}
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.billing", "--serve-receiver", cwd=str(ROOT), env=env,
+            # The side's own root, not resolved: on the before side it is the shim whose `server` is
+            # the before checkout's (bench/sides.py), and `-m` puts it first on the path.
+            sys.executable, "-m", "bench.billing", "--serve-receiver", cwd=str(Path(__file__).parents[1]), env=env,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, preexec_fn=die_with_parent,
         )
         assert self.proc.stdout is not None
@@ -543,6 +545,7 @@ class DeliveryRun:
     stalls: dict[str, tuple[int, int]] = field(default_factory=dict)
     persistence: dict[str, Any] = field(default_factory=dict)
     loop_stalls_ms: list[float] = field(default_factory=list)  # how late a 1 ms ticker woke, each time
+    loop_cpu_ms: list[float] = field(default_factory=list)  # the loop thread's CPU time over each tick
     stores: list[int] = field(default_factory=list)  # outcomes per transaction (group commit), when it has one
 
     @property
@@ -571,7 +574,7 @@ async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, rece
     gc.collect()
     await child.latency_start()
     task = asyncio.create_task(worker.run())
-    ticker = asyncio.create_task(loop_stalls(run.loop_stalls_ms))
+    ticker = asyncio.create_task(loop_stalls(run.loop_stalls_ms, run.loop_cpu_ms))
     try:
         await finalise_all(redis, audit, sessions.ids, args.concurrency, fin, wake)
         finalised_at = time.time()
@@ -633,13 +636,16 @@ async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, rece
     return run
 
 
-async def loop_stalls(out: list[float]) -> None:
+async def loop_stalls(out: list[float], on_cpu: list[float]) -> None:
     """A 1 ms ticker on the event loop that finalisation and delivery share: how late each wake-up
-    came (a stall of the loop: whatever ran without yielding, including garbage collection)."""
+    came (a stall of the loop: whatever ran without yielding, including garbage collection), and
+    how much of that the loop's thread spent on the CPU (`on_cpu`). On a shared machine a late
+    wake-up can be the process waiting for a core; only CPU time is the loop's own blocking."""
     while True:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         await asyncio.sleep(0.001)
         out.append(max(0.0, (time.perf_counter() - t0 - 0.001) * 1000))
+        on_cpu.append((time.thread_time() - c0) * 1000)
 
 
 def verify_signature(key: bytes, headers: Any, body: bytes) -> bool:
@@ -1011,7 +1017,9 @@ def print_report(args: argparse.Namespace, finals: list[FinaliseRun], deliveries
             lag = d.loop_stalls_ms
             print(f"        event loop (1 ms ticker) while finalising and delivering: longest stall "
                   f"{fmt(max(lag, default=math.nan))} ms, p99 {fmt(percentile(lag, 99))} ms, "
-                  f"{sum(1 for x in lag if x > 10)} stalls over 10 ms")
+                  f"{sum(1 for x in lag if x > 10)} stalls over 10 ms; on the CPU (thread time over a tick): "
+                  f"longest {fmt(max(d.loop_cpu_ms, default=math.nan))} ms, "
+                  f"{sum(1 for x in d.loop_cpu_ms if x > 10)} over 10 ms")
             print(f"        redis stalls >= 5 ms: {stalls_text(d.stalls)}; AOF {aof_mb:.0f} MB, "
                   f"rewrites (forks) {d.persistence.get('total_forks')}; problems: {'; '.join(problems) or 'none'}")
     by = {(f.fsync, f.concurrency): f for f in finals}
@@ -1146,6 +1154,7 @@ def summary(finals: list[FinaliseRun], deliveries: list[DeliveryRun], timings: l
         figures[f"[{d.fsync}] delivery: delay max s"] = max(d.delays_s, default=math.nan)
         figures[f"[{d.fsync}] loop: longest stall ms"] = max(d.loop_stalls_ms, default=math.nan)
         figures[f"[{d.fsync}] loop: stalls over 10 ms"] = sum(1 for x in d.loop_stalls_ms if x > 10)
+        figures[f"[{d.fsync}] loop: longest on the CPU ms"] = max(d.loop_cpu_ms, default=math.nan)
     for t in timings:
         figures[f"report {t.name}: best s"] = min(t.runs)
     return out
@@ -1155,6 +1164,7 @@ GOALS = {
     "delivery with finalisation: records/s": ">= 1000",
     "delivery: delay p99 s": "<= 2 s",
     "loop: longest stall ms": "<= 10 ms",
+    "loop: longest on the CPU ms": "<= 10 ms",
     "report JSON export(year): best s": "< 1 s",
     "report CSV export(year): best s": "< 1 s",
     "report weekly(year): best s": "< 1 s",
