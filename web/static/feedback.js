@@ -11,6 +11,7 @@ export class FeedbackForm {
     this.error = panel.querySelector("[data-f=error]");
     this.thanks = panel.querySelector("[data-f=thanks]");
     this.sessionId = null;
+    this.aside = false; // in the group: the question waits, the video gets the screen
     this.form.addEventListener("submit", (event) => { event.preventDefault(); this.submit(); });
   }
 
@@ -20,7 +21,15 @@ export class FeedbackForm {
     if (question) this.panel.querySelector("legend").textContent = question;
     this.form.hidden = false;
     this.thanks.hidden = true;
-    this.panel.hidden = false;
+    this.panel.hidden = this.aside;
+  }
+
+  // While the patient is in the group, a question about an earlier session (or the thanks for
+  // one) is not shown above the videos; it comes back after, unless the new session's question
+  // replaced it.
+  setAside(aside) {
+    this.aside = aside;
+    this.panel.hidden = aside || this.sessionId === null;
   }
 
   async submit() {

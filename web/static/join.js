@@ -95,6 +95,7 @@ function say(text) { statusRegion.textContent = text; }
 function show(name, focusHeading = true) {
   state = name;
   for (const [key, view] of Object.entries(views)) view.hidden = key !== name;
+  feedback.setAside(name === "session");
   document.body.dataset.view = name;
   if (focusHeading) {
     const heading = views[name].querySelector("h1");
