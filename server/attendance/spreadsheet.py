@@ -1,14 +1,20 @@
-"""The attendance CSV: its columns, cells a spreadsheet cannot take for a formula, and the
-readers' columns (names, MRNs, local times).
+"""The attendance CSV: its columns, cells a spreadsheet cannot take for a formula, the readers'
+columns (names, MRNs, local times), and the rows kept beside records for it.
 
 The bytes are those of `csv.writer` (excel dialect, CRLF) over the cells `cells()` makes. A year
-is 100,000 rows of 23 cells, so a row is written without it where that cannot change a byte:
-the record's fields decoded with the types finalisation writes (`_Typed`: text, whole numbers,
-true/false, intervals of two texts, or missing), joined by commas in one expression, and the
-line checked once: no comma beyond the 22 separators, no quote, tab, CR or LF, and no cell
-starting with =, +, - or @. Such a line is exactly what `csv.writer` writes for the row, and
-nothing in it needed escaping. Any other row, or a record with other types, goes cell by cell
-through the escaping and `csv.writer`, as before.
+is 100,000 rows of 23 cells, so no row is formatted at export if it need not be:
+
+- a record's own 18 cells are written once, when the record is (finalisation, correction), into
+  its `Kept` row beside it; the export adds the readers' cells (`csv.writer` quotes each cell on
+  its own, so a row's line is its parts' lines joined by a comma);
+- a record without one is decoded with the types finalisation writes (`_Typed`: text, whole
+  numbers, true/false, intervals of two texts, or missing) and its cells joined by commas in one
+  expression, the line checked once: no comma beyond the separators, no quote, tab, CR or LF, and
+  no cell starting with =, +, - or @. Such a line is exactly what `csv.writer` writes for the
+  row, and nothing in it needed escaping.
+
+Any other row, or a record with other types, goes cell by cell through the escaping and
+`csv.writer`, as before.
 """
 
 from __future__ import annotations
