@@ -26,6 +26,12 @@ in the same run, and the ratio of server CPU is printed. Figures are printed, no
     python -m bench.media [--sizes 4,8,12] [--transcode-sizes 4,8] [--window 10] [--warmup 10]
                           [--phone-tiles 4] [--slow-viewer 1000] [--media-port 50000]
     python -m bench.media --sides porchlight,janus [--sizes 4,8,12] [--repeat K] [--janus-event-loops N]
+    python -m bench.media --workers-compare 1,2 --rooms K --sizes N
+
+With --workers-compare 1,2 --rooms K the same K rooms of N at once are hosted by PORCHLIGHT_WORKERS=1,
+then =2 (bench/media_workers.py): per worker process its rooms, CPU and CPU per forwarded packet;
+per room fps, latency and completeness; and the rooms per machine that the per-process figures
+project.
 
 With --media-port P each forwarding room runs twice in a row, the second time with
 PORCHLIGHT_MEDIA_PORT=P (path "port": every peer connection on one UDP port), and the ratio of
@@ -600,6 +606,9 @@ async def main() -> None:
                         help="with --sides: Janus's event_loops (default: unset, a loop thread per handle)")
     parser.add_argument("--keep", default="", metavar="DIR",
                         help="copy each room's participant reports and logs and server log into DIR")
+    parser.add_argument("--workers-compare", default="", metavar="1,2",
+                        help="host --rooms rooms of each --sizes at once with each PORCHLIGHT_WORKERS in turn")
+    parser.add_argument("--rooms", type=int, default=2, help="with --workers-compare: rooms at once")
     parser.add_argument("--inside", default="", help=argparse.SUPPRESS)  # run in the namespaces: their names
     args = parser.parse_args()
     if args.sides:
@@ -623,6 +632,18 @@ async def main() -> None:
               f"{os.cpu_count()} CPUs", flush=True)
         if args.sides:
             await compare(frames_file, args)
+            return
+        if args.workers_compare:
+            from bench import media_workers  # it builds on this module's rooms
+
+            results = []
+            for size in (int(n) for n in args.sizes.split(",") if n):
+                for count in (int(n) for n in args.workers_compare.split(",") if n):
+                    print(f"  {args.rooms} rooms of {size} with PORCHLIGHT_WORKERS={count} "
+                          f"(load average {os.getloadavg()[0]:.2f})...", flush=True)
+                    results.append(await media_workers.run(count, args.rooms, size, frames_file, args))
+                    media_workers.report(results[-1:], args.rooms)
+            media_workers.report(results, args.rooms)
             return
         rows = []
         plan = [(path, int(n)) for n in args.sizes.split(",") if n
