@@ -315,6 +315,37 @@ async def test_correction_supersedes_the_delivered_record(billing: Api, receiver
                        {"intervals": [], "reason": "x"}, expect=403)
 
 
+async def test_two_corrections_at_once_chain_instead_of_both_replacing_the_same_version(
+        billing: Api, receiver: Receiver) -> None:
+    import asyncio
+
+    from server.clock import iso, to_ms
+
+    world, session_id, opened = await run_session(billing)
+    alex = world.patients[0]
+    await receiver.wait(lambda: len(receiver.accepted) == 2, billing.clock)
+    first = next(r for r in receiver.accepted.values() if r["data"]["patient_id"] == alex["id"])
+    path = f"/sessions/{session_id}/attendance/{alex['id']}/correction"
+    start = iso(to_ms(opened))
+    both = await asyncio.gather(*[
+        billing.post(world.admin, path, {"intervals": [[start, iso(to_ms(opened + minutes * MIN))]], "reason": why})
+        for minutes, why in ((50, "first look at the logs"), (55, "second look at the logs"))])
+    assert sorted(r["version"] for r in both) == [2, 3]  # one after the other, never both version 2
+    await receiver.wait(lambda: len(receiver.accepted) == 4, billing.clock)
+    bills = {r["data"]["record_id"]: r["data"] for r in receiver.accepted.values()
+             if r["data"]["patient_id"] == alex["id"]}
+    # One chain: the original, superseded by one correction, superseded by the other.
+    chain = [first["data"]["record_id"]]
+    while successor := [b for b in bills.values() if b["supersedes"] == chain[-1]]:
+        assert len(successor) == 1, "two records supersede the same one"
+        chain.append(successor[0]["record_id"])
+    assert len(chain) == 3 == len(bills)
+    final = max(both, key=lambda r: r["version"])
+    assert bills[chain[-1]]["attended_minutes"] == final["attended_seconds"] // 60
+    pulled = await billing.get(world.admin, f"/attendance?patient_id={alex['id']}")
+    assert [(r["version"], r["attended_seconds"]) for r in pulled["records"]] == [(3, final["attended_seconds"])]
+
+
 async def test_weekly_totals_against_the_program_minimum(billing: Api) -> None:
     world, session_id, _ = await run_session(billing)
     weeks = await billing.get(world.admin, "/attendance/weekly")

@@ -11,6 +11,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from redis.exceptions import WatchError
+
 from server.attendance.finalise import record_key, session_context
 from server.attendance.rules import DEFAULT_MIN_ATTENDED_SECONDS, attended_minutes, short_join
 from server.attendance.spreadsheet import kept_row
@@ -22,6 +24,8 @@ from server.errors import ApiError, bad_request, not_found
 from server.ids import new_id
 from server.store import keys
 from server.store.connection import Redis
+
+CONFLICT_RETRIES = 50
 
 MAX_INTERVALS = 100
 
@@ -62,11 +66,35 @@ async def correct(
     if not await redis.exists(keys.session_finalised(session_id)):
         raise ApiError(409, "not_final", "attendance for this session is not final yet")
     key = record_key(session_id, patient_id)
-    current_raw = await redis.hget(keys.attendance_records(), key)
-    if current_raw is None:
+    if not await redis.hexists(keys.attendance_records(), key):
         raise not_found("attendance record")
-    current = json.loads(current_raw)
     spans = parse_intervals(intervals, (ctx["started_ms"], ctx["ended_ms"]))
+    # Optimistic: the record is read under WATCH and the correction commits only if nothing wrote
+    # the records meanwhile. Two corrections of one record at once are then applied one after the
+    # other (version n+1, then n+2, each bill superseding the one before), never both on version n.
+    async with redis.pipeline(transaction=True) as pipe:
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                await pipe.watch(keys.attendance_records())
+                current_raw = await pipe.hget(keys.attendance_records(), key)
+                if current_raw is None:
+                    raise not_found("attendance record")
+                corrected, bill = await _correction(redis, clock, ctx, session_id, patient_id, json.loads(current_raw),
+                                                    spans, reason, min_attended_seconds)
+                pipe.multi()
+                _write(pipe, session_id, patient_id, key, corrected, bill, to_ms(clock.now()))
+                await pipe.execute()
+                return corrected
+            except WatchError:
+                continue  # another write to the records came first: read again, apply on top of it
+    raise ApiError(503, "unavailable", "the attendance records are too busy to correct now; try again")
+
+
+async def _correction(
+    redis: Redis, clock: Clock, ctx: dict[str, Any], session_id: str, patient_id: str, current: dict[str, Any],
+    spans: list[tuple[int, int]], reason: str, min_attended_seconds: int,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The next version of a record and the billing record that supersedes its bill, if any."""
     seconds = sum(b - a for a, b in spans) // 1000
     # Media split is kept proportionally: a correction changes presence, not what the camera did.
     old = current["attended_seconds"]
@@ -100,23 +128,25 @@ async def correct(
             patient=patient, facilitator=ctx["facilitator"], participants_present=present,
             created_at=iso(now_ms) or "",
         )
-    async with redis.pipeline(transaction=True) as pipe:
-        raw = json.dumps(corrected)
-        pipe.hset(keys.attendance_records(), key, raw)
-        # What the CSV reads of the record changes with it.
-        if (kept := kept_row(raw)) is not None:
-            pipe.hset(keys.attendance_csv(), key, kept)
-        else:
-            pipe.hdel(keys.attendance_csv(), key)
-        pipe.rpush(keys.attendance_history(session_id, patient_id), raw)
-        if bill is not None:
-            data = bill["data"]
-            meta = {"session_id": session_id, "patient_id": patient_id, "supersedes": previous_bill,
-                    "attended_minutes": data["attended_minutes"]}
-            outbox.queue(pipe, data["record_id"], billing.body_bytes(bill), meta, now_ms)
-            pipe.hset(keys.billing_session_records(session_id), patient_id, data["record_id"])
-        await pipe.execute()
-    return corrected
+    return corrected, bill
+
+
+def _write(pipe: Any, session_id: str, patient_id: str, key: str, corrected: dict[str, Any],
+           bill: dict[str, Any] | None, now_ms: int) -> None:
+    raw = json.dumps(corrected)
+    pipe.hset(keys.attendance_records(), key, raw)
+    # What the CSV reads of the record changes with it.
+    if (kept := kept_row(raw)) is not None:
+        pipe.hset(keys.attendance_csv(), key, kept)
+    else:
+        pipe.hdel(keys.attendance_csv(), key)
+    pipe.rpush(keys.attendance_history(session_id, patient_id), raw)
+    if bill is not None:
+        data = bill["data"]
+        meta = {"session_id": session_id, "patient_id": patient_id, "supersedes": data["supersedes"],
+                "attended_minutes": data["attended_minutes"]}
+        outbox.queue(pipe, data["record_id"], billing.body_bytes(bill), meta, now_ms)
+        pipe.hset(keys.billing_session_records(session_id), patient_id, data["record_id"])
 
 
 async def _attending_count(redis: Redis, started_ms: int, session_id: str, patient_id: str, attends: bool) -> int:
