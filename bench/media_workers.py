@@ -38,6 +38,7 @@ from server.store.embedded import EmbeddedRedis
 
 IDLE_SECONDS = 5.0  # each worker's CPU with no room, measured first
 PLACEMENT_PAUSE = 3.0  # seconds between opening sessions: more than a heartbeat (about 1 s)
+TARGET_FPS, TARGET_P50_MS, TARGET_P95_MS = 14.0, 100.0, 250.0  # bench/media.py's room targets
 
 
 @dataclass
@@ -262,6 +263,12 @@ def report(results: list[Result], rooms: int) -> None:
         if not busy or not all(row.complete for _, row in res.rooms):
             print(f"{res.workers} worker(s): a room incomplete or no process forwarded: no projection")
             continue
+        missed = [k for k, (_, row) in enumerate(res.rooms, 1) if row.fps_min < TARGET_FPS
+                  or row.latency_p50 > TARGET_P50_MS or row.latency_p95 > TARGET_P95_MS]
+        if missed:  # a starved room costs less CPU because less went through: no capacity from it
+            print(f"{res.workers} worker(s): room(s) {missed} below the targets (fps >= {TARGET_FPS}, latency "
+                  f"p50 <= {TARGET_P50_MS} ms, p95 <= {TARGET_P95_MS} ms): no projection")
+            continue
         # A room's cost on the process that hosts it: what the process used above its idle
         # CPU, per room hosted there; a process carries rooms up to 0.9 core with its idle cost.
         hosting = [w for w in busy if any(o == w.node_id for o, _ in res.rooms)]
@@ -276,3 +283,10 @@ def report(results: list[Result], rooms: int) -> None:
               f"a process carries {carry} such rooms: PROJECTED {carry * usable} rooms on this machine with "
               f"{res.workers} worker(s) on {os.cpu_count()} cores (from the per-process figures; not measured "
               f"with {carry * usable} rooms, and the participants' CPU on the same cores is not counted)")
+        # The issue's 12-person room, from this run's CPU per packet and packets per stream.
+        us = sum(w.cpu[1] - w.cpu[0] for w in hosting) / sum(w.packets() for w in hosting) * 1e6
+        per_stream = sum(w.packets() for w in hosting) / res.span / (len(res.rooms) * res.size * (res.size - 1))
+        big = us * 1e-6 * per_stream * 12 * 11
+        print(f"    a 12-person room at this run's {us:.0f} us per packet and {per_stream:.0f} packets/s per "
+              f"stream: {big:.2f} cores of forwarding (PROJECTED); a room lives in one process, so it must fit "
+              f"one core: {math.floor((0.9 - idle) / big) if big < 0.9 - idle else 0} per worker at <= 0.9 core")
