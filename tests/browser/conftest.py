@@ -154,11 +154,15 @@ def new_page(browser: Any) -> Iterator[Any]:
         return page
 
     yield open_page
+    found = list(errors)  # what the pages threw while the test ran (not while being closed below)
     for context in contexts:
         # Pages first: closing a context whose page still holds a peer connection and its camera
         # can hang Chromium's teardown for minutes (seen with 13 tiles in test_grid_fit).
         for page in context.pages:
+            # Leaving the page first ends its calls and stops its camera within a bounded wait.
+            with contextlib.suppress(Exception):
+                page.goto("about:blank", timeout=10_000)
             page.close()
         context.close()
-    assert not errors, "uncaught errors in the page:\n" + "\n".join(errors)
+    assert not found, "uncaught errors in the page:\n" + "\n".join(found)
 

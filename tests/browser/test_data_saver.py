@@ -75,6 +75,16 @@ def test_the_data_saver_button_asks_for_the_speakers_video_only(demo: Demo, new_
         expect(staff_tile).not_to_have_class(lambda_has("has-video"))
     check_accessibility(patient, "the session with data saver on")
 
+    # Remembered on the device: after a reload and checking in again (straight back in, within the
+    # grace period) it is still on,
+    # and the first views already ask for the speaker only.
+    seen = len(views)
+    patient.reload()
+    patient.get_by_role("button", name="Check in").click()
+    expect(patient.get_by_role("button", name="Data saver")).to_have_attribute("aria-pressed", "true")
+    wait_until(patient, lambda: any(v.get("data_saver") is True for v in views[seen:]), "a view with data_saver")
+    assert all(v.get("data_saver") is True for v in views[seen:]), views[seen:]
+
     saver.click()
     expect(saver).to_have_attribute("aria-pressed", "false")
     wait_until(patient, lambda: "data_saver" not in views[-1], "a view without data_saver")

@@ -425,12 +425,20 @@ const viewOptions = [
   ["hide-self", (on) => grid.hideSelf(on)],
   ["data-saver", (on) => { grid.setDataSaver(on); room.setDataSaver(on); }],
 ];
+// Remembered on this device, as the chosen camera is: a patient on a data plan turns data saver
+// on once, not at every session or reload.
+const VIEW_KEY = "porchlight.view";
+function rememberedView() {
+  try { return JSON.parse(localStorage.getItem(VIEW_KEY)) || {}; } catch { return {}; }
+}
 for (const [id, apply] of viewOptions) {
-  $(id).addEventListener("click", (event) => {
-    const button = event.currentTarget;
+  const button = $(id);
+  const set = (on) => { button.setAttribute("aria-pressed", String(on)); apply(on); };
+  if (rememberedView()[id] === true) set(true);
+  button.addEventListener("click", () => {
     const on = button.getAttribute("aria-pressed") !== "true";
-    button.setAttribute("aria-pressed", String(on));
-    apply(on);
+    set(on);
+    try { localStorage.setItem(VIEW_KEY, JSON.stringify({ ...rememberedView(), [id]: on })); } catch { /* private mode */ }
   });
 }
 
