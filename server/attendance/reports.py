@@ -87,7 +87,7 @@ async def chosen(
             if raw is None:
                 continue
             row = _choose.decode(raw)
-            if first <= row.service_date <= last and (group_id is None or row.group_id == group_id):
+            if _chosen(row.service_date, row.group_id, first, last, group_id):
                 texts.append(raw)
                 patients.add(str(row.patient_id))
     return Chosen(texts, patients)
@@ -181,7 +181,7 @@ async def export_csv(
         for member, row in zip(members, rows, strict=True):
             if row is not None:
                 kept = spreadsheet.kept(row)
-                if first <= kept.service_date <= last and (group_id is None or kept.group_id == group_id):
+                if _chosen(kept.service_date, kept.group_id, first, last, group_id):
                     entries.append(kept)
                     patients.add(kept.patient_id)
                 continue
@@ -189,7 +189,7 @@ async def export_csv(
             if raw is None:
                 continue
             chooser = _choose.decode(raw)
-            if first <= chooser.service_date <= last and (group_id is None or chooser.group_id == group_id):
+            if _chosen(chooser.service_date, chooser.group_id, first, last, group_id):
                 entries.append(raw)
                 patients.add(str(chooser.patient_id))
     return texts_csv(entries, await readers(redis, patients)), len(entries)
@@ -213,10 +213,10 @@ async def weekly(redis: Redis, start: date, end: date, group_id: str | None = No
             except msgspec.ValidationError:
                 # Not a record weekly totals can read: an error if the report shows it, as before.
                 chosen = _choose.decode(raw)
-                if first <= chosen.service_date <= last and (group_id is None or chosen.group_id == group_id):
+                if _chosen(chosen.service_date, chosen.group_id, first, last, group_id):
                     raise
                 continue
-            if first <= row.service_date <= last and (group_id is None or row.group_id == group_id):
+            if _chosen(row.service_date, row.group_id, first, last, group_id):
                 rows.append(row)
     minimums = {g["id"]: int(g.get("weekly_minimum_hours", 0)) * 3600 for g in await all_groups(redis)}
     with collector.paused():  # the per-patient lists of 100,000 rows, all kept until the end
@@ -279,3 +279,8 @@ async def attended(redis: Redis, session_id: str, patient_id: str) -> bool:
             if event.get("type") == "joined" and event.get("patient_id") == patient_id:
                 return True
     return False
+
+
+def _chosen(service_date: str, group: str, first: str, last: str, group_id: str | None) -> bool:
+    """A record belongs to a report over [first, last] (ISO dates), of one group or of all."""
+    return first <= service_date <= last and (group_id is None or group == group_id)
