@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,11 +53,24 @@ class AuditLog:
     ) -> list[dict[str, Any]]:
         """Append `actions` and run `write(pipe)` in one MULTI/EXEC: the change and its audit
         entries are committed together or not at all (a crash cannot separate them)."""
+        entries = await self.commit_if(actions, write)
+        assert entries is not None
+        return entries
+
+    async def commit_if(
+        self, actions: list[Action], write: Callable[[Any], None] | None = None,
+        watch: tuple[str, ...] = (), ready: Callable[[Any], Awaitable[bool]] | None = None,
+    ) -> list[dict[str, Any]] | None:
+        """`commit_with`, on a condition: `ready(pipe)` reads the `watch` keys (WATCHed with the
+        log's head) and says whether to commit; None when it says no, on the first try or after
+        another client changed a watched key (then it is asked again)."""
         async with self._lock:  # appends from this process queue here; WATCH guards against others
             while True:
                 async with self.redis.pipeline(transaction=True) as pipe:
                     try:
-                        await pipe.watch(keys.audit_head())
+                        await pipe.watch(keys.audit_head(), *watch)
+                        if ready is not None and not await ready(pipe):
+                            return None
                         head = await pipe.get(keys.audit_head())
                         seq, prev = (0, GENESIS) if head is None else _split_head(head)
                         entries = []

@@ -15,8 +15,6 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from redis.exceptions import WatchError
-
 from server.attendance.rules import (
     DEFAULT_MIN_ATTENDED_SECONDS,
     PatientAttendance,
@@ -25,7 +23,7 @@ from server.attendance.rules import (
     short_join,
 )
 from server.attendance.spreadsheet import kept_row
-from server.audit import AuditLog
+from server.audit import Action, AuditLog
 from server.auth.staff import get_user
 from server.billing import outbox
 from server.billing import records as billing
@@ -36,6 +34,12 @@ from server.clock import Clock, iso, to_ms
 from server.ids import new_id
 from server.store import keys, sessions
 from server.store.connection import Redis
+
+# A session's record up to this many events is computed on the event loop (about 2 ms; a group
+# of 12 leaves about 80), a longer one in a thread. A thread costs the loop more than it saves
+# for short records: it holds the GIL for up to the switch interval (5 ms) whenever the loop
+# thread gives it up for a system call, so every socket write of the process waits behind it.
+INLINE_EVENTS = 200
 
 
 def service_date(started_ms: int, timezone: str) -> str:
@@ -123,74 +127,83 @@ async def finalise(
         return False
     group = ctx["group"]
     raws = await redis.lrange(keys.session_events(session_id), 0, -1)
-    # Off the event loop: a session with a very long record (tens of thousands of events) would
-    # otherwise stall every room of this process while it is computed.
-    facts = await asyncio.to_thread(_attendance_of, raws, ctx["started_ms"], ctx["ended_ms"])
+    if len(raws) <= INLINE_EVENTS:
+        facts = _attendance_of(raws, ctx["started_ms"], ctx["ended_ms"])
+    else:
+        # Off the event loop: a session with a very long record (tens of thousands of events)
+        # would otherwise stall every room of this process while it is computed.
+        facts = await asyncio.to_thread(_attendance_of, raws, ctx["started_ms"], ctx["ended_ms"])
     day = ctx["service_date"]
     enrolled = {e["patient_id"] for e in await group_enrollments(redis, group["id"])
                 if _enrolled_on(e, day, ctx["started_ms"])}
     patient_ids = sorted(enrolled | set(facts))
     patients = await patients_by_id(redis, patient_ids)
     now_ms = to_ms(clock.now())
-    records = {pid: attendance_record(ctx, group, pid, facts.get(pid), day, min_attended_seconds)
-               for pid in patient_ids}
+    records: dict[str, dict[str, Any]] = {}
+    for pid in patient_ids:
+        records[pid] = attendance_record(ctx, group, pid, facts.get(pid), day, min_attended_seconds)
     attending = [pid for pid, r in records.items() if r["status"] == "attended"]
-    bills: dict[str, dict[str, Any]] = {}
-    for pid in attending:
-        record_id = new_id("rec")
-        records[pid]["billing_record_id"] = record_id
-        bills[pid] = billing.build(
-            record_id=record_id, supersedes=None, attendance=records[pid], session=ctx, group=group,
-            patient=patients.get(pid, {}), facilitator=ctx["facilitator"], participants_present=len(attending),
-            created_at=iso(now_ms) or "",
-        )
-    async with redis.pipeline(transaction=True) as pipe:
-        try:
-            await pipe.watch(keys.session_finalised(session_id))
-            if await pipe.exists(keys.session_finalised(session_id)):
-                return False
-            pipe.multi()
-            pipe.set(keys.session_finalised(session_id), now_ms)
-            _write_records(pipe, ctx, records)
-            _write_bills(pipe, session_id, bills, now_ms)
-            pipe.srem(keys.finalise_pending(), session_id)
-            await pipe.execute()
-        except WatchError:
-            return False
-    await audit.append("attendance.finalise", None, session_id=session_id, patients=len(records),
-                       attending=len(attending), billing_records=len(bills))
-    return True
+    texts: dict[str, str] = {}
+    bills: list[tuple[str, bytes, dict[str, Any]]] = []
+    for pid in patient_ids:
+        # One patient's records per step, the loop running between them: a session's dozen
+        # records and their JSON are a few milliseconds of CPU together (bench/billing.py).
+        await asyncio.sleep(0)
+        record = records[pid]
+        if record["status"] == "attended":
+            record_id = record["billing_record_id"] = new_id("rec")
+            bill = billing.build(
+                record_id=record_id, supersedes=None, attendance=record, session=ctx, group=group,
+                patient=patients.get(pid, {}), facilitator=ctx["facilitator"], participants_present=len(attending),
+                created_at=iso(now_ms) or "",
+            )
+            data = bill["data"]
+            bills.append((record_id, billing.body_bytes(bill), {
+                "session_id": session_id, "patient_id": pid, "supersedes": data["supersedes"],
+                "attended_minutes": data["attended_minutes"]}))
+        texts[pid] = json.dumps(record)
+    kept = {pid: row for pid, text in texts.items() if (row := kept_row(text)) is not None}
+
+    async def unfinalised(pipe: Any) -> bool:
+        return not await pipe.exists(keys.session_finalised(session_id))
+
+    def write(pipe: Any) -> None:
+        pipe.set(keys.session_finalised(session_id), now_ms)
+        _write_records(pipe, ctx, texts, kept)
+        _write_bills(pipe, session_id, bills, now_ms)
+        pipe.srem(keys.finalise_pending(), session_id)
+
+    # The records, their billing records and the audit entry in one transaction, guarded by the
+    # session's `finalised` flag: of two racing finalisations exactly one commits.
+    action = Action("attendance.finalise", None, {"session_id": session_id, "patients": len(records),
+                                                  "attending": len(attending), "billing_records": len(bills)})
+    committed = await audit.commit_if([action], write, watch=(keys.session_finalised(session_id),),
+                                      ready=unfinalised)
+    return committed is not None
 
 
 def _attendance_of(raws: list[str], started_ms: int, ended_ms: int) -> dict[str, PatientAttendance]:
     return session_attendance([json.loads(e) for e in raws], started_ms, ended_ms)
 
 
-def _write_records(pipe: Any, ctx: dict[str, Any], records: dict[str, dict[str, Any]]) -> None:
-    if not records:
+def _write_records(pipe: Any, ctx: dict[str, Any], texts: dict[str, str], kept: dict[str, str]) -> None:
+    """The session's attendance records (JSON by patient) and their kept CSV rows (spreadsheet.Kept)."""
+    if not texts:
         return
-    encoded = {record_key(ctx["id"], pid): json.dumps(r) for pid, r in records.items()}
-    pipe.hset(keys.attendance_records(), mapping=encoded)
-    kept = {key: row for key, raw in encoded.items() if (row := kept_row(raw)) is not None}
-    if kept:  # what the CSV reads of each record, beside it (spreadsheet.Kept)
-        pipe.hset(keys.attendance_csv(), mapping=kept)
-    pipe.zadd(keys.attendance_by_start(), {k: ctx["started_ms"] for k in encoded})
-    for pid, raw in zip(records, encoded.values(), strict=True):
+    pipe.hset(keys.attendance_records(), mapping={record_key(ctx["id"], pid): raw for pid, raw in texts.items()})
+    if kept:  # what the CSV reads of each record, beside it
+        pipe.hset(keys.attendance_csv(), mapping={record_key(ctx["id"], pid): row for pid, row in kept.items()})
+    pipe.zadd(keys.attendance_by_start(), {record_key(ctx["id"], pid): ctx["started_ms"] for pid in texts})
+    for pid, raw in texts.items():
         pipe.rpush(keys.attendance_history(ctx["id"], pid), raw)
 
 
-def _write_bills(pipe: Any, session_id: str, bills: dict[str, dict[str, Any]], now_ms: int) -> None:
+def _write_bills(pipe: Any, session_id: str, bills: list[tuple[str, bytes, dict[str, Any]]], now_ms: int) -> None:
     if not bills:
         return
-    queued = []
-    for pid, bill in bills.items():
-        data = bill["data"]
-        meta = {"session_id": session_id, "patient_id": pid, "supersedes": data["supersedes"],
-                "attended_minutes": data["attended_minutes"]}
-        queued.append((data["record_id"], billing.body_bytes(bill), meta))
-    outbox.queue_many(pipe, queued, now_ms)
-    records = {pid: bill["data"]["record_id"] for pid, bill in bills.items()}
-    pipe.hset(keys.billing_session_records(session_id), mapping=records)
+    outbox.queue_many(pipe, bills, now_ms)
+    pipe.hset(keys.billing_session_records(session_id), mapping={meta["patient_id"]: record_id
+                                                                  for record_id, _, meta in bills})
 
 
 async def finalise_pending(
