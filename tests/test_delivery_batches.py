@@ -102,13 +102,15 @@ async def test_a_batched_round_chains_one_entry_per_record_and_the_log_verifies(
 async def test_a_worker_killed_mid_batch_skips_nothing_and_sends_nothing_twice(
     own_redis: RedisServer, aiohttp_server: Any
 ) -> None:
-    """The receiver acknowledges the first `answered` requests of a round and holds the rest.
-    Once those outcomes are stored the worker is killed (SIGKILL), its round half done; a second
-    worker process, a lease later, delivers the held records: each record is acknowledged once,
-    with the same bytes, and the audit log has one entry per record and verifies."""
+    """The receiver acknowledges the first `answered` requests of a round and holds the rest
+    (as many as the worker sends at once). Once those outcomes are stored the worker is killed
+    (SIGKILL), its round half done; a second worker process, a lease later, delivers the held
+    records: each record is acknowledged once, with the same bytes, and the audit log has one
+    entry per record and verifies."""
     from server.store.connection import connect
 
-    count, answered = 30, 12
+    answered = 12
+    count = answered + delivery.IN_FLIGHT
     seen: list[tuple[str, bytes, bool]] = []  # (webhook-id, body, acknowledged)
     release = asyncio.Event()
 

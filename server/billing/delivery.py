@@ -7,12 +7,15 @@ Only a 2xx counts as delivered. 410 disables the endpoint (the record is kept as
 anything else is retried with exponential backoff and full jitter, honouring Retry-After,
 for about three days; then the record is kept as failed, for an admin to replay.
 
-A round claims up to BATCH records and posts them concurrently. The outcomes that have come
-back are stored together (group commit): their new statuses and their audit entries, one
-chained entry per record, in one transaction, so a delivery and its audit entry are never
-separated and the audit log takes one transaction per group instead of one per record. A
-process killed mid-round leaves the records whose outcomes were not stored claimed; they are
-due again when the lease runs out (the receiver de-duplicates by webhook-id).
+A round keeps IN_FLIGHT requests going, claiming more as answers come back, up to BATCH
+records: answers come back a few at a time, so the event loop resumes a handful of requests
+per pass instead of a whole round's at once, and no request waits for a round's slowest to
+finish before it is sent. The outcomes that have come back are stored together (group commit):
+their new statuses and their audit entries, one chained entry per record, in one transaction,
+so a delivery and its audit entry are never separated and the audit log takes one transaction
+per group instead of one per record. A process killed mid-round leaves the records whose
+outcomes were not stored claimed; they are due again when the lease runs out (the receiver
+de-duplicates by webhook-id).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import socket
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import aiohttp
@@ -46,7 +49,8 @@ log = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 15.0
 LEASE_SECONDS = 60.0  # > REQUEST_TIMEOUT: a claimed job is due again after this if its process died
 GIVE_UP_AFTER = 3 * 24 * 3600.0
-BATCH = 50  # deliveries claimed, and sent concurrently, per round
+BATCH = 200  # deliveries claimed per round (then `run` checks for cancellation and starts the next)
+IN_FLIGHT = 16  # requests sent at once: more answers at once resume together on the loop
 MAX_STEP = 6 * 3600.0
 METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -238,34 +242,71 @@ class DeliveryWorker:
             return await self.deliver_due(http)
 
     async def deliver_due(self, http: aiohttp.ClientSession) -> int:
+        """One round: claim what is due, IN_FLIGHT at a time, and claim more as answers come back,
+        until nothing more is due or BATCH were claimed; how many were claimed."""
         url, channel = self.endpoint.url, self.channel
         if not url or not self.endpoint.secrets:
             return 0  # records wait, pending, until an endpoint is configured
         if await self.redis.get(keys.outbox_endpoint_disabled(channel)) == url:
             return 0  # the endpoint answered 410; an admin's replay re-enables it
-        claimed = await outbox.claim(self.redis, to_ms(self.clock.now()), to_ms(LEASE_SECONDS), BATCH, channel)
-        if not claimed:
-            return 0
-        jobs = await outbox.jobs(self.redis, claimed, channel)
-        if stale := [job.record_id for job in jobs if not job.pending]:
-            await self.redis.zrem(keys.outbox_due(channel), *stale)
-        posts = {asyncio.create_task(self._attempt(http, url, job)) for job in jobs if job.pending}
+        refused = literal_refusal(url, self.settings.billing_allow_link_local)  # the same for the round
+        claimed, due, disabled = 0, True, False
+        posts: set[asyncio.Task[Attempt]] = set()
+        outcomes: list[Attempt] = []  # back, not yet stored
+        storing: asyncio.Task[None] | None = None
         try:
-            # Group commit: the outcomes that arrived since the last store go in one transaction,
-            # while the rest of the round's requests are still in flight.
-            while posts:
-                done, posts = await asyncio.wait(posts, return_when=asyncio.FIRST_COMPLETED)
-                await self._store([task.result() for task in done])
+            while True:
+                room = min(IN_FLIGHT - len(posts), BATCH - claimed)
+                # Refill once half the requests are back (a claim and its read are two round trips),
+                # or when nothing is being stored (slow answers hold the other slots).
+                if due and not disabled and room > 0 and (room >= IN_FLIGHT // 2 or storing is None):
+                    ids = await outbox.claim(self.redis, to_ms(self.clock.now()), to_ms(LEASE_SECONDS), room,
+                                             channel)
+                    claimed, due = claimed + len(ids), len(ids) == room
+                    posts |= await self._start(http, url, ids, refused)
+                if not posts and not outcomes and storing is None:
+                    return claimed
+                waiting: set[asyncio.Future[Any]] = {*posts, *([storing] if storing else [])}
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if storing is not None and storing in done:
+                    done.discard(storing)
+                    stored, storing = storing, None
+                    stored.result()  # Redis failed: the round stops, what was not stored is due again
+                for task in done:
+                    posts.discard(cast(asyncio.Task[Attempt], task))
+                    attempt = cast(Attempt, task.result())
+                    outcomes.append(attempt)
+                    disabled = disabled or attempt.disables is not None
+                if storing is None and outcomes:
+                    # Group commit: the outcomes that came back while the last store ran go in one
+                    # transaction, and requests keep going meanwhile.
+                    storing = asyncio.create_task(self._store(outcomes))
+                    outcomes = []
         finally:
-            for task in posts:  # cancelled, or Redis failed: unstored attempts are due again after the lease
+            # Cancelled, or Redis failed: attempts not stored are due again after the lease.
+            unfinished = [*posts, *([storing] if storing else [])]
+            for task in unfinished:
                 task.cancel()
-            await asyncio.gather(*posts, return_exceptions=True)
-        return len(claimed)
+            await asyncio.gather(*unfinished, return_exceptions=True)
 
-    async def _attempt(self, http: aiohttp.ClientSession, url: str, job: outbox.Job) -> Attempt:
+    async def _start(self, http: aiohttp.ClientSession, url: str, ids: list[str],
+                     refused: str | None) -> set[asyncio.Task[Attempt]]:
+        """The requests of claimed records, started; a claimed record that is no longer pending
+        (delivered or failed by another process meanwhile) leaves the due set."""
+        if not ids:
+            return set()
+        jobs = await outbox.jobs(self.redis, ids, self.channel)
+        if stale := [job.record_id for job in jobs if not job.pending]:
+            await self.redis.zrem(keys.outbox_due(self.channel), *stale)
+        return {asyncio.create_task(self._attempt(http, url, job, refused)) for job in jobs if job.pending}
+
+    async def _attempt(self, http: aiohttp.ClientSession, url: str, job: outbox.Job, refused: str | None) -> Attempt:
         assert job.body is not None
         body, content_type = hl7v2.webhook_body(job.body, self.endpoint.format)
-        outcome = await self._post(http, url, job.record_id, body, content_type)
+        if refused is not None:
+            outcome = Outcome(None, refused, None, refused=True)
+        else:
+            outcome = await self._post(http, url, job.record_id, body, content_type)
         return decide(job, outcome, url, self.clock.now(), self.settings.billing_retry_base_seconds, self.rng,
                       self.endpoint.audit_prefix)
 
@@ -276,8 +317,8 @@ class DeliveryWorker:
             for attempt in attempts:
                 if attempt.disables is not None:
                     pipe.set(keys.outbox_endpoint_disabled(self.channel), attempt.disables)
-                outbox.stage_status(pipe, attempt.record_id, attempt.status, attempt.at_ms, self.channel,
-                                    **attempt.fields)
+            outbox.stage_statuses(pipe, [outbox.Change(a.record_id, a.status, a.at_ms, a.fields) for a in attempts],
+                                  self.channel)
 
         await self.audit.commit_with([a.audit for a in attempts if a.audit is not None], write)
         for attempt in attempts:
@@ -293,8 +334,6 @@ class DeliveryWorker:
 
     async def _post(self, http: aiohttp.ClientSession, url: str, record_id: str, body: bytes,
                     content_type: str) -> Outcome:
-        if (refused := literal_refusal(url, self.settings.billing_allow_link_local)) is not None:
-            return Outcome(None, refused, None, refused=True)
         stamp = int(self.clock.now())
         headers = signing.headers(list(self.endpoint.secrets), record_id, stamp, body, content_type)
         try:

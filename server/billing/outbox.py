@@ -111,17 +111,40 @@ def _as_bytes(raw: str | bytes) -> bytes:
 def stage_status(pipe: Any, record_id: str, status: str, now_ms: int, channel: str = BILLING,
                  **fields: Any) -> None:
     """Queue a delivery's new status on a MULTI pipeline (see `set_status`)."""
-    for other in STATUSES:
-        if other != status:
-            pipe.zrem(keys.outbox_by_status(channel, other), record_id)
-    # A record that stays pending keeps its score (when it became pending), so the oldest
-    # pending record's age (in /metrics) grows across its retries.
-    pipe.zadd(keys.outbox_by_status(channel, status), {record_id: now_ms}, nx=status == "pending")
-    pipe.hset(keys.outbox_delivery(channel, record_id), mapping={"status": status, **fields})
-    if status == "pending":
-        pipe.zadd(keys.outbox_due(channel), {record_id: int(fields.get("next_attempt_at", now_ms))})
-    else:
-        pipe.zrem(keys.outbox_due(channel), record_id)
+    stage_statuses(pipe, [Change(record_id, status, now_ms, fields)], channel)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A delivery's new status, when it changed, and the fields of its delivery hash to set."""
+
+    record_id: str
+    status: str
+    at_ms: int
+    fields: dict[str, Any]
+
+
+def stage_statuses(pipe: Any, changes: list[Change], channel: str = BILLING) -> None:
+    """Queue deliveries' new statuses on a MULTI pipeline: the status indexes and the due set
+    take one command per status for all of them, each delivery hash its own."""
+    by_status: dict[str, list[Change]] = {}
+    for change in changes:
+        by_status.setdefault(change.status, []).append(change)
+        pipe.hset(keys.outbox_delivery(channel, change.record_id), mapping={"status": change.status, **change.fields})
+    for status, group in by_status.items():
+        ids = [change.record_id for change in group]
+        for other in STATUSES:
+            if other != status:
+                pipe.zrem(keys.outbox_by_status(channel, other), *ids)
+        # A record that stays pending keeps its score (when it became pending), so the oldest
+        # pending record's age (in /metrics) grows across its retries.
+        pipe.zadd(keys.outbox_by_status(channel, status), {c.record_id: c.at_ms for c in group},
+                  nx=status == "pending")
+        if status == "pending":
+            pipe.zadd(keys.outbox_due(channel),
+                      {c.record_id: int(c.fields.get("next_attempt_at", c.at_ms)) for c in group})
+        else:
+            pipe.zrem(keys.outbox_due(channel), *ids)
 
 
 async def set_status(redis: Redis, record_id: str, status: str, now_ms: int, channel: str = BILLING,
