@@ -20,6 +20,8 @@ functions are called in this process, on its event loop, as the server calls the
      wake event after each as `server/lobby/registry.py` does. Reported: records per second
      until the last one arrived, and the delay from the moment its session's `finalise()`
      returned (wall clock) to its arrival: p50, p99, max. The worker's rounds are traced.
+     The process runs with the server's collector policy (server/collector.py) from the
+     measured run's start, as `porchlight serve` installs it once start-up is done.
 2. Attendance report over one year (`--report-patients` 500 in groups of 12, `--report-sessions`
    200 sessions per group: 100,000 records) written straight into the report index in the
    format of `attendance_record()`; timed: `reports.records()` for the whole year (split into
@@ -76,6 +78,15 @@ try:
     from server.attendance.spreadsheet import kept_row
 except ImportError:  # an older checkout's server (--before) keeps no rows for the CSV
     kept_row = None  # type: ignore[assignment]
+try:
+    from server import collector as _collector
+    from server.collector import CollectorPolicy
+    # An older checkout's server (--before) without the module can still import it from the
+    # installed package (the editable install's path): only the side's own counts.
+    if Path(_collector.__file__).resolve().parent != Path(reports.__file__).resolve().parents[1]:
+        CollectorPolicy = None  # type: ignore[assignment,misc]
+except ImportError:  # an older checkout's server left the collector as Python sets it
+    CollectorPolicy = None  # type: ignore[assignment,misc]
 from server.audit import AuditLog
 from server.auth.staff import Role, create_user
 from server.billing import delivery, outbox
@@ -453,7 +464,8 @@ async def finalise_only(child: RedisChild, db: int, args: argparse.Namespace, co
         audit = AuditLog(redis, SystemClock())
         gc.collect()
         await child.latency_start()
-        await finalise_all(redis, audit, sessions.ids, concurrency, run)
+        with server_collector():
+            await finalise_all(redis, audit, sessions.ids, concurrency, run)
         run.stalls = await child.latency()
     finally:
         await redis.aclose()
@@ -547,6 +559,8 @@ class DeliveryRun:
     loop_stalls_ms: list[float] = field(default_factory=list)  # how late a 1 ms ticker woke, each time
     loop_cpu_ms: list[float] = field(default_factory=list)  # the loop thread's CPU time over each tick
     stores: list[int] = field(default_factory=list)  # outcomes per transaction (group commit), when it has one
+    full_collections_ms: list[float] = field(default_factory=list)  # generation-2 collections in the run
+    process_cpu: float = math.nan  # this process's CPU time (all threads) over the run's wall time
 
     @property
     def records_per_s(self) -> float:
@@ -573,8 +587,11 @@ async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, rece
     await receiver.call("POST", "/reset")
     gc.collect()
     await child.latency_start()
+    collector = contextlib.ExitStack()
+    run.full_collections_ms = collector.enter_context(server_collector())
     task = asyncio.create_task(worker.run())
     ticker = asyncio.create_task(loop_stalls(run.loop_stalls_ms, run.loop_cpu_ms))
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     try:
         await finalise_all(redis, audit, sessions.ids, args.concurrency, fin, wake)
         finalised_at = time.time()
@@ -607,6 +624,8 @@ async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, rece
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        run.process_cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+        collector.close()
     run.stalls = await child.latency()
     run.persistence = await child.persistence()
     run.batches = worker.batches
@@ -646,6 +665,34 @@ async def loop_stalls(out: list[float], on_cpu: list[float]) -> None:
         await asyncio.sleep(0.001)
         out.append(max(0.0, (time.perf_counter() - t0 - 0.001) * 1000))
         on_cpu.append((time.thread_time() - c0) * 1000)
+
+
+@contextlib.contextmanager
+def server_collector() -> Any:
+    """The collector as `porchlight serve` sets it once start-up is done (server/collector.py,
+    installed by server/cli.py), for the measured run; on a side whose server has no policy,
+    Python's default. Yields a tally of full collections (count, longest and total ms)."""
+    fulls: list[float] = []
+    started: list[float] = []
+
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            fulls.append((time.perf_counter() - started[0]) * 1000)
+
+    policy = CollectorPolicy() if CollectorPolicy is not None else None
+    if policy is not None:
+        policy.install()
+    gc.callbacks.append(timed)
+    try:
+        yield fulls
+    finally:
+        gc.callbacks.remove(timed)
+        if policy is not None:
+            policy.uninstall()
 
 
 def verify_signature(key: bytes, headers: Any, body: bytes) -> bool:
@@ -1020,6 +1067,11 @@ def print_report(args: argparse.Namespace, finals: list[FinaliseRun], deliveries
                   f"{sum(1 for x in lag if x > 10)} stalls over 10 ms; on the CPU (thread time over a tick): "
                   f"longest {fmt(max(d.loop_cpu_ms, default=math.nan))} ms, "
                   f"{sum(1 for x in d.loop_cpu_ms if x > 10)} over 10 ms")
+            fulls = d.full_collections_ms
+            policy = "the server's collector policy" if CollectorPolicy is not None else "Python's default collector"
+            print(f"        loop thread on the CPU {sum(d.loop_cpu_ms) / 1000:.1f} s, the process (all threads) "
+                  f"{d.process_cpu:.2f} of a core; {policy}: {len(fulls)} full collections, "
+                  f"longest {fmt(max(fulls, default=0.0))} ms")
             print(f"        redis stalls >= 5 ms: {stalls_text(d.stalls)}; AOF {aof_mb:.0f} MB, "
                   f"rewrites (forks) {d.persistence.get('total_forks')}; problems: {'; '.join(problems) or 'none'}")
     by = {(f.fsync, f.concurrency): f for f in finals}
@@ -1155,6 +1207,8 @@ def summary(finals: list[FinaliseRun], deliveries: list[DeliveryRun], timings: l
         figures[f"[{d.fsync}] loop: longest stall ms"] = max(d.loop_stalls_ms, default=math.nan)
         figures[f"[{d.fsync}] loop: stalls over 10 ms"] = sum(1 for x in d.loop_stalls_ms if x > 10)
         figures[f"[{d.fsync}] loop: longest on the CPU ms"] = max(d.loop_cpu_ms, default=math.nan)
+        figures[f"[{d.fsync}] loop: ticks over 10 ms on the CPU"] = sum(1 for x in d.loop_cpu_ms if x > 10)
+        figures[f"[{d.fsync}] loop: full collections"] = len(d.full_collections_ms)
     for t in timings:
         figures[f"report {t.name}: best s"] = min(t.runs)
     return out
