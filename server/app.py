@@ -13,6 +13,7 @@ from aiohttp import web
 
 from server import logs
 from server.api.routes import setup_routes
+from server.attendance import backfill
 from server.audit import AuditLog
 from server.auth.links import LinkSigner
 from server.auth.passwords import PasswordChecks
@@ -217,6 +218,13 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         for task in tasks:
             await _stopped("a delivery worker", task)
 
+    async def kept_csv_rows(app: web.Application) -> AsyncIterator[None]:
+        """The CSV's kept rows of records written before they were kept (attendance/backfill.py)."""
+        svc = app[SERVICES]
+        task = svc.background.start(backfill.run(svc.redis), "attendance CSV rows")
+        yield
+        await _stopped("the CSV rows' fill", task)
+
     async def media_port(app: web.Application) -> AsyncIterator[None]:
         await media.open()  # PORCHLIGHT_MEDIA_PORT, if set; closed with the rooms (_close_media)
         yield
@@ -227,6 +235,7 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
     app.cleanup_ctx.append(alive_marks)
     app.cleanup_ctx.append(billing_delivery)
     app.cleanup_ctx.append(reminders)
+    app.cleanup_ctx.append(kept_csv_rows)
     app.on_shutdown.append(_close_websockets)
     app.on_cleanup.append(_close_media)
     return app

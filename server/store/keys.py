@@ -141,6 +141,11 @@ def attendance_csv() -> str:
     return f"{PREFIX}:attendance:csv"
 
 
+def attendance_csv_filled() -> str:
+    """Set once a pass has written the kept row of every record that had none (attendance/backfill.py)."""
+    return f"{PREFIX}:attendance:csv:filled"
+
+
 def attendance_by_start() -> str:
     """"{session}:{patient}" scored by the session's start (ms): the report index."""
     return f"{PREFIX}:attendance:by_start"
