@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from server.store import keys
 from server.store.connection import Redis
 from tests.conftest import RedisServer
 from tests.test_billing import verify_standard_webhook
+from tests.test_cli import _env
 
 SECRET = "whsec_" + base64.b64encode(b"batch-test-webhook-secret-012345").decode()
 
@@ -169,5 +171,72 @@ async def test_a_worker_killed_mid_batch_skips_nothing_and_sends_nothing_twice(
         assert result.ok, result.problem
         for record_id in held:
             assert (await redis.hgetall(keys.billing_delivery(record_id)))["attempts"] == "1"
+    finally:
+        await redis.aclose()
+
+
+async def test_a_server_killed_mid_batch_skips_nothing_and_sends_nothing_twice(
+    own_redis: RedisServer, aiohttp_server: Any, tmp_path: Path
+) -> None:
+    """The same with `porchlight serve` processes on one Redis: the first server's worker has its
+    requests in flight, the first `answered` acknowledged and stored, when it is killed with
+    SIGKILL; once the lease of the rest has run out (their due times moved to now in Redis, as
+    60 s later), a second server delivers them, each once, and the audit log verifies."""
+    from server.store.connection import connect
+    from tests.test_billing_crash import start
+
+    answered = 12
+    count = answered + delivery.IN_FLIGHT
+    seen: list[tuple[str, bytes, bool]] = []  # (webhook-id, body, acknowledged)
+    release = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        if len(seen) < answered or release.is_set():
+            seen.append((request.headers["webhook-id"], body, True))
+            assert verify_standard_webhook(SECRET, request.headers, body, time.time())
+            return web.Response(status=204)
+        seen.append((request.headers["webhook-id"], body, False))
+        await release.wait()
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    hook = await aiohttp_server(app)
+    redis = connect(own_redis.url)
+    env = _env(tmp_path, PORCHLIGHT_REDIS_URL=own_redis.url, PORCHLIGHT_BILLING_WEBHOOK_URL=str(hook.make_url("/hook")),
+               PORCHLIGHT_BILLING_WEBHOOK_SECRET=SECRET, PORCHLIGHT_BILLING_RETRY_BASE_SECONDS="0.2")
+    try:
+        bodies = await queue_records(redis, count, to_ms(time.time()))
+        first, _ = await start(env)
+        try:
+            async with asyncio.timeout(30):
+                while len(seen) < count or await redis.zcard(keys.billing_by_status("delivered")) < answered:
+                    await asyncio.sleep(0.02)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            await first.wait()
+        held = {record_id for record_id, _, ok in seen if not ok}
+        assert len(held) == count - answered
+        assert await redis.zcard(keys.billing_by_status("pending")) == len(held)  # claimed, outcome unknown
+        assert await redis.zcount(keys.billing_due(), "-inf", to_ms(time.time())) == 0  # leased
+        await redis.zadd(keys.billing_due(), {record_id: to_ms(time.time()) for record_id in held})
+        release.set()
+
+        second, _ = await start(env)
+        try:
+            async with asyncio.timeout(30):
+                while await redis.zcard(keys.billing_by_status("delivered")) < count:
+                    await asyncio.sleep(0.02)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(second.wait(), 30) == 0
+
+        acknowledged = collections.Counter(record_id for record_id, _, ok in seen if ok)
+        assert acknowledged == collections.Counter(list(bodies))  # every record once: none twice, none skipped
+        assert all(body == bodies[record_id] for record_id, body, _ in seen)
+        assert await delivered_entries(redis) == collections.Counter(list(bodies))
+        result = await AuditLog(redis, ManualClock()).verify()
+        assert result.ok, result.problem
     finally:
         await redis.aclose()
