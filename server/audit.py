@@ -74,11 +74,12 @@ class AuditLog:
                         head = await pipe.get(keys.audit_head())
                         seq, prev = (0, GENESIS) if head is None else _split_head(head)
                         entries = []
+                        at = iso(to_ms(self.clock.now()))  # the commit's time, for each of its entries
                         for action in actions:
                             seq += 1
                             entry: dict[str, Any] = {
                                 "seq": seq,
-                                "at": iso(to_ms(self.clock.now())),
+                                "at": at,
                                 "action": action.action,
                                 "actor": action.actor,
                                 "details": action.details,
