@@ -214,6 +214,9 @@ async def test_finalisation_happens_once_even_when_raced(billing: Api, receiver:
 
     world, session_id, _ = await run_session(billing)
     await receiver.wait(lambda: len(receiver.accepted) == 2, billing.clock)
+    async with asyncio.timeout(10):  # the receiver has them; the worker stores the outcomes next
+        while await billing.redis.zcard(keys.billing_by_status("delivered")) < 2:
+            await asyncio.sleep(0.01)
     # The session is final already; racing more finalisations changes nothing.
     await billing.redis.sadd(keys.finalise_pending(), session_id)
     results = await asyncio.gather(*(finalise(billing.redis, billing.clock, AuditLog(billing.redis, billing.clock),
