@@ -55,7 +55,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 from aiortc.sdp import SessionDescription
 
 from bench import janus
-from server.media import glue
+from server.media import glue, inbound
 
 FPS = 15
 KEY = 48  # bytes of a frame that identify it
@@ -206,7 +206,7 @@ class Viewer:
             if kind == "video" and codec.mimeType.lower() == "video/vp8":
                 self.video_packet(pid, packet.payload, packet.marker, time.time())
 
-        glue.tap_receiver(receiver, deliver, estimate_bandwidth=False)
+        inbound.tap_receiver(receiver, deliver, estimate_bandwidth=False)
 
     def read_socket(self, subscribe: RTCPeerConnection, owners: dict[int, tuple[str, str]]) -> None:
         """Take the subscribe connection's RTP straight off its socket: SRTP, then the header.

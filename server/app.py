@@ -25,8 +25,8 @@ from server.errors import ApiError, ErrorCode
 from server.ids import new_id
 from server.lobby.registry import Lobby
 from server.measures.alerts import endpoint as alert_endpoint
-from server.media.glue import Outlet
 from server.media.ice import IceServers, Turn
+from server.media.outbound import Outlet
 from server.media.room import MediaRooms, Source
 from server.metrics import Metrics, RunningTotal
 from server.pages.render import TEMPLATES, WEB_DIR, environment

@@ -12,6 +12,7 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
+from server.media import inbound
 from server.media.room import MediaRoom
 from tests.helpers import Api, Socket, World
 from tests.media_peer import MediaPeer, Seen
@@ -117,6 +118,13 @@ async def test_four_people_see_and_hear_each_other(api: Api) -> None:
             assert set(viewer.peer.seen) == {p.pid for p in people if p is not viewer}
             for pid, seen in viewer.peer.seen.items():
                 assert seen.size == (160, 120), pid
+        # The server took the media the lean way (inbound.py), not through aiortc's queue.
+        for member in room.media().members.values():
+            for source in member.sources.values():
+                receiver = source.transceiver.receiver
+                lean = inbound.listen(receiver.transport)
+                assert lean.taken > 20 and lean.dropped == 0
+                assert lean.taps[receiver].full_way <= lean.taken // 10
 
 
 async def test_removed_participant_vanishes_for_everyone_within_a_second(api: Api) -> None:

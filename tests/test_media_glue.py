@@ -4,7 +4,10 @@ If aiortc is upgraded and one of these moves, this file fails first, naming it."
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import socket
+import time
 
 import aioice.ice
 from aiortc import RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
@@ -14,7 +17,7 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParam
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import RTCP_PSFB_APP, HeaderExtensionsMap, RtcpPsfbPacket, RtpPacket, pack_remb_fci
 
-from server.media import glue
+from server.media import glue, inbound, outbound
 from server.media.packets import h264_keyframe_start, header, keyframe_start, vp8_keyframe_start
 
 
@@ -28,16 +31,35 @@ async def test_receiver_internals_the_tap_reads() -> None:
                  "rtcp_ssrc", "stop_decoder"):
         assert hasattr(receiver, f"_RTCRtpReceiver__{name}"), name
     assert list(inspect.signature(receiver._handle_rtp_packet).parameters) == ["packet", "arrival_time_ms"]
-    assert hasattr(receiver, "_send_rtcp_pli") and hasattr(receiver, "_send_rtcp_nack")
+    for name in ("_send_rtcp_pli", "_send_rtcp_nack", "_send_rtcp", "_enabled"):
+        assert hasattr(receiver, name), name
     delivered: list[object] = []
-    glue.tap_receiver(receiver, lambda packet, codec: delivered.append(packet))
-    assert receiver._handle_rtp_packet.__qualname__.startswith("tap_receiver")
+    tap = inbound.tap_receiver(receiver, lambda packet, codec: delivered.append(packet))
+    assert receiver._handle_rtp_packet == tap.handle
+    # The lean path sits in front of the ICE connection's queue, and reads the DTLS transport's
+    # SRTP session, router, extension ids, state, counters and full-way handler.
+    dtls = receiver.transport
+    listener = inbound.listen(dtls)
+    assert inbound.listen(dtls) is listener and listener.taps == {receiver: tap}
+    assert dtls.transport._connection.data_received == listener.data_received
+    assert "self._queue.put_nowait((data, component))" in inspect.getsource(aioice.Connection.data_received)
+    assert "self.receiver.data_received(" in inspect.getsource(aioice.ice.StunProtocol.datagram_received)
+    assert dtls._rx_srtp is None and isinstance(dtls._rtp_router.ssrc_table, dict)
+    assert isinstance(dtls._RTCDtlsTransport__rx_bytes, int) and isinstance(dtls._RTCDtlsTransport__rx_packets, int)
+    assert list(inspect.signature(dtls._handle_rtp_data).parameters) == ["data", "arrival_time_ms"]
+    ids = dtls._rtp_header_extensions_map._HeaderExtensionsMap__ids
+    assert all(hasattr(ids, name) for name in ("mid", "rtp_stream_id", "repaired_rtp_stream_id", "abs_send_time",
+                                               "audio_level"))
+    from aiortc import clock
+    assert abs(clock.current_ms() - (int(time.time() * 1000) + inbound.NTP_EPOCH_MS)) < 50  # the same epoch
 
 
 async def test_sender_internals_the_outlet_writes() -> None:
     sender = RTCRtpSender("video", await transport())
     for name in ("ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count"):
         assert hasattr(sender, f"_RTCRtpSender__{name}"), name
+    assert sender._RTCRtpSender__transport is sender.transport  # what Outlet.send reads
+    assert "self.__ntp_timestamp" in inspect.getsource(RTCRtpSender._run_rtcp)  # sender reports read them
     assert isinstance(sender._ssrc, int)
     assert hasattr(sender, "_stream_id")
     source = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
@@ -51,7 +73,7 @@ async def test_a_viewers_remb_reaches_the_senders_it_names_and_goes_to_the_estim
     remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(480_000, [sender._ssrc]))
     assert router.route_rtcp(remb) == {sender}  # by the SSRCs in its FCI (media_ssrc is 0)
     reports: list[tuple[int, list[int]]] = []
-    glue.watch_remb(sender, lambda bitrate, ssrcs: reports.append((bitrate, ssrcs)))
+    outbound.watch_remb(sender, lambda bitrate, ssrcs: reports.append((bitrate, ssrcs)))
     await sender._handle_rtcp_packet(remb)
     assert reports == [(480_000, [sender._ssrc])]
 
@@ -75,12 +97,19 @@ async def test_transport_internals_the_outlet_sends_on() -> None:
     assert hasattr(dtls, "_tx_srtp") and hasattr(dtls, "_send_rtp")
     assert hasattr(dtls.transport._connection, "_nominated")
     assert "transport.sendto" in inspect.getsource(aioice.ice.StunProtocol.send_data)
+    # Outlet._route finds the socket under asyncio's datagram transport.
+    loop = asyncio.get_running_loop()
+    udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    try:
+        assert isinstance(udp._sock, socket.socket)  # type: ignore[attr-defined]
+    finally:
+        udp.close()
 
 
 def test_ntp_time_matches_aiortcs() -> None:
     from aiortc.clock import current_ntp_time
 
-    assert abs(glue.ntp_now() - current_ntp_time()) < (1 << 32) // 100  # within 10 ms
+    assert abs(outbound.ntp_now() - current_ntp_time()) < (1 << 32) // 100  # within 10 ms
 
 
 def test_loopback_candidates_are_offered() -> None:

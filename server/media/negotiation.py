@@ -34,8 +34,9 @@ from aiortc.exceptions import InvalidStateError
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.sdp import SessionDescription
 
-from server.media import glue
+from server.media import glue, inbound
 from server.media.opus import offered_dtx, with_fec
+from server.media.outbound import Outlet
 from server.media.port import MediaPort
 from server.media.simulcast import accept_layers, offered_layers
 from server.media.tracks import Forward, Source
@@ -248,7 +249,7 @@ class Negotiation:
         """A newly published track: its packets come to `deliver`, nothing is decoded."""
         source = Source(member, kind, transceiver, codec, label)
         glue.stop_decoding(transceiver.receiver)
-        glue.tap_receiver(transceiver.receiver, source.deliver)
+        inbound.tap_receiver(transceiver.receiver, source.deliver)
         return source
 
     # -- subscribe ----------------------------------------------------------------------------
@@ -378,7 +379,7 @@ class Negotiation:
             if audio & set(ssrcs):
                 member.bandwidth.report(bitrate, ssrcs, loop.time())
 
-        forward = Forward(source, glue.Outlet(transceiver, source.request_keyframe, on_remb))
+        forward = Forward(source, Outlet(transceiver, source.request_keyframe, on_remb))
         source.forwards.append(forward)
         return transceiver, forward
 

@@ -1,9 +1,9 @@
 """The per-packet path (microseconds): published tracks and the viewer tracks they feed.
 
-A `Source` is one published track; aiortc's receiver hands it every packet (`glue.tap_receiver`),
-undecoded, and it passes each to its `Forward`s, one per viewer track. A `Forward` asks its
-`forwarding.Rewriter` where the packet goes and does the I/O: builds the header and sends through
-the viewer track's `glue.Outlet`, then reports back whether it went. Keyframe requests go
+A `Source` is one published track; the lean receive path hands it every packet
+(`inbound.tap_receiver`), undecoded, and it passes each to its `Forward`s, one per viewer track.
+A `Forward` asks its `forwarding.Rewriter` where the packet goes and does the I/O: builds the
+header and sends through the viewer track's `outbound.Outlet`, then reports back whether it went. Keyframe requests go
 upstream from here too: a viewer that asks (PLI/FIR), at most once per KEYFRAME_MIN_INTERVAL,
 and viewers still waiting for a keyframe, at the room's tick.
 
@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING
 
 from aiortc import RTCRtpTransceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
 
-from server.media import glue
+from server.media import inbound
 from server.media.adapt import Layer, choose_layer, loudness
 from server.media.budget import WIRE_OVERHEAD, Rate
 from server.media.forwarding import Rewriter
+from server.media.inbound import Packet
+from server.media.outbound import Outlet
 from server.media.packets import header, keyframe_detector, vp8_keyframe_size
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class Source:
     def simulcast(self) -> bool:
         return len(self.rids) > 1
 
-    def deliver(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+    def deliver(self, packet: Packet, codec: RTCRtpCodecParameters) -> None:
         """The hot path: one incoming packet, out to every viewer."""
         self.packets += 1
         now = self.last_packet = self.loop.time()
@@ -80,12 +81,12 @@ class Source:
         starts = detect is None or detect(packet.payload)
         if detect is None:
             self.rate.octets += len(packet.payload) + WIRE_OVERHEAD
-            if (level := packet.extensions.audio_level) is not None:
+            if (level := packet.audio_level) is not None:
                 self.loudness = loudness(self.loudness, level[1])
         else:
             layer = self.layers.get(ssrc)
             if layer is None:
-                layer = self._new_layer(ssrc, packet.extensions.rtp_stream_id)
+                layer = self._new_layer(ssrc, packet.rtp_stream_id)
             layer.last_packet = now
             layer.rate.octets += len(packet.payload) + WIRE_OVERHEAD
             if starts and self.keyframe_size is not None and (size := self.keyframe_size(packet.payload)):
@@ -93,9 +94,10 @@ class Source:
         if not self.forwards:
             return
         broken: list[Forward] | None = None  # made only when needed: this runs for every packet
+        wall = time.time()  # for the abs-send-time extension: the same for every viewer
         for forward in self.forwards:
             try:
-                forward.send(packet, starts, now)
+                forward.send(packet, starts, now, wall)
             except Exception:  # one broken viewer track must not stop the publisher's receive loop
                 log.exception("forwarding to a viewer failed; that viewer track is dropped")
                 if broken is None:
@@ -125,7 +127,7 @@ class Source:
         if now - self.last_keyframe_request.get(ssrc, float("-inf")) < min_interval:
             return
         self.last_keyframe_request[ssrc] = now
-        self.owner.room.spawn(glue.request_keyframe(self.transceiver.receiver, ssrc))
+        self.owner.room.spawn(inbound.request_keyframe(self.transceiver.receiver, ssrc))
 
     def ask_for_waiting_viewers(self, now: float) -> None:
         """Viewers re-aim (a layer stopped or came back), and those still waiting for a keyframe
@@ -142,10 +144,13 @@ class Source:
             self.request_keyframe(min_interval=0.0, ssrc=ssrc)
 
     def measure(self, now: float) -> None:
-        """Sample the bitrate of the audio, or of each video layer (at the room's tick)."""
+        """Sample the bitrate of the audio, or of each video layer; bring the viewer tracks'
+        sender reports up to date (at the room's tick)."""
         self.rate.sample(now)
         for layer in self.layers.values():
             layer.rate.sample(now)
+        for forward in self.forwards:
+            forward.outlet.report()
 
     def sending(self, now: float) -> bool:
         if self.closed or self.blocked:
@@ -156,7 +161,7 @@ class Source:
 class Forward:
     """One source to one viewer track: the rewriter decides, the outlet sends."""
 
-    def __init__(self, source: Source, outlet: glue.Outlet, rewriter: Rewriter | None = None) -> None:
+    def __init__(self, source: Source, outlet: Outlet, rewriter: Rewriter | None = None) -> None:
         self.source = source
         self.outlet = outlet
         self.rewriter = rewriter or Rewriter.new(source.codec.clockRate, source.kind == "video")
@@ -208,7 +213,7 @@ class Forward:
         rewriter = self.rewriter
         return None if rewriter.held else rewriter.ssrc
 
-    def send(self, packet: RtpPacket, keyframe_start: bool, now: float) -> None:
+    def send(self, packet: Packet, keyframe_start: bool, now: float, wall: float) -> None:
         rewriter = self.rewriter
         placed = rewriter.place(packet.sequence_number, packet.timestamp, packet.ssrc, keyframe_start, now)
         if placed is None:
@@ -222,8 +227,9 @@ class Forward:
             payload_type = outlet.payload_type
             assert payload_type is not None  # ready() bound it
         seq, ts = placed
-        head = header(packet.marker, payload_type, seq, ts, outlet.ssrc, outlet.send_time_id, time.time())
-        if outlet.send(seq, ts, head + packet.payload):
+        payload = packet.payload
+        head = header(packet.marker, payload_type, seq, ts, outlet.ssrc, outlet.send_time_id, wall)
+        if outlet.send(seq, ts, head + payload, len(payload), wall):
             rewriter.sent(seq, ts, now)
         else:
             rewriter.lost()

@@ -1,0 +1,168 @@
+"""The send path of a viewer track: rewritten RTP, protected and written to the viewer's socket.
+
+Each viewer track has a real `RTCRtpSender` (for SDP, SSRCs, sender reports and RTCP routing)
+whose track never yields; an `Outlet` sends the forwarder's packets for it, as its sender would
+have. Per packet it does the least it can: the viewer's socket and address are looked up again
+only when ICE picks another pair, the datagram goes straight to the socket (a full kernel buffer
+drops it, as a media server must, rather than queueing it behind the viewer), and the sender
+report's counters are handed to the sender at the room's tick (`report`), not per packet. Like
+glue.py, this module reaches into aiortc's private internals; tests/test_media_glue.py checks
+each name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtp import RTCP_PSFB_APP, AnyRtcpPacket, RtcpPsfbPacket, unpack_remb_fci
+
+from server.media.glue import ABS_SEND_TIME, negotiated_codecs
+
+Remb = Callable[[int, list[int]], None]  # (bitrate in bps, the SSRCs it covers)
+
+HISTORY = 512  # packets kept per viewer track to answer NACKs (a power of two: a mask indexes it)
+NTP_EPOCH = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
+
+
+def ntp_now(now: float | None = None) -> int:
+    """64-bit NTP time (of `now`, Unix seconds), as aiortc.clock.current_ntp_time() but without
+    building datetimes."""
+    now = time.time() if now is None else now
+    seconds = int(now)
+    return ((seconds + NTP_EPOCH) << 32) | int((now - seconds) * (1 << 32))
+
+
+def watch_remb(sender: RTCRtpSender, on_remb: Remb) -> None:
+    """The viewer's REMB (its receive-side bandwidth estimate) for this sender goes to `on_remb`;
+    the rest of its RTCP to aiortc as before (aiortc's sender would only log a REMB: no encoder)."""
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            on_remb(bitrate, ssrcs)
+            return
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+class Outlet:
+    """Sends already-rewritten RTP for one viewer track, as its aiortc sender would have."""
+
+    def __init__(self, transceiver: RTCRtpTransceiver, on_keyframe_request: Callable[[], None],
+                 on_remb: Remb | None = None) -> None:
+        self.transceiver = transceiver
+        sender = transceiver.sender
+        self.sender = sender
+        self.ssrc: int = sender._ssrc
+        self.payload_type: int | None = None
+        self.send_time_id = 0  # the abs-send-time extension's id agreed with the viewer, 0: none
+        self.history: list[bytes | None] = [None] * HISTORY
+        self.sent = 0
+        self.dropped = 0
+        self.retransmitted = 0
+        self.octets = 0  # payload octets sent (RFC 3550's sender octet count)
+        self.last_timestamp = 0  # the RTP timestamp of the last packet sent, and when (Unix seconds)
+        self.last_wall = 0.0
+        self.pair: Any = None  # the ICE pair the route below was found for
+        self.sock: socket.socket | None = None  # its UDP socket; None: a transport with its own send path
+        self.sendto: Callable[[bytes, Any], None] | None = None  # that send path, if not a coroutine
+        self.address: Any = None
+        self._loop = asyncio.get_running_loop()
+        # RTCP from the viewer: PLI/FIR go upstream, NACKs are answered from `history`.
+        sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+        sender._retransmit = self._retransmit  # type: ignore[method-assign,assignment]
+        if on_remb is not None:
+            watch_remb(sender, on_remb)
+
+    def retarget(self, on_keyframe_request: Callable[[], None]) -> None:
+        """The viewer track now carries another source: new keyframe target, bind again once
+        the viewer has accepted the renegotiated m-line."""
+        self.sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+        self.payload_type = None
+
+    def bind(self) -> bool:
+        """Learn the payload types agreed with the viewer; False until negotiation is done."""
+        if self.payload_type is not None:
+            return True
+        codecs = negotiated_codecs(self.transceiver)
+        if not codecs or self.transceiver.currentDirection not in ("sendonly", "sendrecv"):
+            return False
+        self.payload_type = codecs[0].payloadType
+        extensions = self.transceiver._headerExtensions
+        self.send_time_id = next((e.id for e in extensions if e.uri == ABS_SEND_TIME), 0)
+        return True
+
+    def ready(self) -> bool:
+        dtls = self.sender.transport
+        return dtls is not None and dtls._state is DtlsState.CONNECTED and self.bind()
+
+    def send(self, sequence: int, timestamp: int, data: bytes, payload_size: int, wall: float) -> bool:
+        """Protect and send one RTP packet (`wall`: its arrival, Unix seconds); False if it could
+        not go (the viewer's connection is not up, or its socket's buffer is full: dropped)."""
+        dtls = self.sender._RTCRtpSender__transport  # type: ignore[attr-defined]  # the property, without its call
+        if dtls is None or dtls._state is not DtlsState.CONNECTED:
+            return False
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None:
+            return False
+        if pair is not self.pair:
+            self._route(pair)
+        protected = dtls._tx_srtp.protect(data)
+        sock = self.sock
+        if sock is not None:
+            try:
+                sock.sendto(protected, self.address)
+            except OSError:  # the buffer is full (EAGAIN), or an ICMP error came back: the packet is lost
+                self.dropped += 1
+                return False
+        elif self.sendto is not None:  # a TURN allocation (aioice's TurnTransport wraps it for the relay)
+            self.sendto(protected, self.address)
+        else:  # any other transport: its send path is a coroutine
+            self._loop.create_task(pair.protocol.send_data(protected, pair.remote_addr))
+        self.history[sequence % HISTORY] = data
+        self.sent += 1
+        self.octets += payload_size
+        self.last_timestamp, self.last_wall = timestamp, wall
+        return True
+
+    def _route(self, pair: Any) -> None:
+        """How to reach the pair ICE nominated: its UDP socket (our own, or the shared media
+        port's), else its transport's `sendto` (a TURN relay's)."""
+        self.pair, self.address = pair, pair.remote_addr
+        transport = getattr(pair.protocol, "transport", None)
+        transport = getattr(transport, "udp", transport)  # on the shared media port: its socket's transport
+        sock = getattr(transport, "_sock", None)
+        self.sock = sock if isinstance(sock, socket.socket) else None
+        self.sendto = getattr(transport, "sendto", None) if self.sock is None else None
+
+    def report(self) -> None:
+        """What the next sender report says (the sender's own RTCP loop sends it): the last packet's
+        RTP timestamp with its NTP time, and the counts (at the room's tick, not per packet)."""
+        if not self.sent:
+            return
+        sender = self.sender
+        sender._RTCRtpSender__ntp_timestamp = ntp_now(self.last_wall)  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = self.last_timestamp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count = self.sent  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count = self.octets  # type: ignore[attr-defined]
+
+    async def _retransmit(self, sequence: int) -> None:
+        """A NACKed packet goes out again as it was (RTX is not negotiated: see negotiation.capability)."""
+        data = self.history[sequence % HISTORY]
+        if data is None or int.from_bytes(data[2:4], "big") != sequence:
+            return
+        self.retransmitted += 1
+        dtls = self.sender.transport
+        if dtls is not None and dtls._state is DtlsState.CONNECTED:
+            await dtls._send_rtp(data)
