@@ -54,6 +54,8 @@ multistream subscribe connection (Porchlight's shape); CPU and RSS of the janus 
 from its Admin API. Printed: each pair side by side with the Porchlight/Janus ratios, and per N
 the medians over the pairs in which both sides got every stream, against the issue's goals
 (CPU per packet <= 0.8x Janus's at N=12, latency p50 <= Janus's + 5 ms, RSS <= 2x Janus's).
+A third side, `before` (`--sides porchlight,before,janus --before DIR`), runs another checkout's
+server code (bench/sides.py) with the same clients: this change against the last, in one run.
 
 With --phone-tiles N one viewer is a phone whose grid shows N of the others (a `view` frame):
 the downlink of that viewer and of those that show everyone are printed (bytes on the wire,
@@ -85,6 +87,7 @@ import av
 
 from bench import janus
 from bench.media_client import PROBE_DECODES
+from bench.sides import before_path
 from bench.waiting_room import (
     add_user,
     login,
@@ -186,6 +189,8 @@ class Row:
 async def run_room(path: str, size: int, frames_file: Path, args: argparse.Namespace) -> Row:
     command = [sys.executable, "-m", "bench.transcode"] if path == "transcode" else porchlight_command()
     extra_env = {"PORCHLIGHT_MEDIA_PORT": str(args.media_port)} if path == "port" else {}
+    if path == "before":  # another checkout's server code, the same clients (bench/sides.py)
+        extra_env["PYTHONPATH"] = args.before_path
     with tempfile.TemporaryDirectory(prefix="porchlight-media-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
@@ -289,9 +294,10 @@ class Room:
         netns = args.inside.split(",") if args.inside else None  # (the server's, the slow viewer's)
         slow = size - 1 if args.slow_viewer else -1  # the viewer behind the shaped link
         assert netns or slow < 0
+        niced = ["nice", "-n", str(args.clients_nice)] if args.clients_nice else []
         return [
             await asyncio.create_subprocess_exec(
-                *(["ip", "netns", "exec", netns[1]] if netns and i == slow else []),
+                *niced, *(["ip", "netns", "exec", netns[1]] if netns and i == slow else []),
                 sys.executable, "-m", "bench.media_client", base, token, str(frames_file), str(self.t0),
                 str(self.window[0]), str(self.window[1]), str(out), "--offsets", str(offsets_file),
                 "--offset", str(list(offsets.values())[i]), *(["--decode"] if i == 0 else []),
@@ -513,7 +519,13 @@ def side_by_side(pairs: list[tuple[int, dict[str, Row]]], janus_loops: int) -> N
                   f"{r.fps_min:>7.1f} {r.fps_median:>7.1f} {r.rss_mb:>7.0f} {r.published:>9} {r.streams_seen:>8} "
                   f"{r.udp_dropped:>9}  "
                   f"{'yes' if r.complete else f'NO ({r.missing}): not counted'}")
-        p, j = sides.get("forward"), sides.get("janus")
+        p, j, b = sides.get("forward"), sides.get("janus"), sides.get("before")
+        if p and b:
+            print(f"{'':>3} {'':>4} {'P/before':<10} {ratio(p.cores, b.cores):>6} "
+                  f"{ratio(p.us_per_packet, b.us_per_packet):>9} "
+                  f"{ratio(p.packets_per_s, b.packets_per_s):>10} {'':>5} {ratio(p.latency_p50, b.latency_p50):>7} "
+                  f"{ratio(p.latency_p95, b.latency_p95):>7} {'':>7} {'':>7} {ratio(p.rss_mb, b.rss_mb):>7}"
+                  f"{'' if p.complete and b.complete else '  (a side incomplete)'}")
         if p and j:
             print(f"{'':>3} {'':>4} {'P/J':<10} {ratio(p.cores, j.cores):>6} "
                   f"{ratio(p.us_per_packet, j.us_per_packet):>9} "
@@ -527,6 +539,12 @@ def side_by_side(pairs: list[tuple[int, dict[str, Row]]], janus_loops: int) -> N
         complete = [sides for k, sides in pairs if k == size
                     and all(r.complete for r in sides.values()) and {"forward", "janus"} <= sides.keys()]
         total = sum(1 for k, _ in pairs if k == size)
+        against_before = [sides["forward"].us_per_packet / sides["before"].us_per_packet for k, sides in pairs
+                          if k == size and {"forward", "before"} <= sides.keys()
+                          and sides["forward"].complete and sides["before"].complete]
+        if against_before:
+            print(f"  N={size}: CPU per forwarded packet against the before side: "
+                  f"{statistics.median(against_before):.2f}x ({len(against_before)} complete pairs)")
         if not complete:
             print(f"  N={size}: no complete pair of {total}: no comparison")
             continue
@@ -551,7 +569,7 @@ def side_by_side(pairs: list[tuple[int, dict[str, Row]]], janus_loops: int) -> N
               f"{rss:.2f}x{goal(rss <= 2, '<= 2x')}")
 
 
-SIDE_NAMES = {"forward": "porchlight", "janus": "janus"}
+SIDE_NAMES = {"forward": "porchlight", "before": "before", "janus": "janus"}
 
 
 def goal(met: bool, what: str) -> str:
@@ -564,7 +582,7 @@ def ratio(a: float, b: float) -> str:
 
 async def compare(frames_file: Path, args: argparse.Namespace) -> None:
     """--sides: the rooms of each size through each side in turn, the order flipped every repeat."""
-    sides = [{"porchlight": "forward", "janus": "janus"}[side] for side in args.sides.split(",")]
+    sides = [{"porchlight": "forward", "before": "before", "janus": "janus"}[side] for side in args.sides.split(",")]
     pairs: list[tuple[int, dict[str, Row]]] = []
     for k in range(args.repeat):
         for size in (int(n) for n in args.sizes.split(",") if n):
@@ -602,6 +620,10 @@ async def main() -> None:
                         help="the same rooms through Porchlight and Janus's VideoRoom, alternating (root: "
                              "network namespaces; Debian's janus package)")
     parser.add_argument("--repeat", type=int, default=1, help="with --sides: pairs per size")
+    parser.add_argument("--clients-nice", type=int, default=0, metavar="N",
+                        help="run the participants at this niceness, so the server (either side) gets the CPU "
+                             "it would have with the participants on other machines")
+    parser.add_argument("--before", default="", metavar="DIR", help="with --sides ...,before: that checkout's server")
     parser.add_argument("--janus-event-loops", type=int, default=0, metavar="N",
                         help="with --sides: Janus's event_loops (default: unset, a loop thread per handle)")
     parser.add_argument("--keep", default="", metavar="DIR",
@@ -612,9 +634,14 @@ async def main() -> None:
     parser.add_argument("--inside", default="", help=argparse.SUPPRESS)  # run in the namespaces: their names
     args = parser.parse_args()
     if args.sides:
-        unknown = set(args.sides.split(",")) - {"porchlight", "janus"}
+        unknown = set(args.sides.split(",")) - {"porchlight", "before", "janus"}
         if unknown or args.slow_viewer or args.media_port or args.phone_tiles:
-            parser.error("--sides takes porchlight and/or janus, without --slow-viewer, --media-port, --phone-tiles")
+            parser.error("--sides takes porchlight, before and/or janus, without --slow-viewer, --media-port, "
+                         "--phone-tiles")
+        if "before" in args.sides.split(","):
+            if not args.before:
+                parser.error("--sides ...,before needs --before DIR (a checkout of the earlier commit)")
+            args.before_path = before_path(Path(args.before), without_hiredis=False)
         if "janus" in args.sides.split(",") and not janus.installed():
             print(janus.INSTALL, file=sys.stderr)
             sys.exit(2)

@@ -15,15 +15,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def before_path(before: Path) -> str:
-    """A PYTHONPATH on which `server` is `before`'s, `bench` is this one, and hiredis is absent."""
+def before_path(before: Path, without_hiredis: bool = True) -> str:
+    """A PYTHONPATH on which `server` is `before`'s, `bench` is this one, and hiredis is absent
+    (unless the before side already had it: `without_hiredis=False`)."""
     if not (before / "server" / "__init__.py").exists():
         raise SystemExit(f"--before: {before} has no server package")
     shim = Path(tempfile.mkdtemp(prefix="plbench-before-"))
     (shim / "server").symlink_to(before.resolve() / "server")
     (shim / "bench").symlink_to(ROOT / "bench")
-    (shim / "hiredis").mkdir()
-    (shim / "hiredis" / "__init__.py").write_text('raise ImportError("not a dependency of the before side")\n')
+    if without_hiredis:
+        (shim / "hiredis").mkdir()
+        (shim / "hiredis" / "__init__.py").write_text('raise ImportError("not a dependency of the before side")\n')
     return str(shim)
 
 

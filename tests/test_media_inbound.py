@@ -127,3 +127,15 @@ async def test_rtx_is_unwrapped_as_aiortc_unwraps_it() -> None:
     tap.take(parsed, 0)  # the NACK generator and statistics saw the original's numbers
     stats = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
     assert set(stats) == {2222} and stats[2222].packets_received == 2
+
+
+def test_estimates_go_back_at_most_every_200_ms_unless_they_fall() -> None:
+    throttle = inbound.RembThrottle()
+    assert throttle.due(1_000_000, 0)  # the first one at once
+    assert not throttle.due(1_200_000, 100)  # a rise waits for the interval
+    assert not throttle.due(980_000, 150)  # a fall of 2% too
+    assert throttle.due(960_000, 160)  # a fall of more than 3%: at once
+    assert not throttle.due(959_000, 300)
+    assert throttle.due(1_500_000, 360)  # 200 ms after the last one sent
+    sent = [ms for ms in range(400, 2400, 10) if throttle.due(2_000_000, ms)]  # an estimate with every packet
+    assert sent == list(range(560, 2400, 200))

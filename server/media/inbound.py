@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 HEADER = struct.Struct("!BBHII")  # V P X CC | M PT | sequence | timestamp | SSRC
 EXTENSION = struct.Struct("!HH")  # profile | length in 32-bit words
 NTP_EPOCH_MS = 2208988800000  # aiortc's arrival times count from 1900, in milliseconds
+REMB_INTERVAL_MS = 200  # an estimate goes back to the publisher at most this often...
+REMB_DROP = 0.97  # ...unless it fell below this much of the last one sent: then at once (libwebrtc's rule)
 
 
 class Packet:
@@ -159,6 +161,27 @@ def _read_extensions(packet: Packet, profile: int, data: bytes, pos: int, end: i
 Deliver = Callable[[Packet, RTCRtpCodecParameters], None]
 
 
+class RembThrottle:
+    """When a new receive-side estimate goes back to the publisher (REMB), as libwebrtc's
+    RembThrottler does it: a fall of more than 3% at once, otherwise at most every 200 ms.
+
+    aiortc's estimator offers a new estimate with every packet while it detects overuse: without
+    this, a congested publisher got one REMB per packet it sent."""
+
+    __slots__ = ("sent_at", "sent")
+
+    def __init__(self) -> None:
+        self.sent_at: int | None = None
+        self.sent = 0
+
+    def due(self, bitrate: int, now_ms: int) -> bool:
+        """Send this estimate now? (If so, it counts as sent.)"""
+        if self.sent_at is not None and now_ms - self.sent_at < REMB_INTERVAL_MS and bitrate >= self.sent * REMB_DROP:
+            return False
+        self.sent_at, self.sent = now_ms, bitrate
+        return True
+
+
 class Tap:
     """One receiver's packets, to `deliver` instead of its decoder (see the module's docstring).
 
@@ -178,6 +201,7 @@ class Tap:
         self.layers: dict[str, int] = {}  # simulcast: RID -> the SSRC of its layer, from the RID extension
         self.feedback: set[asyncio.Task[None]] = set()  # RTCP (REMB, NACK) on its way to the publisher
         self.full_way = 0  # packets that came through aiortc's own path (a new SSRC, before DTLS was up)
+        self.remb = RembThrottle()
 
     def take(self, packet: Packet, arrival_ms: int) -> None:
         """One packet, decrypted and parsed: statistics, feedback, then `deliver`."""
@@ -187,7 +211,7 @@ class Tap:
         if self.estimator is not None and packet.abs_send_time is not None:
             remb = self.estimator.add(abs_send_time=packet.abs_send_time, arrival_time_ms=arrival_ms,
                                       payload_size=len(packet.payload) + packet.padding_size, ssrc=packet.ssrc)
-            if remb is not None:
+            if remb is not None and self.remb.due(remb[0], arrival_ms):
                 self._send(_send_remb(receiver, remb))
         by_type = self.by_type
         codec = by_type.get(packet.payload_type)

@@ -26,7 +26,7 @@ from server.media.glue import ABS_SEND_TIME, negotiated_codecs
 
 Remb = Callable[[int, list[int]], None]  # (bitrate in bps, the SSRCs it covers)
 
-HISTORY = 512  # packets kept per viewer track to answer NACKs (a power of two: a mask indexes it)
+HISTORY = 512  # packets kept per viewer track to answer NACKs
 NTP_EPOCH = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 
 
@@ -67,7 +67,9 @@ class Outlet:
         self.ssrc: int = sender._ssrc
         self.payload_type: int | None = None
         self.send_time_id = 0  # the abs-send-time extension's id agreed with the viewer, 0: none
-        self.history: list[bytes | None] = [None] * HISTORY
+        # Each packet sent, as (its header, the publisher's payload): the payload is the one every
+        # viewer of the packet shares, so a room's history holds each payload once, not once per viewer.
+        self.history: list[tuple[bytes, bytes] | None] = [None] * HISTORY
         self.sent = 0
         self.dropped = 0
         self.retransmitted = 0
@@ -107,9 +109,10 @@ class Outlet:
         dtls = self.sender.transport
         return dtls is not None and dtls._state is DtlsState.CONNECTED and self.bind()
 
-    def send(self, sequence: int, timestamp: int, data: bytes, payload_size: int, wall: float) -> bool:
-        """Protect and send one RTP packet (`wall`: its arrival, Unix seconds); False if it could
-        not go (the viewer's connection is not up, or its socket's buffer is full: dropped)."""
+    def send(self, sequence: int, timestamp: int, head: bytes, payload: bytes, wall: float) -> bool:
+        """Protect and send one RTP packet, `head` + `payload` (`wall`: its arrival, Unix seconds);
+        False if it could not go (the viewer's connection is not up, or its socket's buffer is
+        full: dropped)."""
         dtls = self.sender._RTCRtpSender__transport  # type: ignore[attr-defined]  # the property, without its call
         if dtls is None or dtls._state is not DtlsState.CONNECTED:
             return False
@@ -118,7 +121,7 @@ class Outlet:
             return False
         if pair is not self.pair:
             self._route(pair)
-        protected = dtls._tx_srtp.protect(data)
+        protected = dtls._tx_srtp.protect(head + payload)
         sock = self.sock
         if sock is not None:
             try:
@@ -130,9 +133,9 @@ class Outlet:
             self.sendto(protected, self.address)
         else:  # any other transport: its send path is a coroutine
             self._loop.create_task(pair.protocol.send_data(protected, pair.remote_addr))
-        self.history[sequence % HISTORY] = data
+        self.history[sequence % HISTORY] = (head, payload)
         self.sent += 1
-        self.octets += payload_size
+        self.octets += len(payload)
         self.last_timestamp, self.last_wall = timestamp, wall
         return True
 
@@ -159,9 +162,10 @@ class Outlet:
 
     async def _retransmit(self, sequence: int) -> None:
         """A NACKed packet goes out again as it was (RTX is not negotiated: see negotiation.capability)."""
-        data = self.history[sequence % HISTORY]
-        if data is None or int.from_bytes(data[2:4], "big") != sequence:
+        kept = self.history[sequence % HISTORY]
+        if kept is None or int.from_bytes(kept[0][2:4], "big") != sequence:
             return
+        data = kept[0] + kept[1]
         self.retransmitted += 1
         dtls = self.sender.transport
         if dtls is not None and dtls._state is DtlsState.CONNECTED:

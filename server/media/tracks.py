@@ -227,9 +227,8 @@ class Forward:
             payload_type = outlet.payload_type
             assert payload_type is not None  # ready() bound it
         seq, ts = placed
-        payload = packet.payload
         head = header(packet.marker, payload_type, seq, ts, outlet.ssrc, outlet.send_time_id, wall)
-        if outlet.send(seq, ts, head + payload, len(payload), wall):
+        if outlet.send(seq, ts, head, packet.payload, wall):
             rewriter.sent(seq, ts, now)
         else:
             rewriter.lost()
