@@ -87,6 +87,12 @@ try:
         CollectorPolicy = None  # type: ignore[assignment,misc]
 except ImportError:  # an older checkout's server left the collector as Python sets it
     CollectorPolicy = None  # type: ignore[assignment,misc]
+try:
+    from server.attendance.backfill import fill as fill_rows
+    if Path(fill_rows.__code__.co_filename).resolve().parents[1] != Path(reports.__file__).resolve().parents[1]:
+        fill_rows = None  # type: ignore[assignment]  # an older checkout's server: only the side's own counts
+except ImportError:
+    fill_rows = None  # type: ignore[assignment]
 from server.audit import AuditLog
 from server.auth.staff import Role, create_user
 from server.billing import delivery, outbox
@@ -896,6 +902,29 @@ async def timed_runs(name: str, runs: int, limit_s: float, step: Callable[[Timin
     return timing
 
 
+async def fill_step(redis: Redis, csv_export: Callable[[Timing], Awaitable[None]]) -> Timing:
+    """The year's records as a store written before kept rows (none, no mark), then the server's
+    start-up fill (server/attendance/backfill.py) timed with a 1 ms ticker on the loop; the CSV
+    export after it must be the same bytes as before."""
+    before = OUTPUTS["CSV export(year)"]
+    await redis.delete(keys.attendance_csv(), keys.attendance_csv_filled())
+    stalls: list[float] = []
+    on_cpu: list[float] = []
+    ticker = asyncio.create_task(loop_stalls(stalls, on_cpu))
+    t0 = time.perf_counter()
+    written = await fill_rows(redis)
+    seconds = time.perf_counter() - t0
+    ticker.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ticker
+    await csv_export(Timing("CSV export(year)"))  # OUTPUTS now holds the CSV read from the filled rows
+    same = "the same bytes" if OUTPUTS["CSV export(year)"] == before else "DIFFERS"
+    timing = Timing("fill kept rows(year)", [seconds], size=(
+        f"{written} rows written; loop longest on the CPU {max(on_cpu, default=0.0):.1f} ms; CSV export after: {same}"))
+    print(f"    {timing.name}: {seconds:.3f} s, {timing.size}", flush=True)
+    return timing
+
+
 async def report_part(args: argparse.Namespace, tmp: Path) -> tuple[Year, list[Timing]]:
     print("\n== attendance report: one year ==", flush=True)
     child = RedisChild(tmp, "always", "redis-report")
@@ -993,6 +1022,8 @@ async def report_part(args: argparse.Namespace, tmp: Path) -> tuple[Year, list[T
             await timed_runs("JSON export(month, one group)", max(args.report_runs, 5), 60,
                              export_step("json", "grp_year000", *month)),
         ]
+        if fill_rows is not None:
+            timings.append(await fill_step(redis, export_step("csv", None, *whole)))
     finally:
         await redis.aclose()
         await child.close()
