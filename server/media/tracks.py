@@ -108,11 +108,13 @@ class Source:
                 self.forwards.remove(forward)
 
     def _new_layer(self, ssrc: int, rid: str | None) -> Layer:
-        """A layer seen for the first time (its first packets carry the RID): viewers re-aim."""
+        """A layer seen for the first time (its first packets carry the RID): viewers re-aim,
+        counting it live already, so one it fits takes it from this packet on (the keyframe a
+        browser starts every layer with), not from its next keyframe."""
         order = self.rids.index(rid) if rid in self.rids else len(self.layers)
-        layer = self.layers[ssrc] = Layer(ssrc, rid, order)
+        now = self.loop.time()
+        layer = self.layers[ssrc] = Layer(ssrc, rid, order, last_packet=now)
         if self.simulcast:
-            now = self.loop.time()
             for forward in self.forwards:
                 forward.adapt(now)
         return layer
