@@ -25,6 +25,7 @@ in the same run, and the ratio of server CPU is printed. Figures are printed, no
 
     python -m bench.media [--sizes 4,8,12] [--transcode-sizes 4,8] [--window 10] [--warmup 10]
                           [--phone-tiles 4] [--slow-viewer 1000] [--media-port 50000]
+                          [--simulcast [--layer-kbps 150,450,1200] [--laptop-tile 640x480]]
     python -m bench.media --sides porchlight,janus [--sizes 4,8,12] [--repeat K] [--janus-event-loops N]
     python -m bench.media --workers-compare 1,2 --rooms K --sizes N
 
@@ -60,6 +61,13 @@ server code (bench/sides.py) with the same clients: this change against the last
 With --phone-tiles N one viewer is a phone whose grid shows N of the others (a `view` frame):
 the downlink of that viewer and of those that show everyone are printed (bytes on the wire,
 IP and UDP headers included).
+
+With --simulcast every participant publishes its camera as a browser does with web/static/media.js's
+encodings (bench/simulcast.py): three pre-encoded VP8 layers (160x120, 320x240, 640x480 at
+150/450/1200 kbps, or --layer-kbps), each on its own SSRC with the RID header extension, offered
+with a=rid/a=simulcast lines. The viewers other than the probe and the phone show everyone at
+--laptop-tile (a `view` frame). Printed per viewer: its downlink, the fps of the tiles it shows and
+the layers they came in; checked: the server reported on every layer of every publisher (RTCP).
 """
 
 from __future__ import annotations
@@ -88,6 +96,7 @@ import av
 from bench import janus
 from bench.media_client import PROBE_DECODES
 from bench.sides import before_path
+from bench.simulcast import layer_file, layer_sizes
 from bench.waiting_room import (
     add_user,
     login,
@@ -183,6 +192,7 @@ class Row:
     port_dropped: float  # datagrams PORCHLIGHT_MEDIA_PORT dropped (path "port" only)
     udp_dropped: int  # datagrams dropped for full receive buffers in the window (in a namespace: ours only)
     slow: dict[str, Any] | None = None  # --slow-viewer: what the viewer behind the shaped link got
+    viewers: list[dict[str, Any]] | None = None  # --simulcast: each viewer's downlink, fps and layers
     slow_kbit: int = 0
 
 
@@ -303,6 +313,8 @@ class Room:
                 "--offset", str(list(offsets.values())[i]), *(["--decode"] if i == 0 else []),
                 *(["--view", str(args.phone_tiles), "--tile", args.phone_tile]
                   if i == 1 and args.phone_tiles else []),
+                *(["--simulcast"] if args.simulcast else []),
+                *(["--grid", args.laptop_tile] if args.simulcast and i > (1 if args.phone_tiles else 0) else []),
                 *(["--speaker"] if args.slow_viewer and i == 0 else []), *(["--remb"] if i == slow else []),
                 *extra, stdout=asyncio.subprocess.DEVNULL, stderr=(self.tmp / f"client{i}.log").open("w"))
             for i, (token, out) in enumerate(zip(tokens, self.outs, strict=True))
@@ -336,6 +348,8 @@ class Room:
         kbps = [r["downlink_bytes"] * 8 / span / 1000 for r in everyone]
         phone_fps = [stream["frames"] / span for r in phones for stream in r["streams"].values() if stream["frames"]]
         refused = sum(r.get("refusals", 0) for r in results)
+        layered = [r for r in results if r.get("layers_sent")]  # --simulcast: each publisher's layers
+        unreported = sum(1 for r in layered for layer in r["layers_sent"].values() if not layer["reported"])
         slow = slow_summary(slow_result, span, size, results) if args.slow_viewer else None
         missing = [what for what, ok in (
             (f"{size - published} did not publish", published == size),
@@ -343,6 +357,8 @@ class Room:
             (f"the probe decoded {len(decoded)} of its {min(PROBE_DECODES, size - 1)} streams",
              len(decoded) == min(PROBE_DECODES, size - 1)),
             ("the shaped viewer did not hear everyone", slow is None or slow["heard"] == size - 1),
+            (f"{unreported} layers the server never reported on", unreported == 0),
+            (f"{size - len(layered)} sent no layers", not args.simulcast or len(layered) == size),
         ) if not ok]
         return Row(
             slow=slow, slow_kbit=args.slow_viewer,
@@ -361,7 +377,27 @@ class Room:
             phone_kbps=phones[0]["downlink_bytes"] * 8 / span / 1000 if phones else math.nan,
             phone_fps=min(phone_fps, default=math.nan),
             port_dropped=dropped, udp_dropped=udp_dropped,
+            viewers=[viewer_summary(i, r, span) for i, r in enumerate(results)] if args.simulcast else None,
         )
+
+
+def viewer_summary(i: int, result: dict[str, Any], span: float) -> dict[str, Any]:
+    """One viewer of a simulcast room: what it shows, its downlink, the fps of its shown tiles
+    and the layers their frames came in."""
+    streams = result["streams"].values()
+    shown = [s for s in streams if s["frames"]] if result.get("view") else list(streams)
+    fps = [s["frames"] / span for s in shown]
+    layers: dict[str, int] = {}
+    for stream in shown:
+        if stream.get("layers"):  # the layer most of its frames came in
+            main = max(stream["layers"], key=stream["layers"].get)
+            layers[main] = layers.get(main, 0) + 1
+    role = ("probe (decodes 2, shows all at the best layer)" if i == 0
+            else f"phone ({result['view']} tiles)" if result.get("view")
+            else f"laptop (all at {result['grid']})" if result.get("grid") else "shows all")
+    return {"role": role, "kbps": result["downlink_bytes"] * 8 / span / 1000, "tiles": len(shown),
+            "fps_min": min(fps, default=0.0), "fps_median": statistics.median(fps) if fps else 0.0,
+            "layers": dict(sorted(layers.items())), "phone": bool(result.get("view"))}
 
 
 def slow_summary(result: dict[str, Any] | None, span: float, size: int,
@@ -427,6 +463,16 @@ def report(rows: list[Row]) -> None:
         phone = "" if math.isnan(r.phone_kbps) else \
             f"; the phone (its view shows a few) {r.phone_kbps:.0f} kbps, its tiles at >= {r.phone_fps:.1f} fps"
         print(f"  {r.path} N={r.size}: downlink per viewer showing everyone {r.downlink_kbps:.0f} kbps{phone}")
+    for r in rows:
+        for i, v in enumerate(r.viewers or []):
+            layers = ", ".join(f"{rid} x{count}" for rid, count in v["layers"].items()) or "none recognised"
+            print(f"  {r.path} N={r.size} viewer {i:>2} {v['role']:<30} {v['kbps']:>6.0f} kbps; its {v['tiles']} tiles "
+                  f"{v['fps_min']:.1f}-{v['fps_median']:.1f} fps (min-median); layers {layers}")
+        phones = [v for v in r.viewers or [] if v["phone"]]
+        if phones:
+            met = phones[0]["kbps"] <= 1500 and phones[0]["fps_min"] >= 15 * 0.95
+            print(f"  {r.path} N={r.size}: the phone {phones[0]['kbps']:.0f} kbps at >= {phones[0]['fps_min']:.1f} fps"
+                  f"{goal(met, '<= 1500 kbps at >= 15 fps')}")
     for r in rows:
         if r.slow is not None:
             w = r.slow
@@ -612,6 +658,12 @@ async def main() -> None:
     parser.add_argument("--phone-tiles", type=int, default=0,
                         help="one viewer is a phone whose grid shows this many tiles (a view frame)")
     parser.add_argument("--phone-tile", default="360x270", help="the phone's tile size in device pixels")
+    parser.add_argument("--simulcast", action="store_true",
+                        help="participants publish three VP8 layers by RID, as browsers do (bench/simulcast.py)")
+    parser.add_argument("--layer-kbps", default="", metavar="150,450,1200",
+                        help="with --simulcast: each layer's bitrate (default: web/static/media.js's caps)")
+    parser.add_argument("--laptop-tile", default="640x480",
+                        help="with --simulcast: the tile size of the viewers that show everyone, device pixels")
     parser.add_argument("--media-port", type=int, default=0,
                         help="also run each forwarding room with PORCHLIGHT_MEDIA_PORT set to this")
     parser.add_argument("--slow-viewer", type=int, default=0, metavar="KBIT",
@@ -635,9 +687,9 @@ async def main() -> None:
     args = parser.parse_args()
     if args.sides:
         unknown = set(args.sides.split(",")) - {"porchlight", "before", "janus"}
-        if unknown or args.slow_viewer or args.media_port or args.phone_tiles:
+        if unknown or args.slow_viewer or args.media_port or args.phone_tiles or args.simulcast:
             parser.error("--sides takes porchlight, before and/or janus, without --slow-viewer, --media-port, "
-                         "--phone-tiles")
+                         "--phone-tiles, --simulcast")
         if "before" in args.sides.split(","):
             if not args.before:
                 parser.error("--sides ...,before needs --before DIR (a checkout of the earlier commit)")
@@ -645,6 +697,9 @@ async def main() -> None:
         if "janus" in args.sides.split(",") and not janus.installed():
             print(janus.INSTALL, file=sys.stderr)
             sys.exit(2)
+    if args.simulcast and (args.slow_viewer or args.workers_compare or args.transcode_sizes):
+        parser.error("--simulcast runs forwarding rooms alone: with --transcode-sizes '', "
+                     "without --slow-viewer or --workers-compare")
     if (args.slow_viewer or args.sides) and not args.inside:
         sys.exit(await in_namespaces(args.slow_viewer))
     with tempfile.TemporaryDirectory() as tmp:
@@ -652,11 +707,18 @@ async def main() -> None:
         # Behind a shaped link the publishers stand in for a simulcast's smallest layer: one layer
         # the size browsers send as their lowest (the bench does not publish simulcast).
         size = (320, 180, 150_000) if args.slow_viewer else (640, 360, 500_000)
-        bitrate = encode_loop(frames_file, *size)
         encode_tone(frames_file.with_suffix(".opus"))
-        print(f"video: {size[0]}x{size[1]} VP8 at {FPS} fps, {bitrate / 1000:.0f} kbps "
-              f"(pre-encoded loop of {LOOP} frames); "
-              f"{os.cpu_count()} CPUs", flush=True)
+        if args.simulcast:  # the layers, and the top one where the single-layer clip would be
+            rates = [(rid, w, h, encode_loop(layer_file(frames_file, rid), w, h, rate))
+                     for rid, w, h, rate in layer_sizes(args.layer_kbps)]
+            shutil.copy(layer_file(frames_file, rates[-1][0]), frames_file)
+            print("video: simulcast, " + ", ".join(f"{rid} {w}x{h} {rate / 1000:.0f} kbps" for rid, w, h, rate in rates)
+                  + f" (VP8 at {FPS} fps, pre-encoded loops of {LOOP} frames); {os.cpu_count()} CPUs", flush=True)
+        else:
+            bitrate = encode_loop(frames_file, *size)
+            print(f"video: {size[0]}x{size[1]} VP8 at {FPS} fps, {bitrate / 1000:.0f} kbps "
+                  f"(pre-encoded loop of {LOOP} frames); "
+                  f"{os.cpu_count()} CPUs", flush=True)
         if args.sides:
             await compare(frames_file, args)
             return

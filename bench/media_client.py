@@ -55,6 +55,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 from aiortc.sdp import SessionDescription
 
 from bench import janus
+from bench.simulcast import LAYERS, LayerSender, layer_file, simulcast_offer
 from server.media import glue, inbound
 
 FPS = 15
@@ -123,8 +124,13 @@ class PreEncodedAudio(MediaStreamTrack):
 
 
 class Viewer:
-    def __init__(self, frames: list[bytes], t0: float, window: tuple[float, float], offsets: dict[str, int]) -> None:
+    def __init__(self, frames: list[bytes], t0: float, window: tuple[float, float], offsets: dict[str, int],
+                 layers: dict[str, list[bytes]] | None = None) -> None:
         self.index = {frame[:KEY]: i for i, frame in enumerate(frames)}
+        self.layer_of: dict[bytes, str] = {}  # simulcast: a frame's first bytes -> its layer's RID
+        for rid, layer in (layers or {}).items():
+            self.index |= {frame[:KEY]: i for i, frame in enumerate(layer)}
+            self.layer_of |= {frame[:KEY]: rid for frame in layer}
         self.offsets = offsets  # each publisher's place in the loop at k = 0
         self.loop_len = len(frames)
         self.t0 = t0
@@ -179,7 +185,7 @@ class Viewer:
         """One VP8 packet from `pid`: a frame is counted (and timed) when its last packet arrives."""
         stream = self.streams.get(pid)
         if stream is None:
-            stream = self.streams[pid] = {"frames": 0, "latency_ms": [], "packets": 0, "idx": None}
+            stream = self.streams[pid] = {"frames": 0, "latency_ms": [], "packets": 0, "idx": None, "layers": {}}
         stream["packets"] += 1
         try:
             descriptor, data = VpxPayloadDescriptor.parse(payload)
@@ -187,12 +193,15 @@ class Viewer:
             return
         if descriptor.partition_start and descriptor.partition_id == 0:
             stream["idx"] = self.index.get(data[:KEY])
+            stream["layer"] = self.layer_of.get(data[:KEY])
         if not marker:
             return
         idx, stream["idx"] = stream["idx"], None
         if not self.window[0] <= now <= self.window[1]:
             return
         stream["frames"] += 1
+        if (layer := stream.get("layer")) is not None:  # simulcast: which layer this frame came from
+            stream["layers"][layer] = stream["layers"].get(layer, 0) + 1
         if idx is None:
             return  # not one of the pre-encoded frames (the re-encoding path): no latency
         k = int((now - self.t0) * FPS)
@@ -266,9 +275,10 @@ class Viewer:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     frames = load_frames(Path(args.frames))
+    layers = {rid: load_frames(layer_file(Path(args.frames), rid)) for rid, _, _ in LAYERS} if args.simulcast else {}
     window = (args.window_start, args.window_end)
     offsets: dict[str, int] = json.loads(Path(args.offsets).read_text())
-    viewer = Viewer(frames, args.t0, window, offsets)
+    viewer = Viewer(frames, args.t0, window, offsets, layers)
     config = RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     publish = RTCPeerConnection(config)
     subscribe = RTCPeerConnection(config)
@@ -288,6 +298,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 elif pid not in viewer.decoding:
                     viewer.tap(pid, transceiver.receiver, track.kind)
 
+    def on_publish_state() -> None:
+        if publish.connectionState == "connected" and layer_sender and not tasks_started:
+            tasks_started.append(True)
+            task = asyncio.ensure_future(layer_sender[0].run())
+            task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or t.print_stack())
+            tasks.append(task)
+
     def on_state() -> None:
         if subscribe.connectionState == "connected" and not reading:
             reading.append(True)
@@ -300,7 +317,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         audio = publish.addTransceiver(PreEncodedAudio(tone, args.t0), direction="sendonly")
         if args.speaker:
             speak(audio.sender)
-        publish.addTransceiver(PreEncoded(frames, args.t0, args.offset), direction="sendonly")
+        if layers:  # the layers are written by a LayerSender; aiortc's own sender sends nothing
+            video = publish.addTransceiver(glue.HeldTrack("video", "camera"), direction="sendonly")
+            layer_sender.append(LayerSender(video, layers, args.t0, FPS, args.offset))
+        else:
+            publish.addTransceiver(PreEncoded(frames, args.t0, args.offset), direction="sendonly")
 
     def learn(streams: dict[str, str], sdp: str) -> None:
         """The server's offer on the subscribe connection: which publisher each mid and SSRC is."""
@@ -311,6 +332,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 owners.update({s.ssrc: (pid, media.kind) for s in media.ssrc})
 
     reading: list[bool] = []
+    layer_sender: list[LayerSender] = []
+    tasks_started: list[bool] = []
+    publish.on("connectionstatechange", on_publish_state)
     if args.decode:
         subscribe.on("track", on_track)
     subscribe.on("connectionstatechange", on_state)
@@ -334,7 +358,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"streams": viewer.streams, "decoded": viewer.decoded, "cpu_s": usage.ru_utime + usage.ru_stime,
             "published": published, "refusals": refusals, "errors": errors,
             "downlink_bytes": viewer.downlink_bytes, "view": args.view, "audio": viewer.audio,
-            "estimates": viewer.estimates, "speakers": speakers}
+            "estimates": viewer.estimates, "speakers": speakers, "grid": args.grid,
+            "layers_sent": layer_sender[0].report() if layer_sender else None}
 
 
 async def porchlight(http: aiohttp.ClientSession, args: argparse.Namespace, publish: RTCPeerConnection,
@@ -347,6 +372,7 @@ async def porchlight(http: aiohttp.ClientSession, args: argparse.Namespace, publ
     ws_url = args.url.replace("http", "ws", 1) + "/api/v1/ws"
     published, refusals, errors = False, 0, []
     speakers: list[str] = []
+    offer = ""
     async with http.ws_connect(ws_url, max_msg_size=0) as ws:
 
         async def send(frame: dict[str, Any]) -> None:
@@ -369,12 +395,15 @@ async def porchlight(http: aiohttp.ClientSession, args: argparse.Namespace, publ
             if kind == "admitted":
                 add_tracks()
                 await publish.setLocalDescription(await publish.createOffer())
-                await send({"type": "offer", "pc": "publish", "sdp": publish.localDescription.sdp})
+                offer = publish.localDescription.sdp
+                if args.simulcast:  # as a browser with sendEncodings writes it
+                    offer = simulcast_offer(offer, [rid for rid, _, _ in LAYERS])
+                await send({"type": "offer", "pc": "publish", "sdp": offer})
             elif kind == "error" and frame["code"] in RETRYABLE and not published and refusals < RETRIES:
                 # The offer was refused (e.g. not yet admitted to media): offer again, and say so.
                 refusals += 1
                 await asyncio.sleep(0.25 * refusals)
-                await send({"type": "offer", "pc": "publish", "sdp": publish.localDescription.sdp})
+                await send({"type": "offer", "pc": "publish", "sdp": offer})
             elif kind == "error":
                 errors.append(frame["code"])
             elif kind == "answer":
@@ -386,9 +415,10 @@ async def porchlight(http: aiohttp.ClientSession, args: argparse.Namespace, publ
                 await subscribe.setRemoteDescription(RTCSessionDescription(sdp=frame["sdp"], type="offer"))
                 await subscribe.setLocalDescription(await subscribe.createAnswer())
                 await send({"type": "answer", "pc": "subscribe", "sdp": subscribe.localDescription.sdp})
-                if args.view:  # a phone's grid: the first few of the others on screen, the rest not
-                    shown = sorted(set(msids.values()))[:args.view]
-                    width, height = (int(side) for side in args.tile.split("x"))
+                if args.view or args.grid:  # a phone's grid: the first few of the others on screen,
+                    shown = sorted(set(msids.values()))  # the rest not; a laptop's: all of them
+                    shown = shown[:args.view] if args.view else shown
+                    width, height = (int(side) for side in (args.tile if args.view else args.grid).split("x"))
                     await send({"type": "view", "tiles": [{"id": pid, "width": width, "height": height}
                                                           for pid in shown]})
     return published, refusals, errors, speakers
@@ -433,12 +463,18 @@ def main() -> None:
     parser.add_argument("--offset", type=int, default=0, help="this publisher's loop offset")
     parser.add_argument("--view", type=int, default=0, help="show only this many of the others (a phone grid)")
     parser.add_argument("--tile", default="360x270", help="the size those tiles are shown at, device pixels")
+    parser.add_argument("--grid", default="", metavar="WxH",
+                        help="show every other participant at this size, device pixels (a laptop's grid)")
+    parser.add_argument("--simulcast", action="store_true",
+                        help="publish the camera as three layers (bench/simulcast.py), as browsers do")
     parser.add_argument("--speaker", action="store_true", help="publish loud audio: the active speaker")
     parser.add_argument("--remb", action="store_true", help="estimate the downlink and send REMB, as browsers do")
     parser.add_argument("--janus", type=int, default=0, metavar="ROOM",
                         help="URL is a Janus API, TOKEN this publisher's feed id: join this VideoRoom")
     args = parser.parse_args()
     glue.send_times_on_audio()  # as the server: the estimate counts audio too
+    if args.simulcast:
+        glue.accept_simulcast()  # aiortc offers the RID extension (the server does the same)
     result = asyncio.run(run(args))
     Path(args.out).write_text(json.dumps(result))
 
