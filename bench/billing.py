@@ -22,6 +22,8 @@ functions are called in this process, on its event loop, as the server calls the
      returned (wall clock) to its arrival: p50, p99, max. The worker's rounds are traced.
      The process runs with the server's collector policy (server/collector.py) from the
      measured run's start, as `porchlight serve` installs it once start-up is done.
+     `--delivery-process`: the worker runs alone in a process of its own (polling, no wake), as a
+     deployment that gave delivery its own process would run it; finalisation stays here.
 2. Attendance report over one year (`--report-patients` 500 in groups of 12, `--report-sessions`
    200 sessions per group: 100,000 records) written straight into the report index in the
    format of `attendance_record()`; timed: `reports.records()` for the whole year (split into
@@ -30,7 +32,7 @@ functions are called in this process, on its event loop, as the server calls the
 
 Figures are printed, not asserted: they depend on the machine, its disk and what else runs on it.
 
-    python -m bench.billing [--fsync always,no] [--parts finalise,deliver,report]
+    python -m bench.billing [--fsync always,no] [--parts finalise,deliver,report] [--delivery-process]
 """
 
 from __future__ import annotations
@@ -578,8 +580,27 @@ class DeliveryRun:
         return after / self.drain_s if self.drain_s and after > 0 else math.nan
 
 
+async def delivery_process(redis_url: str, hook: str) -> None:
+    """The worker in a process of its own (`--serve-delivery`), until cancelled."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.billing", "--serve-delivery", redis_url, hook, cwd=str(Path(__file__).parents[1]),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, preexec_fn=die_with_parent)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if line.strip() != b"READY":
+            raise RuntimeError(f"the delivery process did not start: {line!r}")
+        await proc.wait()
+        raise RuntimeError(f"the delivery process exited ({proc.returncode})")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
 async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, receiver: Receiver) -> DeliveryRun:
-    name = f"server worker ({CLAIM_LIMIT} per round)"
+    name = (f"server worker ({CLAIM_LIMIT} per round)" if not args.delivery_process
+            else "server worker, in its own process")
     print(f"  [{child.fsync}] finalise {args.concurrency} at a time + deliver ({name})", flush=True)
     redis, sessions, note = await prepare(child, db, args, seed=db)
     label = f"finalise {args.concurrency} at a time, worker delivering"
@@ -595,7 +616,8 @@ async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, rece
     await child.latency_start()
     collector = contextlib.ExitStack()
     run.full_collections_ms = collector.enter_context(server_collector())
-    task = asyncio.create_task(worker.run())
+    task = asyncio.create_task(worker.run() if not args.delivery_process else
+                               delivery_process(f"unix://{child.socket}?db={db}", receiver.url + "/billing"))
     ticker = asyncio.create_task(loop_stalls(run.loop_stalls_ms, run.loop_cpu_ms))
     cpu0, wall0 = time.process_time(), time.perf_counter()
     try:
@@ -736,6 +758,20 @@ async def serve_receiver() -> None:
     await site.start()
     print(f"PORT {runner.addresses[0][1]}", flush=True)
     await asyncio.Event().wait()
+
+
+async def serve_delivery(redis_url: str, hook: str) -> None:
+    """The `--serve-delivery` process: the server's worker alone in a process, as a deployment
+    that gave delivery a process of its own would run it (the collector policy installed, no wake
+    from finalisation: it polls, every second at the server's default retry base)."""
+    redis = connect(redis_url)
+    clock = SystemClock()
+    settings = Settings(billing_webhook_url=hook, billing_webhook_secrets=(SECRET,))
+    worker = DeliveryWorker(redis, clock, settings, AuditLog(redis, clock))
+    if CollectorPolicy is not None:
+        CollectorPolicy().install()
+    print("READY", flush=True)
+    await worker.run()
 
 
 # -- the year's attendance report ------------------------------------------------------------
@@ -1086,12 +1122,16 @@ def print_report(args: argparse.Namespace, finals: list[FinaliseRun], deliveries
             print(f"  [{d.fsync}] {d.worker}: {d.during_finalisation} arrived while finalising "
                   f"({d.fin.seconds:.1f} s), the other {d.arrivals - d.during_finalisation} in the "
                   f"{fmt(d.drain_s, 1)} s after ({fmt(d.drain_per_s, 0)}/s)")
-            print(f"        {len(d.batches)} rounds (median size {fmt(median([float(n) for n in sizes]), 0)}, "
-                  f"{full} full, {fmt(mean_batch_ms)} ms each on average): delivering {d.busy_s:.1f} s "
-                  f"of the worker's {fmt(span, 1)} s, the rest waiting for a wake or its {d.poll_s:g} s poll")
-            stored = (f"{len(d.stores)} transactions, {fmt(sum(d.stores) / len(d.stores))} records each on average"
-                      if d.stores else "one transaction per record")
-            print(f"        outcomes stored: {stored}")
+            if args.delivery_process:
+                print("        rounds and stores: in the delivery process (not traced); the loop figures below "
+                      "are the finalising process's")
+            else:
+                print(f"        {len(d.batches)} rounds (median size {fmt(median([float(n) for n in sizes]), 0)}, "
+                      f"{full} full, {fmt(mean_batch_ms)} ms each on average): delivering {d.busy_s:.1f} s "
+                      f"of the worker's {fmt(span, 1)} s, the rest waiting for a wake or its {d.poll_s:g} s poll")
+                stored = (f"{len(d.stores)} transactions, {fmt(sum(d.stores) / len(d.stores))} records each on "
+                          "average" if d.stores else "one transaction per record")
+                print(f"        outcomes stored: {stored}")
             lag = d.loop_stalls_ms
             print(f"        event loop (1 ms ticker) while finalising and delivering: longest stall "
                   f"{fmt(max(lag, default=math.nan))} ms, p99 {fmt(percentile(lag, 99))} ms, "
@@ -1165,7 +1205,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a checkout of an earlier commit: run on its server code too, alternating, and compare")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each side (with --before)")
     parser.add_argument("--summary", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--delivery-process", action="store_true",
+                        help="run the delivery worker in a process of its own (polling), not beside finalisation")
     parser.add_argument("--serve-receiver", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-delivery", nargs=2, metavar=("REDIS_URL", "HOOK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     if not args.parts <= {"finalise", "deliver", "report"}:
@@ -1305,6 +1348,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_receiver:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve_receiver())
+        return 0
+    if args.serve_delivery:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_delivery(*args.serve_delivery))
         return 0
     return asyncio.run(amain(args))
 
