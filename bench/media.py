@@ -114,17 +114,21 @@ LOOP = 60  # pre-encoded frames; a keyframe starts each loop (every 4 s)
 
 
 def encode_loop(path: Path, width: int = 640, height: int = 360, bitrate: int = 500_000) -> float:
-    """Encode LOOP frames of a moving, slightly noisy picture to VP8; returns the bitrate."""
-    ctx = av.CodecContext.create("libvpx", "w")
-    ctx.width, ctx.height, ctx.pix_fmt, ctx.bit_rate = width, height, "yuv420p", bitrate
-    ctx.framerate = fractions.Fraction(FPS, 1)
-    ctx.time_base = fractions.Fraction(1, FPS)
-    ctx.gop_size = LOOP
-    ctx.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    """Encode LOOP frames of a moving, slightly noisy picture to VP8; returns the bitrate. Beside
+    it (`.key`), each of the same pictures encoded as a keyframe: a publisher asked for one (a
+    PLI) sends the next frame from there, as a browser's encoder would."""
+    frames = _encode(_pictures(width, height), width, height, bitrate, gop=LOOP)
+    path.write_bytes(b"".join(struct.pack("!I", len(f)) + f for f in frames))
+    keyframes = _encode(_pictures(width, height), width, height, bitrate, gop=1)
+    path.with_suffix(".key").write_bytes(b"".join(struct.pack("!I", len(f)) + f for f in keyframes))
+    return sum(map(len, frames)) * 8 / (len(frames) / FPS)
+
+
+def _pictures(width: int, height: int) -> list[av.VideoFrame]:
     rng = random.Random(1)
     noise = bytes(rng.randrange(10) for _ in range(width * height * 2))
     ramp = bytes(range(256)) * (width // 256 + 2)
-    frames: list[bytes] = []
+    pictures = []
     for k in range(LOOP):
         frame = av.VideoFrame(width, height, "yuv420p")
         luma = b"".join(ramp[(r + 8 * k) % 256:(r + 8 * k) % 256 + width] for r in range(height))
@@ -133,10 +137,22 @@ def encode_loop(path: Path, width: int = 640, height: int = 360, bitrate: int = 
         for plane in frame.planes[1:]:
             plane.update(bytes([128]) * (plane.line_size * (height // 2)))
         frame.pts = k
-        frames += [bytes(p) for p in ctx.encode(frame)]
+        pictures.append(frame)
+    return pictures
+
+
+def _encode(pictures: list[av.VideoFrame], width: int, height: int, bitrate: int, gop: int) -> list[bytes]:
+    ctx = av.CodecContext.create("libvpx", "w")
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.bit_rate = width, height, "yuv420p", bitrate
+    ctx.framerate = fractions.Fraction(FPS, 1)
+    ctx.time_base = fractions.Fraction(1, FPS)
+    ctx.gop_size = gop
+    ctx.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    frames: list[bytes] = []
+    for picture in pictures:
+        frames += [bytes(p) for p in ctx.encode(picture)]
     frames += [bytes(p) for p in ctx.encode(None)]
-    path.write_bytes(b"".join(struct.pack("!I", len(f)) + f for f in frames))
-    return sum(map(len, frames)) * 8 / (len(frames) / FPS)
+    return frames
 
 
 def encode_tone(path: Path) -> None:
@@ -247,7 +263,14 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
                 await asyncio.sleep(max(0.0, room.window[1] - time.time()))
                 cpu1, (packets1, in1) = cpu_seconds(server.proc.pid), await _packets(http, base)
                 drops = udp_drops() - drops0
-                dropped = (await server_metrics(http, base)).get("porchlight_media_port_dropped_total", 0.0)
+                scraped = await server_metrics(http, base)
+                dropped = scraped.get("porchlight_media_port_dropped_total", 0.0)
+                print(f"  server at the window's end: viewer tracks waiting for a keyframe "
+                      f"{scraped.get('porchlight_media_viewer_tracks_waiting', math.nan):.0f}, not ready "
+                      f"{scraped.get('porchlight_media_viewer_tracks_unready', math.nan):.0f}, held "
+                      f"{scraped.get('porchlight_media_viewer_tracks_held', math.nan):.0f}; keyframe requests sent "
+                      f"{scraped.get('porchlight_media_keyframe_requests_total', math.nan):.0f}; send drops "
+                      f"{scraped.get('porchlight_media_send_drops_total', math.nan):.0f}", flush=True)
                 rss = proc_kb(server.proc.pid, "VmRSS") / 1024
                 for client in clients:
                     await client.wait()

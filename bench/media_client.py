@@ -64,6 +64,7 @@ PROBE_DECODES = 2  # video streams the probe viewer decodes
 RETRYABLE = {"not_admitted", "media_unavailable"}  # a refused publish offer worth sending again
 RETRIES = 5
 GAP_S = 0.2  # audio silent this long at a viewer is a gap a listener hears
+KEYFRAME_MIN_S = 0.3  # a publisher makes a keyframe on request at most this often
 LOUD_DBOV = -20  # the speaker's audio level (RFC 6464), so the server names them the active speaker
 
 
@@ -78,13 +79,19 @@ def load_frames(path: Path) -> list[bytes]:
 
 
 class PreEncoded(MediaStreamTrack):
-    """Hands aiortc's sender encoded VP8 frames (av.Packet): it only packetizes them."""
+    """Hands aiortc's sender encoded VP8 frames (av.Packet): it only packetizes them. Asked for a
+    keyframe (the server's PLI, `request_keyframe`), it sends the next frame from `keyframes`, the
+    same picture encoded as one, as a browser's encoder would (at most every KEYFRAME_MIN_S)."""
 
     kind = "video"
 
-    def __init__(self, frames: list[bytes], t0: float, offset: int) -> None:
+    def __init__(self, frames: list[bytes], t0: float, offset: int, keyframes: list[bytes] | None = None) -> None:
         super().__init__()
         self.frames = frames
+        self.keyframes = keyframes
+        self.keyframe_asked = False
+        self.keyframe_sent_at = float("-inf")
+        self.keyframes_sent = 0
         self.t0 = t0
         self.offset = offset  # where in the loop this publisher is at k = 0: keyframes not all at once
         self.k = max(0, int((time.time() - t0) * FPS) + 1)
@@ -94,11 +101,22 @@ class PreEncoded(MediaStreamTrack):
         due = self.t0 + self.k / FPS
         if (delay := due - time.time()) > 0:
             await asyncio.sleep(delay)
-        packet = av.Packet(self.frames[(self.k + self.offset) % len(self.frames)])
+        idx = (self.k + self.offset) % len(self.frames)
+        frame = self.frames[idx]
+        if self.keyframe_asked and self.keyframes and idx != 0:
+            self.keyframe_asked, self.keyframe_sent_at = False, time.time()
+            self.keyframes_sent += 1
+            frame = self.keyframes[idx]
+        packet = av.Packet(frame)
         packet.pts = self.k * (90000 // FPS)
         packet.time_base = fractions.Fraction(1, 90000)
         self.k += 1
         return packet
+
+
+    def request_keyframe(self) -> None:
+        if time.time() - self.keyframe_sent_at >= KEYFRAME_MIN_S:
+            self.keyframe_asked = True
 
 
 class PreEncodedAudio(MediaStreamTrack):
@@ -125,8 +143,9 @@ class PreEncodedAudio(MediaStreamTrack):
 
 class Viewer:
     def __init__(self, frames: list[bytes], t0: float, window: tuple[float, float], offsets: dict[str, int],
-                 layers: dict[str, list[bytes]] | None = None) -> None:
-        self.index = {frame[:KEY]: i for i, frame in enumerate(frames)}
+                 layers: dict[str, list[bytes]] | None = None, keyframes: list[bytes] | None = None) -> None:
+        self.index = {frame[:KEY]: i for i, frame in enumerate(keyframes or [])}  # a frame sent on request
+        self.index |= {frame[:KEY]: i for i, frame in enumerate(frames)}
         self.layer_of: dict[bytes, str] = {}  # simulcast: a frame's first bytes -> its layer's RID
         for rid, layer in (layers or {}).items():
             self.index |= {frame[:KEY]: i for i, frame in enumerate(layer)}
@@ -276,9 +295,11 @@ class Viewer:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     frames = load_frames(Path(args.frames))
     layers = {rid: load_frames(layer_file(Path(args.frames), rid)) for rid, _, _ in LAYERS} if args.simulcast else {}
+    keys = Path(args.frames).with_suffix(".key")
+    keyframes = load_frames(keys) if keys.exists() else None
     window = (args.window_start, args.window_end)
     offsets: dict[str, int] = json.loads(Path(args.offsets).read_text())
-    viewer = Viewer(frames, args.t0, window, offsets, layers)
+    viewer = Viewer(frames, args.t0, window, offsets, layers, keyframes)
     config = RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     publish = RTCPeerConnection(config)
     subscribe = RTCPeerConnection(config)
@@ -321,7 +342,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             video = publish.addTransceiver(glue.HeldTrack("video", "camera"), direction="sendonly")
             layer_sender.append(LayerSender(video, layers, args.t0, FPS, args.offset))
         else:
-            publish.addTransceiver(PreEncoded(frames, args.t0, args.offset), direction="sendonly")
+            camera = PreEncoded(frames, args.t0, args.offset, keyframes)
+            video = publish.addTransceiver(camera, direction="sendonly")
+            video.sender._send_keyframe = camera.request_keyframe  # the server's PLI (aiortc's asks its encoder)
+            cameras.append(camera)
 
     def learn(streams: dict[str, str], sdp: str) -> None:
         """The server's offer on the subscribe connection: which publisher each mid and SSRC is."""
@@ -335,6 +359,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     layer_sender: list[LayerSender] = []
     tasks_started: list[bool] = []
     publish.on("connectionstatechange", on_publish_state)
+    cameras: list[PreEncoded] = []
     if args.decode:
         subscribe.on("track", on_track)
     subscribe.on("connectionstatechange", on_state)
@@ -359,7 +384,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "published": published, "refusals": refusals, "errors": errors,
             "downlink_bytes": viewer.downlink_bytes, "view": args.view, "audio": viewer.audio,
             "estimates": viewer.estimates, "speakers": speakers, "grid": args.grid,
-            "layers_sent": layer_sender[0].report() if layer_sender else None}
+            "layers_sent": layer_sender[0].report() if layer_sender else None,
+            "keyframes_on_request": sum(camera.keyframes_sent for camera in cameras)}
 
 
 async def porchlight(http: aiohttp.ClientSession, args: argparse.Namespace, publish: RTCPeerConnection,

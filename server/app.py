@@ -270,10 +270,23 @@ def count_packets(metrics: Metrics, media: MediaRooms) -> None:
             for forward in list(source.forwards):
                 yield forward.outlet
 
+    def viewer_tracks(state: str) -> Callable[[], float]:
+        return lambda: sum(1 for source in sources() for forward in list(source.forwards) if forward.state == state)
+
+    for state, meaning in (("waiting", "video waiting for a keyframe"), ("unready", "not negotiated or DTLS not up"),
+                           ("held", "hidden by the viewer or paused for its bandwidth")):
+        metrics.gauge(f"porchlight_media_viewer_tracks_{state}", f"Viewer tracks now {state}: {meaning}.",
+                      viewer_tracks(state))
     packets_in = RunningTotal(sources, lambda source: source.packets)
     packets_out = RunningTotal(outlets, lambda outlet: outlet.sent)
     metrics.counter("porchlight_media_packets_in", "RTP packets received from publishers.", packets_in.read)
     metrics.counter("porchlight_media_packets_out", "RTP packets forwarded to viewers.", packets_out.read)
+    keyframe_requests = RunningTotal(sources, lambda source: source.keyframe_requests)
+    metrics.counter("porchlight_media_keyframe_requests", "Keyframe requests (PLI) sent to publishers.",
+                    keyframe_requests.read)
+    send_drops = RunningTotal(outlets, lambda outlet: outlet.dropped)
+    metrics.counter("porchlight_media_send_drops", "RTP packets a viewer's socket could not take (dropped).",
+                    send_drops.read)
     metrics.counter("porchlight_media_port_dropped",
                     "Datagrams on PORCHLIGHT_MEDIA_PORT from no known peer (not an authenticated ICE check), dropped.",
                     lambda: media.port.dropped if media.port is not None else 0)

@@ -11,6 +11,7 @@ import pytest
 
 from tests.helpers import Api
 from tests.test_media import everyone_sees_everyone, join_all
+from tests.test_metrics import scrape
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,6 +38,10 @@ async def test_a_hidden_tile_gets_no_video_and_resumes_at_once_when_shown(api: A
         sent = outlet.sent
         await asyncio.sleep(0.5)
         assert outlet.sent == sent  # the server sends that viewer nothing of the hidden video
+        hidden_now = await scrape(api.client)  # operators see it: one viewer track held, none stuck
+        assert hidden_now["porchlight_media_viewer_tracks_held"] == 1
+        assert hidden_now["porchlight_media_viewer_tracks_waiting"] == 0
+        assert hidden_now["porchlight_media_viewer_tracks_unready"] == 0
 
         asked = time.monotonic()
         await staff.sock.send({"type": "view", "tiles": tiles + [{"id": hidden.pid, "width": 160, "height": 120}]})
@@ -47,6 +52,10 @@ async def test_a_hidden_tile_gets_no_video_and_resumes_at_once_when_shown(api: A
         # A keyframe was asked for at once: the picture is back well within the 2 s.
         assert time.monotonic() - asked < 2.0
         assert seen[hidden.pid].size == (160, 120)
+        shown_again = await scrape(api.client)
+        assert shown_again["porchlight_media_viewer_tracks_held"] == 0
+        requests = "porchlight_media_keyframe_requests_total"
+        assert shown_again[requests] > hidden_now[requests]
 
 
 async def test_a_bad_view_is_refused_and_changes_nothing(api: Api) -> None:

@@ -64,6 +64,7 @@ class Source:
         self.created = self.loop.time()
         self.last_packet = 0.0
         self.last_keyframe_request: dict[int, float] = {}  # by SSRC
+        self.keyframe_requests = 0  # PLIs sent upstream
         self.closed = False
 
     @property
@@ -129,6 +130,7 @@ class Source:
         if now - self.last_keyframe_request.get(ssrc, float("-inf")) < min_interval:
             return
         self.last_keyframe_request[ssrc] = now
+        self.keyframe_requests += 1
         self.owner.room.spawn(inbound.request_keyframe(self.transceiver.receiver, ssrc))
 
     def ask_for_waiting_viewers(self, now: float) -> None:
@@ -208,6 +210,18 @@ class Forward:
             return
         layer = choose_layer(self.source.layers.values(), self.shown_at, now)
         self.rewriter.aim(layer.ssrc if layer is not None else None)
+
+    @property
+    def state(self) -> str:
+        """What this viewer track does now, for operators (/metrics): "held" (the viewer does not
+        show it, or its budget pauses it), "unready" (not negotiated, or DTLS not up), "waiting"
+        (video waiting for a keyframe), or "sending"."""
+        rewriter = self.rewriter
+        if rewriter.held:
+            return "held"
+        if not self.outlet.ready():
+            return "unready"
+        return "waiting" if rewriter.waiting else "sending"
 
     @property
     def current(self) -> int | None:
