@@ -20,6 +20,7 @@ import logging
 from server.attendance.spreadsheet import kept_row
 from server.store import keys
 from server.store.connection import UNAVAILABLE, Redis
+from server.tasks import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,17 @@ async def _fill_step(redis: Redis, members: list[str]) -> int:
 
 
 async def run(redis: Redis) -> None:
-    """`fill` at start-up, again after RETRY_SECONDS while Redis is unavailable."""
+    """`fill` at start-up, again after RETRY_SECONDS while Redis is unavailable. A failure is
+    logged and ends it: the export reads those records whole meanwhile."""
     while True:
         try:
             if written := await fill(redis):
                 log.info("attendance CSV: kept rows written for %d older records", written)
             return
         except UNAVAILABLE:
+            stop_if_cancelled()
             await asyncio.sleep(RETRY_SECONDS)
+        except Exception:
+            stop_if_cancelled()  # redis-py can turn a cancellation while connecting into another error
+            log.exception("attendance CSV: writing the kept rows of older records failed")
+            return
