@@ -418,7 +418,8 @@ def viewer_summary(i: int, result: dict[str, Any], span: float) -> dict[str, Any
     role = ("probe (decodes 2, shows all at the best layer)" if i == 0
             else f"phone ({result['view']} tiles)" if result.get("view")
             else f"laptop (all at {result['grid']})" if result.get("grid") else "shows all")
-    return {"role": role, "kbps": result["downlink_bytes"] * 8 / span / 1000, "tiles": len(shown),
+    kinds = {kind: octets * 8 / span / 1000 for kind, octets in result.get("downlink_kinds", {}).items()}
+    return {"role": role, "kbps": result["downlink_bytes"] * 8 / span / 1000, "tiles": len(shown), "kinds": kinds,
             "fps_min": min(fps, default=0.0), "fps_median": statistics.median(fps) if fps else 0.0,
             "layers": dict(sorted(layers.items())), "phone": bool(result.get("view"))}
 
@@ -489,8 +490,14 @@ def report(rows: list[Row]) -> None:
     for r in rows:
         for i, v in enumerate(r.viewers or []):
             layers = ", ".join(f"{rid} x{count}" for rid, count in v["layers"].items()) or "none recognised"
-            print(f"  {r.path} N={r.size} viewer {i:>2} {v['role']:<30} {v['kbps']:>6.0f} kbps; its {v['tiles']} tiles "
-                  f"{v['fps_min']:.1f}-{v['fps_median']:.1f} fps (min-median); layers {layers}")
+            kinds = v["kinds"]
+            print(f"  {r.path} N={r.size} viewer {i:>2} {v['role']:<30} {v['kbps']:>6.0f} kbps (video "
+                  f"{kinds.get('video', 0):.0f}, audio {kinds.get('audio', 0):.0f}, "
+                  f"RTCP/STUN {kinds.get('other', 0):.0f}); "
+                  f"its {v['tiles']} tiles {v['fps_min']:.1f}-{v['fps_median']:.1f} fps (min-median); layers {layers}")
+        if r.viewers:
+            print(f"  {r.path} N={r.size}: {r.udp_dropped} datagrams dropped for full UDP receive buffers in the "
+                  f"window (outside a network namespace: the machine's)")
         phones = [v for v in r.viewers or [] if v["phone"]]
         if phones:
             met = phones[0]["kbps"] <= 1500 and phones[0]["fps_min"] >= 15 * 0.95

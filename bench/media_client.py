@@ -143,13 +143,15 @@ class PreEncodedAudio(MediaStreamTrack):
 
 class Viewer:
     def __init__(self, frames: list[bytes], t0: float, window: tuple[float, float], offsets: dict[str, int],
-                 layers: dict[str, list[bytes]] | None = None, keyframes: list[bytes] | None = None) -> None:
+                 layers: dict[str, tuple[list[bytes], list[bytes]]] | None = None,
+                 keyframes: list[bytes] | None = None) -> None:
         self.index = {frame[:KEY]: i for i, frame in enumerate(keyframes or [])}  # a frame sent on request
         self.index |= {frame[:KEY]: i for i, frame in enumerate(frames)}
         self.layer_of: dict[bytes, str] = {}  # simulcast: a frame's first bytes -> its layer's RID
-        for rid, layer in (layers or {}).items():
-            self.index |= {frame[:KEY]: i for i, frame in enumerate(layer)}
-            self.layer_of |= {frame[:KEY]: rid for frame in layer}
+        for rid, loops in (layers or {}).items():
+            for layer in loops:  # its frames, and the same pictures as keyframes (sent on request)
+                self.index |= {frame[:KEY]: i for i, frame in enumerate(layer)}
+                self.layer_of |= {frame[:KEY]: rid for frame in layer}
         self.offsets = offsets  # each publisher's place in the loop at k = 0
         self.loop_len = len(frames)
         self.t0 = t0
@@ -158,6 +160,7 @@ class Viewer:
         self.decoded: dict[str, int] = {}
         self.decoding: set[str] = set()
         self.downlink_bytes = 0  # every datagram on the subscribe connection's sockets, in the window
+        self.downlink_kinds = {"video": 0, "audio": 0, "other": 0}  # the same bytes: RTP by kind; RTCP, STUN
         self.audio: dict[str, dict[str, Any]] = {}  # per publisher: packets, gaps over GAP_S, longest gap
         self.last_audio: dict[str, float] = {}
         self.estimator: RemoteBitrateEstimator | None = None  # with --remb: the connection's estimate
@@ -250,14 +253,16 @@ class Viewer:
             original = protocol.datagram_received
 
             def datagram_received(data: bytes, addr: Any) -> None:
+                rtp = 127 < data[0] < 192 and not 192 <= data[1] <= 223
+                ssrc = int.from_bytes(data[8:12], "big")  # not encrypted
+                owner = owners.get(ssrc) if rtp else None
                 if self.window[0] <= time.time() <= self.window[1]:
                     self.downlink_bytes += len(data) + 28  # with the IPv4 and UDP headers
+                    self.downlink_kinds[owner[1] if owner is not None else "other"] += len(data) + 28
                 srtp = dtls._rx_srtp
-                if srtp is None or not 127 < data[0] < 192 or 192 <= data[1] <= 223:  # not RTP
+                if srtp is None or not rtp:
                     original(data, addr)
                     return
-                ssrc = int.from_bytes(data[8:12], "big")  # not encrypted
-                owner = owners.get(ssrc)
                 if owner is not None and owner[1] == "video" and owner[0] in self.decoding:
                     original(data, addr)  # the probe decodes this one with aiortc
                     return
@@ -294,7 +299,9 @@ class Viewer:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     frames = load_frames(Path(args.frames))
-    layers = {rid: load_frames(layer_file(Path(args.frames), rid)) for rid, _, _ in LAYERS} if args.simulcast else {}
+    layers = {rid: (load_frames(layer_file(Path(args.frames), rid)),
+                    load_frames(layer_file(Path(args.frames), rid).with_suffix(".key")))
+              for rid, _, _ in LAYERS} if args.simulcast else {}
     keys = Path(args.frames).with_suffix(".key")
     keyframes = load_frames(keys) if keys.exists() else None
     window = (args.window_start, args.window_end)
@@ -340,7 +347,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             speak(audio.sender)
         if layers:  # the layers are written by a LayerSender; aiortc's own sender sends nothing
             video = publish.addTransceiver(glue.HeldTrack("video", "camera"), direction="sendonly")
-            layer_sender.append(LayerSender(video, layers, args.t0, FPS, args.offset))
+            layer_sender.append(LayerSender(video, layers, args.t0, FPS, args.offset, KEYFRAME_MIN_S))
         else:
             camera = PreEncoded(frames, args.t0, args.offset, keyframes)
             video = publish.addTransceiver(camera, direction="sendonly")
@@ -382,10 +389,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"streams": viewer.streams, "decoded": viewer.decoded, "cpu_s": usage.ru_utime + usage.ru_stime,
             "published": published, "refusals": refusals, "errors": errors,
-            "downlink_bytes": viewer.downlink_bytes, "view": args.view, "audio": viewer.audio,
+            "downlink_bytes": viewer.downlink_bytes, "downlink_kinds": viewer.downlink_kinds,
+            "view": args.view, "audio": viewer.audio,
             "estimates": viewer.estimates, "speakers": speakers, "grid": args.grid,
             "layers_sent": layer_sender[0].report() if layer_sender else None,
-            "keyframes_on_request": sum(camera.keyframes_sent for camera in cameras)}
+            "keyframes_on_request": sum(camera.keyframes_sent for camera in cameras)
+            + sum(layer.keyframes_sent for sender in layer_sender for layer in sender.layers)}
 
 
 async def porchlight(http: aiohttp.ClientSession, args: argparse.Namespace, publish: RTCPeerConnection,

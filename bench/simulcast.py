@@ -13,8 +13,10 @@ the layer's RID until the receiver's first report on that SSRC (libwebrtc's rule
   SRTP session and ICE pair): the video transceiver's own sender holds a track that never
   yields, so aiortc sends nothing of its own on it.
 
-A keyframe request (PLI) is not answered, as the other bench publishers' pre-encoded frames do
-not: each layer's keyframes come at the start of its loop, every LOOP frames.
+Each layer's keyframes come at the start of its loop (every LOOP frames), the publishers' starts
+spread over it; a keyframe request (PLI) on a layer's SSRC is answered as the single-layer
+publishers answer theirs: that layer's next frame is sent from its keyframe loop (the same
+picture encoded as a keyframe), at most every `keyframe_min_s`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 from aiortc import RTCRtpTransceiver
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcrtpparameters import RTCRtpParameters
-from aiortc.rtp import HeaderExtensionsMap, RtcpRrPacket, RtcpSrPacket, RtpPacket
+from aiortc.rtp import RTCP_PSFB_PLI, HeaderExtensionsMap, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, RtpPacket
 
 # web/static/media.js's LAYERS on web/static/devices.js's ideal camera (640x480): the RID, the
 # scaleResolutionDownBy and the maxBitrate of each encoding, low to high as media.js lists them.
@@ -74,6 +76,8 @@ class Layer:
 
     rid: str
     frames: list[bytes]
+    keyframes: list[bytes] | None = None  # the same pictures, each encoded as a keyframe
+    keyframe_min_s: float = 0.3
     ssrc: int = field(default_factory=lambda: random.randrange(1, 1 << 32))
     sequence: int = field(default_factory=lambda: random.randrange(1 << 16))
     timestamp_base: int = field(default_factory=lambda: random.randrange(1 << 32))
@@ -81,28 +85,43 @@ class Layer:
     reported: bool = False  # the receiver has reported on this SSRC: no more MID and RID
     packets: int = 0
     named: int = 0  # packets sent with the MID and RID extensions
+    keyframe_asked: bool = False
+    keyframe_sent_at: float = float("-inf")
+    keyframes_sent: int = 0  # on request
 
     async def _handle_rtcp_packet(self, packet: Any) -> None:
         """RTCP the DTLS transport routes here (registered as the sender of `ssrc`)."""
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket) and any(r.ssrc == self.ssrc for r in packet.reports):
             self.reported = True
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_PLI and packet.media_ssrc == self.ssrc:
+            if time.time() - self.keyframe_sent_at >= self.keyframe_min_s:
+                self.keyframe_asked = True
+
+    def frame(self, idx: int) -> bytes:
+        """Picture `idx` of the loop: a keyframe if one was asked for (the loop's first is one)."""
+        if self.keyframe_asked and self.keyframes and idx != 0:
+            self.keyframe_asked, self.keyframe_sent_at = False, time.time()
+            self.keyframes_sent += 1
+            return self.keyframes[idx]
+        return self.frames[idx]
 
 
 class LayerSender:
     """Sends the layers of one publisher's camera through `transceiver`'s DTLS transport, frame k
     of every layer at t0 + k/fps (the same schedule as the single-layer publishers')."""
 
-    def __init__(self, transceiver: RTCRtpTransceiver, layers: dict[str, list[bytes]], t0: float, fps: int,
-                 offset: int) -> None:
+    def __init__(self, transceiver: RTCRtpTransceiver, layers: dict[str, tuple[list[bytes], list[bytes] | None]],
+                 t0: float, fps: int, offset: int, keyframe_min_s: float) -> None:
         self.transceiver = transceiver
-        self.layers = [Layer(rid, frames) for rid, frames in layers.items()]
+        self.layers = [Layer(rid, frames, keyframes, keyframe_min_s) for rid, (frames, keyframes) in layers.items()]
         self.t0, self.fps, self.offset = t0, fps, offset
         self.sent_frames = 0
 
     def report(self) -> dict[str, Any]:
-        """Per layer: packets sent, how many named their RID, whether the server reported on it."""
-        return {layer.rid: {"packets": layer.packets, "named": layer.named, "reported": layer.reported}
-                for layer in self.layers}
+        """Per layer: packets sent, how many named their RID, whether the server reported on it,
+        keyframes sent on request."""
+        return {layer.rid: {"packets": layer.packets, "named": layer.named, "reported": layer.reported,
+                            "keyframes_on_request": layer.keyframes_sent} for layer in self.layers}
 
     async def run(self) -> None:
         dtls = self.transceiver.sender.transport
@@ -120,7 +139,7 @@ class LayerSender:
             if (delay := self.t0 + k / self.fps - time.time()) > 0:
                 await asyncio.sleep(delay)
             for layer in self.layers:
-                payloads = Vp8Encoder._packetize(layer.frames[(k + self.offset) % loop_len], layer.picture_id)
+                payloads = Vp8Encoder._packetize(layer.frame((k + self.offset) % loop_len), layer.picture_id)
                 layer.picture_id = (layer.picture_id + 1) % (1 << 15)
                 timestamp = (layer.timestamp_base + k * (90000 // self.fps)) % (1 << 32)
                 for i, payload in enumerate(payloads):
