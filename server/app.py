@@ -125,6 +125,7 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
     ice = IceServers(settings.ice_servers, turn, clock)  # each client's, with its own TURN credential
     node = NodeRegistry(client, new_id("node"), settings.media_address or urlparse(settings.public_url).hostname or "",
                         to_ms(clock.now()), to_ms(settings.node_timeout_seconds))
+    metrics.node(node.node_id)
     count_packets(metrics, media)
     audit = AuditLog(client, clock)
     bus = Bus(client, node.node_id)

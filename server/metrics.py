@@ -126,6 +126,11 @@ class Metrics:
         self._read_at_scrape = _ReadAtScrape(self.ws_messages)
         r.register(self._read_at_scrape)
 
+    def node(self, node_id: str) -> None:
+        """Which process answers this scrape (the id `X-Porchlight-Node` and `GET /api/v1/nodes` give), so
+        the scrapes of several workers behind one address can be told apart."""
+        Info("porchlight_node", "This process's node id.", registry=self.registry).info({"node": node_id})
+
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         self._read_at_scrape.gauges[name] = (help_text, read)
 

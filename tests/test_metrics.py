@@ -47,6 +47,12 @@ def test_a_running_total_keeps_the_counts_of_objects_that_are_gone() -> None:
 
 
 @pytest.mark.timeout(120)
+async def test_a_scrape_names_the_process_that_answered_it(api: Api) -> None:
+    node = (await api.client.get("/livez")).headers["X-Porchlight-Node"]
+    text = await (await api.client.get("/metrics")).text()
+    assert f'porchlight_node_info{{node="{node}"}} 1.0' in text.splitlines()
+
+
 async def test_packet_counters_do_not_fall_after_a_room_closes(api: Api) -> None:
     world = await api.world(patients=1)
     room = await join_all(api, world, patients=1, video=False)

@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from tests.helpers import Api
+from tests.helpers import Api, scrape
 from tests.test_media import everyone_sees_everyone, join_all
-from tests.test_metrics import scrape
 
 pytestmark = pytest.mark.timeout(120)
 
