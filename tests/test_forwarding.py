@@ -162,8 +162,11 @@ def test_a_waiting_video_viewer_asks_for_a_keyframe_at_once_then_every_retry_int
     rw.asked(10.0)
     assert not rw.keyframe_due(10.0 + KEYFRAME_RETRY / 2)
     assert rw.keyframe_due(10.0 + KEYFRAME_RETRY)
+    rw.asked(10.0 + KEYFRAME_RETRY)
+    assert rw.unanswered == 2  # requests without a picture: what the room logs when it reaches STUCK_ASKS
     send(rw, 1, 0, key=True, at=10.5)
     assert not rw.keyframe_due(20.0)  # running: no more asking
+    assert rw.unanswered == 0
 
 
 def test_a_reused_viewer_track_carries_on_where_the_old_source_stopped() -> None:

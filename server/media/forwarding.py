@@ -40,7 +40,7 @@ class Rewriter:
     """The rewriting state of one viewer track (RFC 3550 arithmetic, modulo the field sizes)."""
 
     __slots__ = ("clock_rate", "video", "ssrc", "seq_offset", "ts_offset", "highest", "span",
-                 "last_seq", "last_ts", "last_at", "asked_at", "held", "target")
+                 "last_seq", "last_ts", "last_at", "asked_at", "unanswered", "held", "target")
 
     def __init__(self, clock_rate: int, video: bool, last_seq: int, last_ts: int,
                  last_at: float | None = None) -> None:
@@ -56,6 +56,7 @@ class Rewriter:
         self.last_ts = last_ts
         self.last_at = last_at
         self.asked_at = float("-inf")  # when this viewer last asked for a keyframe
+        self.unanswered = 0  # keyframe requests since this viewer track last started a run
         self.held = False  # the viewer does not show this track: nothing goes out
         self.target: int | None = None  # simulcast: the SSRC of the layer wanted; None: one layer only
 
@@ -97,6 +98,7 @@ class Rewriter:
         self.ssrc = ssrc
         self.highest = seq
         self.span = 0
+        self.unanswered = 0
 
     def sent(self, seq: int, ts: int, now: float) -> None:
         """The packet placed at `seq` went out; a retransmission of an earlier one changes nothing."""
@@ -147,3 +149,4 @@ class Rewriter:
 
     def asked(self, now: float) -> None:
         self.asked_at = now
+        self.unanswered += 1

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEYFRAME_MIN_INTERVAL = 0.3  # at most one PLI upstream per publisher track in this long
+STUCK_ASKS = 10  # a viewer track still without a picture after this many keyframe requests is logged
 FLOW_TIMEOUT = 3.0  # a track silent this long counts as not sending
 START_GRACE = 5.0  # a new track counts as sending while it connects
 
@@ -137,6 +138,7 @@ class Source:
         """Viewers re-aim (a layer stopped or came back), and those still waiting for a keyframe
         (and able to take one) ask the publisher again, on the layer each wants."""
         wanted: set[int | None] = set()
+        stuck = 0
         for forward in self.forwards:
             if self.simulcast:
                 forward.aim(now)
@@ -144,6 +146,12 @@ class Source:
             if rewriter.keyframe_due(now) and forward.outlet.ready():
                 rewriter.asked(now)
                 wanted.add(rewriter.target)
+                stuck += rewriter.unanswered == STUCK_ASKS
+        if stuck:  # once per viewer track and episode: what an operator (or the next engineer) needs
+            log.warning("%d viewer track(s) of %s's %s still wait for a keyframe after %d requests "
+                        "(from it: %d packets, the last %.1f s ago, layers %s)", stuck, self.owner.pid, self.label,
+                        STUCK_ASKS, self.packets, now - self.last_packet if self.packets else float("nan"),
+                        sorted(self.layers) or "none")
         for ssrc in wanted:
             self.request_keyframe(min_interval=0.0, ssrc=ssrc)
 
