@@ -66,7 +66,8 @@ With --simulcast every participant publishes its camera as a browser does with w
 encodings (bench/simulcast.py): three pre-encoded VP8 layers (160x120, 320x240, 640x480 at
 150/450/1200 kbps, or --layer-kbps), each on its own SSRC with the RID header extension, offered
 with a=rid/a=simulcast lines. The viewers other than the probe and the phone show everyone at
---laptop-tile (a `view` frame). Printed per viewer: its downlink, the fps of the tiles it shows and
+--laptop-tile (a `view` frame; `hidden`: they show nobody, sound only, which measures the phone
+with less load on the machine). Printed per viewer: its downlink, the fps of the tiles it shows and
 the layers they came in; checked: the server reported on every layer of every publisher (RTCP).
 """
 
@@ -357,8 +358,9 @@ class Room:
         span = window[1] - window[0]
         fps, latency, seen = [], [], 0
         slow_result = results.pop() if args.slow_viewer and len(results) == size else None
+        hidden = [r for r in results if r.get("grid") == "hidden"]  # --laptop-tile hidden: sound only
         for result in results:
-            for stream in result["streams"].values():
+            for stream in result["streams"].values() if result not in hidden else ():
                 fps.append(stream["frames"] / span)
                 latency += stream["latency_ms"]
                 seen += stream["frames"] > 0
@@ -367,6 +369,7 @@ class Room:
         expected_streams = (size - (1 if args.slow_viewer else 0)) * (size - 1) - min(PROBE_DECODES, size - 1)
         phones = [r for r in results if r.get("view")]
         expected_streams -= sum(max(0, size - 1 - r["view"]) for r in phones)  # a phone shows only a few
+        expected_streams -= len(hidden) * (size - 1)
         everyone = [r for r in results[1:] if not r.get("view")]  # the probe's socket is not counted
         kbps = [r["downlink_bytes"] * 8 / span / 1000 for r in everyone]
         phone_fps = [stream["frames"] / span for r in phones for stream in r["streams"].values() if stream["frames"]]
@@ -408,7 +411,8 @@ def viewer_summary(i: int, result: dict[str, Any], span: float) -> dict[str, Any
     """One viewer of a simulcast room: what it shows, its downlink, the fps of its shown tiles
     and the layers their frames came in."""
     streams = result["streams"].values()
-    shown = [s for s in streams if s["frames"]] if result.get("view") else list(streams)
+    shown = [s for s in streams if s["frames"]] if result.get("view") else \
+        [] if result.get("grid") == "hidden" else list(streams)
     fps = [s["frames"] / span for s in shown]
     layers: dict[str, int] = {}
     for stream in shown:
@@ -417,6 +421,7 @@ def viewer_summary(i: int, result: dict[str, Any], span: float) -> dict[str, Any
             layers[main] = layers.get(main, 0) + 1
     role = ("probe (decodes 2, shows all at the best layer)" if i == 0
             else f"phone ({result['view']} tiles)" if result.get("view")
+            else "laptop (hidden: sound only)" if result.get("grid") == "hidden"
             else f"laptop (all at {result['grid']})" if result.get("grid") else "shows all")
     kinds = {kind: octets * 8 / span / 1000 for kind, octets in result.get("downlink_kinds", {}).items()}
     return {"role": role, "kbps": result["downlink_bytes"] * 8 / span / 1000, "tiles": len(shown), "kinds": kinds,
@@ -693,7 +698,8 @@ async def main() -> None:
     parser.add_argument("--layer-kbps", default="", metavar="150,450,1200",
                         help="with --simulcast: each layer's bitrate (default: web/static/media.js's caps)")
     parser.add_argument("--laptop-tile", default="640x480",
-                        help="with --simulcast: the tile size of the viewers that show everyone, device pixels")
+                        help="with --simulcast: the tile size of the viewers that show everyone, device pixels; "
+                             "hidden: they show nobody (sound only), to measure the phone without their load")
     parser.add_argument("--media-port", type=int, default=0,
                         help="also run each forwarding room with PORCHLIGHT_MEDIA_PORT set to this")
     parser.add_argument("--slow-viewer", type=int, default=0, metavar="KBIT",

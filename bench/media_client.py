@@ -452,8 +452,9 @@ async def porchlight(http: aiohttp.ClientSession, args: argparse.Namespace, publ
                 await send({"type": "answer", "pc": "subscribe", "sdp": subscribe.localDescription.sdp})
                 if args.view or args.grid:  # a phone's grid: the first few of the others on screen,
                     shown = sorted(set(msids.values()))  # the rest not; a laptop's: all of them
-                    shown = shown[:args.view] if args.view else shown
-                    width, height = (int(side) for side in (args.tile if args.view else args.grid).split("x"))
+                    shown = shown[:args.view] if args.view else [] if args.grid == "hidden" else shown
+                    size = args.tile if args.view else "0x0" if args.grid == "hidden" else args.grid
+                    width, height = (int(side) for side in size.split("x"))
                     await send({"type": "view", "tiles": [{"id": pid, "width": width, "height": height}
                                                           for pid in shown]})
     return published, refusals, errors, speakers
@@ -499,7 +500,8 @@ def main() -> None:
     parser.add_argument("--view", type=int, default=0, help="show only this many of the others (a phone grid)")
     parser.add_argument("--tile", default="360x270", help="the size those tiles are shown at, device pixels")
     parser.add_argument("--grid", default="", metavar="WxH",
-                        help="show every other participant at this size, device pixels (a laptop's grid)")
+                        help="show every other participant at this size, device pixels (a laptop's grid); "
+                             "hidden: show none (a tab in the background: sound only)")
     parser.add_argument("--simulcast", action="store_true",
                         help="publish the camera as three layers (bench/simulcast.py), as browsers do")
     parser.add_argument("--speaker", action="store_true", help="publish loud audio: the active speaker")
