@@ -5,6 +5,7 @@ no video while its sound goes on, and shown again it plays within 2 s."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from tests.browser.conftest import CHROMIUM_ARGS, Demo
 from tests.browser.test_media_tabs import staff_call
 
 HARNESS = (Path(__file__).parent / "layers_harness.js").read_text()
+PUBLISH_ANSWER = "() => window.harness.link?.publishPc?.remoteDescription?.sdp ?? null"
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -72,6 +74,9 @@ def test_viewers_get_the_layer_that_fits_their_tile_and_nothing_for_a_hidden_one
                                          "publish": True,
                                          "camera": {"width": 640, "height": 480, "frameRate": 15}})
             small, large = viewers
+            # Our voice goes with Opus DTX: the offer asked for it and the server's answer agrees.
+            until(lambda: publisher.evaluate(PUBLISH_ANSWER) is not None, 20, "the publish offer was not answered")
+            assert re.search(r"a=fmtp:\d+ [^\r\n]*usedtx=1", publisher.evaluate(PUBLISH_ANSWER))
             for page in viewers:
                 until(lambda p=page: inbound(p, staff_id)["frames"] > 10, 60, "no video reached a viewer")
             # Each layer the publisher sends, and what each viewer decodes.
@@ -109,3 +114,45 @@ def test_viewers_get_the_layer_that_fits_their_tile_and_nothing_for_a_hidden_one
         context.close()
     assert not errors, errors
     assert "--use-fake-device-for-media-stream" in CHROMIUM_ARGS
+
+
+REPORT_A_TILE = """async ([width, height]) => {
+  const { ViewReporter } = await import("/static/view.js");
+  const tile = document.createElement("div");
+  tile.style.cssText = `width: ${width}px; height: ${height}px`;
+  document.body.append(tile);
+  return await new Promise((resolve) => {
+    const reporter = new ViewReporter((tiles) => { if (tiles.length) resolve(tiles); });
+    reporter.watch("someone", tile);
+  });
+}"""
+
+
+@pytest.mark.parametrize("scale, expected", [(3, (380, 284)), (2, (190, 142)), (1, (190, 142))])
+def test_a_tile_is_reported_at_a_density_of_two_on_dense_screens_and_one_otherwise(
+        demo: Demo, browser: Any, scale: int, expected: tuple[int, int]) -> None:
+    # A phone at 3x reports its 190 px thumbnails as 380 px (the middle layer), not 570 (the
+    # camera's full layer on every tile); a 2x laptop screen reports CSS pixels (LiveKit's rule).
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=scale)
+    page = context.new_page()
+    page.goto(f"{demo.url}/healthz")
+    [tile] = page.evaluate(REPORT_A_TILE, [190, 142])
+    assert (tile["id"], tile["width"], tile["height"]) == ("someone", *expected)
+    page.goto("about:blank")
+
+
+OFFER = ("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+         "m=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n"
+         "a=fmtp:111 minptime=10;useinbandfec=1\r\na=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n"
+         "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rtpmap:96 VP8/90000\r\na=fmtp:96 x-google=1\r\n")
+
+
+def test_the_publish_offer_asks_for_opus_dtx_once_and_touches_nothing_else(demo: Demo, new_page: Any) -> None:
+    page = new_page()
+    page.goto(f"{demo.url}/healthz")
+    dtx = page.evaluate("async (sdp) => { const { withDtx } = await import('/static/media.js');"
+                        " const once = withDtx(sdp); return [once, withDtx(once)]; }", OFFER)
+    assert dtx[0] == OFFER.replace("a=fmtp:111 minptime=10;useinbandfec=1\r\n",
+                                   "a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1\r\n")
+    assert dtx[1] == dtx[0]  # a re-offer already asking for it is left alone
+    page.goto("about:blank")

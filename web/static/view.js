@@ -5,6 +5,13 @@
 
 const SETTLE_MS = 150; // a layout change settles before it is reported
 
+// The pixel density a tile's size is reported at, as LiveKit's adaptive stream does it: 2 on
+// very dense screens (phones at 3x and more), 1 otherwise. A phone at 3x showing 190 px tiles
+// would otherwise ask for 570 px, the camera's full layer on every tile (~6 Mbps at 12 people).
+export function pixelDensity(devicePixelRatio) {
+  return (devicePixelRatio || 1) >= 3 ? 2 : 1;
+}
+
 export class ViewReporter {
   // send(tiles, dataSaver): sends {type: "view", tiles, data_saver?}; called only when that changed.
   constructor(send) {
@@ -45,7 +52,7 @@ export class ViewReporter {
 
   tiles() {
     if (document.visibilityState === "hidden") return [];
-    const ratio = window.devicePixelRatio || 1;
+    const ratio = pixelDensity(window.devicePixelRatio);
     const tiles = [];
     for (const [id, element] of this.elements) {
       if (!this.onScreen.get(element)) continue;
