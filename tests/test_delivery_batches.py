@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,18 +114,7 @@ async def test_a_worker_killed_mid_batch_skips_nothing_and_sends_nothing_twice(
 
     answered = 12
     count = answered + delivery.IN_FLIGHT
-    seen: list[tuple[str, bytes, bool]] = []  # (webhook-id, body, acknowledged)
-    release = asyncio.Event()
-
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.read()
-        if len(seen) < answered or release.is_set():
-            seen.append((request.headers["webhook-id"], body, True))
-            assert verify_standard_webhook(SECRET, request.headers, body, time.time())
-            return web.Response(status=204)
-        seen.append((request.headers["webhook-id"], body, False))
-        await release.wait()  # held: the first worker dies before it has an answer
-        return web.Response(status=503)
+    seen, release, handle = holding_receiver(answered)
 
     app = web.Application()
     app.router.add_post("/hook", handle)
@@ -187,18 +177,7 @@ async def test_a_server_killed_mid_batch_skips_nothing_and_sends_nothing_twice(
 
     answered = 12
     count = answered + delivery.IN_FLIGHT
-    seen: list[tuple[str, bytes, bool]] = []  # (webhook-id, body, acknowledged)
-    release = asyncio.Event()
-
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.read()
-        if len(seen) < answered or release.is_set():
-            seen.append((request.headers["webhook-id"], body, True))
-            assert verify_standard_webhook(SECRET, request.headers, body, time.time())
-            return web.Response(status=204)
-        seen.append((request.headers["webhook-id"], body, False))
-        await release.wait()
-        return web.Response(status=503)
+    seen, release, handle = holding_receiver(answered)
 
     app = web.Application()
     app.router.add_post("/hook", handle)
@@ -243,3 +222,23 @@ async def test_a_server_killed_mid_batch_skips_nothing_and_sends_nothing_twice(
         assert f"audit log intact: {count} entries verified" in said.decode()  # one per record
     finally:
         await redis.aclose()
+
+
+def holding_receiver(answered: int) -> tuple[list[tuple[str, bytes, bool]], asyncio.Event,
+                                              Callable[[web.Request], Awaitable[web.Response]]]:
+    """A billing receiver that acknowledges the first `answered` requests and holds the rest
+    until `release` is set (then answers 503): what it saw as (webhook-id, body, acknowledged)."""
+    seen: list[tuple[str, bytes, bool]] = []
+    release = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        if len(seen) < answered or release.is_set():
+            seen.append((request.headers["webhook-id"], body, True))
+            assert verify_standard_webhook(SECRET, request.headers, body, time.time())
+            return web.Response(status=204)
+        seen.append((request.headers["webhook-id"], body, False))
+        await release.wait()  # held: the first worker dies before it has an answer
+        return web.Response(status=503)
+
+    return seen, release, handle
