@@ -25,7 +25,7 @@ in the same run, and the ratio of server CPU is printed. Figures are printed, no
 
     python -m bench.media [--sizes 4,8,12] [--transcode-sizes 4,8] [--window 10] [--warmup 10]
                           [--phone-tiles 4] [--slow-viewer 1000] [--media-port 50000]
-                          [--simulcast [--layer-kbps 150,250,1200] [--laptop-tile 640x480]]
+                          [--simulcast [--layer-kbps 150,200,1200] [--laptop-tile 640x480]]
     python -m bench.media --sides porchlight,janus [--sizes 4,8,12] [--repeat K] [--janus-event-loops N]
     python -m bench.media --workers-compare 1,2 --rooms K --sizes N
 
@@ -64,7 +64,7 @@ IP and UDP headers included).
 
 With --simulcast every participant publishes its camera as a browser does with web/static/media.js's
 encodings (bench/simulcast.py): three pre-encoded VP8 layers (160x120, 320x240, 640x480 at
-150/250/1200 kbps, or --layer-kbps), each on its own SSRC with the RID header extension, offered
+150/200/1200 kbps, or --layer-kbps), each on its own SSRC with the RID header extension, offered
 with a=rid/a=simulcast lines. The viewers other than the probe and the phone show everyone at
 --laptop-tile (a `view` frame; `hidden`: they show nobody, sound only, which measures the phone
 with less load on the machine). Printed per viewer: its downlink, the fps of the tiles it shows and
@@ -340,6 +340,7 @@ class Room:
                 *(["--simulcast"] if args.simulcast else []),
                 *(["--grid", args.laptop_tile] if args.simulcast and i > (1 if args.phone_tiles else 0) else []),
                 *(["--speaker"] if args.slow_viewer and i == 0 else []), *(["--remb"] if i == slow else []),
+                *(["--silent"] if args.listeners and i != 0 else []),
                 *extra, stdout=asyncio.subprocess.DEVNULL, stderr=(self.tmp / f"client{i}.log").open("w"))
             for i, (token, out) in enumerate(zip(tokens, self.outs, strict=True))
         ]
@@ -695,7 +696,7 @@ async def main() -> None:
     parser.add_argument("--phone-tile", default="360x270", help="the phone's tile size in device pixels")
     parser.add_argument("--simulcast", action="store_true",
                         help="participants publish three VP8 layers by RID, as browsers do (bench/simulcast.py)")
-    parser.add_argument("--layer-kbps", default="", metavar="150,250,1200",
+    parser.add_argument("--layer-kbps", default="", metavar="150,200,1200",
                         help="with --simulcast: each layer's bitrate (default: web/static/media.js's caps)")
     parser.add_argument("--laptop-tile", default="640x480",
                         help="with --simulcast: the tile size of the viewers that show everyone, device pixels; "
@@ -708,6 +709,9 @@ async def main() -> None:
                         help="the same rooms through Porchlight and Janus's VideoRoom, alternating (root: "
                              "network namespaces; Debian's janus package)")
     parser.add_argument("--repeat", type=int, default=1, help="with --sides: pairs per size")
+    parser.add_argument("--listeners", action="store_true",
+                        help="everyone but the first participant is silent under Opus DTX (a frame per 400 ms), "
+                             "as in a group where one person speaks")
     parser.add_argument("--clients-nice", type=int, default=0, metavar="N",
                         help="run the participants at this niceness, so the server (either side) gets the CPU "
                              "it would have with the participants on other machines")

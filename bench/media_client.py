@@ -64,6 +64,8 @@ PROBE_DECODES = 2  # video streams the probe viewer decodes
 RETRYABLE = {"not_admitted", "media_unavailable"}  # a refused publish offer worth sending again
 RETRIES = 5
 GAP_S = 0.2  # audio silent this long at a viewer is a gap a listener hears
+DTX_FRAMES = 20  # Opus DTX: one frame per 400 ms while silent
+OPUS_SILENCE = bytes([0xF8, 0xFF, 0xFE])  # a 20 ms CELT frame of silence, as DTX sends
 KEYFRAME_MIN_S = 0.3  # a publisher makes a keyframe on request at most this often
 LOUD_DBOV = -20  # the speaker's audio level (RFC 6464), so the server names them the active speaker
 
@@ -120,24 +122,27 @@ class PreEncoded(MediaStreamTrack):
 
 
 class PreEncodedAudio(MediaStreamTrack):
-    """Opus packets (20 ms each) on a fixed schedule; aiortc's sender only packetizes them."""
+    """Opus packets (20 ms each) on a fixed schedule; aiortc's sender only packetizes them.
+    With `silent`, a listener's microphone under Opus DTX: a silence frame every 400 ms, as a
+    browser sends while its user says nothing (usedtx=1, which the page asks for)."""
 
     kind = "audio"
 
-    def __init__(self, packets: list[bytes], t0: float) -> None:
+    def __init__(self, packets: list[bytes], t0: float, silent: bool = False) -> None:
         super().__init__()
         self.packets = packets
         self.t0 = t0
+        self.step = DTX_FRAMES if silent else 1
         self.k = max(0, int((time.time() - t0) * 50) + 1)
 
     async def recv(self) -> av.Packet:
         due = self.t0 + self.k / 50
         if (delay := due - time.time()) > 0:
             await asyncio.sleep(delay)
-        packet = av.Packet(self.packets[self.k % len(self.packets)])
+        packet = av.Packet(OPUS_SILENCE if self.step > 1 else self.packets[self.k % len(self.packets)])
         packet.pts = self.k * 960
         packet.time_base = fractions.Fraction(1, 48000)
-        self.k += 1
+        self.k += self.step
         return packet
 
 
@@ -342,7 +347,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def add_tracks() -> None:
         tone = load_frames(Path(args.frames).with_suffix(".opus"))
-        audio = publish.addTransceiver(PreEncodedAudio(tone, args.t0), direction="sendonly")
+        audio = publish.addTransceiver(PreEncodedAudio(tone, args.t0, silent=args.silent), direction="sendonly")
         if args.speaker:
             speak(audio.sender)
         if layers:  # the layers are written by a LayerSender; aiortc's own sender sends nothing
@@ -505,6 +510,7 @@ def main() -> None:
     parser.add_argument("--simulcast", action="store_true",
                         help="publish the camera as three layers (bench/simulcast.py), as browsers do")
     parser.add_argument("--speaker", action="store_true", help="publish loud audio: the active speaker")
+    parser.add_argument("--silent", action="store_true", help="a listener: Opus DTX silence, a frame per 400 ms")
     parser.add_argument("--remb", action="store_true", help="estimate the downlink and send REMB, as browsers do")
     parser.add_argument("--janus", type=int, default=0, metavar="ROOM",
                         help="URL is a Janus API, TOKEN this publisher's feed id: join this VideoRoom")

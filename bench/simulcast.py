@@ -37,11 +37,11 @@ from aiortc.rtp import RTCP_PSFB_PLI, HeaderExtensionsMap, RtcpPsfbPacket, RtcpR
 # web/static/media.js's LAYERS on web/static/devices.js's ideal camera (640x480): the RID, the
 # scaleResolutionDownBy and the maxBitrate of each encoding, low to high as media.js lists them.
 CAMERA = (640, 480)
-LAYERS = (("q", 4, 150_000), ("h", 2, 250_000), ("f", 1, 1_200_000))
+LAYERS = (("q", 4, 150_000), ("h", 2, 200_000), ("f", 1, 1_200_000))
 
 
 def layer_sizes(kbps: str = "") -> list[tuple[str, int, int, int]]:
-    """(rid, width, height, bitrate) per layer; `kbps` ("150,250,1200") replaces the bitrates."""
+    """(rid, width, height, bitrate) per layer; `kbps` ("150,200,1200") replaces the bitrates."""
     rates = [int(k) * 1000 for k in kbps.split(",")] if kbps else [rate for _, _, rate in LAYERS]
     if len(rates) != len(LAYERS):
         raise ValueError(f"one bitrate per layer: {len(LAYERS)}")
