@@ -55,7 +55,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 from aiortc.sdp import SessionDescription
 
 from bench import janus
-from bench.simulcast import LAYERS, LayerSender, layer_file, simulcast_offer
+from bench.simulcast import LAYERS, LayerSender, Pictures, layer_file, simulcast_offer
 from server.media import glue, inbound
 
 FPS = 15
@@ -82,18 +82,13 @@ def load_frames(path: Path) -> list[bytes]:
 
 class PreEncoded(MediaStreamTrack):
     """Hands aiortc's sender encoded VP8 frames (av.Packet): it only packetizes them. Asked for a
-    keyframe (the server's PLI, `request_keyframe`), it sends the next frame from `keyframes`, the
-    same picture encoded as one, as a browser's encoder would (at most every KEYFRAME_MIN_S)."""
+    keyframe (the server's PLI, `request_keyframe`), it sends one (bench.simulcast.Pictures)."""
 
     kind = "video"
 
     def __init__(self, frames: list[bytes], t0: float, offset: int, keyframes: list[bytes] | None = None) -> None:
         super().__init__()
-        self.frames = frames
-        self.keyframes = keyframes
-        self.keyframe_asked = False
-        self.keyframe_sent_at = float("-inf")
-        self.keyframes_sent = 0
+        self.pictures = Pictures(frames, keyframes, KEYFRAME_MIN_S)
         self.t0 = t0
         self.offset = offset  # where in the loop this publisher is at k = 0: keyframes not all at once
         self.k = max(0, int((time.time() - t0) * FPS) + 1)
@@ -103,22 +98,14 @@ class PreEncoded(MediaStreamTrack):
         due = self.t0 + self.k / FPS
         if (delay := due - time.time()) > 0:
             await asyncio.sleep(delay)
-        idx = (self.k + self.offset) % len(self.frames)
-        frame = self.frames[idx]
-        if self.keyframe_asked and self.keyframes and idx != 0:
-            self.keyframe_asked, self.keyframe_sent_at = False, time.time()
-            self.keyframes_sent += 1
-            frame = self.keyframes[idx]
-        packet = av.Packet(frame)
+        packet = av.Packet(self.pictures.frame((self.k + self.offset) % len(self.pictures.frames)))
         packet.pts = self.k * (90000 // FPS)
         packet.time_base = fractions.Fraction(1, 90000)
         self.k += 1
         return packet
 
-
     def request_keyframe(self) -> None:
-        if time.time() - self.keyframe_sent_at >= KEYFRAME_MIN_S:
-            self.keyframe_asked = True
+        self.pictures.ask()
 
 
 class PreEncodedAudio(MediaStreamTrack):
@@ -398,8 +385,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "view": args.view, "audio": viewer.audio,
             "estimates": viewer.estimates, "speakers": speakers, "grid": args.grid,
             "layers_sent": layer_sender[0].report() if layer_sender else None,
-            "keyframes_on_request": sum(camera.keyframes_sent for camera in cameras)
-            + sum(layer.keyframes_sent for sender in layer_sender for layer in sender.layers)}
+            "keyframes_on_request": sum(camera.pictures.sent for camera in cameras)
+            + sum(layer.pictures.sent for sender in layer_sender for layer in sender.layers)}
 
 
 async def porchlight(http: aiohttp.ClientSession, args: argparse.Namespace, publish: RTCPeerConnection,

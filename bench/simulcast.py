@@ -16,7 +16,8 @@ the layer's RID until the receiver's first report on that SSRC (libwebrtc's rule
 Each layer's keyframes come at the start of its loop (every LOOP frames), the publishers' starts
 spread over it; a keyframe request (PLI) on a layer's SSRC is answered as the single-layer
 publishers answer theirs: that layer's next frame is sent from its keyframe loop (the same
-picture encoded as a keyframe), at most every `keyframe_min_s`.
+picture encoded as a keyframe), at most every `keyframe_min_s` (`Pictures`, which the
+single-layer publishers use too).
 """
 
 from __future__ import annotations
@@ -70,14 +71,38 @@ def simulcast_offer(sdp: str, rids: list[str]) -> str:
     return newline.join(parts)
 
 
+@dataclass
+class Pictures:
+    """A pre-encoded loop of frames, and the same pictures each encoded as a keyframe: asked for
+    one (a PLI, `ask`), the next frame comes from the keyframes, as a browser's encoder would make
+    one, at most every `min_s`. The single-layer publishers and each simulcast layer use it."""
+
+    frames: list[bytes]
+    keyframes: list[bytes] | None = None
+    min_s: float = 0.3
+    asked: bool = False
+    sent_at: float = float("-inf")
+    sent: int = 0  # keyframes made on request
+
+    def ask(self) -> None:
+        if time.time() - self.sent_at >= self.min_s:
+            self.asked = True
+
+    def frame(self, idx: int) -> bytes:
+        """Picture `idx` of the loop: a keyframe if one was asked for (the loop's first is one)."""
+        if self.asked and self.keyframes and idx != 0:
+            self.asked, self.sent_at = False, time.time()
+            self.sent += 1
+            return self.keyframes[idx]
+        return self.frames[idx]
+
+
 @dataclass(eq=False)  # hashable: aiortc's router collects the RTCP recipients in a set
 class Layer:
     """One simulcast layer on the wire: its own SSRC, sequence numbers and timestamps."""
 
     rid: str
-    frames: list[bytes]
-    keyframes: list[bytes] | None = None  # the same pictures, each encoded as a keyframe
-    keyframe_min_s: float = 0.3
+    pictures: Pictures
     ssrc: int = field(default_factory=lambda: random.randrange(1, 1 << 32))
     sequence: int = field(default_factory=lambda: random.randrange(1 << 16))
     timestamp_base: int = field(default_factory=lambda: random.randrange(1 << 32))
@@ -85,25 +110,13 @@ class Layer:
     reported: bool = False  # the receiver has reported on this SSRC: no more MID and RID
     packets: int = 0
     named: int = 0  # packets sent with the MID and RID extensions
-    keyframe_asked: bool = False
-    keyframe_sent_at: float = float("-inf")
-    keyframes_sent: int = 0  # on request
 
     async def _handle_rtcp_packet(self, packet: Any) -> None:
         """RTCP the DTLS transport routes here (registered as the sender of `ssrc`)."""
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket) and any(r.ssrc == self.ssrc for r in packet.reports):
             self.reported = True
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_PLI and packet.media_ssrc == self.ssrc:
-            if time.time() - self.keyframe_sent_at >= self.keyframe_min_s:
-                self.keyframe_asked = True
-
-    def frame(self, idx: int) -> bytes:
-        """Picture `idx` of the loop: a keyframe if one was asked for (the loop's first is one)."""
-        if self.keyframe_asked and self.keyframes and idx != 0:
-            self.keyframe_asked, self.keyframe_sent_at = False, time.time()
-            self.keyframes_sent += 1
-            return self.keyframes[idx]
-        return self.frames[idx]
+            self.pictures.ask()
 
 
 class LayerSender:
@@ -113,7 +126,8 @@ class LayerSender:
     def __init__(self, transceiver: RTCRtpTransceiver, layers: dict[str, tuple[list[bytes], list[bytes] | None]],
                  t0: float, fps: int, offset: int, keyframe_min_s: float) -> None:
         self.transceiver = transceiver
-        self.layers = [Layer(rid, frames, keyframes, keyframe_min_s) for rid, (frames, keyframes) in layers.items()]
+        self.layers = [Layer(rid, Pictures(frames, keyframes, keyframe_min_s))
+                       for rid, (frames, keyframes) in layers.items()]
         self.t0, self.fps, self.offset = t0, fps, offset
         self.sent_frames = 0
 
@@ -121,7 +135,7 @@ class LayerSender:
         """Per layer: packets sent, how many named their RID, whether the server reported on it,
         keyframes sent on request."""
         return {layer.rid: {"packets": layer.packets, "named": layer.named, "reported": layer.reported,
-                            "keyframes_on_request": layer.keyframes_sent} for layer in self.layers}
+                            "keyframes_on_request": layer.pictures.sent} for layer in self.layers}
 
     async def run(self) -> None:
         dtls = self.transceiver.sender.transport
@@ -132,14 +146,14 @@ class LayerSender:
         mid = self.transceiver.mid
         for layer in self.layers:
             dtls._rtp_router.register_sender(layer, layer.ssrc)  # type: ignore[arg-type]  # its reports come to it
-        loop_len = len(self.layers[0].frames)
+        loop_len = len(self.layers[0].pictures.frames)
         k = max(0, int((time.time() - self.t0) * self.fps) + 1)
         k += (-(k + self.offset)) % loop_len  # start at a keyframe
         while True:
             if (delay := self.t0 + k / self.fps - time.time()) > 0:
                 await asyncio.sleep(delay)
             for layer in self.layers:
-                payloads = Vp8Encoder._packetize(layer.frame((k + self.offset) % loop_len), layer.picture_id)
+                payloads = Vp8Encoder._packetize(layer.pictures.frame((k + self.offset) % loop_len), layer.picture_id)
                 layer.picture_id = (layer.picture_id + 1) % (1 << 15)
                 timestamp = (layer.timestamp_base + k * (90000 // self.fps)) % (1 << 32)
                 for i, payload in enumerate(payloads):
