@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 from collections.abc import Awaitable, Callable
 
@@ -36,11 +35,11 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import RTCP_PSFB_APP, HeaderExtensions, RtcpPsfbPacket, RtpPacket, pack_remb_fci
 
+from server.media.packets import EXTENSION, HEADER, NTP_EPOCH
+
 log = logging.getLogger(__name__)
 
-HEADER = struct.Struct("!BBHII")  # V P X CC | M PT | sequence | timestamp | SSRC
-EXTENSION = struct.Struct("!HH")  # profile | length in 32-bit words
-NTP_EPOCH_MS = 2208988800000  # aiortc's arrival times count from 1900, in milliseconds
+NTP_EPOCH_MS = NTP_EPOCH * 1000  # aiortc's arrival times count from 1900, in milliseconds
 REMB_INTERVAL_MS = 200  # an estimate goes back to the publisher at most this often...
 REMB_DROP = 0.97  # ...unless it fell below this much of the last one sent: then at once (libwebrtc's rule)
 

@@ -23,11 +23,11 @@ from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtp import RTCP_PSFB_APP, AnyRtcpPacket, RtcpPsfbPacket, unpack_remb_fci
 
 from server.media.glue import ABS_SEND_TIME, negotiated_codecs
+from server.media.packets import NTP_EPOCH
 
 Remb = Callable[[int, list[int]], None]  # (bitrate in bps, the SSRCs it covers)
 
 HISTORY = 512  # packets kept per viewer track to answer NACKs
-NTP_EPOCH = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 
 
 def ntp_now(now: float | None = None) -> int:

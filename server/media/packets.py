@@ -13,8 +13,11 @@ HEADER = struct.Struct("!BBHII")  # V=2 P X CC | M PT | sequence | timestamp | S
 RTP_VERSION_BYTE = 0x80  # version 2, no padding, no extension, no CSRC
 
 
-SEND_TIME = struct.Struct("!HHI")  # one-byte header extensions (RFC 8285): 0xBEDE, 1 word, id/len + 24 bits
-HEADER_WITH_SEND_TIME = struct.Struct("!BBHIIHHI")  # the two above in one: one call per packet and viewer
+# The header, then one-byte header extensions (RFC 8285: 0xBEDE, 1 word) holding abs-send-time
+# (id/len + 24 bits): one struct call per packet and viewer.
+HEADER_WITH_SEND_TIME = struct.Struct("!BBHIIHHI")
+EXTENSION = struct.Struct("!HH")  # an extension block's profile | its length in 32-bit words
+NTP_EPOCH = 2208988800  # seconds from 1900 (NTP, and aiortc's arrival times) to 1970 (Unix)
 WITH_EXTENSION_BYTE = 0x90  # version 2 and X
 
 
