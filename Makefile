@@ -12,7 +12,7 @@ LOCK_TARGET := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
 .PHONY: run run-https demo test lint bench clean lock sbom
 
 # Exactly the locked versions, each checked against its hash; then the project itself.
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock server/media/_sink.c
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need Python 3.11 on PATH"; exit 1; }
 	@echo "Installing into $(VENV) (the first time takes a minute)..."
 	@$(PYTHON) -m venv $(VENV)

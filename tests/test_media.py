@@ -265,7 +265,7 @@ async def test_a_viewer_that_stops_reading_slows_nobody_and_recovers(api: Api) -
         await asyncio.sleep(2.0)  # two seconds of a stalled viewer
         assert steady.peer.seen[staff.pid].video_frames - steady_before >= 20  # 15 fps for the others, still
         outlets = [f.outlet for _, f in room.media().members[slow.pid].slots.values()]
-        assert all(len(o.history) <= 512 for o in outlets)  # nothing piles up for the slow one
+        assert all(len(o.sink.history) <= 512 for o in outlets)  # nothing piles up for the slow one
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size // 2)  # the kernel doubles what it is given
         udp.resume_reading()
         stalled = {pid: seen.video_frames for pid, seen in slow.peer.seen.items()}

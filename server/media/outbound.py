@@ -2,12 +2,13 @@
 
 Each viewer track has a real `RTCRtpSender` (for SDP, SSRCs, sender reports and RTCP routing)
 whose track never yields; an `Outlet` sends the forwarder's packets for it, as its sender would
-have. Per packet it does the least it can: the viewer's socket and address are looked up again
-only when ICE picks another pair, the datagram goes straight to the socket (a full kernel buffer
-drops it, as a media server must, rather than queueing it behind the viewer), and the sender
-report's counters are handed to the sender at the room's tick (`report`), not per packet. Like
-glue.py, this module reaches into aiortc's private internals; tests/test_media_glue.py checks
-each name.
+have. Per packet it does the least it can: the viewer's socket, address and SRTP session are
+looked up again only when ICE picks another pair, and its sink (sink.py: compiled where it could
+be built) writes the header, protects the packet and sends it straight to the socket (a full
+kernel buffer drops it, as a media server must, rather than queueing it behind the viewer). The
+sender report's counters are handed to the sender at the room's tick (`report`), not per packet.
+Like glue.py, this module reaches into aiortc's private internals; tests/test_media_glue.py
+checks each name.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from aiortc.rtp import RTCP_PSFB_APP, AnyRtcpPacket, RtcpPsfbPacket, unpack_remb
 
 from server.media.glue import ABS_SEND_TIME, negotiated_codecs
 from server.media.packets import NTP_EPOCH
+from server.media.sink import Sink, SinkType, context
 
 Remb = Callable[[int, list[int]], None]  # (bitrate in bps, the SSRCs it covers)
 
@@ -65,21 +67,12 @@ class Outlet:
         sender = transceiver.sender
         self.sender = sender
         self.ssrc: int = sender._ssrc
-        self.payload_type: int | None = None
-        self.send_time_id = 0  # the abs-send-time extension's id agreed with the viewer, 0: none
-        # Each packet sent, as (its header, the publisher's payload): the payload is the one every
-        # viewer of the packet shares, so a room's history holds each payload once, not once per viewer.
-        self.history: list[tuple[bytes, bytes] | None] = [None] * HISTORY
-        self.sent = 0
-        self.dropped = 0
+        self.payload_type: int | None = None  # None: not bound to the viewer's negotiated codec yet
+        # Packets out (with the counts and the history of what was sent, for NACKs).
+        self.sink: SinkType = Sink(self.ssrc, HISTORY)
         self.retransmitted = 0
-        self.octets = 0  # payload octets sent (RFC 3550's sender octet count)
-        self.last_timestamp = 0  # the RTP timestamp of the last packet sent, and when (Unix seconds)
-        self.last_wall = 0.0
-        self.pair: Any = None  # the ICE pair the route below was found for
-        self.sock: socket.socket | None = None  # its UDP socket; None: a transport with its own send path
-        self.sendto: Callable[[bytes, Any], None] | None = None  # that send path, if not a coroutine
-        self.address: Any = None
+        self.pair: Any = None  # the ICE pair, and the DTLS transport, the sink's route was set for
+        self.dtls: Any = None
         self._loop = asyncio.get_running_loop()
         # RTCP from the viewer: PLI/FIR go upstream, NACKs are answered from `history`.
         sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
@@ -101,68 +94,73 @@ class Outlet:
         if not codecs or self.transceiver.currentDirection not in ("sendonly", "sendrecv"):
             return False
         self.payload_type = codecs[0].payloadType
+        self.sink.payload_type = self.payload_type or 0  # negotiated codecs always have one
         extensions = self.transceiver._headerExtensions
-        self.send_time_id = next((e.id for e in extensions if e.uri == ABS_SEND_TIME), 0)
+        self.sink.send_time_id = next((e.id for e in extensions if e.uri == ABS_SEND_TIME), 0)
         return True
+
+    @property
+    def sent(self) -> int:
+        return self.sink.sent
+
+    @property
+    def dropped(self) -> int:
+        """Packets lost at the viewer's socket (its buffer full, or an ICMP error back)."""
+        return self.sink.dropped
 
     def ready(self) -> bool:
         dtls = self.sender.transport
         return dtls is not None and dtls._state is DtlsState.CONNECTED and self.bind()
 
-    def send(self, sequence: int, timestamp: int, head: bytes, payload: bytes, wall: float) -> bool:
-        """Protect and send one RTP packet, `head` + `payload` (`wall`: its arrival, Unix seconds);
-        False if it could not go (the viewer's connection is not up, or its socket's buffer is
-        full: dropped)."""
+    def send(self, marker: int, sequence: int, timestamp: int, payload: bytes, wall: float) -> bool:
+        """Send one RTP packet of this viewer track (`wall`: its arrival, Unix seconds); False if
+        it could not go (the viewer's connection is not up, or its socket's buffer is full:
+        dropped)."""
         dtls = self.sender._RTCRtpSender__transport  # type: ignore[attr-defined]  # the property, without its call
         if dtls is None or dtls._state is not DtlsState.CONNECTED:
             return False
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None:
             return False
-        if pair is not self.pair:
-            self._route(pair)
-        protected = dtls._tx_srtp.protect(head + payload)
-        sock = self.sock
-        if sock is not None:
-            try:
-                sock.sendto(protected, self.address)
-            except OSError:  # the buffer is full (EAGAIN), or an ICMP error came back: the packet is lost
-                self.dropped += 1
-                return False
-        elif self.sendto is not None:  # a TURN allocation (aioice's TurnTransport wraps it for the relay)
-            self.sendto(protected, self.address)
-        else:  # any other transport: its send path is a coroutine
-            self._loop.create_task(pair.protocol.send_data(protected, pair.remote_addr))
-        self.history[sequence % HISTORY] = (head, payload)
-        self.sent += 1
-        self.octets += len(payload)
-        self.last_timestamp, self.last_wall = timestamp, wall
-        return True
+        if pair is not self.pair or dtls is not self.dtls:
+            self._route(dtls, pair)
+        return self.sink.send(marker, sequence, timestamp, payload, wall)
 
-    def _route(self, pair: Any) -> None:
+    def _route(self, dtls: Any, pair: Any) -> None:
         """How to reach the pair ICE nominated: its UDP socket (our own, or the shared media
-        port's), else its transport's `sendto` (a TURN relay's)."""
-        self.pair, self.address = pair, pair.remote_addr
+        port's), else its transport's `sendto` (a TURN relay's), else its protocol's coroutine."""
+        self.pair, self.dtls = pair, dtls
         transport = getattr(pair.protocol, "transport", None)
         transport = getattr(transport, "udp", transport)  # on the shared media port: its socket's transport
         sock = getattr(transport, "_sock", None)
-        self.sock = sock if isinstance(sock, socket.socket) else None
-        self.sendto = getattr(transport, "sendto", None) if self.sock is None else None
+        sock = sock if isinstance(sock, socket.socket) else None
+        sendto: Callable[[bytes, Any], Any] | None = None
+        if sock is None:
+            sendto = getattr(transport, "sendto", None)  # a TURN allocation (aioice's TurnTransport)
+        if sock is None and sendto is None:
+            loop, protocol = self._loop, pair.protocol
+
+            def sendto(data: bytes, address: Any) -> None:
+                loop.create_task(protocol.send_data(data, address))
+
+        session = dtls._tx_srtp
+        self.sink.route(session, context(session), sock, sendto, pair.remote_addr)
 
     def report(self) -> None:
         """What the next sender report says (the sender's own RTCP loop sends it): the last packet's
         RTP timestamp with its NTP time, and the counts (at the room's tick, not per packet)."""
-        if not self.sent:
+        sink = self.sink
+        if not sink.sent:
             return
         sender = self.sender
-        sender._RTCRtpSender__ntp_timestamp = ntp_now(self.last_wall)  # type: ignore[attr-defined]
-        sender._RTCRtpSender__rtp_timestamp = self.last_timestamp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__packet_count = self.sent  # type: ignore[attr-defined]
-        sender._RTCRtpSender__octet_count = self.octets  # type: ignore[attr-defined]
+        sender._RTCRtpSender__ntp_timestamp = ntp_now(sink.last_wall)  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = sink.last_timestamp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count = sink.sent  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count = sink.octets  # type: ignore[attr-defined]
 
     async def _retransmit(self, sequence: int) -> None:
         """A NACKed packet goes out again as it was (RTX is not negotiated: see negotiation.capability)."""
-        kept = self.history[sequence % HISTORY]
+        kept = self.sink.history[sequence % HISTORY]
         if kept is None or int.from_bytes(kept[0][2:4], "big") != sequence:
             return
         data = kept[0] + kept[1]

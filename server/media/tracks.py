@@ -2,10 +2,10 @@
 
 A `Source` is one published track; the lean receive path hands it every packet
 (`inbound.tap_receiver`), undecoded, and it passes each to its `Forward`s, one per viewer track.
-A `Forward` asks its `forwarding.Rewriter` where the packet goes and does the I/O: builds the
-header and sends through the viewer track's `outbound.Outlet`, then reports back whether it went. Keyframe requests go
-upstream from here too: a viewer that asks (PLI/FIR), at most once per KEYFRAME_MIN_INTERVAL,
-and viewers still waiting for a keyframe, at the room's tick.
+A `Forward` asks its `forwarding.Rewriter` where the packet goes, sends it there through the viewer
+track's `outbound.Outlet`, then reports back whether it went. Keyframe requests go upstream from
+here too: a viewer that asks (PLI/FIR), at most once per KEYFRAME_MIN_INTERVAL, and viewers still
+waiting for a keyframe, at the room's tick.
 
 Nothing here knows about SDP or membership: negotiation creates and retires these objects.
 """
@@ -26,7 +26,7 @@ from server.media.budget import WIRE_OVERHEAD, Rate
 from server.media.forwarding import Rewriter
 from server.media.inbound import Packet
 from server.media.outbound import Outlet
-from server.media.packets import header, keyframe_detector, vp8_keyframe_size
+from server.media.packets import keyframe_detector, vp8_keyframe_size
 
 if TYPE_CHECKING:
     from server.media.room import Member
@@ -243,16 +243,11 @@ class Forward:
         if placed is None:
             return
         outlet = self.outlet
-        payload_type = outlet.payload_type
-        if payload_type is None:  # not bound to the viewer's negotiated codec yet
-            if not outlet.ready():
-                rewriter.pause()
-                return
-            payload_type = outlet.payload_type
-            assert payload_type is not None  # ready() bound it
+        if outlet.payload_type is None and not outlet.ready():  # not bound to the viewer's negotiated codec yet
+            rewriter.pause()
+            return
         seq, ts = placed
-        head = header(packet.marker, payload_type, seq, ts, outlet.ssrc, outlet.send_time_id, wall)
-        if outlet.send(seq, ts, head, packet.payload, wall):
+        if outlet.send(packet.marker, seq, ts, packet.payload, wall):
             rewriter.sent(seq, ts, now)
         else:
             rewriter.lost()

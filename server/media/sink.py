@@ -1,0 +1,142 @@
+"""The send path of one viewer track, per packet: its RTP header, SRTP, the viewer's socket.
+
+`Sink` is the compiled one (`_sink.c`) where the package was built with a C compiler, otherwise
+`PySink`, this module's pure-Python one: the same methods, the same bytes on the wire
+(tests/test_media_sink.py sends through both and compares). The compiled one is the media
+server's largest saving per forwarded packet: pylibsrtp's wrapper and `socket.sendto`'s argument
+handling cost more than the encryption and the system call they wrap (bench/README.md).
+
+A sink keeps what a viewer track's sender reports need (packets and payload octets sent, the last
+RTP timestamp and when it arrived) and each packet it sent, as (header, payload), to answer NACKs;
+the payload is the publisher's, shared by every viewer of the packet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pylibsrtp import Session
+
+from server.media.packets import header
+
+log = logging.getLogger(__name__)
+
+SendTo = Callable[[bytes, Any], Any]
+Kept = tuple[bytes, bytes]  # (header, payload)
+
+
+class SinkType(Protocol):
+    ssrc: int
+    payload_type: int
+    send_time_id: int
+    history: list[Kept | None]
+    sent: int
+    dropped: int
+    octets: int
+    last_timestamp: int
+    last_wall: float
+
+    def route(self, session: Session, context: int, sock: socket.socket | None, sendto: SendTo | None,
+              address: Any) -> None: ...
+
+    def send(self, marker: int, sequence: int, timestamp: int, payload: bytes, wall: float) -> bool: ...
+
+
+class PySink:
+    """One viewer track's packets out: header, SRTP, socket (or `sendto`: a TURN relay's, or any
+    other transport's)."""
+
+    __slots__ = ("ssrc", "payload_type", "send_time_id", "history", "sent", "dropped", "octets",
+                 "last_timestamp", "last_wall", "_session", "_sock", "_sendto", "_address")
+
+    def __init__(self, ssrc: int, history: int) -> None:
+        if history < 1:
+            raise ValueError("history must hold at least one packet")
+        self.ssrc = ssrc
+        self.payload_type = 0
+        self.send_time_id = 0  # the abs-send-time extension's id agreed with the viewer; 0: none
+        self.history: list[Kept | None] = [None] * history
+        self.sent = self.dropped = self.octets = 0
+        self.last_timestamp = 0
+        self.last_wall = 0.0
+        self._session: Session | None = None
+        self._sock: socket.socket | None = None
+        self._sendto: SendTo | None = None
+        self._address: Any = None
+
+    def route(self, session: Session, context: int, sock: socket.socket | None, sendto: SendTo | None,
+              address: Any) -> None:
+        """From now on, protect with `session` (`context`: its libsrtp context, for the compiled
+        sink) and send to `address` through `sock`, else through `sendto(data, address)`."""
+        if sock is None and sendto is None:
+            raise ValueError("a route needs a socket or a sendto")
+        self._session, self._sock, self._sendto, self._address = session, sock, sendto, address
+
+    def send(self, marker: int, sequence: int, timestamp: int, payload: bytes, wall: float) -> bool:
+        """Protect and send one packet (`wall`: its arrival, Unix seconds); False if it was lost
+        (the socket's buffer is full, an ICMP error came back, the socket is closed)."""
+        if self._session is None:
+            raise RuntimeError("no route")
+        head = header(marker, self.payload_type, sequence, timestamp, self.ssrc, self.send_time_id, wall)
+        protected = self._session.protect(head + payload)
+        try:
+            if self._sock is not None:
+                self._sock.sendto(protected, self._address)
+            else:
+                assert self._sendto is not None
+                self._sendto(protected, self._address)
+        except OSError:
+            self.dropped += 1
+            return False
+        self.history[sequence % len(self.history)] = (head, payload)
+        self.sent += 1
+        self.octets += len(payload)
+        self.last_timestamp, self.last_wall = timestamp, wall
+        return True
+
+
+def _compiled() -> Callable[[int, int], SinkType] | None:
+    """The compiled sink, given pylibsrtp's srtp_protect; None where it was not built, where
+    PORCHLIGHT_MEDIA_SINK=python asks for the pure-Python one, or where pylibsrtp's binding is
+    not the one it was written for."""
+    if os.environ.get("PORCHLIGHT_MEDIA_SINK", "").lower() == "python":
+        return None
+    try:
+        from server.media import _sink  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    protect = protect_address()
+    if protect is None:
+        log.warning("pylibsrtp's srtp_protect is not the one the compiled media sink expects; using Python's")
+        return None
+    _sink.use_protect(protect)
+    sink: Callable[[int, int], SinkType] = _sink.Sink
+    return sink
+
+
+PROTECT_TYPE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"  # libsrtp 2's
+
+
+def protect_address() -> int | None:
+    """The address of libsrtp's srtp_protect in pylibsrtp's binding, if its type is libsrtp 2's."""
+    from pylibsrtp._binding import ffi, lib
+
+    function = ffi.addressof(lib, "srtp_protect")
+    if ffi.getctype(ffi.typeof(function)) != PROTECT_TYPE:
+        return None
+    return int(ffi.cast("uintptr_t", function))
+
+
+def context(session: Session) -> int:
+    """The libsrtp context of a pylibsrtp session (kept alive by the session)."""
+    from pylibsrtp._binding import ffi
+
+    return int(ffi.cast("uintptr_t", session._srtp[0]))
+
+
+COMPILED = _compiled()
+Sink: Callable[[int, int], SinkType] = COMPILED or PySink
