@@ -19,12 +19,14 @@ from server.auth.links import LinkSigner
 from server.auth.passwords import PasswordChecks
 from server.auth.ratelimit import LoginLimiter, LoginLimits
 from server.auth.sessions import StaffSessions
+from server.billing import outbox
 from server.billing.delivery import DeliveryWorker
+from server.billing.wake import Wake
 from server.clock import Clock, SystemClock, to_ms
+from server.deliver import delivery_workers
 from server.errors import ApiError, ErrorCode
 from server.ids import new_id
 from server.lobby.registry import Lobby
-from server.measures.alerts import endpoint as alert_endpoint
 from server.media.ice import IceServers, Turn
 from server.media.outbound import Outlet
 from server.media.room import MediaRooms, Source
@@ -32,7 +34,7 @@ from server.metrics import Metrics, RunningTotal
 from server.pages.render import TEMPLATES, WEB_DIR, environment
 from server.realtime.hello_gate import HelloGate
 from server.realtime.relay import Relay
-from server.reminders.webhook import endpoint as reminder_endpoint
+from server.reminders import webhook as reminder_events
 from server.reminders.worker import ReminderWorker
 from server.services import SERVICES, Services
 from server.settings import Settings
@@ -105,10 +107,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-DELIVERY = web.AppKey("delivery", DeliveryWorker)  # the billing worker, once started (tests drive it)
+# The delivery workers, once started, with PORCHLIGHT_DELIVERY=inline (tests drive them).
+DELIVERY = web.AppKey("delivery", DeliveryWorker)  # billing records
 ALERT_DELIVERY = web.AppKey("alert_delivery", DeliveryWorker)  # safety_alert.raised events (measures/alerts.py)
-REMINDERS = web.AppKey("reminders", ReminderWorker)  # the reminder worker, once started (tests drive it)
 REMINDER_DELIVERY = web.AppKey("reminder_delivery", DeliveryWorker)  # reminder.due events (reminders/webhook.py)
+REMINDERS = web.AppKey("reminders", ReminderWorker)  # the reminder worker, once started (tests drive it)
 
 
 def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | None = None) -> web.Application:
@@ -129,11 +132,14 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
     count_packets(metrics, media)
     audit = AuditLog(client, clock)
     bus = Bus(client, node.node_id)
+    # Queued records wake this process's workers (inline), or the delivery processes over Redis.
+    elsewhere = None if settings.delivery == "inline" else client
+    wakes = {channel: Wake(channel, elsewhere) for channel in (outbox.BILLING, reminder_events.CHANNEL)}
     lobby = Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds, settings.auto_end_seconds,
                   media=media, ice_servers=ice,
                   check_ins_per_minute=settings.check_ins_per_minute, node=node, bus=bus,
                   tick_seconds=min(1.0, settings.node_timeout_seconds / 4),
-                  min_attended_seconds=settings.min_attended_seconds)
+                  min_attended_seconds=settings.min_attended_seconds, delivery_wake=wakes[outbox.BILLING])
     app[SERVICES] = Services(
         settings=settings,
         clock=clock,
@@ -195,29 +201,24 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
         yield
         await _stopped("the alive marks", task)
 
-    async def billing_delivery(app: web.Application) -> AsyncIterator[None]:
+    async def delivery(app: web.Application) -> AsyncIterator[None]:
+        """PORCHLIGHT_DELIVERY=inline: the webhooks are sent from this process's event loop."""
         svc = app[SERVICES]
-        worker = app[DELIVERY] = DeliveryWorker(svc.redis, svc.clock, svc.settings, svc.audit,
-                                                wake=svc.lobby.delivery_wake, metrics=svc.metrics)
-        alerts = app[ALERT_DELIVERY] = DeliveryWorker(svc.redis, svc.clock, svc.settings, svc.audit,
-                                                      endpoint=alert_endpoint(svc.settings))
-        tasks = [svc.background.start(worker.run(), "billing delivery"),
-                 svc.background.start(alerts.run(), "alert delivery")]
+        events = {channel: wake.event for channel, wake in wakes.items()}
+        workers = delivery_workers(svc.redis, svc.clock, svc.settings, svc.audit, svc.metrics, events)
+        app[DELIVERY], app[ALERT_DELIVERY], app[REMINDER_DELIVERY] = workers
+        tasks = [svc.background.start(worker.run(), f"{worker.channel} delivery") for worker in workers]
         yield
         for task in tasks:
             await _stopped("a delivery worker", task)
 
     async def reminders(app: web.Application) -> AsyncIterator[None]:
         svc = app[SERVICES]
-        events = app[REMINDER_DELIVERY] = DeliveryWorker(svc.redis, svc.clock, svc.settings, svc.audit,
-                                                          endpoint=reminder_endpoint(svc.settings))
         worker = app[REMINDERS] = ReminderWorker(svc.redis, svc.clock, svc.settings, svc.audit, svc.metrics,
-                                                 delivery_wake=events.wake)
-        tasks = [svc.background.start(worker.run(), "reminders"),
-                 svc.background.start(events.run(), "reminder delivery")]
+                                                 delivery_wake=wakes[reminder_events.CHANNEL])
+        task = svc.background.start(worker.run(), "reminders")
         yield
-        for task in tasks:
-            await _stopped("a delivery worker", task)
+        await _stopped("the reminders", task)
 
     async def kept_csv_rows(app: web.Application) -> AsyncIterator[None]:
         """The CSV's kept rows of records written before they were kept (attendance/backfill.py)."""
@@ -234,7 +235,8 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
     app.cleanup_ctx.append(redis_client)
     app.cleanup_ctx.append(deployment)
     app.cleanup_ctx.append(alive_marks)
-    app.cleanup_ctx.append(billing_delivery)
+    if settings.delivery == "inline":  # otherwise a delivery process sends them (server/deliver.py)
+        app.cleanup_ctx.append(delivery)
     app.cleanup_ctx.append(reminders)
     app.cleanup_ctx.append(kept_csv_rows)
     app.on_shutdown.append(_close_websockets)

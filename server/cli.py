@@ -1,4 +1,4 @@
-"""porchlight serve | demo | user add | audit verify | export | retention purge."""
+"""porchlight serve | demo | deliver | user add | audit verify | export | retention purge."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from server.services import SERVICES
 from server.settings import SETTINGS, Settings, SettingsError, service_links
 from server.store.connection import UNAVAILABLE, Redis, connect
 from server.store.embedded import EmbeddedRedis
-from server.workers import inherited_socket, supervise
+from server.workers import DeliveryChild, inherited_socket, supervise
 
 log = logging.getLogger("porchlight")
 
@@ -105,7 +105,7 @@ def _bind(settings: Settings) -> tuple[socket.socket, Settings]:
 async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitable[str]] | None = None,
                  ssl_context: ssl.SSLContext | None = None) -> None:
     sock, settings = _bind(settings)
-    async with redis_for(settings, owner=True) as redis:
+    async with redis_for(settings, owner=True) as redis, _delivery_process(settings):
         app = create_app(settings, redis=redis, clock=SystemClock())
         banner = await before(redis, settings) if before is not None else ""
         runner = web.AppRunner(
@@ -160,6 +160,30 @@ async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitab
                             task.cancel()
         print("Porchlight is stopping.", flush=True)
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def _delivery_process(settings: Settings) -> AsyncIterator[None]:
+    """PORCHLIGHT_DELIVERY=process: the webhooks are sent by a process of their own, watched from
+    here and stopped after the server (its drain's finalisations included), before the Redis."""
+    if settings.delivery != "process":
+        yield
+        return
+    url = settings.redis_url or EmbeddedRedis(settings.data_dir).url
+    child = DeliveryChild({**os.environ, "PORCHLIGHT_REDIS_URL": url})
+    child.start()
+
+    async def watch() -> None:
+        while True:
+            child.check()
+            await asyncio.sleep(0.5)
+
+    watching = asyncio.create_task(watch())
+    try:
+        yield
+    finally:
+        watching.cancel()
+        await asyncio.to_thread(child.stop)
 
 
 async def _demo_setup(redis: Redis, settings: Settings) -> str:
@@ -256,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--https", action="store_true",
                       help="serve https with a self-signed certificate on this machine's network address, "
                            "to try it from a phone on the same network")
+    deliver = sub.add_parser("deliver", help="send the webhooks (billing, alerts, reminders) from this process only",
+                             epilog=epilog, formatter_class=fmt,
+                             description="Run only the webhook delivery workers (as PORCHLIGHT_DELIVERY=process "
+                                         "runs them beside `serve`). Several may run at once, on any machine: "
+                                         "each record is claimed by one of them.")
+    deliver.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)  # started by `serve`
     user = sub.add_parser("user", help="staff accounts").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="create a staff user (password: first line of stdin, or prompted)",
                           epilog=epilog, formatter_class=fmt)
@@ -295,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in runners:
         asyncio.run(runners[args.command]())
         return 0
+    if args.command == "deliver":
+        from server import deliver
+
+        return asyncio.run(deliver.command(settings, args.supervised))
     if args.command == "user":
         return asyncio.run(_user_add(settings, args))
     if args.command == "export":

@@ -8,6 +8,7 @@ the /metrics handler just before (see `BillingSnapshot`).
 
 from __future__ import annotations
 
+import math
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -90,6 +91,7 @@ class BillingSnapshot:
     pending: float  # NaN while Redis cannot be read
     failed: float
     oldest_pending_age_seconds: float
+    delivered: float = math.nan  # records delivered and kept (retention purges them)
 
 
 class Metrics:
@@ -121,6 +123,11 @@ class Metrics:
         self.billing_oldest_pending = Gauge(
             "porchlight_billing_oldest_pending_age_seconds",
             "Age of the oldest pending billing record (since queued or replayed); 0 when none.", registry=r)
+        self.billing_delivered_records = Gauge(
+            "porchlight_billing_records_delivered", "Billing records delivered and kept (all processes).", registry=r)
+        self.delivery_processes = Gauge(
+            "porchlight_delivery_processes", "Delivery processes (porchlight deliver, or the one `serve` starts) "
+            "that heartbeat within 10 s, all machines.", registry=r)
         Info("porchlight_build", "The running server's version.", registry=r).info({"version": build_version()})
         ProcessCollector(registry=r)
         self._read_at_scrape = _ReadAtScrape(self.ws_messages)
@@ -145,6 +152,7 @@ class Metrics:
         self.billing_pending.set(snapshot.pending)
         self.billing_failed.set(snapshot.failed)
         self.billing_oldest_pending.set(snapshot.oldest_pending_age_seconds)
+        self.billing_delivered_records.set(snapshot.delivered)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -16,6 +16,12 @@ from urllib.parse import urlparse
 
 from server.store import sentinel
 
+# PORCHLIGHT_DELIVERY: where the outboxes' webhook workers run. "process": `porchlight serve` starts
+# one delivery process (`porchlight deliver`) and supervises it, and no serving process delivers;
+# "inline": every serving process delivers on its own event loop; "external": no serving process
+# delivers and none is started, the operator runs `porchlight deliver` (one or several, anywhere).
+DELIVERY_MODES = ("process", "inline", "external")
+
 
 class SettingsError(Exception):
     """One or more settings are invalid; `problems` holds one message per bad value."""
@@ -89,6 +95,9 @@ SETTINGS: tuple[Setting, ...] = (
             "0"),
     Setting("PORCHLIGHT_DRAIN_SECONDS", "on SIGTERM, wait this long for sessions to end before closing", "30"),
     Setting("PORCHLIGHT_WORKERS", "worker processes behind the one port (an integer, or auto: one per CPU)", "1"),
+    Setting("PORCHLIGHT_DELIVERY", "who sends the webhooks (billing, alerts, reminders): process (a delivery "
+            "process beside the server's), inline (each serving process), external (`porchlight deliver`, run apart)",
+            "process"),
     Setting("PORCHLIGHT_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "INFO"),
     Setting("PORCHLIGHT_LOG_FORMAT", "text, or json for one JSON object a line", "text"),
 )
@@ -163,6 +172,8 @@ class Settings:
     media_port: int = 0  # 0: each peer connection has its own ephemeral UDP port
     drain_seconds: float = 30.0
     workers: int = 1
+    # Webhook delivery (server/deliver.py): "process", "inline" or "external" (see DELIVERY_MODES).
+    delivery: str = "process"
     # Reverse proxies whose X-Forwarded-For is believed (the client address for per-address limits).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
@@ -329,6 +340,11 @@ class Settings:
             number("PORCHLIGHT_WORKERS", "workers", int, 1, 256)
         if values.get("media_port", 0) + values.get("workers", 1) - 1 > 65535:
             problems.append("PORCHLIGHT_MEDIA_PORT: each worker takes the next port; the last would pass 65535")
+        if (delivery := get("PORCHLIGHT_DELIVERY")) is not None:
+            if delivery.lower() not in DELIVERY_MODES:
+                problems.append(f"PORCHLIGHT_DELIVERY={delivery!r}: process, inline or external")
+            else:
+                values["delivery"] = delivery.lower()
         if (media_address := get("PORCHLIGHT_MEDIA_ADDRESS")) is not None:
             values["media_address"] = media_address
         number("PORCHLIGHT_WS_BEFORE_HELLO_PER_ADDRESS", "ws_before_hello_per_address", int, 1, 1000000)

@@ -126,6 +126,7 @@ def settings(tmp_path: Path) -> Settings:
         heartbeat_timeout_seconds=30,
         hello_deadline_seconds=5,
         media_port=media_port_for_tests(),
+        delivery="inline",  # the app's own workers, driven through app[DELIVERY]; test_delivery_process.py: a process
     )
 
 

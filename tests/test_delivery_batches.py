@@ -168,7 +168,7 @@ async def test_a_worker_killed_mid_batch_skips_nothing_and_sends_nothing_twice(
 async def test_a_server_killed_mid_batch_skips_nothing_and_sends_nothing_twice(
     own_redis: RedisServer, aiohttp_server: Any, tmp_path: Path
 ) -> None:
-    """The same with `porchlight serve` processes on one Redis: the first server's worker has its
+    """The same with `porchlight serve` processes delivering inline on one Redis: the first server's worker has its
     requests in flight, the first `answered` acknowledged and stored, when it is killed with
     SIGKILL; once the lease of the rest has run out (their due times moved to now in Redis, as
     60 s later), a second server delivers them, each once, and the audit log verifies."""
@@ -184,7 +184,8 @@ async def test_a_server_killed_mid_batch_skips_nothing_and_sends_nothing_twice(
     hook = await aiohttp_server(app)
     redis = connect(own_redis.url)
     env = _env(tmp_path, PORCHLIGHT_REDIS_URL=own_redis.url, PORCHLIGHT_BILLING_WEBHOOK_URL=str(hook.make_url("/hook")),
-               PORCHLIGHT_BILLING_WEBHOOK_SECRET=SECRET, PORCHLIGHT_BILLING_RETRY_BASE_SECONDS="0.2")
+               PORCHLIGHT_BILLING_WEBHOOK_SECRET=SECRET, PORCHLIGHT_BILLING_RETRY_BASE_SECONDS="0.2",
+               PORCHLIGHT_DELIVERY="inline")  # the serving process delivers (tests/test_delivery_process.py: its own)
     try:
         bodies = await queue_records(redis, count, to_ms(time.time()))
         first, _ = await start(env)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import time
 
 from aiohttp import web
 
+from server import deliver
 from server.api.common import json_response, require_staff
 from server.api.openapi import openapi_document
 from server.auth.staff import Role
@@ -55,10 +57,12 @@ async def nodes(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     svc = services(request)
     try:
-        pending, failed, oldest = await outbox.backlog(svc.redis, to_ms(svc.clock.now()))
-        svc.metrics.billing(BillingSnapshot(pending, failed, oldest))
+        svc.metrics.billing(await outbox.backlog(svc.redis, to_ms(svc.clock.now())))
+        # Wall-clock heartbeats (server/deliver.py), whatever clock this application runs on.
+        svc.metrics.delivery_processes.set(await deliver.alive(svc.redis, to_ms(time.time())))
     except UNAVAILABLE:  # unknown, rather than the last values read: the scrape itself still works
         svc.metrics.billing(BillingSnapshot(math.nan, math.nan, math.nan))
+        svc.metrics.delivery_processes.set(math.nan)
     return web.Response(body=svc.metrics.render(), headers={"Content-Type": CONTENT_TYPE,
                                                             "X-Content-Type-Options": "nosniff"})
 

@@ -220,10 +220,17 @@ class DeliveryWorker:
         self.rng = rng or random.Random()
         self.wake = wake or asyncio.Event()
         self.poll_seconds = min(1.0, max(0.02, settings.billing_retry_base_seconds / 4))
+        self.stopping = False
+
+    def stop(self) -> None:
+        """Claim nothing more: `run` returns once the requests in flight are answered and their
+        outcomes stored (a process stopping cleanly leaves nothing to wait out a lease)."""
+        self.stopping = True
+        self.wake.set()
 
     async def run(self) -> None:
         async with webhook_session(self.settings.billing_allow_link_local) as http:
-            while True:
+            while not self.stopping:
                 delivered = 0
                 try:
                     delivered = await self.deliver_due(http)
@@ -259,7 +266,8 @@ class DeliveryWorker:
                 room = min(IN_FLIGHT - len(posts), BATCH - claimed)
                 # Refill once half the requests are back (a claim and its read are two round trips),
                 # or when nothing is being stored (slow answers hold the other slots).
-                if due and not disabled and room > 0 and (room >= IN_FLIGHT // 2 or storing is None):
+                if due and not disabled and not self.stopping and room > 0 and (
+                        room >= IN_FLIGHT // 2 or storing is None):
                     ids = await outbox.claim(self.redis, to_ms(self.clock.now()), to_ms(LEASE_SECONDS), room,
                                              channel)
                     claimed, due = claimed + len(ids), len(ids) == room

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.clock import iso
+from server.metrics import BillingSnapshot
 from server.store import keys
 from server.store.connection import Redis
 
@@ -162,15 +163,15 @@ def forget(pipe: Any, record_id: str, channel: str = BILLING) -> None:
     pipe.zrem(keys.outbox_due(channel), record_id)
 
 
-async def backlog(redis: Redis, now_ms: int) -> tuple[int, int, float]:
-    """Records pending and failed, and the oldest pending one's age in seconds (0 when none)."""
+async def backlog(redis: Redis, now_ms: int) -> BillingSnapshot:
+    """Records pending, failed and delivered, and the oldest pending one's age in seconds (0 when none)."""
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.zcard(keys.billing_by_status("pending"))
-        pipe.zcard(keys.billing_by_status("failed"))
+        for status in ("pending", "failed", "delivered"):
+            pipe.zcard(keys.billing_by_status(status))
         pipe.zrange(keys.billing_by_status("pending"), 0, 0, withscores=True)
-        pending, failed, oldest = await pipe.execute()
+        pending, failed, delivered, oldest = await pipe.execute()
     age = max(0.0, (now_ms - float(oldest[0][1])) / 1000) if oldest else 0.0
-    return int(pending), int(failed), age
+    return BillingSnapshot(int(pending), int(failed), age, int(delivered))
 
 
 def describe(delivery: dict[str, str]) -> dict[str, Any]:

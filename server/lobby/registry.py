@@ -11,6 +11,8 @@ from typing import Any
 from server.attendance.finalise import finalise, finalise_pending
 from server.attendance.rules import DEFAULT_MIN_ATTENDED_SECONDS
 from server.audit import AuditLog
+from server.billing import outbox
+from server.billing.wake import Wake
 from server.clock import Clock, iso, to_ms
 from server.errors import not_found
 from server.lobby.actions import ACTIONS, Args
@@ -33,7 +35,7 @@ class Lobby:
         auto_end_seconds: float = 900.0, media: MediaRooms | None = None,
         ice_servers: IceServers | None = None, check_ins_per_minute: int = 10,
         node: NodeRegistry | None = None, bus: Bus | None = None, tick_seconds: float = 1.0,
-        min_attended_seconds: int = DEFAULT_MIN_ATTENDED_SECONDS,
+        min_attended_seconds: int = DEFAULT_MIN_ATTENDED_SECONDS, delivery_wake: Wake | None = None,
     ) -> None:
         self.min_attended_seconds = min_attended_seconds  # attendance's short-join rule, at finalising
         self.node = node
@@ -47,7 +49,7 @@ class Lobby:
         self.media = media
         self.ice_servers = ice_servers
         self.auto_end_seconds = auto_end_seconds
-        self.delivery_wake = asyncio.Event()  # set when new billing records are queued
+        self.delivery_wake = delivery_wake or Wake(outbox.BILLING)  # set when new billing records are queued
         self.clock = clock
         self.audit = audit
         self.metrics = metrics

@@ -25,6 +25,7 @@ from redis.exceptions import WatchError
 from server.audit import AuditLog
 from server.auth.links import LinkSigner
 from server.billing import outbox
+from server.billing.wake import Wake
 from server.clinic.enrollments import group_enrollments
 from server.clinic.groups import all_groups
 from server.clinic.patients import patients_by_id
@@ -76,7 +77,7 @@ class Claim:
 class ReminderWorker:
     def __init__(self, redis: Redis, clock: Clock, settings: Settings, audit: AuditLog,
                  metrics: Metrics | None = None, mailer: Mailer | None = None,
-                 delivery_wake: asyncio.Event | None = None) -> None:
+                 delivery_wake: Wake | None = None) -> None:
         self.redis = redis
         self.clock = clock
         self.settings = settings
@@ -88,7 +89,7 @@ class ReminderWorker:
         self.mailer = mailer
         self.sender = settings.smtp_from or f"no-reply@{urlparse(settings.public_url).hostname or 'localhost'}"
         self.owner = "sending:" + secrets.token_urlsafe(8)
-        self.delivery_wake = delivery_wake or asyncio.Event()  # set when reminder.due events are queued
+        self.delivery_wake = delivery_wake or Wake(webhook.CHANNEL)  # set when reminder.due events are queued
         self.rounds = 0
         self.sent = 0
         if metrics is not None:

@@ -178,6 +178,16 @@ def outbox_endpoint_disabled(channel: str) -> str:
     return f"{PREFIX}:{channel}:endpoint_disabled"
 
 
+def outbox_wake(channel: str) -> str:
+    """The pub/sub channel on which delivery processes hear that an outbox has records queued."""
+    return f"{PREFIX}:{channel}:wake"
+
+
+def delivery_processes() -> str:
+    """Every delivery process's id (`porchlight deliver`), scored by its last heartbeat (ms)."""
+    return f"{PREFIX}:delivery:processes"
+
+
 def billing_record(record_id: str) -> str:
     return outbox_record("billing", record_id)
 
