@@ -265,13 +265,27 @@ async def test_a_viewer_that_stops_reading_slows_nobody_and_recovers(api: Api) -
         await asyncio.sleep(2.0)  # two seconds of a stalled viewer
         assert steady.peer.seen[staff.pid].video_frames - steady_before >= 20  # 15 fps for the others, still
         outlets = [f.outlet for _, f in room.media().members[slow.pid].slots.values()]
-        assert all(len(o.sink.history) <= 512 for o in outlets)  # nothing piles up for the slow one
+        assert all(o.sink.capacity <= 512 for o in outlets)  # nothing piles up for the slow one
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size // 2)  # the kernel doubles what it is given
         udp.resume_reading()
         stalled = {pid: seen.video_frames for pid, seen in slow.peer.seen.items()}
         async with asyncio.timeout(10):  # it decodes again: lost packets re-sent, or a fresh keyframe
             while any(slow.peer.seen[pid].video_frames < n + 15 for pid, n in stalled.items()):
                 await asyncio.sleep(0.05)
+
+
+async def test_a_viewers_nack_gets_the_packet_again(api: Api) -> None:
+    async with await join_all(api, await api.world(patients=1), patients=1) as room:
+        staff, patient = room.people
+        await everyone_sees_everyone(room.people)
+        forward = next(f for _, f in room.media().members[patient.pid].slots.values() if f.source.kind == "video")
+        receiver = next(t.receiver for t in patient.peer.subscribe_pc.getTransceivers() if t.kind == "video")
+        outlet = forward.outlet
+        before = outlet.retransmitted
+        await receiver._send_rtcp_nack(outlet.ssrc, [forward.rewriter.last_seq])  # as if it never arrived
+        async with asyncio.timeout(10):
+            while outlet.retransmitted == before:
+                await asyncio.sleep(0.02)
 
 
 async def test_a_patient_who_joined_with_sound_only_turns_the_camera_on(api: Api) -> None:

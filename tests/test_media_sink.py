@@ -37,7 +37,9 @@ def test_the_python_sink_is_chosen_when_asked_for(monkeypatch: pytest.MonkeyPatc
 
 
 def outbound_session() -> Session:
-    return Session(policy=Policy(key=KEY, ssrc_type=Policy.SSRC_ANY_OUTBOUND))
+    policy = Policy(key=KEY, ssrc_type=Policy.SSRC_ANY_OUTBOUND)
+    policy.allow_repeat_tx = True  # as aiortc's DTLS transport sets it: NACKed packets go out again
+    return Session(policy=policy)
 
 
 def inbound_session() -> Session:
@@ -90,10 +92,16 @@ def test_a_viewer_decrypts_the_packet_the_forwarder_meant(
             assert packet.extensions.abs_send_time == int(wall * 262144) & 0xFFFFFF
     assert (out.sent, out.dropped, out.octets) == (3, 0, 1100 + 1 + 900)
     assert (out.last_timestamp, out.last_wall) == (3000, 1001.0)
-    # What a NACK is answered from: (header, payload) at sequence % history, the payload shared.
-    kept = out.history[65535 % 8]
-    assert kept is not None and kept[1] is sent[1][3]
-    assert kept[0] == header(0, 96, 65535, 4_294_967_295, SSRC, send_time_id, 1000.5)
+    # What a NACK is answered from: the packet's marker, timestamp and payload (the shared one).
+    kept = out.kept(65535)
+    assert kept is not None and kept[:2] == (0, 4_294_967_295) and kept[2] is sent[1][3]
+    assert out.kept(65535 - 8) is None and out.kept(7) is None  # never sent, or its slot taken since
+    # Sent again: the same packet, its abs-send-time that of now; not counted as sent. (A viewer that
+    # NACKs it never had it: a fresh session here, whose replay window has not seen it.)
+    assert out.resend(65535, 2000.75)
+    plain = inbound_session().unprotect(receiver.recv(2048))
+    assert plain == header(0, 96, 65535, 4_294_967_295, SSRC, send_time_id, 2000.75) + sent[1][3]
+    assert out.sent == 3 and not out.resend(7, 2001.0)
 
 
 @pytest.mark.skipif(sink.COMPILED is None, reason="the compiled sink was not built")
@@ -119,7 +127,8 @@ def test_a_closed_socket_drops_the_packet_and_counts_it(
     sender.close()
     assert out.send(0, 2, 2, b"b", 2.0) is False
     assert (out.sent, out.dropped, out.last_timestamp) == (1, 1, 1)
-    assert out.history[2] is None  # a packet that never left cannot be sent again
+    assert out.kept(2) is None  # a packet that never left cannot be sent again
+    assert out.resend(1, 3.0) is False and out.dropped == 2
 
 
 @pytest.mark.parametrize("make", IMPLEMENTATIONS)
@@ -147,7 +156,7 @@ def test_bad_calls_are_refused_and_change_nothing(
         make: sink.Callable[[int, int], sink.SinkType], sockets: tuple[socket.socket, socket.socket]) -> None:
     sender, receiver = sockets
     with pytest.raises(ValueError):
-        make(SSRC, 0)
+        make(SSRC, -1)
     unrouted = make(SSRC, 4)
     with pytest.raises(RuntimeError):
         unrouted.send(0, 1, 1, b"x", 1.0)
@@ -157,3 +166,14 @@ def test_bad_calls_are_refused_and_change_nothing(
     with pytest.raises(ValueError):
         out.send(0, 1, 1, b"x" * 1400, 1.0)  # no room for the SRTP trailer in an MTU
     assert (out.sent, out.dropped) == (0, 0)
+
+
+@pytest.mark.parametrize("make", IMPLEMENTATIONS)
+def test_a_sink_without_history_keeps_nothing(
+        make: sink.Callable[[int, int], sink.SinkType], sockets: tuple[socket.socket, socket.socket]) -> None:
+    sender, receiver = sockets
+    out = make(SSRC, 0)  # audio: no browser NACKs Opus
+    session = outbound_session()
+    out.route(session, sink.context(session), sender, None, receiver.getsockname())
+    assert out.send(1, 5, 960, b"opus", 1.0) and out.sent == 1 and out.capacity == 0
+    assert out.kept(5) is None and not out.resend(5, 2.0)

@@ -27,6 +27,16 @@
 
 typedef int (*protect_fn)(void *ctx, void *rtp, int *len);
 
+/* A packet sent, kept to answer a NACK: the header is written again from these when it goes out
+   again (with the abs-send-time of then, as libwebrtc does); the payload is the publisher's,
+   shared by every viewer of the packet. */
+typedef struct {
+    PyObject *payload;  /* NULL: nothing kept here */
+    uint32_t timestamp;
+    uint16_t sequence;
+    uint8_t marker;
+} Kept;
+
 static protect_fn protect = NULL;
 
 typedef struct {
@@ -43,7 +53,8 @@ typedef struct {
     unsigned int ssrc;
     int payload_type;
     int send_time_id;
-    PyObject *history;  /* list: (header, payload) of each packet sent, at sequence % its length */
+    Kept *history;      /* at sequence % capacity; NULL when capacity is 0 (audio: nobody NACKs it) */
+    Py_ssize_t capacity;
     unsigned long long sent, dropped, octets;
     unsigned int last_timestamp;
     double last_wall;
@@ -57,18 +68,19 @@ Sink_init(Sink *self, PyObject *args, PyObject *kwds)
     Py_ssize_t size;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "In", kwlist, &ssrc, &size))
         return -1;
-    if (size < 1) {
-        PyErr_SetString(PyExc_ValueError, "history must hold at least one packet");
+    if (size < 0 || size > 0x10000) {
+        PyErr_SetString(PyExc_ValueError, "history must hold 0 to 65536 packets");
         return -1;
     }
-    PyObject *history = PyList_New(size);
-    if (history == NULL)
+    if (self->history != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a sink is made once");
         return -1;
-    for (Py_ssize_t i = 0; i < size; i++) {
-        Py_INCREF(Py_None);
-        PyList_SET_ITEM(history, i, Py_None);
     }
-    Py_XSETREF(self->history, history);
+    if (size > 0 && (self->history = PyMem_Calloc((size_t)size, sizeof(Kept))) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->capacity = size;
     self->ssrc = ssrc;
     self->payload_type = 0;
     self->send_time_id = 0;
@@ -82,8 +94,7 @@ Sink_traverse(Sink *self, visitproc visit, void *arg)
     Py_VISIT(self->sock);
     Py_VISIT(self->sendto);
     Py_VISIT(self->address);
-    Py_VISIT(self->history);
-    return 0;
+    return 0;  /* the kept payloads are bytes: they hold no references */
 }
 
 static int
@@ -93,7 +104,6 @@ Sink_clear(Sink *self)
     Py_CLEAR(self->sock);
     Py_CLEAR(self->sendto);
     Py_CLEAR(self->address);
-    Py_CLEAR(self->history);
     self->ctx = NULL;
     return 0;
 }
@@ -103,6 +113,9 @@ Sink_dealloc(Sink *self)
 {
     PyObject_GC_UnTrack(self);
     Sink_clear(self);
+    for (Py_ssize_t i = 0; i < self->capacity; i++)
+        Py_XDECREF(self->history[i].payload);
+    PyMem_Free(self->history);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -173,31 +186,13 @@ dropped(Sink *self)
     Py_RETURN_FALSE;
 }
 
-static PyObject *
-Sink_send(Sink *self, PyObject *const *args, Py_ssize_t nargs)
+/* Write, protect and send one packet; 1 sent, 0 lost (counted as dropped), -1 an exception. */
+static int
+put(Sink *self, int marker, unsigned long sequence, unsigned long timestamp, PyObject *payload, double wall)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "send(marker, sequence, timestamp, payload, wall)");
-        return NULL;
-    }
-    int marker = PyObject_IsTrue(args[0]);
-    unsigned long sequence = PyLong_AsUnsignedLong(args[1]);
-    unsigned long timestamp = PyLong_AsUnsignedLong(args[2]);
-    PyObject *payload = args[3];
-    double wall = PyFloat_AsDouble(args[4]);
-    if (marker < 0 || PyErr_Occurred())
-        return NULL;
-    if (sequence > 0xFFFF || timestamp > 0xFFFFFFFFUL) {
-        PyErr_SetString(PyExc_ValueError, "sequence or timestamp out of range");
-        return NULL;
-    }
-    if (!PyBytes_Check(payload)) {
-        PyErr_SetString(PyExc_TypeError, "payload must be bytes");
-        return NULL;
-    }
     if (self->session == NULL || protect == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "no route, or srtp_protect not given");
-        return NULL;
+        return -1;
     }
     unsigned char packet[MTU];
     Py_ssize_t length = PyBytes_GET_SIZE(payload);
@@ -222,64 +217,137 @@ Sink_send(Sink *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (head + length > MTU - MAX_TRAILER) {
         PyErr_SetString(PyExc_ValueError, "packet is too long");
-        return NULL;
+        return -1;
     }
-    PyObject *header = PyBytes_FromStringAndSize((const char *)packet, head);
-    if (header == NULL)
-        return NULL;
     memcpy(packet + head, PyBytes_AS_STRING(payload), length);
     int size = head + (int)length;
     int status = protect(self->ctx, packet, &size);
     if (status != 0) {
-        Py_DECREF(header);
         PyErr_Format(PyExc_RuntimeError, "srtp_protect failed (%d)", status);
-        return NULL;
+        return -1;
     }
     if (self->sock != NULL) {
         int fd = PyObject_AsFileDescriptor(self->sock);
         if (fd < 0) {  /* closed */
             PyErr_Clear();
-            Py_DECREF(header);
-            return dropped(self);
+            self->dropped++;
+            return 0;
         }
         ssize_t n;
         do {
             n = sendto(fd, packet, (size_t)size, 0, (struct sockaddr *)&self->addr, self->addrlen);
         } while (n < 0 && errno == EINTR);
-        if (n < 0) {
-            Py_DECREF(header);
-            return dropped(self);
+        if (n < 0) {  /* a full buffer (EAGAIN) or an ICMP error back: the packet is lost */
+            self->dropped++;
+            return 0;
         }
-    } else {
-        PyObject *data = PyBytes_FromStringAndSize((const char *)packet, size);
-        if (data == NULL) {
-            Py_DECREF(header);
-            return NULL;
-        }
-        PyObject *result = PyObject_CallFunctionObjArgs(self->sendto, data, self->address, NULL);
-        Py_DECREF(data);
-        if (result == NULL) {
-            if (!PyErr_ExceptionMatches(PyExc_OSError)) {
-                Py_DECREF(header);
-                return NULL;
-            }
-            PyErr_Clear();
-            Py_DECREF(header);
-            return dropped(self);
-        }
-        Py_DECREF(result);
+        return 1;
     }
-    PyObject *kept = PyTuple_Pack(2, header, payload);
-    Py_DECREF(header);
-    if (kept == NULL)
+    PyObject *data = PyBytes_FromStringAndSize((const char *)packet, size);
+    if (data == NULL)
+        return -1;
+    PyObject *result = PyObject_CallFunctionObjArgs(self->sendto, data, self->address, NULL);
+    Py_DECREF(data);
+    if (result == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_OSError))
+            return -1;
+        PyErr_Clear();
+        self->dropped++;
+        return 0;
+    }
+    Py_DECREF(result);
+    return 1;
+}
+
+static PyObject *
+Sink_send(Sink *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "send(marker, sequence, timestamp, payload, wall)");
         return NULL;
-    Py_ssize_t slots = PyList_GET_SIZE(self->history);
-    PyList_SetItem(self->history, (Py_ssize_t)(sequence % (unsigned long)slots), kept);  /* steals `kept` */
+    }
+    int marker = PyObject_IsTrue(args[0]);
+    unsigned long sequence = PyLong_AsUnsignedLong(args[1]);
+    unsigned long timestamp = PyLong_AsUnsignedLong(args[2]);
+    PyObject *payload = args[3];
+    double wall = PyFloat_AsDouble(args[4]);
+    if (marker < 0 || PyErr_Occurred())
+        return NULL;
+    if (sequence > 0xFFFF || timestamp > 0xFFFFFFFFUL) {
+        PyErr_SetString(PyExc_ValueError, "sequence or timestamp out of range");
+        return NULL;
+    }
+    if (!PyBytes_Check(payload)) {
+        PyErr_SetString(PyExc_TypeError, "payload must be bytes");
+        return NULL;
+    }
+    int sent = put(self, marker, sequence, timestamp, payload, wall);
+    if (sent < 0)
+        return NULL;
+    if (!sent)
+        Py_RETURN_FALSE;
+    if (self->capacity) {
+        Kept *kept = &self->history[sequence % (unsigned long)self->capacity];
+        Py_INCREF(payload);
+        Py_XSETREF(kept->payload, payload);
+        kept->timestamp = (uint32_t)timestamp;
+        kept->sequence = (uint16_t)sequence;
+        kept->marker = (uint8_t)marker;
+    }
     self->sent++;
-    self->octets += (unsigned long long)length;
+    self->octets += (unsigned long long)PyBytes_GET_SIZE(payload);
     self->last_timestamp = (unsigned int)timestamp;
     self->last_wall = wall;
     Py_RETURN_TRUE;
+}
+
+/* The packet kept under this sequence number, or NULL. */
+static Kept *
+find(Sink *self, PyObject *arg)
+{
+    unsigned long sequence = PyLong_AsUnsignedLong(arg);
+    if (PyErr_Occurred())
+        return NULL;
+    if (self->capacity == 0 || sequence > 0xFFFF)
+        return NULL;
+    Kept *kept = &self->history[sequence % (unsigned long)self->capacity];
+    return kept->payload != NULL && kept->sequence == sequence ? kept : NULL;
+}
+
+static PyObject *
+Sink_kept(Sink *self, PyObject *arg)
+{
+    Kept *kept = find(self, arg);
+    if (kept == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(IIO)", (unsigned int)kept->marker, (unsigned int)kept->timestamp, kept->payload);
+}
+
+static PyObject *
+Sink_resend(Sink *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "resend(sequence, wall)");
+        return NULL;
+    }
+    double wall = PyFloat_AsDouble(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    Kept *kept = find(self, args[0]);
+    if (kept == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_FALSE;
+    }
+    PyObject *payload = Py_NewRef(kept->payload);  /* the call below may run Python code */
+    int sent = put(self, kept->marker, kept->sequence, kept->timestamp, payload, wall);
+    Py_DECREF(payload);
+    if (sent < 0)
+        return NULL;
+    return PyBool_FromLong(sent);
 }
 
 static PyMethodDef Sink_methods[] = {
@@ -287,6 +355,10 @@ static PyMethodDef Sink_methods[] = {
      "route(session, context, sock, sendto, address): where packets go from now on"},
     {"send", (PyCFunction)(void (*)(void))Sink_send, METH_FASTCALL,
      "send(marker, sequence, timestamp, payload, wall) -> bool: protect and send one packet"},
+    {"kept", (PyCFunction)Sink_kept, METH_O,
+     "kept(sequence) -> (marker, timestamp, payload) | None: what a NACK of it would send"},
+    {"resend", (PyCFunction)(void (*)(void))Sink_resend, METH_FASTCALL,
+     "resend(sequence, wall) -> bool: send a kept packet again (a NACK), not counted as sent"},
     {NULL}
 };
 
@@ -294,7 +366,7 @@ static PyMemberDef Sink_members[] = {
     {"ssrc", T_UINT, offsetof(Sink, ssrc), READONLY, NULL},
     {"payload_type", T_INT, offsetof(Sink, payload_type), 0, NULL},
     {"send_time_id", T_INT, offsetof(Sink, send_time_id), 0, NULL},
-    {"history", T_OBJECT, offsetof(Sink, history), READONLY, NULL},
+    {"capacity", T_PYSSIZET, offsetof(Sink, capacity), READONLY, NULL},
     {"sent", T_ULONGLONG, offsetof(Sink, sent), READONLY, NULL},
     {"dropped", T_ULONGLONG, offsetof(Sink, dropped), READONLY, NULL},
     {"octets", T_ULONGLONG, offsetof(Sink, octets), READONLY, NULL},

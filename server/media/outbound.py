@@ -29,7 +29,7 @@ from server.media.sink import Sink, SinkType, context
 
 Remb = Callable[[int, list[int]], None]  # (bitrate in bps, the SSRCs it covers)
 
-HISTORY = 512  # packets kept per viewer track to answer NACKs
+HISTORY = 512  # video packets kept per viewer track to answer NACKs (about 10 s at 500 kbps)
 
 
 def ntp_now(now: float | None = None) -> int:
@@ -69,12 +69,12 @@ class Outlet:
         self.ssrc: int = sender._ssrc
         self.payload_type: int | None = None  # None: not bound to the viewer's negotiated codec yet
         # Packets out (with the counts and the history of what was sent, for NACKs).
-        self.sink: SinkType = Sink(self.ssrc, HISTORY)
+        self.sink: SinkType = Sink(self.ssrc, HISTORY if transceiver.kind == "video" else 0)
         self.retransmitted = 0
         self.pair: Any = None  # the ICE pair, and the DTLS transport, the sink's route was set for
         self.dtls: Any = None
         self._loop = asyncio.get_running_loop()
-        # RTCP from the viewer: PLI/FIR go upstream, NACKs are answered from `history`.
+        # RTCP from the viewer: PLI/FIR go upstream, NACKs are answered from the sink's history.
         sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
         sender._retransmit = self._retransmit  # type: ignore[method-assign,assignment]
         if on_remb is not None:
@@ -160,11 +160,8 @@ class Outlet:
 
     async def _retransmit(self, sequence: int) -> None:
         """A NACKed packet goes out again as it was (RTX is not negotiated: see negotiation.capability)."""
-        kept = self.sink.history[sequence % HISTORY]
-        if kept is None or int.from_bytes(kept[0][2:4], "big") != sequence:
-            return
-        data = kept[0] + kept[1]
-        self.retransmitted += 1
         dtls = self.sender.transport
-        if dtls is not None and dtls._state is DtlsState.CONNECTED:
-            await dtls._send_rtp(data)
+        if dtls is None or dtls._state is not DtlsState.CONNECTED or self.pair is None:
+            return
+        if self.sink.resend(sequence, time.time()):
+            self.retransmitted += 1

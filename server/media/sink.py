@@ -7,8 +7,10 @@ server's largest saving per forwarded packet: pylibsrtp's wrapper and `socket.se
 handling cost more than the encryption and the system call they wrap (bench/README.md).
 
 A sink keeps what a viewer track's sender reports need (packets and payload octets sent, the last
-RTP timestamp and when it arrived) and each packet it sent, as (header, payload), to answer NACKs;
-the payload is the publisher's, shared by every viewer of the packet.
+RTP timestamp and when it arrived) and the last `history` packets it sent, to answer NACKs: their
+marker, timestamp and payload (the publisher's, shared by every viewer of the packet), no copy and
+no header; a packet sent again gets its header written again, with the abs-send-time of then, as
+libwebrtc does. Audio keeps none (no browser NACKs Opus).
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ from server.media.packets import header
 log = logging.getLogger(__name__)
 
 SendTo = Callable[[bytes, Any], Any]
-Kept = tuple[bytes, bytes]  # (header, payload)
+Kept = tuple[int, int, bytes]  # (marker, timestamp, payload)
 
 
 class SinkType(Protocol):
     ssrc: int
     payload_type: int
     send_time_id: int
-    history: list[Kept | None]
+    capacity: int  # packets kept for NACKs
     sent: int
     dropped: int
     octets: int
@@ -45,21 +47,26 @@ class SinkType(Protocol):
 
     def send(self, marker: int, sequence: int, timestamp: int, payload: bytes, wall: float) -> bool: ...
 
+    def kept(self, sequence: int) -> Kept | None: ...
+
+    def resend(self, sequence: int, wall: float) -> bool: ...
+
 
 class PySink:
     """One viewer track's packets out: header, SRTP, socket (or `sendto`: a TURN relay's, or any
     other transport's)."""
 
-    __slots__ = ("ssrc", "payload_type", "send_time_id", "history", "sent", "dropped", "octets",
-                 "last_timestamp", "last_wall", "_session", "_sock", "_sendto", "_address")
+    __slots__ = ("ssrc", "payload_type", "send_time_id", "capacity", "sent", "dropped", "octets",
+                 "last_timestamp", "last_wall", "_history", "_session", "_sock", "_sendto", "_address")
 
     def __init__(self, ssrc: int, history: int) -> None:
-        if history < 1:
-            raise ValueError("history must hold at least one packet")
+        if not 0 <= history <= 0x10000:
+            raise ValueError("history must hold 0 to 65536 packets")
         self.ssrc = ssrc
         self.payload_type = 0
         self.send_time_id = 0  # the abs-send-time extension's id agreed with the viewer; 0: none
-        self.history: list[Kept | None] = [None] * history
+        self.capacity = history
+        self._history: list[tuple[int, int, int, bytes] | None] = [None] * history  # with the sequence number
         self.sent = self.dropped = self.octets = 0
         self.last_timestamp = 0
         self.last_wall = 0.0
@@ -79,6 +86,26 @@ class PySink:
     def send(self, marker: int, sequence: int, timestamp: int, payload: bytes, wall: float) -> bool:
         """Protect and send one packet (`wall`: its arrival, Unix seconds); False if it was lost
         (the socket's buffer is full, an ICMP error came back, the socket is closed)."""
+        if not self._put(marker, sequence, timestamp, payload, wall):
+            return False
+        if self.capacity:
+            self._history[sequence % self.capacity] = (sequence, marker, timestamp, payload)
+        self.sent += 1
+        self.octets += len(payload)
+        self.last_timestamp, self.last_wall = timestamp, wall
+        return True
+
+    def kept(self, sequence: int) -> Kept | None:
+        """What a NACK of this sequence number would send again, if it is still kept."""
+        kept = self._history[sequence % self.capacity] if self.capacity else None
+        return kept[1:] if kept is not None and kept[0] == sequence else None
+
+    def resend(self, sequence: int, wall: float) -> bool:
+        """Send a kept packet again (a NACK); not counted as sent (RFC 3550's counts are of new packets)."""
+        kept = self.kept(sequence)
+        return kept is not None and self._put(kept[0], sequence, kept[1], kept[2], wall)
+
+    def _put(self, marker: int, sequence: int, timestamp: int, payload: bytes, wall: float) -> bool:
         if self._session is None:
             raise RuntimeError("no route")
         head = header(marker, self.payload_type, sequence, timestamp, self.ssrc, self.send_time_id, wall)
@@ -92,10 +119,6 @@ class PySink:
         except OSError:
             self.dropped += 1
             return False
-        self.history[sequence % len(self.history)] = (head, payload)
-        self.sent += 1
-        self.octets += len(payload)
-        self.last_timestamp, self.last_wall = timestamp, wall
         return True
 
 
