@@ -22,8 +22,13 @@ functions are called in this process, on its event loop, as the server calls the
      returned (wall clock) to its arrival: p50, p99, max. The worker's rounds are traced.
      The process runs with the server's collector policy (server/collector.py) from the
      measured run's start, as `porchlight serve` installs it once start-up is done.
-     `--delivery-process`: the worker runs alone in a process of its own (polling, no wake), as a
-     deployment that gave delivery its own process would run it; finalisation stays here.
+     Two arrangements, one after the other on fresh databases (`--arrangements`, both by default),
+     printed side by side with their ratio: `inline`, the worker on this process's loop beside
+     finalisation (PORCHLIGHT_DELIVERY=inline); `process`, the product's default: this process
+     finalises as the serving process does and wakes delivery over Redis (`server.billing.wake`),
+     and a real `python -m server deliver` process delivers (PORCHLIGHT_DELIVERY=process). The
+     loop figures are then the finalising process's; the delivery process's CPU time is read
+     from /proc. An older checkout (`--before`) without `porchlight deliver` runs inline only.
 2. Attendance report over one year (`--report-patients` 500 in groups of 12, `--report-sessions`
    200 sessions per group: 100,000 records) written straight into the report index in the
    format of `attendance_record()`; timed: `reports.records()` for the whole year (split into
@@ -32,7 +37,7 @@ functions are called in this process, on its event loop, as the server calls the
 
 Figures are printed, not asserted: they depend on the machine, its disk and what else runs on it.
 
-    python -m bench.billing [--fsync always,no] [--parts finalise,deliver,report] [--delivery-process]
+    python -m bench.billing [--fsync always,no] [--parts finalise,deliver,report] [--arrangements inline,process]
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -397,6 +402,13 @@ async def write_sessions(redis: Redis, clinic: Clinic, count: int, clock: System
 # -- finalisation ----------------------------------------------------------------------------
 
 
+class Waker(Protocol):
+    """What finalisation sets after queuing records: an asyncio.Event (inline) or the server's
+    `Wake`, which also publishes over Redis (a delivery process of its own)."""
+
+    def set(self) -> None: ...
+
+
 @dataclass
 class FinaliseRun:
     label: str
@@ -420,7 +432,7 @@ class FinaliseRun:
 
 
 async def finalise_all(redis: Redis, audit: AuditLog, session_ids: list[str], concurrency: int,
-                       run: FinaliseRun, wake: asyncio.Event | None = None) -> None:
+                       run: FinaliseRun, wake: Waker | None = None) -> None:
     """finalise() for every session, `concurrency` at a time; wakes the worker after each, like the lobby."""
     clock = SystemClock()
     gate = asyncio.Semaphore(concurrency)
@@ -569,10 +581,18 @@ class DeliveryRun:
     stores: list[int] = field(default_factory=list)  # outcomes per transaction (group commit), when it has one
     full_collections_ms: list[float] = field(default_factory=list)  # generation-2 collections in the run
     process_cpu: float = math.nan  # this process's CPU time (all threads) over the run's wall time
+    arrangement: str = "inline"  # or "process": `python -m server deliver` delivers
+    delivery_cpu_s: float = math.nan  # the delivery process's CPU time (process arrangement)
 
     @property
     def records_per_s(self) -> float:
         return self.arrivals / self.total_s if self.total_s else math.nan
+
+    @property
+    def during_per_s(self) -> float:
+        """Arrivals while finalisation ran, per second of it: with a --backlog that lasts, what
+        delivery can do beside finalisation, not how fast finalisation feeds it."""
+        return self.during_finalisation / self.fin.seconds if self.fin.seconds else math.nan
 
     @property
     def drain_per_s(self) -> float:
@@ -580,48 +600,91 @@ class DeliveryRun:
         return after / self.drain_s if self.drain_s and after > 0 else math.nan
 
 
-async def delivery_process(redis_url: str, hook: str) -> None:
-    """The worker in a process of its own (`--serve-delivery`), until cancelled."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.billing", "--serve-delivery", redis_url, hook, cwd=str(Path(__file__).parents[1]),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, preexec_fn=die_with_parent)
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        if line.strip() != b"READY":
+class DeliveryProcess:
+    """`python -m server deliver` (the side's own server code), as `porchlight serve` starts it
+    with PORCHLIGHT_DELIVERY=process, on the bench's Redis database and receiver."""
+
+    def __init__(self, redis_url: str, hook: str, data_dir: Path) -> None:
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("PORCHLIGHT_")},
+                    "PORCHLIGHT_REDIS_URL": redis_url, "PORCHLIGHT_BILLING_WEBHOOK_URL": hook,
+                    "PORCHLIGHT_BILLING_WEBHOOK_SECRET": SECRET, "PORCHLIGHT_DATA_DIR": str(data_dir),
+                    "PORCHLIGHT_SECRET_KEY": "bench-secret-key-" + "x" * 32, "PORCHLIGHT_LOG_LEVEL": "WARNING"}
+        self.proc: asyncio.subprocess.Process | None = None
+        self.cpu_at_start = 0.0
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server", "deliver", cwd=str(Path(__file__).parents[1]), env=self.env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, preexec_fn=die_with_parent)
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        if not line.startswith(b"Porchlight delivery is running"):
             raise RuntimeError(f"the delivery process did not start: {line!r}")
-        await proc.wait()
-        raise RuntimeError(f"the delivery process exited ({proc.returncode})")
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        self.cpu_at_start = self.cpu_seconds()  # its imports and start-up, not delivery
+
+    async def exited(self) -> None:
+        """Returns only if the process exits (it should not until stopped): an error."""
+        assert self.proc is not None
+        await self.proc.wait()
+        raise RuntimeError(f"the delivery process exited ({self.proc.returncode})")
+
+    def cpu_seconds(self) -> float:
+        """utime + stime from /proc (Linux), NaN when unreadable."""
+        try:
+            assert self.proc is not None
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, AssertionError, IndexError, ValueError):
+            return math.nan
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 15)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
 
 
-async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, receiver: Receiver) -> DeliveryRun:
-    name = (f"server worker ({CLAIM_LIMIT} per round)" if not args.delivery_process
-            else "server worker, in its own process")
+ARRANGEMENTS = {"inline": "inline: the worker on the finalising loop", "process": "process: porchlight deliver"}
+
+
+async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, receiver: Receiver,
+                      arrangement: str = "inline") -> DeliveryRun:
+    name = ARRANGEMENTS[arrangement]
     print(f"  [{child.fsync}] finalise {args.concurrency} at a time + deliver ({name})", flush=True)
     redis, sessions, note = await prepare(child, db, args, seed=db)
-    label = f"finalise {args.concurrency} at a time, worker delivering"
+    label = f"finalise {args.concurrency} at a time, delivery {'inline' if arrangement == 'inline' else 'apart'}"
     fin = FinaliseRun(label, child.fsync, args.concurrency, setup=note)
-    run = DeliveryRun(child.fsync, name, fin)
+    run = DeliveryRun(child.fsync, name, fin, arrangement=arrangement)
     clock = SystemClock()
     audit = AuditLog(redis, clock)  # one per process, shared by finalisation and delivery, as in the server
     settings = Settings(billing_webhook_url=receiver.url + "/billing", billing_webhook_secrets=(SECRET,))
-    wake = asyncio.Event()
-    worker = TracedWorker(redis, clock, settings, audit, wake=wake)
+    event = asyncio.Event()
+    wake: Waker = event
+    worker = TracedWorker(redis, clock, settings, audit, wake=event)
+    if args.backlog:  # finalised before delivery starts: their records wait (not in the delays)
+        await finalise_all(redis, audit, sessions.ids[:args.backlog], args.concurrency,
+                           FinaliseRun("backlog", child.fsync, args.concurrency))
+        print(f"    backlog: {args.backlog} sessions finalised before delivery started", flush=True)
+    sender: DeliveryProcess | None = None
+    if arrangement == "process":
+        from server.billing.wake import Wake  # not in an older checkout (--before runs inline only)
+
+        wake = Wake(outbox.BILLING, redis)
+        sender = DeliveryProcess(f"unix://{child.socket}?db={db}", receiver.url + "/billing", child.dir)
+        await sender.start()
     await receiver.call("POST", "/reset")
     gc.collect()
     await child.latency_start()
     collector = contextlib.ExitStack()
     run.full_collections_ms = collector.enter_context(server_collector())
-    task = asyncio.create_task(worker.run() if not args.delivery_process else
-                               delivery_process(f"unix://{child.socket}?db={db}", receiver.url + "/billing"))
+    task = asyncio.create_task(worker.run() if sender is None else sender.exited())
     ticker = asyncio.create_task(loop_stalls(run.loop_stalls_ms, run.loop_cpu_ms))
     cpu0, wall0 = time.process_time(), time.perf_counter()
     try:
-        await finalise_all(redis, audit, sessions.ids, args.concurrency, fin, wake)
+        await finalise_all(redis, audit, sessions.ids[args.backlog:], args.concurrency, fin, wake)
         finalised_at = time.time()
         fin.stalls = await child.latency()
         run.expected = fin.billing_records
@@ -654,6 +717,9 @@ async def deliver_run(child: RedisChild, db: int, args: argparse.Namespace, rece
                 await t
         run.process_cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
         collector.close()
+        if sender is not None:
+            run.delivery_cpu_s = sender.cpu_seconds() - sender.cpu_at_start
+            await sender.stop()
     run.stalls = await child.latency()
     run.persistence = await child.persistence()
     run.batches = worker.batches
@@ -758,20 +824,6 @@ async def serve_receiver() -> None:
     await site.start()
     print(f"PORT {runner.addresses[0][1]}", flush=True)
     await asyncio.Event().wait()
-
-
-async def serve_delivery(redis_url: str, hook: str) -> None:
-    """The `--serve-delivery` process: the server's worker alone in a process, as a deployment
-    that gave delivery a process of its own would run it (the collector policy installed, no wake
-    from finalisation: it polls, every second at the server's default retry base)."""
-    redis = connect(redis_url)
-    clock = SystemClock()
-    settings = Settings(billing_webhook_url=hook, billing_webhook_secrets=(SECRET,))
-    worker = DeliveryWorker(redis, clock, settings, AuditLog(redis, clock))
-    if CollectorPolicy is not None:
-        CollectorPolicy().install()
-    print("READY", flush=True)
-    await worker.run()
 
 
 # -- the year's attendance report ------------------------------------------------------------
@@ -1120,11 +1172,12 @@ def print_report(args: argparse.Namespace, finals: list[FinaliseRun], deliveries
             mean_batch_ms = d.busy_s / len(sizes) * 1000 if sizes else math.nan
             aof_mb = (d.persistence.get("aof_current_size") or 0) / 1e6
             print(f"  [{d.fsync}] {d.worker}: {d.during_finalisation} arrived while finalising "
-                  f"({d.fin.seconds:.1f} s), the other {d.arrivals - d.during_finalisation} in the "
+                  f"({d.fin.seconds:.1f} s: {fmt(d.during_per_s, 0)}/s), "
+                  f"the other {d.arrivals - d.during_finalisation} in the "
                   f"{fmt(d.drain_s, 1)} s after ({fmt(d.drain_per_s, 0)}/s)")
-            if args.delivery_process:
-                print("        rounds and stores: in the delivery process (not traced); the loop figures below "
-                      "are the finalising process's")
+            if d.arrangement == "process":
+                print(f"        rounds and stores: in the delivery process (not traced), which used "
+                      f"{fmt(d.delivery_cpu_s, 1)} s of CPU; the loop figures below are the finalising process's")
             else:
                 print(f"        {len(d.batches)} rounds (median size {fmt(median([float(n) for n in sizes]), 0)}, "
                       f"{full} full, {fmt(mean_batch_ms)} ms each on average): delivering {d.busy_s:.1f} s "
@@ -1158,6 +1211,17 @@ def print_report(args: argparse.Namespace, finals: list[FinaliseRun], deliveries
         if da and dn:
             comparisons.append(f"{worker} records/s no/always {ratio(dn.records_per_s, da.records_per_s)}, "
                                f"delay p99 always/no {ratio(percentile(da.delays_s, 99), percentile(dn.delays_s, 99))}")
+    for fsync in args.fsync:
+        inline, process = dd.get((fsync, ARRANGEMENTS["inline"])), dd.get((fsync, ARRANGEMENTS["process"]))
+        if inline and process:
+            comparisons.append(
+                f"[{fsync}] process/inline: delivery records/s {ratio(process.records_per_s, inline.records_per_s)} "
+                f"(while finalising {ratio(process.during_per_s, inline.during_per_s)}), "
+                f"delay p50 {ratio(percentile(process.delays_s, 50), percentile(inline.delays_s, 50))}, "
+                f"p99 {ratio(percentile(process.delays_s, 99), percentile(inline.delays_s, 99))}; finalisation "
+                f"records/s {ratio(process.fin.records_per_s, inline.fin.records_per_s)}; the finalising loop's "
+                f"longest stretch on the CPU "
+                f"{ratio(max(process.loop_cpu_ms, default=math.nan), max(inline.loop_cpu_ms, default=math.nan))}")
     for c in comparisons:
         print(f"ratio {c}")
     if finals or deliveries:
@@ -1193,6 +1257,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--absent-pct", type=float, default=0.0,
                         help="share of patients absent per session (absent patients get no billing record)")
     parser.add_argument("--concurrency", type=int, default=8, help="finalise() calls in flight")
+    parser.add_argument("--backlog", type=int, default=0,
+                        help="of the sessions, finalise this many before delivery starts (a backlog it works on "
+                             "while the rest are finalised); their records are left out of the delays")
     parser.add_argument("--delivery-timeout", type=float, default=1800.0, help="seconds to wait for all deliveries")
     parser.add_argument("--report-patients", type=int, default=500)
     parser.add_argument("--report-group-size", type=int, default=12)
@@ -1205,14 +1272,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a checkout of an earlier commit: run on its server code too, alternating, and compare")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each side (with --before)")
     parser.add_argument("--summary", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--delivery-process", action="store_true",
-                        help="run the delivery worker in a process of its own (polling), not beside finalisation")
+    parser.add_argument("--arrangements", default="inline,process",
+                        help="where delivery runs, one run each: inline (on the finalising loop), process "
+                             "(a `porchlight deliver` process, the product's default)")
     parser.add_argument("--serve-receiver", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--serve-delivery", nargs=2, metavar=("REDIS_URL", "HOOK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     if not args.parts <= {"finalise", "deliver", "report"}:
         parser.error("--parts: finalise, deliver, report")
+    args.arrangements = [a.strip() for a in args.arrangements.split(",") if a.strip()]
+    if not args.arrangements or not set(args.arrangements) <= set(ARRANGEMENTS):
+        parser.error("--arrangements: inline, process (comma-separated)")
     args.fsync = [f.strip() for f in args.fsync.split(",") if f.strip()]
     if not args.fsync or not set(args.fsync) <= {"always", "everysec", "no"}:
         parser.error("--fsync: always, everysec or no (comma-separated)")
@@ -1245,7 +1315,8 @@ async def amain(args: argparse.Namespace) -> int:
                     finals.append(await finalise_only(child, 1, args, args.concurrency,
                                                       f"finalise, {args.concurrency} at a time"))
                 if "deliver" in args.parts:
-                    deliveries.append(await deliver_run(child, 2, args, receiver))
+                    for db, arrangement in enumerate(arrangements(args), start=2):
+                        deliveries.append(await deliver_run(child, db, args, receiver, arrangement))
             except Exception as exc:
                 failures.append(f"fsync {fsync}: {type(exc).__name__}: {exc}")
                 print(f"  ! {failures[-1]}", flush=True)
@@ -1268,6 +1339,15 @@ async def amain(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def arrangements(args: argparse.Namespace) -> list[str]:
+    """The arrangements asked for that this checkout's server has (`porchlight deliver` is newer)."""
+    has_process = (Path(reports.__file__).resolve().parents[1] / "deliver.py").exists()
+    skipped = [a for a in args.arrangements if a == "process" and not has_process]
+    if skipped:
+        print("  (this server code has no `porchlight deliver`: inline only)", flush=True)
+    return [a for a in args.arrangements if a not in skipped]
+
+
 def summary(finals: list[FinaliseRun], deliveries: list[DeliveryRun], timings: list[Timing]) -> dict[str, Any]:
     """The figures --before compares, from one side's run."""
     out: dict[str, Any] = {"figures": {}, "outputs": dict(OUTPUTS)}
@@ -1275,14 +1355,16 @@ def summary(finals: list[FinaliseRun], deliveries: list[DeliveryRun], timings: l
     for f in finals:
         figures[f"[{f.fsync}] {f.label}: records/s"] = f.records_per_s
     for d in deliveries:
-        figures[f"[{d.fsync}] delivery with finalisation: records/s"] = d.records_per_s
-        figures[f"[{d.fsync}] delivery: delay p99 s"] = percentile(d.delays_s, 99)
-        figures[f"[{d.fsync}] delivery: delay max s"] = max(d.delays_s, default=math.nan)
-        figures[f"[{d.fsync}] loop: longest stall ms"] = max(d.loop_stalls_ms, default=math.nan)
-        figures[f"[{d.fsync}] loop: stalls over 10 ms"] = sum(1 for x in d.loop_stalls_ms if x > 10)
-        figures[f"[{d.fsync}] loop: longest on the CPU ms"] = max(d.loop_cpu_ms, default=math.nan)
-        figures[f"[{d.fsync}] loop: ticks over 10 ms on the CPU"] = sum(1 for x in d.loop_cpu_ms if x > 10)
-        figures[f"[{d.fsync}] loop: full collections"] = len(d.full_collections_ms)
+        at = f"[{d.fsync}]" if d.arrangement == "inline" else f"[{d.fsync}] ({d.arrangement})"
+        figures[f"{at} delivery with finalisation: records/s"] = d.records_per_s
+        figures[f"{at} delivery while finalising: records/s"] = d.during_per_s
+        figures[f"{at} delivery: delay p99 s"] = percentile(d.delays_s, 99)
+        figures[f"{at} delivery: delay max s"] = max(d.delays_s, default=math.nan)
+        figures[f"{at} loop: longest stall ms"] = max(d.loop_stalls_ms, default=math.nan)
+        figures[f"{at} loop: stalls over 10 ms"] = sum(1 for x in d.loop_stalls_ms if x > 10)
+        figures[f"{at} loop: longest on the CPU ms"] = max(d.loop_cpu_ms, default=math.nan)
+        figures[f"{at} loop: ticks over 10 ms on the CPU"] = sum(1 for x in d.loop_cpu_ms if x > 10)
+        figures[f"{at} loop: full collections"] = len(d.full_collections_ms)
     for t in timings:
         figures[f"report {t.name}: best s"] = min(t.runs)
     return out
@@ -1290,6 +1372,7 @@ def summary(finals: list[FinaliseRun], deliveries: list[DeliveryRun], timings: l
 
 GOALS = {
     "delivery with finalisation: records/s": ">= 1000",
+    "delivery while finalising: records/s": ">= 1000",
     "delivery: delay p99 s": "<= 2 s",
     "loop: longest stall ms": "<= 10 ms",
     "loop: longest on the CPU ms": "<= 10 ms",
@@ -1348,10 +1431,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_receiver:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve_receiver())
-        return 0
-    if args.serve_delivery:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve_delivery(*args.serve_delivery))
         return 0
     return asyncio.run(amain(args))
 

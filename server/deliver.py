@@ -143,7 +143,8 @@ async def command(settings: Settings, supervised: bool) -> int:
     channels = ", ".join(name for name, url in (("billing", settings.billing_webhook_url),
                                                 ("alerts", settings.alert_webhook_url),
                                                 ("reminders", settings.notify_webhook_url)) if url) or "none configured"
-    print(f"Porchlight delivery is running (webhooks: {channels}).", flush=True)
+    if not supervised:  # `serve` has said where it runs; its banner stays the last lines on the screen
+        print(f"Porchlight delivery is running (webhooks: {channels}).", flush=True)
     try:
         await task
     finally:
