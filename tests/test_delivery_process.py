@@ -361,3 +361,21 @@ async def test_a_wake_set_in_one_process_is_heard_by_a_listener_elsewhere(redis:
     finally:
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)
+
+
+async def test_a_delivery_process_never_outlives_its_server(
+    tmp_path: Path, own_redis: RedisServer, receiver: Receiver
+) -> None:
+    """The server killed with SIGKILL (no chance to stop anything): its delivery process sees its
+    pipe close and exits by itself."""
+    env = _env(tmp_path, PORCHLIGHT_REDIS_URL=own_redis.url, PORCHLIGHT_BILLING_WEBHOOK_URL=receiver.url,
+               PORCHLIGHT_BILLING_WEBHOOK_SECRET=SECRET)
+    process, _ = await start(env)
+    sender = await one_delivery_child(process.pid)
+    process.send_signal(signal.SIGKILL)
+    await process.wait()
+
+    async def exited() -> bool:
+        return gone(sender)
+
+    await until(exited, 20)
