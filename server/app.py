@@ -27,6 +27,7 @@ from server.deliver import delivery_workers
 from server.errors import ApiError, ErrorCode
 from server.ids import new_id
 from server.lobby.registry import Lobby
+from server.measures import alerts
 from server.media.ice import IceServers, Turn
 from server.media.outbound import Outlet
 from server.media.room import MediaRooms, Source
@@ -134,12 +135,13 @@ def create_app(settings: Settings, redis: Redis | None = None, clock: Clock | No
     bus = Bus(client, node.node_id)
     # Queued records wake this process's workers (inline), or the delivery processes over Redis.
     elsewhere = None if settings.delivery == "inline" else client
-    wakes = {channel: Wake(channel, elsewhere) for channel in (outbox.BILLING, reminder_events.CHANNEL)}
+    wakes = {channel: Wake(channel, elsewhere) for channel in (outbox.BILLING, alerts.CHANNEL, reminder_events.CHANNEL)}
     lobby = Lobby(client, clock, audit, metrics, settings.reconnect_grace_seconds, settings.auto_end_seconds,
                   media=media, ice_servers=ice,
                   check_ins_per_minute=settings.check_ins_per_minute, node=node, bus=bus,
                   tick_seconds=min(1.0, settings.node_timeout_seconds / 4),
-                  min_attended_seconds=settings.min_attended_seconds, delivery_wake=wakes[outbox.BILLING])
+                  min_attended_seconds=settings.min_attended_seconds, delivery_wake=wakes[outbox.BILLING],
+                  alert_wake=wakes[alerts.CHANNEL])
     app[SERVICES] = Services(
         settings=settings,
         clock=clock,

@@ -55,7 +55,7 @@ def endpoints(settings: Settings) -> list[Endpoint]:
 def delivery_workers(redis: Redis, clock: Clock, settings: Settings, audit: AuditLog, metrics: Metrics,
                      wakes: Mapping[str, asyncio.Event]) -> list[DeliveryWorker]:
     """One worker per channel (in the order of `endpoints`), each woken by its channel's event
-    (a channel without one is only polled: safety alerts are not woken)."""
+    (a channel without one is only polled)."""
     return [DeliveryWorker(redis, clock, settings, audit, wake=wakes.get(endpoint.channel), metrics=metrics,
                            endpoint=endpoint) for endpoint in endpoints(settings)]
 

@@ -18,6 +18,7 @@ from server.clock import ManualClock
 from server.measures.due import is_due
 from server.measures.instruments import GAD7, PHQ9, Instrument, checked_answers, score
 from server.settings import Settings
+from server.store import keys
 from server.store.connection import Redis
 from tests.helpers import Api, Socket, World
 from tests.test_bad_input import _snapshot as _everything
@@ -303,7 +304,10 @@ async def test_item_9_alerts_every_staff_socket_of_the_group_at_once_and_reaches
     assert "display_name" not in event["data"] and "score" not in event["data"]
     audit = await api.client.app[ALERT_DELIVERY].audit.entries()
     assert any(e["action"] == "safety_alert.raise" and e["details"]["alert_id"] == alert["id"] for e in audit)
-    assert any(e["action"] == "safety_alert.delivered" for e in audit)
+    async with asyncio.timeout(10):  # the alert woke the worker: its outcome is stored once the answer is in
+        while not any(e["action"] == "safety_alert.delivered" for e in audit):
+            await asyncio.sleep(0.01)
+            audit = await api.client.app[ALERT_DELIVERY].audit.entries()
 
     # Acknowledged, with who and when; every console hears of it; once only.
     assert [a["id"] for a in (await api.get(world.facilitator, "/alerts?status=open"))["alerts"]] == [alert["id"]]
@@ -498,3 +502,29 @@ def test_falling_session_ratings_join_the_flags() -> None:
     assert flags([], 0, [5, 4, 4]) == []
     assert flags([], 0, [3, 5, 4, 2])[0].text == "session ratings falling (5 → 4 → 2)"
     assert flags([], 0, [5, 4]) == []
+
+
+async def test_a_safety_alert_wakes_the_delivery_processes_at_once(
+    aiohttp_client: Any, settings: Settings, redis: Redis, clock: ManualClock
+) -> None:
+    """With delivery in a process of its own (the default), the alert's event is announced over
+    Redis as soon as it is queued, so it goes out now rather than at the next poll."""
+    from server.billing.wake import listen
+
+    configured = settings.replace(delivery="process", heartbeat_timeout_seconds=6 * 3600,
+                                  staff_idle_timeout_seconds=30 * DAY, staff_session_max_seconds=30 * DAY)
+    api = Api(await aiohttp_client(create_app(configured, redis=redis, clock=clock)), redis, clock, configured)
+    world = await api.world(patients=1, questionnaires=[{"instrument": "PHQ-9", "every": "session"}])
+    await api.open(world)
+    sock, due = await _checked_in(api, world)
+    woken, subscribed = asyncio.Event(), asyncio.Event()
+    listening = asyncio.create_task(listen(redis, {"alerts": woken}, subscribed))
+    try:
+        await asyncio.wait_for(subscribed.wait(), 10)
+        await sock.send({"type": "questionnaire_response", "id": due["PHQ-9"]["id"],
+                         "answers": answers_summing_to(PHQ9, 8, item9=2)})
+        await asyncio.wait_for(woken.wait(), 10)
+        assert await redis.zcard(keys.outbox_by_status("alerts", "pending")) == 1  # waiting for that process
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)

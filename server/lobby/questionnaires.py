@@ -44,6 +44,7 @@ class MeasureActions(DoorState):
                                      self._open_session_id(), to_ms(self.clock.now()))
         reply: dict[str, Any] = {"type": "questionnaire_saved", "id": saved.questionnaire.id}
         if saved.alert is not None:
+            self.on_alert()
             # The patient is shown where to get help now (never a score); every staff socket of
             # the group is alerted at once.
             brand = brand_of(self.group)

@@ -19,6 +19,7 @@ from server.lobby.actions import ACTIONS, Args
 from server.lobby.cluster import Cluster
 from server.lobby.door import Door
 from server.lobby.persist import describe_session, load_session
+from server.measures import alerts
 from server.media.ice import IceServers
 from server.media.room import MediaRooms
 from server.metrics import Metrics
@@ -36,6 +37,7 @@ class Lobby:
         ice_servers: IceServers | None = None, check_ins_per_minute: int = 10,
         node: NodeRegistry | None = None, bus: Bus | None = None, tick_seconds: float = 1.0,
         min_attended_seconds: int = DEFAULT_MIN_ATTENDED_SECONDS, delivery_wake: Wake | None = None,
+        alert_wake: Wake | None = None,
     ) -> None:
         self.min_attended_seconds = min_attended_seconds  # attendance's short-join rule, at finalising
         self.node = node
@@ -50,6 +52,7 @@ class Lobby:
         self.ice_servers = ice_servers
         self.auto_end_seconds = auto_end_seconds
         self.delivery_wake = delivery_wake or Wake(outbox.BILLING)  # set when new billing records are queued
+        self.alert_wake = alert_wake or Wake(alerts.CHANNEL)  # set when a safety alert's event is queued
         self.clock = clock
         self.audit = audit
         self.metrics = metrics
@@ -134,7 +137,7 @@ class Lobby:
                 group_id, self.redis, self.clock, self.audit, self.metrics, self.grace_seconds,
                 on_end=self.finalise, media=self.media, ice_servers=self.ice_servers,
                 check_ins_per_minute=self.check_ins_per_minute, node_id=self.node.node_id if self.node else None,
-                crowded=lambda: self._crowded(group_id),
+                crowded=lambda: self._crowded(group_id), on_alert=self.alert_wake.set,
             )
         return door
 

@@ -43,6 +43,7 @@ class DoorState:
         *, on_end: Callable[[str], Awaitable[None]] | None = None, media: MediaRooms | None = None,
         ice_servers: IceServers | None = None, check_ins_per_minute: int = 10,
         node_id: str | None = None, crowded: Callable[[], bool] = lambda: False,
+        on_alert: Callable[[], None] = lambda: None,
     ) -> None:
         self.node_id = node_id  # this process, named in the records of the sessions it opens
         self.group_id = group_id
@@ -58,6 +59,7 @@ class DoorState:
         self.presence = Presence(metrics, self._render)
         self.early: dict[str, tuple[int, str | None]] = {}  # checked in before open: (at, location)
         self.on_end = on_end  # attendance finalisation
+        self.on_alert = on_alert  # a safety alert's event was queued: wake its delivery
         self.media = media  # the session's media plane, when this process has one
         self.ice = ice_servers or IceServers((), None, clock)  # handed to each client on admission
         self.empty_since: int | None = None  # for the automatic end
