@@ -177,8 +177,8 @@ async def test_workers_finalise_and_their_one_delivery_process_sends_the_record(
     tmp_path: Path, own_redis: RedisServer, own: Redis, receiver: Receiver
 ) -> None:
     """PORCHLIGHT_WORKERS=2: the supervisor runs one delivery process beside the two workers; a
-    session ended in a worker has its record sent by that process (the worker sends none), and
-    SIGTERM stops them all."""
+    session ended in a worker has its record sent by that process (the worker sends none); the
+    supervisor starts it again when it is killed; SIGTERM stops them all."""
     env = _env(tmp_path, PORCHLIGHT_REDIS_URL=own_redis.url, PORCHLIGHT_WORKERS="2",
                PORCHLIGHT_BILLING_WEBHOOK_URL=receiver.url, PORCHLIGHT_BILLING_WEBHOOK_SECRET=SECRET)
     await add_staff(env)
@@ -194,6 +194,16 @@ async def test_workers_finalise_and_their_one_delivery_process_sends_the_record(
         assert metrics["porchlight_billing_records_delivered"] == 1
         assert metrics["porchlight_billing_delivered_total"] == 0  # the serving processes send nothing
         assert len(delivery_children(process.pid)) == 1  # one delivery process, whatever the workers
+        os.kill(sender, signal.SIGKILL)
+        found: list[int] = []
+
+        async def started_again() -> bool:
+            found[:] = delivery_children(process.pid)
+            return found not in ([], [sender])
+
+        await until(started_again)
+        sender = found[0]
+        await until(lambda: _alive(own))  # its heartbeat; the killed one's lapses
     finally:
         if process.returncode is None:
             await stopped(process, sender)
@@ -339,7 +349,8 @@ async def test_a_redis_outage_costs_the_delivery_process_nothing(
 
 
 async def _alive(redis: Redis) -> bool:
-    return int(await redis.zcard(keys.delivery_processes())) == 1
+    """One delivery process heartbeats now (members that stopped beating are not counted)."""
+    return int(await redis.zcount(keys.delivery_processes(), to_ms(time.time()) - 1500, "+inf")) == 1
 
 
 async def test_a_wake_set_in_one_process_is_heard_by_a_listener_elsewhere(redis: Redis) -> None:
