@@ -619,7 +619,8 @@ class DeliveryProcess:
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
         if not line.startswith(b"Porchlight delivery is running"):
-            raise RuntimeError(f"the delivery process did not start: {line!r}")
+            code = await self.proc.wait() if not line else None
+            raise RuntimeError(f"the delivery process did not start: {line!r} (exit code {code})")
         self.cpu_at_start = self.cpu_seconds()  # its imports and start-up, not delivery
 
     async def exited(self) -> None:
