@@ -169,8 +169,10 @@ async def _delivery_process(settings: Settings) -> AsyncIterator[None]:
     if settings.delivery != "process":
         yield
         return
-    url = settings.redis_url or EmbeddedRedis(settings.data_dir).url
-    child = DeliveryChild({**os.environ, "PORCHLIGHT_REDIS_URL": url})
+    # The same settings as this process; the embedded Redis's address when this process runs it
+    # (a configured URL, or its _FILE, is in the environment already).
+    embedded = {} if settings.redis_url else {"PORCHLIGHT_REDIS_URL": EmbeddedRedis(settings.data_dir).url}
+    child = DeliveryChild({**os.environ, **embedded})
     child.start()
 
     async def watch() -> None:

@@ -326,9 +326,11 @@ async def test_a_redis_outage_costs_the_delivery_process_nothing(
     tmp_path: Path, own_redis: RedisServer, own: Redis, receiver: Receiver
 ) -> None:
     """Redis stops answering (SIGSTOP) longer than a command's timeout, then comes back: the
-    delivery process lives on, hears the next wake and sends what was queued, each record once."""
-    env = _env(tmp_path, PORCHLIGHT_REDIS_URL=own_redis.url, PORCHLIGHT_BILLING_WEBHOOK_URL=receiver.url,
-               PORCHLIGHT_BILLING_WEBHOOK_SECRET=SECRET)
+    delivery process lives on, hears the next wake and sends what was queued, each record once.
+    (The Redis URL from a file, as orchestrators mount it: the delivery process reads it too.)"""
+    (tmp_path / "redis-url").write_text(own_redis.url)
+    env = _env(tmp_path, PORCHLIGHT_REDIS_URL_FILE=str(tmp_path / "redis-url"),
+               PORCHLIGHT_BILLING_WEBHOOK_URL=receiver.url, PORCHLIGHT_BILLING_WEBHOOK_SECRET=SECRET)
     process, _ = await start(env)
     sender = await one_delivery_child(process.pid)
     assert own_redis.process is not None
