@@ -7,7 +7,7 @@ import base64
 import re
 import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,48 @@ async def start(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
             seen.append(line)
             if match := re.search(r"running at (http://\S+)", line):
                 return process, match.group(1)
+
+
+Login = Callable[[str], Awaitable[str]]  # a user name -> the CSRF token of its new sign-in
+Call = Callable[..., Awaitable[Any]]  # (method, path, csrf, body=None, status=200) -> the JSON answer
+
+
+def signed_in(http: aiohttp.ClientSession, jar: aiohttp.CookieJar, base: str, password: str) -> tuple[Login, Call]:
+    """`login(name)`: sign in as that user (the jar's cookies replaced), its CSRF token back;
+    `call(method, path, csrf, body=None, status=200)`: a request that must answer `status`."""
+    async def login(name: str) -> str:
+        jar.clear()
+        resp = await http.post(f"{base}/api/v1/login", json={"username": name, "password": password})
+        assert resp.status == 200
+        return str((await resp.json())["csrf_token"])
+
+    async def call(method: str, path: str, csrf: str, body: Any = None, status: int = 200) -> Any:
+        resp = await http.request(method, f"{base}/api/v1{path}", json=body, headers={"X-CSRF-Token": csrf})
+        assert resp.status == status, await resp.text()
+        return await resp.json()
+
+    return login, call
+
+
+async def attend_and_end(http: aiohttp.ClientSession, base: str, login: Login, call: Call, facilitator_id: str) -> None:
+    """Through a running server's API, as "admin" then as the facilitator "dana": a group, one
+    patient checked in over a real WebSocket and admitted, a little more than a second of
+    attendance, the session ended (its finalisation queues one billing record)."""
+    csrf = await login("admin")
+    group = await call("POST", "/groups", csrf, {"name": "Crash test", "program": "PHP",
+                                                 "facilitator_ids": [facilitator_id]}, 201)
+    patient = await call("POST", "/patients", csrf, {"display_name": "Robin K."}, 201)
+    enrollment = await call("POST", f"/groups/{group['id']}/enrollments", csrf, {"patient_id": patient["id"]}, 201)
+    csrf = await login("dana")
+    session = await call("POST", f"/groups/{group['id']}/sessions", csrf, None, 201)
+    ws = await http.ws_connect(f"{base}/api/v1/ws")
+    await ws.send_json({"type": "hello", "token": enrollment["join_url"].rsplit("/j/", 1)[1], "location": "home"})
+    assert (await ws.receive_json(timeout=10))["type"] == "waiting"
+    await call("POST", f"/sessions/{session['id']}/admit", csrf, {"all": True})
+    assert (await ws.receive_json(timeout=10))["type"] == "admitted"
+    await asyncio.sleep(1.2)  # a little real attendance: more than one whole second
+    await call("POST", f"/sessions/{session['id']}/end", csrf)
+    await ws.close()
 
 
 @pytest.fixture
@@ -62,41 +104,18 @@ async def test_sigkill_between_finalisation_and_delivery_delivers_once_after_res
     process, base = await start(_env(tmp_path))
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(cookie_jar=jar) as http:
-        async def login(name: str) -> str:
-            jar.clear()
-            resp = await http.post(f"{base}/api/v1/login", json={"username": name, "password": "a long password"})
-            assert resp.status == 200
-            return str((await resp.json())["csrf_token"])
-
-        async def call(method: str, path: str, csrf: str, body: Any = None, status: int = 200) -> Any:
-            resp = await http.request(method, f"{base}/api/v1{path}", json=body, headers={"X-CSRF-Token": csrf})
-            assert resp.status == status, await resp.text()
-            return await resp.json()
+        login, call = signed_in(http, jar, base, "a long password")
 
         csrf = await login("admin")
         me = await call("GET", "/me", csrf)
         users = {"admin": me["user"]["id"]}
         csrf = await login("dana")
         users["dana"] = (await call("GET", "/me", csrf))["user"]["id"]
-        csrf = await login("admin")
-        group = await call("POST", "/groups", csrf, {"name": "Crash test", "program": "PHP",
-                                                     "facilitator_ids": [users["dana"]]}, 201)
-        patient = await call("POST", "/patients", csrf, {"display_name": "Robin K."}, 201)
-        enrollment = await call("POST", f"/groups/{group['id']}/enrollments", csrf, {"patient_id": patient["id"]}, 201)
-        csrf = await login("dana")
-        session = await call("POST", f"/groups/{group['id']}/sessions", csrf, None, 201)
-        ws = await http.ws_connect(f"{base}/api/v1/ws")
-        await ws.send_json({"type": "hello", "token": enrollment["join_url"].rsplit("/j/", 1)[1], "location": "home"})
-        assert (await ws.receive_json(timeout=10))["type"] == "waiting"
-        await call("POST", f"/sessions/{session['id']}/admit", csrf, {"all": True})
-        assert (await ws.receive_json(timeout=10))["type"] == "admitted"
-        await asyncio.sleep(1.2)  # a little real attendance: more than one whole second
-        await call("POST", f"/sessions/{session['id']}/end", csrf)
+        await attend_and_end(http, base, login, call, users["dana"])
         csrf = await login("admin")
         pending = (await call("GET", "/billing/deliveries?status=pending", csrf))["deliveries"]
         assert len(pending) == 1
         record_id = pending[0]["record_id"]
-        await ws.close()
 
     process.send_signal(signal.SIGKILL)
     await process.wait()

@@ -78,12 +78,10 @@ async def test_a_batched_round_chains_one_entry_per_record_and_the_log_verifies(
         got.append(request.headers["webhook-id"])
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    server = await aiohttp_server(app)
+    server_url = await serve_hook(aiohttp_server, handle)
     clock = ManualClock(time.time())
     bodies = await queue_records(redis, delivery.BATCH + 10, to_ms(clock.now()))
-    settings = Settings(billing_webhook_url=str(server.make_url("/hook")), billing_webhook_secrets=(SECRET,))
+    settings = Settings(billing_webhook_url=server_url, billing_webhook_secrets=(SECRET,))
     audit = AuditLog(redis, clock)
     other = AuditLog(redis, clock)  # another process appending meanwhile: WATCH makes one of them retry
 
@@ -116,13 +114,11 @@ async def test_a_worker_killed_mid_batch_skips_nothing_and_sends_nothing_twice(
     count = answered + delivery.IN_FLIGHT
     seen, release, handle = holding_receiver(answered)
 
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    server = await aiohttp_server(app)
+    server_url = await serve_hook(aiohttp_server, handle)
     redis = connect(own_redis.url)
     try:
         bodies = await queue_records(redis, count, to_ms(time.time()))
-        env = {**os.environ, "REDIS_URL": own_redis.url, "HOOK": str(server.make_url("/hook")), "SECRET": SECRET}
+        env = {**os.environ, "REDIS_URL": own_redis.url, "HOOK": server_url, "SECRET": SECRET}
 
         async def start(offset: float) -> asyncio.subprocess.Process:
             process = await asyncio.create_subprocess_exec(
@@ -179,11 +175,9 @@ async def test_a_server_killed_mid_batch_skips_nothing_and_sends_nothing_twice(
     count = answered + delivery.IN_FLIGHT
     seen, release, handle = holding_receiver(answered)
 
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    hook = await aiohttp_server(app)
+    hook_url = await serve_hook(aiohttp_server, handle)
     redis = connect(own_redis.url)
-    env = _env(tmp_path, PORCHLIGHT_REDIS_URL=own_redis.url, PORCHLIGHT_BILLING_WEBHOOK_URL=str(hook.make_url("/hook")),
+    env = _env(tmp_path, PORCHLIGHT_REDIS_URL=own_redis.url, PORCHLIGHT_BILLING_WEBHOOK_URL=hook_url,
                PORCHLIGHT_BILLING_WEBHOOK_SECRET=SECRET, PORCHLIGHT_BILLING_RETRY_BASE_SECONDS="0.2",
                PORCHLIGHT_DELIVERY="inline")  # the serving process delivers (tests/test_delivery_process.py: its own)
     try:
@@ -223,6 +217,13 @@ async def test_a_server_killed_mid_batch_skips_nothing_and_sends_nothing_twice(
         assert f"audit log intact: {count} entries verified" in said.decode()  # one per record
     finally:
         await redis.aclose()
+
+
+async def serve_hook(aiohttp_server: Any, handle: Callable[[web.Request], Awaitable[web.Response]]) -> str:
+    """`handle` behind POST /hook on a real local HTTP server: the hook's URL."""
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    return str((await aiohttp_server(app)).make_url("/hook"))
 
 
 def holding_receiver(answered: int) -> tuple[list[tuple[str, bytes, bool]], asyncio.Event,

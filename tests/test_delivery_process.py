@@ -24,9 +24,9 @@ from server.store import keys
 from server.store.connection import Redis, connect
 from tests.conftest import RedisServer
 from tests.test_billing import verify_standard_webhook
-from tests.test_billing_crash import start
+from tests.test_billing_crash import attend_and_end, signed_in, start
 from tests.test_cli import PORCHLIGHT, _env
-from tests.test_delivery_batches import SECRET, delivered_entries, holding_receiver, queue_records
+from tests.test_delivery_batches import SECRET, delivered_entries, holding_receiver, queue_records, serve_hook
 
 PASSWORD = "a long password"
 
@@ -94,9 +94,7 @@ class Receiver:
 @pytest.fixture
 async def receiver(aiohttp_server: Any) -> Receiver:
     rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    rec.url = str((await aiohttp_server(app)).make_url("/hook"))
+    rec.url = await serve_hook(aiohttp_server, rec.handle)
     return rec
 
 
@@ -114,39 +112,27 @@ async def stopped(process: asyncio.subprocess.Process, delivery_pid: int) -> Non
     assert gone(delivery_pid)
 
 
+async def restarted(server_pid: int, killed: int) -> int:
+    """The pid of the delivery process the server started in place of `killed`."""
+    found: list[int] = []
+
+    async def started_again() -> bool:
+        found[:] = delivery_children(server_pid)
+        return found not in ([], [killed])
+
+    await until(started_again)
+    return found[0]
+
+
 async def end_a_session(base: str) -> str:
     """Through the API of a running server: a group, a patient admitted, the session ended.
     The id of the billing record its finalisation queued."""
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(cookie_jar=jar) as http:
-        async def login(name: str) -> str:
-            jar.clear()
-            resp = await http.post(f"{base}/api/v1/login", json={"username": name, "password": PASSWORD})
-            assert resp.status == 200
-            return str((await resp.json())["csrf_token"])
-
-        async def call(method: str, path: str, csrf: str, body: Any = None, status: int = 200) -> Any:
-            resp = await http.request(method, f"{base}/api/v1{path}", json=body, headers={"X-CSRF-Token": csrf})
-            assert resp.status == status, await resp.text()
-            return await resp.json()
+        login, call = signed_in(http, jar, base, PASSWORD)
 
         csrf = await login("dana")
-        dana = (await call("GET", "/me", csrf))["user"]["id"]
-        csrf = await login("admin")
-        group = await call("POST", "/groups", csrf, {"name": "Delivery test", "program": "PHP",
-                                                     "facilitator_ids": [dana]}, 201)
-        patient = await call("POST", "/patients", csrf, {"display_name": "Robin K."}, 201)
-        enrollment = await call("POST", f"/groups/{group['id']}/enrollments", csrf, {"patient_id": patient["id"]}, 201)
-        csrf = await login("dana")
-        session = await call("POST", f"/groups/{group['id']}/sessions", csrf, None, 201)
-        ws = await http.ws_connect(f"{base}/api/v1/ws")
-        await ws.send_json({"type": "hello", "token": enrollment["join_url"].rsplit("/j/", 1)[1], "location": "home"})
-        assert (await ws.receive_json(timeout=10))["type"] == "waiting"
-        await call("POST", f"/sessions/{session['id']}/admit", csrf, {"all": True})
-        assert (await ws.receive_json(timeout=10))["type"] == "admitted"
-        await asyncio.sleep(1.2)  # a little real attendance: more than one whole second
-        await call("POST", f"/sessions/{session['id']}/end", csrf)
-        await ws.close()
+        await attend_and_end(http, base, login, call, (await call("GET", "/me", csrf))["user"]["id"])
         csrf = await login("admin")
         listed: list[dict[str, Any]] = []
 
@@ -195,14 +181,7 @@ async def test_workers_finalise_and_their_one_delivery_process_sends_the_record(
         assert metrics["porchlight_billing_delivered_total"] == 0  # the serving processes send nothing
         assert len(delivery_children(process.pid)) == 1  # one delivery process, whatever the workers
         os.kill(sender, signal.SIGKILL)
-        found: list[int] = []
-
-        async def started_again() -> bool:
-            found[:] = delivery_children(process.pid)
-            return found not in ([], [sender])
-
-        await until(started_again)
-        sender = found[0]
+        sender = await restarted(process.pid, sender)
         await until(lambda: _alive(own))  # its heartbeat; the killed one's lapses
     finally:
         if process.returncode is None:
@@ -224,10 +203,8 @@ async def test_a_delivery_process_killed_mid_batch_is_started_again_and_skips_no
     answered = 12
     count = answered + delivery.IN_FLIGHT
     seen, release, handle = holding_receiver(answered)
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    hook = await aiohttp_server(app)
-    env = _env(tmp_path, PORCHLIGHT_REDIS_URL=own_redis.url, PORCHLIGHT_BILLING_WEBHOOK_URL=str(hook.make_url("/hook")),
+    hook_url = await serve_hook(aiohttp_server, handle)
+    env = _env(tmp_path, PORCHLIGHT_REDIS_URL=own_redis.url, PORCHLIGHT_BILLING_WEBHOOK_URL=hook_url,
                PORCHLIGHT_BILLING_WEBHOOK_SECRET=SECRET, PORCHLIGHT_BILLING_RETRY_BASE_SECONDS="0.2")
     process, _ = await start(env)
     sender = await one_delivery_child(process.pid)
@@ -239,14 +216,7 @@ async def test_a_delivery_process_killed_mid_batch_is_started_again_and_skips_no
         assert len(held) == count - answered
         assert await own.zcard(keys.billing_by_status("pending")) == len(held)  # claimed, outcome unknown
         assert await own.zcount(keys.billing_due(), "-inf", to_ms(time.time())) == 0  # leased
-        found: list[int] = []
-
-        async def started_again() -> bool:
-            found[:] = delivery_children(process.pid)
-            return found not in ([], [sender])
-
-        await until(started_again)
-        sender = found[0]
+        sender = await restarted(process.pid, sender)
         await own.zadd(keys.billing_due(), {record_id: to_ms(time.time()) for record_id in held})
         release.set()
         await until(lambda: _delivered(own, count))
@@ -285,10 +255,8 @@ async def test_two_deliver_processes_send_each_record_once(
         await asyncio.sleep(0.002)  # requests overlap: both processes have some in flight
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    hook = await aiohttp_server(app)
-    env = _env(tmp_path, PORCHLIGHT_REDIS_URL=own_redis.url, PORCHLIGHT_BILLING_WEBHOOK_URL=str(hook.make_url("/hook")),
+    hook_url = await serve_hook(aiohttp_server, handle)
+    env = _env(tmp_path, PORCHLIGHT_REDIS_URL=own_redis.url, PORCHLIGHT_BILLING_WEBHOOK_URL=hook_url,
                PORCHLIGHT_BILLING_WEBHOOK_SECRET=SECRET, PORCHLIGHT_DELIVERY="external")
     senders = [await _deliver(env) for _ in range(2)]
     try:
