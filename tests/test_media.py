@@ -12,7 +12,7 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
-from server.media import inbound
+from server.media import inbound, sink
 from server.media.room import MediaRoom
 from tests.helpers import Api, Socket, World
 from tests.media_peer import MediaPeer, Seen
@@ -125,6 +125,10 @@ async def test_four_people_see_and_hear_each_other(api: Api) -> None:
                 lean = inbound.listen(receiver.transport)
                 assert lean.taken > 0 and lean.dropped == 0
                 assert lean.taps[receiver].full_way < lean.taken  # at most the first few, while DTLS came up
+                # And sent them the compiled way where it is built: most packets without the Python path.
+                if sink.FANOUT is not None:
+                    for forward in source.forwards:
+                        assert forward.outlet.sink.fanned > forward.outlet.sink.sent // 2, source.kind
 
 
 async def test_removed_participant_vanishes_for_everyone_within_a_second(api: Api) -> None:

@@ -49,6 +49,10 @@ typedef struct {
     PyObject *address;
     struct sockaddr_storage addr;
     socklen_t addrlen;  /* 0: `address` is not numeric; sock.sendto is called instead */
+    /* What must still hold for `fanout` to send without asking Python (`guard`): the viewer
+       track's sender still has this DTLS transport, it is connected, and ICE still has this pair
+       nominated. Any change, and the packet takes the Python path, which routes and guards again. */
+    PyObject *sender, *dtls, *nominated, *pair, *connected;
     /* the viewer track */
     unsigned int ssrc;
     int payload_type;
@@ -56,9 +60,12 @@ typedef struct {
     Kept *history;      /* at sequence % capacity; NULL when capacity is 0 (audio: nobody NACKs it) */
     Py_ssize_t capacity;
     unsigned long long sent, dropped, octets;
+    unsigned long long fanned;  /* packets `fanout` placed here itself, without the Python path */
     unsigned int last_timestamp;
     double last_wall;
 } Sink;
+
+static PyTypeObject SinkType;
 
 static int
 Sink_init(Sink *self, PyObject *args, PyObject *kwds)
@@ -94,6 +101,11 @@ Sink_traverse(Sink *self, visitproc visit, void *arg)
     Py_VISIT(self->sock);
     Py_VISIT(self->sendto);
     Py_VISIT(self->address);
+    Py_VISIT(self->sender);
+    Py_VISIT(self->dtls);
+    Py_VISIT(self->nominated);
+    Py_VISIT(self->pair);
+    Py_VISIT(self->connected);
     return 0;  /* the kept payloads are bytes: they hold no references */
 }
 
@@ -104,6 +116,11 @@ Sink_clear(Sink *self)
     Py_CLEAR(self->sock);
     Py_CLEAR(self->sendto);
     Py_CLEAR(self->address);
+    Py_CLEAR(self->sender);
+    Py_CLEAR(self->dtls);
+    Py_CLEAR(self->nominated);
+    Py_CLEAR(self->pair);
+    Py_CLEAR(self->connected);
     self->ctx = NULL;
     return 0;
 }
@@ -350,6 +367,235 @@ Sink_resend(Sink *self, PyObject *const *args, Py_ssize_t nargs)
     return PyBool_FromLong(sent);
 }
 
+static PyObject *
+Sink_guard(Sink *self, PyObject *args)
+{
+    PyObject *sender, *dtls, *nominated, *pair, *connected;
+    if (!PyArg_ParseTuple(args, "OOO!OO:guard", &sender, &dtls, &PyDict_Type, &nominated, &pair, &connected))
+        return NULL;
+    Py_XSETREF(self->sender, Py_NewRef(sender));
+    Py_XSETREF(self->dtls, Py_NewRef(dtls));
+    Py_XSETREF(self->nominated, Py_NewRef(nominated));
+    Py_XSETREF(self->pair, Py_NewRef(pair));
+    Py_XSETREF(self->connected, Py_NewRef(connected));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Sink_unguard(Sink *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_CLEAR(self->sender);
+    Py_CLEAR(self->dtls);
+    Py_CLEAR(self->nominated);
+    Py_CLEAR(self->pair);
+    Py_CLEAR(self->connected);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Sink_get_guarded(Sink *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->sender != NULL);
+}
+
+static PyObject *str_rewriter, *str_outlet, *str_sink, *str_transport, *str_state, *str_held, *str_ssrc,
+    *str_highest, *str_span, *str_seq_offset, *str_ts_offset, *str_last_seq, *str_last_ts, *str_last_at,
+    *str_video, *one;
+
+/* 1: the guard holds; 0: it does not (the Python path decides); -1: an exception. */
+static int
+guarded(Sink *sink)
+{
+    if (sink->sender == NULL)
+        return 0;
+    PyObject *dtls = PyObject_GetAttr(sink->sender, str_transport);
+    if (dtls == NULL)
+        return -1;
+    Py_DECREF(dtls);  /* only its identity is compared */
+    if (dtls != sink->dtls)
+        return 0;
+    PyObject *state = PyObject_GetAttr(dtls, str_state);
+    if (state == NULL)
+        return -1;
+    Py_DECREF(state);
+    if (state != sink->connected)
+        return 0;
+    PyObject *pair = PyDict_GetItemWithError(sink->nominated, one);  /* borrowed */
+    if (pair == NULL && PyErr_Occurred())
+        return -1;
+    return pair == sink->pair;
+}
+
+/* An int attribute of a rewriter, as a C long long (it holds one: its fields are ints). */
+static int
+get_ll(PyObject *obj, PyObject *name, long long *out)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL)
+        return -1;
+    *out = PyLong_AsLongLong(value);
+    Py_DECREF(value);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int
+set_ll(PyObject *obj, PyObject *name, long long value)
+{
+    PyObject *boxed = PyLong_FromLongLong(value);
+    if (boxed == NULL)
+        return -1;
+    int rc = PyObject_SetAttr(obj, name, boxed);
+    Py_DECREF(boxed);
+    return rc;
+}
+
+/* One packet to one viewer track the fast way, as tracks.Forward.send would: 1 done (sent, lost
+   or dropped by the rewriter's rules), 0 the Python path must decide, -1 an exception. */
+static int
+forward_one(PyObject *forward, long long sequence, long long timestamp, PyObject *ssrc, int marker,
+            double now, PyObject *payload, double wall)
+{
+    int rc = -1;
+    PyObject *rewriter = NULL, *outlet = NULL, *sink_obj = NULL, *value = NULL;
+    if ((rewriter = PyObject_GetAttr(forward, str_rewriter)) == NULL)
+        goto done;
+    if ((value = PyObject_GetAttr(rewriter, str_held)) == NULL)
+        goto done;
+    int held = PyObject_IsTrue(value);
+    Py_CLEAR(value);
+    if (held < 0)
+        goto done;
+    if (held) {  /* Rewriter.place: a held track forwards nothing */
+        rc = 1;
+        goto done;
+    }
+    if ((value = PyObject_GetAttr(rewriter, str_ssrc)) == NULL)
+        goto done;
+    int same = value != Py_None && PyObject_RichCompareBool(value, ssrc, Py_EQ);
+    Py_CLEAR(value);
+    if (same < 0)
+        goto done;
+    if (!same) {  /* no run, or a run of another SSRC: starting one is the Python path's */
+        rc = 0;
+        goto done;
+    }
+    if ((outlet = PyObject_GetAttr(forward, str_outlet)) == NULL || (sink_obj = PyObject_GetAttr(outlet, str_sink)) == NULL)
+        goto done;
+    if (Py_TYPE(sink_obj) != &SinkType) {
+        rc = 0;
+        goto done;
+    }
+    Sink *sink = (Sink *)sink_obj;
+    int ok = guarded(sink);
+    if (ok <= 0) {
+        rc = ok;
+        goto done;
+    }
+    long long highest, span, seq_offset, ts_offset, last_seq;
+    if (get_ll(rewriter, str_highest, &highest) < 0 || get_ll(rewriter, str_span, &span) < 0
+        || get_ll(rewriter, str_seq_offset, &seq_offset) < 0 || get_ll(rewriter, str_ts_offset, &ts_offset) < 0
+        || get_ll(rewriter, str_last_seq, &last_seq) < 0)
+        goto done;
+    /* Rewriter.place, within a run */
+    long long ahead = (sequence - highest) & 0xFFFF;
+    if (ahead < 0x8000) {
+        if (set_ll(rewriter, str_highest, sequence) < 0 || set_ll(rewriter, str_span, span + ahead) < 0)
+            goto done;
+    } else if (0x10000 - ahead > span) {
+        rc = 1;  /* from before this run started: it has no place here */
+        goto done;
+    }
+    sink->fanned++;
+    long long out_seq = (sequence + seq_offset) & 0xFFFF;
+    long long out_ts = (timestamp + ts_offset) & 0xFFFFFFFFLL;
+    int sent = put(sink, marker, (unsigned long)out_seq, (unsigned long)out_ts, payload, wall);
+    if (sent < 0)
+        goto done;
+    if (sent) {
+        if (sink->capacity) {
+            Kept *kept = &sink->history[out_seq % sink->capacity];
+            Py_INCREF(payload);
+            Py_XSETREF(kept->payload, payload);
+            kept->timestamp = (uint32_t)out_ts;
+            kept->sequence = (uint16_t)out_seq;
+            kept->marker = (uint8_t)marker;
+        }
+        sink->sent++;
+        sink->octets += (unsigned long long)PyBytes_GET_SIZE(payload);
+        sink->last_timestamp = (unsigned int)out_ts;
+        sink->last_wall = wall;
+    }
+    /* Rewriter.sent (and Rewriter.lost, whose number is used all the same): a retransmission of an
+       earlier packet changes nothing */
+    if (((out_seq - last_seq) & 0xFFFF) < 0x8000) {
+        PyObject *at = PyFloat_FromDouble(now);
+        if (at == NULL)
+            goto done;
+        int failed = set_ll(rewriter, str_last_seq, out_seq) < 0 || set_ll(rewriter, str_last_ts, out_ts) < 0
+                     || PyObject_SetAttr(rewriter, str_last_at, at) < 0;
+        Py_DECREF(at);
+        if (failed)
+            goto done;
+    }
+    if (!sent) {  /* Rewriter.lost: video stops until its next keyframe; audio carries on */
+        if ((value = PyObject_GetAttr(rewriter, str_video)) == NULL)
+            goto done;
+        int video = PyObject_IsTrue(value);
+        Py_CLEAR(value);
+        if (video < 0 || (video && PyObject_SetAttr(rewriter, str_ssrc, Py_None) < 0))
+            goto done;
+    }
+    rc = 1;
+done:
+    Py_XDECREF(value);
+    Py_XDECREF(sink_obj);
+    Py_XDECREF(outlet);
+    Py_XDECREF(rewriter);
+    return rc;
+}
+
+static PyObject *
+fanout(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8 || !PyList_Check(args[0]) || !PyBytes_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "fanout(forwards: list, sequence, timestamp, ssrc, marker, now, payload: bytes, wall)");
+        return NULL;
+    }
+    long long sequence = PyLong_AsLongLong(args[1]);
+    long long timestamp = PyLong_AsLongLong(args[2]);
+    int marker = PyObject_IsTrue(args[4]);
+    double now = PyFloat_AsDouble(args[5]);
+    double wall = PyFloat_AsDouble(args[7]);
+    if (marker < 0 || PyErr_Occurred())
+        return NULL;
+    if (sequence < 0 || sequence > 0xFFFF || timestamp < 0 || timestamp > 0xFFFFFFFFLL) {
+        PyErr_SetString(PyExc_ValueError, "sequence or timestamp out of range");
+        return NULL;
+    }
+    PyObject *forwards = Py_NewRef(args[0]);  /* the list may change while Python code runs */
+    PyObject *left = PyList_New(0);
+    if (left == NULL) {
+        Py_DECREF(forwards);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(forwards); i++) {
+        PyObject *forward = Py_NewRef(PyList_GET_ITEM(forwards, i));
+        int done = forward_one(forward, sequence, timestamp, args[3], marker, now, args[6], wall);
+        if (done < 0)
+            PyErr_Clear();  /* the Python path does it again, and reports what went wrong */
+        if (done <= 0 && PyList_Append(left, forward) < 0) {
+            Py_DECREF(forward);
+            Py_DECREF(forwards);
+            Py_DECREF(left);
+            return NULL;
+        }
+        Py_DECREF(forward);
+    }
+    Py_DECREF(forwards);
+    return left;
+}
+
 static PyMethodDef Sink_methods[] = {
     {"route", (PyCFunction)Sink_route, METH_VARARGS,
      "route(session, context, sock, sendto, address): where packets go from now on"},
@@ -357,6 +603,9 @@ static PyMethodDef Sink_methods[] = {
      "send(marker, sequence, timestamp, payload, wall) -> bool: protect and send one packet"},
     {"kept", (PyCFunction)Sink_kept, METH_O,
      "kept(sequence) -> (marker, timestamp, payload) | None: what a NACK of it would send"},
+    {"guard", (PyCFunction)Sink_guard, METH_VARARGS,
+     "guard(sender, dtls, nominated, pair, connected): what must hold for `fanout` to send itself"},
+    {"unguard", (PyCFunction)Sink_unguard, METH_NOARGS, "unguard(): `fanout` leaves this viewer track to Python"},
     {"resend", (PyCFunction)(void (*)(void))Sink_resend, METH_FASTCALL,
      "resend(sequence, wall) -> bool: send a kept packet again (a NACK), not counted as sent"},
     {NULL}
@@ -370,8 +619,14 @@ static PyMemberDef Sink_members[] = {
     {"sent", T_ULONGLONG, offsetof(Sink, sent), READONLY, NULL},
     {"dropped", T_ULONGLONG, offsetof(Sink, dropped), READONLY, NULL},
     {"octets", T_ULONGLONG, offsetof(Sink, octets), READONLY, NULL},
+    {"fanned", T_ULONGLONG, offsetof(Sink, fanned), READONLY, NULL},
     {"last_timestamp", T_UINT, offsetof(Sink, last_timestamp), READONLY, NULL},
     {"last_wall", T_DOUBLE, offsetof(Sink, last_wall), READONLY, NULL},
+    {NULL}
+};
+
+static PyGetSetDef Sink_getset[] = {
+    {"guarded", (getter)Sink_get_guarded, NULL, "whether `fanout` may send for this viewer track", NULL},
     {NULL}
 };
 
@@ -388,6 +643,7 @@ static PyTypeObject SinkType = {
     .tp_clear = (inquiry)Sink_clear,
     .tp_methods = Sink_methods,
     .tp_members = Sink_members,
+    .tp_getset = Sink_getset,
 };
 
 static PyObject *
@@ -405,6 +661,8 @@ use_protect(PyObject *module, PyObject *address)
 
 static PyMethodDef module_methods[] = {
     {"use_protect", use_protect, METH_O, "use_protect(address): libsrtp's srtp_protect, from pylibsrtp"},
+    {"fanout", (PyCFunction)(void (*)(void))fanout, METH_FASTCALL,
+     "fanout(forwards, sequence, timestamp, ssrc, marker, now, payload, wall) -> the forwards left to Python"},
     {NULL}
 };
 
@@ -416,6 +674,15 @@ PyMODINIT_FUNC
 PyInit__sink(void)
 {
     if (PyType_Ready(&SinkType) < 0)
+        return NULL;
+#define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL;
+    INTERN(str_rewriter, "rewriter") INTERN(str_outlet, "outlet") INTERN(str_sink, "sink")
+    INTERN(str_transport, "_RTCRtpSender__transport") INTERN(str_state, "_state") INTERN(str_held, "held")
+    INTERN(str_ssrc, "ssrc") INTERN(str_highest, "highest") INTERN(str_span, "span")
+    INTERN(str_seq_offset, "seq_offset") INTERN(str_ts_offset, "ts_offset") INTERN(str_last_seq, "last_seq")
+    INTERN(str_last_ts, "last_ts") INTERN(str_last_at, "last_at") INTERN(str_video, "video")
+#undef INTERN
+    if ((one = PyLong_FromLong(1)) == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)

@@ -11,8 +11,9 @@ the I/O and tells the rewriter how it went. The rules:
   socket backed up, a publisher whose SSRC changed (a new run, at its next keyframe).
 - Within a run the output is the input moved by fixed offsets (mod 2^16 and 2^32), so gaps
   stay gaps and a retransmission goes out under the number it had the first time.
-- A new run carries on from the last packet sent: the next sequence number, and a timestamp
-  moved on by the wall-clock time since, so the viewer sees one continuous stream.
+- A new run carries on from the last packet sent (or lost at the viewer's socket: its number
+  was used): the next sequence number, and a timestamp moved on by the wall-clock time since, so
+  the viewer sees one continuous stream.
 - A packet from before the run started (a late retransmission) has no number in this run:
   dropped. The last sent position only moves forward, so nothing, however late, makes a later
   run reuse numbers.
@@ -105,9 +106,13 @@ class Rewriter:
         if (seq - self.last_seq) & SEQ_MASK < HALF:
             self.last_seq, self.last_ts, self.last_at = seq, ts, now
 
-    def lost(self) -> None:
-        """A placed packet could not be sent (the viewer's socket is backed up). Video stops to
-        resume at the next keyframe (frames after a loss would not decode); audio carries on."""
+    def lost(self, seq: int, ts: int, now: float) -> None:
+        """The packet placed at `seq` could not be sent (the viewer's socket is backed up). Its
+        number is used all the same: SRTP protected it under that index, which a later run must
+        not take again (libsrtp refuses an index older than its window, and the viewer sees a gap
+        either way). Video stops to resume at the next keyframe (frames after a loss would not
+        decode); audio carries on."""
+        self.sent(seq, ts, now)
         if self.video:
             self.ssrc = None
 

@@ -25,7 +25,7 @@ from aiortc.rtp import RTCP_PSFB_APP, AnyRtcpPacket, RtcpPsfbPacket, unpack_remb
 
 from server.media.glue import ABS_SEND_TIME, negotiated_codecs
 from server.media.packets import NTP_EPOCH
-from server.media.sink import Sink, SinkType, context
+from server.media.sink import FANOUT, Sink, SinkType, context
 
 Remb = Callable[[int, list[int]], None]  # (bitrate in bps, the SSRCs it covers)
 
@@ -85,6 +85,7 @@ class Outlet:
         the viewer has accepted the renegotiated m-line."""
         self.sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
         self.payload_type = None
+        self.sink.unguard()
 
     def bind(self) -> bool:
         """Learn the payload types agreed with the viewer; False until negotiation is done."""
@@ -119,12 +120,16 @@ class Outlet:
         dtls = self.sender._RTCRtpSender__transport  # type: ignore[attr-defined]  # the property, without its call
         if dtls is None or dtls._state is not DtlsState.CONNECTED:
             return False
-        pair = dtls.transport._connection._nominated.get(1)
+        nominated = dtls.transport._connection._nominated
+        pair = nominated.get(1)
         if pair is None:
             return False
+        sink = self.sink
         if pair is not self.pair or dtls is not self.dtls:
             self._route(dtls, pair)
-        return self.sink.send(marker, sequence, timestamp, payload, wall)
+        if FANOUT is not None and not sink.guarded:  # the compiled fan-out sends on its own while these hold
+            sink.guard(self.sender, dtls, nominated, pair, DtlsState.CONNECTED)
+        return sink.send(marker, sequence, timestamp, payload, wall)
 
     def _route(self, dtls: Any, pair: Any) -> None:
         """How to reach the pair ICE nominated: its UDP socket (our own, or the shared media
@@ -144,6 +149,7 @@ class Outlet:
                 loop.create_task(protocol.send_data(data, address))
 
         session = dtls._tx_srtp
+        self.sink.unguard()
         self.sink.route(session, context(session), sock, sendto, pair.remote_addr)
 
     def report(self) -> None:

@@ -51,6 +51,13 @@ class SinkType(Protocol):
 
     def resend(self, sequence: int, wall: float) -> bool: ...
 
+    @property
+    def guarded(self) -> bool: ...
+
+    def guard(self, sender: Any, dtls: Any, nominated: dict[int, Any], pair: Any, connected: Any) -> None: ...
+
+    def unguard(self) -> None: ...
+
 
 class PySink:
     """One viewer track's packets out: header, SRTP, socket (or `sendto`: a TURN relay's, or any
@@ -105,6 +112,15 @@ class PySink:
         kept = self.kept(sequence)
         return kept is not None and self._put(kept[0], sequence, kept[1], kept[2], wall)
 
+    # `fanout`, which sends without asking Python while these hold, is the compiled sink's only.
+    guarded = False
+
+    def guard(self, sender: Any, dtls: Any, nominated: dict[int, Any], pair: Any, connected: Any) -> None:
+        pass
+
+    def unguard(self) -> None:
+        pass
+
     def _put(self, marker: int, sequence: int, timestamp: int, payload: bytes, wall: float) -> bool:
         if self._session is None:
             raise RuntimeError("no route")
@@ -120,6 +136,9 @@ class PySink:
             self.dropped += 1
             return False
         return True
+
+
+Fanout = Callable[[list[Any], int, int, int, int, float, bytes, float], list[Any]]
 
 
 def _compiled() -> Callable[[int, int], SinkType] | None:
@@ -163,3 +182,19 @@ def context(session: Session) -> int:
 
 COMPILED = _compiled()
 Sink: Callable[[int, int], SinkType] = COMPILED or PySink
+
+
+def _fanout() -> Fanout | None:
+    if COMPILED is None:
+        return None
+    from server.media import _sink  # type: ignore[attr-defined]
+
+    function: Fanout = _sink.fanout
+    return function
+
+
+# fanout(forwards, sequence, timestamp, ssrc, marker, now, payload, wall): one received packet to
+# every viewer track whose run goes on (tracks.Forward.send's work, for a packet of the SSRC the
+# viewer track is already sending, over a guarded route); the forwards it leaves (a run to start
+# or change, a route to find, a sink not guarded) are returned for the Python path.
+FANOUT = _fanout()

@@ -27,6 +27,7 @@ from server.media.forwarding import Rewriter
 from server.media.inbound import Packet
 from server.media.outbound import Outlet
 from server.media.packets import keyframe_detector, vp8_keyframe_size
+from server.media.sink import FANOUT
 
 if TYPE_CHECKING:
     from server.media.room import Member
@@ -97,7 +98,11 @@ class Source:
             return
         broken: list[Forward] | None = None  # made only when needed: this runs for every packet
         wall = time.time()  # for the abs-send-time extension: the same for every viewer
-        for forward in self.forwards:
+        forwards = self.forwards
+        if FANOUT is not None:  # compiled: it leaves to the loop below only what it cannot do itself
+            forwards = FANOUT(forwards, packet.sequence_number, packet.timestamp, ssrc, packet.marker, now,
+                              packet.payload, wall)
+        for forward in forwards:
             try:
                 forward.send(packet, starts, now, wall)
             except Exception:  # one broken viewer track must not stop the publisher's receive loop
@@ -250,4 +255,4 @@ class Forward:
         if outlet.send(packet.marker, seq, ts, packet.payload, wall):
             rewriter.sent(seq, ts, now)
         else:
-            rewriter.lost()
+            rewriter.lost(seq, ts, now)
