@@ -276,6 +276,29 @@ put(Sink *self, int marker, unsigned long sequence, unsigned long timestamp, PyO
     return 1;
 }
 
+/* A new packet (not a retransmission): `put`, then, if it went, kept for NACKs and counted for
+   the sender reports. Returns what `put` does. */
+static int
+send_new(Sink *self, int marker, unsigned long sequence, unsigned long timestamp, PyObject *payload, double wall)
+{
+    int sent = put(self, marker, sequence, timestamp, payload, wall);
+    if (sent <= 0)
+        return sent;
+    if (self->capacity) {
+        Kept *kept = &self->history[sequence % (unsigned long)self->capacity];
+        Py_INCREF(payload);
+        Py_XSETREF(kept->payload, payload);
+        kept->timestamp = (uint32_t)timestamp;
+        kept->sequence = (uint16_t)sequence;
+        kept->marker = (uint8_t)marker;
+    }
+    self->sent++;
+    self->octets += (unsigned long long)PyBytes_GET_SIZE(payload);
+    self->last_timestamp = (unsigned int)timestamp;
+    self->last_wall = wall;
+    return 1;
+}
+
 static PyObject *
 Sink_send(Sink *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -298,24 +321,10 @@ Sink_send(Sink *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "payload must be bytes");
         return NULL;
     }
-    int sent = put(self, marker, sequence, timestamp, payload, wall);
+    int sent = send_new(self, marker, sequence, timestamp, payload, wall);
     if (sent < 0)
         return NULL;
-    if (!sent)
-        Py_RETURN_FALSE;
-    if (self->capacity) {
-        Kept *kept = &self->history[sequence % (unsigned long)self->capacity];
-        Py_INCREF(payload);
-        Py_XSETREF(kept->payload, payload);
-        kept->timestamp = (uint32_t)timestamp;
-        kept->sequence = (uint16_t)sequence;
-        kept->marker = (uint8_t)marker;
-    }
-    self->sent++;
-    self->octets += (unsigned long long)PyBytes_GET_SIZE(payload);
-    self->last_timestamp = (unsigned int)timestamp;
-    self->last_wall = wall;
-    Py_RETURN_TRUE;
+    return PyBool_FromLong(sent);
 }
 
 /* The packet kept under this sequence number, or NULL. */
@@ -508,23 +517,9 @@ forward_one(PyObject *forward, long long sequence, long long timestamp, PyObject
     sink->fanned++;
     long long out_seq = (sequence + seq_offset) & 0xFFFF;
     long long out_ts = (timestamp + ts_offset) & 0xFFFFFFFFLL;
-    int sent = put(sink, marker, (unsigned long)out_seq, (unsigned long)out_ts, payload, wall);
+    int sent = send_new(sink, marker, (unsigned long)out_seq, (unsigned long)out_ts, payload, wall);
     if (sent < 0)
         goto done;
-    if (sent) {
-        if (sink->capacity) {
-            Kept *kept = &sink->history[out_seq % sink->capacity];
-            Py_INCREF(payload);
-            Py_XSETREF(kept->payload, payload);
-            kept->timestamp = (uint32_t)out_ts;
-            kept->sequence = (uint16_t)out_seq;
-            kept->marker = (uint8_t)marker;
-        }
-        sink->sent++;
-        sink->octets += (unsigned long long)PyBytes_GET_SIZE(payload);
-        sink->last_timestamp = (unsigned int)out_ts;
-        sink->last_wall = wall;
-    }
     /* Rewriter.sent (and Rewriter.lost, whose number is used all the same): a retransmission of an
        earlier packet changes nothing */
     if (((out_seq - last_seq) & 0xFFFF) < 0x8000) {
