@@ -141,9 +141,9 @@ class PySink:
 Fanout = Callable[[list[Any], int, int, int, int, float, bytes, float], list[Any]]
 
 
-def _compiled() -> Callable[[int, int], SinkType] | None:
-    """The compiled sink, given pylibsrtp's srtp_protect; None where it was not built, where
-    PORCHLIGHT_MEDIA_SINK=python asks for the pure-Python one, or where pylibsrtp's binding is
+def _compiled() -> Any:
+    """The compiled module, given pylibsrtp's srtp_protect; None where it was not built, where
+    PORCHLIGHT_MEDIA_SINK=python asks for the pure-Python sink, or where pylibsrtp's binding is
     not the one it was written for."""
     if os.environ.get("PORCHLIGHT_MEDIA_SINK", "").lower() == "python":
         return None
@@ -156,8 +156,7 @@ def _compiled() -> Callable[[int, int], SinkType] | None:
         log.warning("pylibsrtp's srtp_protect is not the one the compiled media sink expects; using Python's")
         return None
     _sink.use_protect(protect)
-    sink: Callable[[int, int], SinkType] = _sink.Sink
-    return sink
+    return _sink
 
 
 PROTECT_TYPE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"  # libsrtp 2's
@@ -180,21 +179,11 @@ def context(session: Session) -> int:
     return int(ffi.cast("uintptr_t", session._srtp[0]))
 
 
-COMPILED = _compiled()
+_COMPILED_MODULE = _compiled()
+COMPILED: Callable[[int, int], SinkType] | None = None if _COMPILED_MODULE is None else _COMPILED_MODULE.Sink
 Sink: Callable[[int, int], SinkType] = COMPILED or PySink
-
-
-def _fanout() -> Fanout | None:
-    if COMPILED is None:
-        return None
-    from server.media import _sink  # type: ignore[attr-defined]
-
-    function: Fanout = _sink.fanout
-    return function
-
-
 # fanout(forwards, sequence, timestamp, ssrc, marker, now, payload, wall): one received packet to
 # every viewer track whose run goes on (tracks.Forward.send's work, for a packet of the SSRC the
 # viewer track is already sending, over a guarded route); the forwards it leaves (a run to start
 # or change, a route to find, a sink not guarded) are returned for the Python path.
-FANOUT = _fanout()
+FANOUT: Fanout | None = None if _COMPILED_MODULE is None else _COMPILED_MODULE.fanout
