@@ -28,7 +28,7 @@ async def transport() -> RTCDtlsTransport:
 async def test_receiver_internals_the_tap_reads() -> None:
     receiver = RTCRtpReceiver("video", await transport())
     for name in ("codecs", "rtx_ssrc", "remote_streams", "nack_generator", "remote_bitrate_estimator",
-                 "rtcp_ssrc", "stop_decoder"):
+                 "rtcp_ssrc", "stop_decoder", "kind"):
         assert hasattr(receiver, f"_RTCRtpReceiver__{name}"), name
     assert list(inspect.signature(receiver._handle_rtp_packet).parameters) == ["packet", "arrival_time_ms"]
     for name in ("_send_rtcp_pli", "_send_rtcp_nack", "_send_rtcp", "_enabled"):
@@ -54,9 +54,20 @@ async def test_receiver_internals_the_tap_reads() -> None:
     assert abs(clock.current_ms() - (int(time.time() * 1000) + inbound.NTP_EPOCH_MS)) < 50  # the same epoch
 
 
+async def test_a_receivers_own_estimate_is_dropped_and_the_taps_kept() -> None:
+    # aiortc's receive path skips a missing estimate (as for audio): nothing else reads it.
+    assert "if self.__remote_bitrate_estimator is not None" in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    video, audio = RTCRtpReceiver("video", await transport()), RTCRtpReceiver("audio", await transport())
+    taps = [inbound.tap_receiver(receiver, lambda packet, codec: None) for receiver in (video, audio)]
+    for receiver in (video, audio):
+        glue.drop_estimate(receiver)
+        assert receiver._RTCRtpReceiver__remote_bitrate_estimator is None
+    assert taps[0].estimator is not None and taps[1].estimator is None  # the tap estimates video
+
+
 async def test_sender_internals_the_outlet_writes() -> None:
     sender = RTCRtpSender("video", await transport())
-    for name in ("ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count"):
+    for name in ("ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count", "rtt"):
         assert hasattr(sender, f"_RTCRtpSender__{name}"), name
     assert sender._RTCRtpSender__transport is sender.transport  # what Outlet.send reads
     assert "self.__ntp_timestamp" in inspect.getsource(RTCRtpSender._run_rtcp)  # sender reports read them

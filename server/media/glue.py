@@ -3,11 +3,12 @@
 aiortc and aioice are pinned (pyproject.toml) because the media plane depends on names they do
 not promise. Three modules hold every such reach: this one (host candidates, the shared media
 port, simulcast's header extensions and MID routing, the sender's stream id, the decoder that
-never runs), inbound.py (the receive path: the ICE connection's queue, the DTLS transport's SRTP
-session and router, the receiver's statistics, NACK and bitrate state) and outbound.py (the send
-path: the sender's transport, report counters and retransmission hook, the ICE connection's
-nominated pair). tests/test_media_glue.py checks each name they use, so an upgrade that moves
-one fails loudly there instead of silently in a session.
+never runs, the receivers' estimate that is not used), inbound.py (the receive path: the ICE
+connection's queue, the DTLS transport's SRTP session and router, the receiver's statistics,
+NACK and bitrate state) and outbound.py (the send path: the sender's transport, report counters,
+round trip and retransmission hook, the ICE connection's nominated pair). tests/test_media_glue.py
+checks each name they use, so an upgrade that moves one fails loudly there instead of silently in
+a session.
 
 With PORCHLIGHT_MEDIA_PORT, `share_port` gives a server peer connection's ICE agent its host
 candidates on the process's one media port (port.py) instead of a socket of its own.
@@ -178,6 +179,14 @@ def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
 def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
     """The codecs agreed for a transceiver, preferred first (set by offer/answer)."""
     return list(getattr(transceiver, "_codecs", []))
+
+
+def drop_estimate(receiver: RTCRtpReceiver) -> None:
+    """Free the receive-side bandwidth estimate aiortc builds into every video receiver (its
+    bitrate counter alone is 1,000 one-millisecond buckets, ~100 KB): a publisher's receiver is
+    estimated by inbound.Tap's own, and a viewer track's receiver (sendonly) receives nothing.
+    aiortc's receive path skips the estimate when there is none, as it does for audio."""
+    receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
 
 
 def stop_decoding(receiver: RTCRtpReceiver) -> None:

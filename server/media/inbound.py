@@ -196,8 +196,9 @@ class Tap:
         self.streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
         self.nacks: dict[int, NackGenerator] | None = (  # one per SSRC: simulcast layers number apart
             {} if receiver._RTCRtpReceiver__nack_generator is not None else None)  # type: ignore[attr-defined]
-        # aiortc's estimate (its receiver has one for video), computed the same way in less time.
-        video = receiver._RTCRtpReceiver__remote_bitrate_estimator is not None  # type: ignore[attr-defined]
+        # aiortc's estimate (its receivers have one for video), computed the same way in less
+        # time; aiortc's own is dropped (glue.drop_estimate).
+        video = receiver._RTCRtpReceiver__kind == "video"  # type: ignore[attr-defined]
         self.estimator = Estimator() if estimate_bandwidth and video else None
         self.layers: dict[str, int] = {}  # simulcast: RID -> the SSRC of its layer, from the RID extension
         self.feedback: set[asyncio.Task[None]] = set()  # RTCP (REMB, NACK) on its way to the publisher

@@ -250,6 +250,7 @@ class Negotiation:
         source = Source(member, kind, transceiver, codec, label)
         glue.stop_decoding(transceiver.receiver)
         inbound.tap_receiver(transceiver.receiver, source.deliver)
+        glue.drop_estimate(transceiver.receiver)  # the tap estimates
         return source
 
     # -- subscribe ----------------------------------------------------------------------------
@@ -367,6 +368,7 @@ class Negotiation:
         owner, kind = source.owner.pid, source.kind
         transceiver = pc.addTransceiver(glue.HeldTrack(kind, f"{owner}-{source.label}-{next(self.counter)}"),
                                         direction="sendonly")
+        glue.drop_estimate(transceiver.receiver)  # it never receives
         glue.set_stream_id(transceiver.sender, f"{owner}:{SCREEN}" if source.label == SCREEN else owner)
         if prefs := capability(source.codec, kind):
             transceiver.setCodecPreferences(prefs)
