@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
 
 import pytest
+from aiortc import RTCPeerConnection
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from pylibsrtp import Policy, Session
 
-from server.media import glue, sink
+from server.media import glue, outbound, sink
 from server.media.packets import header
 
 KEY = bytes(range(30))  # the SRTP master key and salt (AES_CM_128_HMAC_SHA1_80)
@@ -98,10 +100,10 @@ def test_a_viewer_decrypts_the_packet_the_forwarder_meant(
     assert out.kept(65535 - 8) is None and out.kept(7) is None  # never sent, or its slot taken since
     # Sent again: the same packet, its abs-send-time that of now; not counted as sent. (A viewer that
     # NACKs it never had it: a fresh session here, whose replay window has not seen it.)
-    assert out.resend(65535, 2000.75)
+    assert out.resend(65535, 1001.25)
     plain = inbound_session().unprotect(receiver.recv(2048))
-    assert plain == header(0, 96, 65535, 4_294_967_295, SSRC, send_time_id, 2000.75) + sent[1][3]
-    assert out.sent == 3 and not out.resend(7, 2001.0)
+    assert plain == header(0, 96, 65535, 4_294_967_295, SSRC, send_time_id, 1001.25) + sent[1][3]
+    assert out.sent == 3 and not out.resend(7, 1001.25)
 
 
 @pytest.mark.skipif(sink.COMPILED is None, reason="the compiled sink was not built")
@@ -128,7 +130,59 @@ def test_a_closed_socket_drops_the_packet_and_counts_it(
     assert out.send(0, 2, 2, b"b", 2.0) is False
     assert (out.sent, out.dropped, out.last_timestamp) == (1, 1, 1)
     assert out.kept(2) is None  # a packet that never left cannot be sent again
-    assert out.resend(1, 3.0) is False and out.dropped == 2
+    assert out.resend(1, 1.5) is False and out.dropped == 2
+
+
+@pytest.mark.parametrize("make", IMPLEMENTATIONS)
+def test_a_packet_is_kept_for_keep_seconds_after_it_arrived_then_released(
+        make: sink.Callable[[int, int], sink.SinkType], sockets: tuple[socket.socket, socket.socket]) -> None:
+    sender, receiver = sockets
+    out = routed(make, sender, receiver.getsockname())  # at most 8 kept
+    assert out.keep == sink.KEEP_SECONDS == 1.0
+    first = os.urandom(100)
+    held = sys.getrefcount(first)
+    assert out.send(0, 1, 1, first, 10.0) and sys.getrefcount(first) == held + 1
+    assert out.send(0, 2, 2, b"b", 10.9)
+    assert out.kept(1) is not None and out.resend(1, 10.95)
+    assert not out.resend(1, 11.01)  # NACKed more than a second after it arrived: not sent again
+    assert not out.forgotten(1, 10.95) and out.forgotten(1, 11.01)  # kept, but too old to send
+    assert out.send(0, 3, 3, b"c", 11.05)  # the next packet sent releases it
+    assert out.kept(1) is None and sys.getrefcount(first) == held
+    assert out.forgotten(1, 11.05) and out.forgotten(65000, 11.05)  # released, or before it
+    assert not out.forgotten(2, 11.05) and not out.forgotten(9, 11.05)  # kept, or not sent yet
+    assert out.kept(2) is not None
+    out.keep = 3.0  # a long round trip (outbound.Outlet.report)
+    assert out.send(0, 4, 4, b"d", 13.0)
+    assert out.kept(2) is not None and out.resend(2, 13.5)
+    # Across laps of the slots, and a gap (a sequence number that never went out): the old are
+    # released, the young stay.
+    for sequence in [*range(5, 12), *range(13, 30)]:
+        assert out.send(0, sequence, sequence, bytes([sequence]), 20.0 + sequence / 10)
+    assert [s for s in range(1, 30) if out.kept(s) is not None] == list(range(22, 30))
+    out.keep = 0.25
+    assert out.send(0, 30, 30, b"e", 23.0)
+    assert [s for s in range(1, 31) if out.kept(s) is not None] == [28, 29, 30]
+    # The gap (12) was never kept: it is forgotten only once it precedes what is kept.
+    assert [s for s in range(1, 31) if out.forgotten(s, 23.0)] == list(range(1, 28))
+
+
+async def test_a_viewer_with_a_long_round_trip_gets_its_packets_kept_for_three(
+        sockets: tuple[socket.socket, socket.socket]) -> None:
+    sender, receiver = sockets
+    pc = RTCPeerConnection()
+    try:
+        outlet = outbound.Outlet(pc.addTransceiver(glue.HeldTrack("video", "v"), direction="sendonly"), lambda: None)
+        session = outbound_session()
+        outlet.sink.route(session, sink.context(session), sender, None, receiver.getsockname())
+        assert outlet.sink.send(0, 1, 1, b"x", 1.0)
+        outlet.report()  # no receiver report from the viewer yet: no round trip known
+        assert outlet.sink.keep == sink.KEEP_SECONDS
+        for rtt, keep in ((0.1, 1.0), (0.5, 1.5), (0.2, 1.0)):
+            outlet.sender._RTCRtpSender__rtt = rtt  # as the viewer's receiver reports set it
+            outlet.report()
+            assert outlet.sink.keep == pytest.approx(keep)
+    finally:
+        await pc.close()
 
 
 @pytest.mark.parametrize("make", IMPLEMENTATIONS)
@@ -176,4 +230,4 @@ def test_a_sink_without_history_keeps_nothing(
     session = outbound_session()
     out.route(session, sink.context(session), sender, None, receiver.getsockname())
     assert out.send(1, 5, 960, b"opus", 1.0) and out.sent == 1 and out.capacity == 0
-    assert out.kept(5) is None and not out.resend(5, 2.0)
+    assert out.kept(5) is None and not out.resend(5, 2.0) and not out.forgotten(4, 9.0)

@@ -29,9 +29,10 @@ typedef int (*protect_fn)(void *ctx, void *rtp, int *len);
 
 /* A packet sent, kept to answer a NACK: the header is written again from these when it goes out
    again (with the abs-send-time of then, as libwebrtc does); the payload is the publisher's,
-   shared by every viewer of the packet. */
+   shared by every viewer of the packet. Kept for `keep` seconds after it arrived (see sink.py). */
 typedef struct {
     PyObject *payload;  /* NULL: nothing kept here */
+    double wall;        /* when it arrived (Unix seconds) */
     uint32_t timestamp;
     uint16_t sequence;
     uint8_t marker;
@@ -59,6 +60,8 @@ typedef struct {
     int send_time_id;
     Kept *history;      /* at sequence % capacity; NULL when capacity is 0 (audio: nobody NACKs it) */
     Py_ssize_t capacity;
+    double keep;        /* seconds a sent packet stays kept */
+    unsigned long oldest;   /* the sequence number the next release of old packets starts from */
     unsigned long long sent, dropped, octets;
     unsigned long long fanned;  /* packets `fanout` placed here itself, without the Python path */
     unsigned int last_timestamp;
@@ -88,6 +91,7 @@ Sink_init(Sink *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     self->capacity = size;
+    self->keep = 1.0;
     self->ssrc = ssrc;
     self->payload_type = 0;
     self->send_time_id = 0;
@@ -276,6 +280,26 @@ put(Sink *self, int marker, unsigned long sequence, unsigned long timestamp, PyO
     return 1;
 }
 
+/* Release the kept payloads that arrived before `cutoff`, oldest first, up to `newest` (just
+   kept): sequence numbers go out in order, so the walk stops at the first young enough. Only the
+   last `capacity` numbers can still be kept; an older packet left in a slot a gap skipped is old. */
+static void
+release_old(Sink *self, unsigned long newest, double cutoff)
+{
+    unsigned long capacity = (unsigned long)self->capacity, sequence = self->oldest;
+    if (((newest - sequence) & 0xFFFF) >= capacity)
+        sequence = (newest - capacity + 1) & 0xFFFF;
+    while (sequence != newest) {
+        Kept *kept = &self->history[sequence % capacity];
+        if (kept->payload != NULL && kept->wall < cutoff)
+            Py_CLEAR(kept->payload);
+        else if (kept->payload != NULL && kept->sequence == sequence)
+            break;
+        sequence = (sequence + 1) & 0xFFFF;
+    }
+    self->oldest = sequence;
+}
+
 /* A new packet (not a retransmission): `put`, then, if it went, kept for NACKs and counted for
    the sender reports. Returns what `put` does. */
 static int
@@ -288,9 +312,13 @@ send_new(Sink *self, int marker, unsigned long sequence, unsigned long timestamp
         Kept *kept = &self->history[sequence % (unsigned long)self->capacity];
         Py_INCREF(payload);
         Py_XSETREF(kept->payload, payload);
+        kept->wall = wall;
         kept->timestamp = (uint32_t)timestamp;
         kept->sequence = (uint16_t)sequence;
         kept->marker = (uint8_t)marker;
+        if (self->sent == 0)
+            self->oldest = sequence;
+        release_old(self, sequence, wall - self->keep);
     }
     self->sent++;
     self->octets += (unsigned long long)PyBytes_GET_SIZE(payload);
@@ -368,12 +396,34 @@ Sink_resend(Sink *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         Py_RETURN_FALSE;
     }
+    if (kept->wall < wall - self->keep)
+        Py_RETURN_FALSE;  /* older than kept (not released yet: no packet was sent since) */
     PyObject *payload = Py_NewRef(kept->payload);  /* the call below may run Python code */
     int sent = put(self, kept->marker, kept->sequence, kept->timestamp, payload, wall);
     Py_DECREF(payload);
     if (sent < 0)
         return NULL;
     return PyBool_FromLong(sent);
+}
+
+static PyObject *
+Sink_forgotten(Sink *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "forgotten(sequence, wall)");
+        return NULL;
+    }
+    unsigned long sequence = PyLong_AsUnsignedLong(args[0]);
+    double wall = PyFloat_AsDouble(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (self->capacity == 0 || self->sent == 0 || sequence > 0xFFFF)
+        Py_RETURN_FALSE;
+    Kept *kept = &self->history[sequence % (unsigned long)self->capacity];
+    if (kept->payload != NULL && kept->sequence == sequence)
+        return PyBool_FromLong(kept->wall < wall - self->keep);
+    unsigned long before = (self->oldest - sequence) & 0xFFFF;  /* how far it precedes the oldest kept */
+    return PyBool_FromLong(before > 0 && before < 0x8000);
 }
 
 static PyObject *
@@ -603,6 +653,8 @@ static PyMethodDef Sink_methods[] = {
     {"unguard", (PyCFunction)Sink_unguard, METH_NOARGS, "unguard(): `fanout` leaves this viewer track to Python"},
     {"resend", (PyCFunction)(void (*)(void))Sink_resend, METH_FASTCALL,
      "resend(sequence, wall) -> bool: send a kept packet again (a NACK), not counted as sent"},
+    {"forgotten", (PyCFunction)(void (*)(void))Sink_forgotten, METH_FASTCALL,
+     "forgotten(sequence, wall) -> bool: a packet no longer kept for its age (or one before it)"},
     {NULL}
 };
 
@@ -611,6 +663,7 @@ static PyMemberDef Sink_members[] = {
     {"payload_type", T_INT, offsetof(Sink, payload_type), 0, NULL},
     {"send_time_id", T_INT, offsetof(Sink, send_time_id), 0, NULL},
     {"capacity", T_PYSSIZET, offsetof(Sink, capacity), READONLY, NULL},
+    {"keep", T_DOUBLE, offsetof(Sink, keep), 0, NULL},
     {"sent", T_ULONGLONG, offsetof(Sink, sent), READONLY, NULL},
     {"dropped", T_ULONGLONG, offsetof(Sink, dropped), READONLY, NULL},
     {"octets", T_ULONGLONG, offsetof(Sink, octets), READONLY, NULL},

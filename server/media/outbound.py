@@ -25,11 +25,11 @@ from aiortc.rtp import RTCP_PSFB_APP, AnyRtcpPacket, RtcpPsfbPacket, unpack_remb
 
 from server.media.glue import ABS_SEND_TIME, negotiated_codecs
 from server.media.packets import NTP_EPOCH
-from server.media.sink import FANOUT, Sink, SinkType, context
+from server.media.sink import FANOUT, KEEP_SECONDS, Sink, SinkType, context
 
 Remb = Callable[[int, list[int]], None]  # (bitrate in bps, the SSRCs it covers)
 
-HISTORY = 512  # video packets kept per viewer track to answer NACKs (about 10 s at 500 kbps)
+HISTORY = 512  # at most this many video packets kept per viewer track to answer NACKs (sink.py: for a second)
 
 
 def ntp_now(now: float | None = None) -> int:
@@ -71,6 +71,7 @@ class Outlet:
         # Packets out (with the counts and the history of what was sent, for NACKs).
         self.sink: SinkType = Sink(self.ssrc, HISTORY if transceiver.kind == "video" else 0)
         self.retransmitted = 0
+        self.forgotten = 0  # NACKed packets too old to send again (a keyframe asked for instead)
         self.pair: Any = None  # the ICE pair, and the DTLS transport, the sink's route was set for
         self.dtls: Any = None
         self._loop = asyncio.get_running_loop()
@@ -154,20 +155,31 @@ class Outlet:
 
     def report(self) -> None:
         """What the next sender report says (the sender's own RTCP loop sends it): the last packet's
-        RTP timestamp with its NTP time, and the counts (at the room's tick, not per packet)."""
+        RTP timestamp with its NTP time, and the counts (at the room's tick, not per packet). And
+        how long packets stay kept for NACKs: 3 round trips (from the viewer's receiver reports)
+        when that is over a second, as libwebrtc's sender."""
         sink = self.sink
         if not sink.sent:
             return
         sender = self.sender
+        rtt = sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
+        sink.keep = KEEP_SECONDS if rtt is None else max(KEEP_SECONDS, 3 * rtt)
         sender._RTCRtpSender__ntp_timestamp = ntp_now(sink.last_wall)  # type: ignore[attr-defined]
         sender._RTCRtpSender__rtp_timestamp = sink.last_timestamp  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count = sink.sent  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count = sink.octets  # type: ignore[attr-defined]
 
     async def _retransmit(self, sequence: int) -> None:
-        """A NACKed packet goes out again as it was (RTX is not negotiated: see negotiation.capability)."""
+        """A NACKed packet goes out again as it was (RTX is not negotiated: see negotiation.capability).
+        One no longer kept for its age cannot complete the viewer's picture: the publisher is asked
+        for a keyframe, as the viewer's PLI would (a browser asks itself once it gives up on the
+        packet; aiortc's receivers only after 512 packets)."""
         dtls = self.sender.transport
         if dtls is None or dtls._state is not DtlsState.CONNECTED or self.pair is None:
             return
-        if self.sink.resend(sequence, time.time()):
+        now = time.time()
+        if self.sink.resend(sequence, now):
             self.retransmitted += 1
+        elif self.sink.forgotten(sequence, now):
+            self.forgotten += 1
+            self.sender._send_keyframe()  # set to the source's: rate-limited

@@ -7,10 +7,13 @@ server's largest saving per forwarded packet: pylibsrtp's wrapper and `socket.se
 handling cost more than the encryption and the system call they wrap (bench/README.md).
 
 A sink keeps what a viewer track's sender reports need (packets and payload octets sent, the last
-RTP timestamp and when it arrived) and the last `history` packets it sent, to answer NACKs: their
-marker, timestamp and payload (the publisher's, shared by every viewer of the packet), no copy and
-no header; a packet sent again gets its header written again, with the abs-send-time of then, as
-libwebrtc does. Audio keeps none (no browser NACKs Opus).
+RTP timestamp and when it arrived) and the packets it sent, to answer NACKs: their marker,
+timestamp and payload (the publisher's, shared by every viewer of the packet), no copy and no
+header; a packet sent again gets its header written again, with the abs-send-time of then, as
+libwebrtc does. Audio keeps none (no browser NACKs Opus). A packet is kept for `keep` seconds
+after it arrived (KEEP_SECONDS, longer on a long round trip: outbound.Outlet.report), and at most
+the last `history` of them: libwebrtc's sender keeps its packets max(1 s, 3 x RTT), Janus 500 ms
+by default. Ten seconds of a 12-person room's video held ~7 MB of payloads; one second, ~0.7 MB.
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ log = logging.getLogger(__name__)
 SendTo = Callable[[bytes, Any], Any]
 Kept = tuple[int, int, bytes]  # (marker, timestamp, payload)
 
+KEEP_SECONDS = 1.0  # libwebrtc's RtpPacketHistory: kMinPacketDurationMs
+
 
 class SinkType(Protocol):
     ssrc: int
     payload_type: int
     send_time_id: int
-    capacity: int  # packets kept for NACKs
+    capacity: int  # at most this many packets kept for NACKs
+    keep: float  # seconds each is kept
     sent: int
     dropped: int
     octets: int
@@ -51,6 +57,8 @@ class SinkType(Protocol):
 
     def resend(self, sequence: int, wall: float) -> bool: ...
 
+    def forgotten(self, sequence: int, wall: float) -> bool: ...
+
     @property
     def guarded(self) -> bool: ...
 
@@ -63,8 +71,9 @@ class PySink:
     """One viewer track's packets out: header, SRTP, socket (or `sendto`: a TURN relay's, or any
     other transport's)."""
 
-    __slots__ = ("ssrc", "payload_type", "send_time_id", "capacity", "sent", "dropped", "octets",
-                 "last_timestamp", "last_wall", "_history", "_session", "_sock", "_sendto", "_address")
+    __slots__ = ("ssrc", "payload_type", "send_time_id", "capacity", "keep", "sent", "dropped", "octets",
+                 "last_timestamp", "last_wall", "_history", "_oldest", "_session", "_sock", "_sendto",
+                 "_address")
 
     def __init__(self, ssrc: int, history: int) -> None:
         if not 0 <= history <= 0x10000:
@@ -73,7 +82,10 @@ class PySink:
         self.payload_type = 0
         self.send_time_id = 0  # the abs-send-time extension's id agreed with the viewer; 0: none
         self.capacity = history
-        self._history: list[tuple[int, int, int, bytes] | None] = [None] * history  # with the sequence number
+        self.keep = KEEP_SECONDS
+        # (sequence, marker, timestamp, payload, arrival) at sequence % capacity
+        self._history: list[tuple[int, int, int, bytes, float] | None] = [None] * history
+        self._oldest = 0  # the sequence number the next release of old packets starts from
         self.sent = self.dropped = self.octets = 0
         self.last_timestamp = 0
         self.last_wall = 0.0
@@ -96,21 +108,55 @@ class PySink:
         if not self._put(marker, sequence, timestamp, payload, wall):
             return False
         if self.capacity:
-            self._history[sequence % self.capacity] = (sequence, marker, timestamp, payload)
+            self._history[sequence % self.capacity] = (sequence, marker, timestamp, payload, wall)
+            if not self.sent:
+                self._oldest = sequence
+            self._release_old(sequence, wall - self.keep)
         self.sent += 1
         self.octets += len(payload)
         self.last_timestamp, self.last_wall = timestamp, wall
         return True
 
+    def _release_old(self, newest: int, cutoff: float) -> None:
+        """Release the kept packets that arrived before `cutoff`, oldest first, up to `newest`
+        (just kept): sequence numbers go out in order, so the walk stops at the first young
+        enough. Only the last `capacity` numbers can still be kept; an older packet left in a
+        slot a gap skipped is old."""
+        history, capacity, sequence = self._history, self.capacity, self._oldest
+        if (newest - sequence) & 0xFFFF >= capacity:
+            sequence = (newest - capacity + 1) & 0xFFFF
+        while sequence != newest:
+            kept = history[sequence % capacity]
+            if kept is not None and kept[4] < cutoff:
+                history[sequence % capacity] = None
+            elif kept is not None and kept[0] == sequence:
+                break
+            sequence = (sequence + 1) & 0xFFFF
+        self._oldest = sequence
+
     def kept(self, sequence: int) -> Kept | None:
         """What a NACK of this sequence number would send again, if it is still kept."""
         kept = self._history[sequence % self.capacity] if self.capacity else None
-        return kept[1:] if kept is not None and kept[0] == sequence else None
+        return kept[1:4] if kept is not None and kept[0] == sequence else None
 
     def resend(self, sequence: int, wall: float) -> bool:
-        """Send a kept packet again (a NACK); not counted as sent (RFC 3550's counts are of new packets)."""
-        kept = self.kept(sequence)
-        return kept is not None and self._put(kept[0], sequence, kept[1], kept[2], wall)
+        """Send a kept packet again (a NACK), unless it arrived more than `keep` seconds before
+        `wall`; not counted as sent (RFC 3550's counts are of new packets)."""
+        kept = self._history[sequence % self.capacity] if self.capacity else None
+        if kept is None or kept[0] != sequence or kept[4] < wall - self.keep:
+            return False
+        return self._put(kept[1], sequence, kept[2], kept[3], wall)
+
+    def forgotten(self, sequence: int, wall: float) -> bool:
+        """Whether a packet is no longer kept because of its age at `wall`: older than `keep`, or
+        before the oldest still kept (released, or pushed out by `capacity` newer ones). Not a
+        recent one that was never kept (lost before it reached the server, or at the socket)."""
+        if not self.capacity or not self.sent:
+            return False
+        kept = self._history[sequence % self.capacity]
+        if kept is not None and kept[0] == sequence:
+            return kept[4] < wall - self.keep
+        return 0 < (self._oldest - sequence) & 0xFFFF < 0x8000
 
     # `fanout`, which sends without asking Python while these hold, is the compiled sink's only.
     guarded = False
