@@ -20,13 +20,10 @@ from typing import Any, TextIO
 from aiohttp import web
 
 from server import logs
-from server.app import create_app
 from server.audit import AuditLog
 from server.auth.staff import Role, StaffError, create_user
 from server.clock import SystemClock
 from server.collector import CollectorPolicy
-from server.media.port import PortUnavailable
-from server.services import SERVICES
 from server.settings import SETTINGS, Settings, SettingsError, service_links
 from server.store.connection import UNAVAILABLE, Redis, connect
 from server.store.embedded import EmbeddedRedis
@@ -104,6 +101,12 @@ def _bind(settings: Settings) -> tuple[socket.socket, Settings]:
 
 async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitable[str]] | None = None,
                  ssl_context: ssl.SSLContext | None = None) -> None:
+    # The application (and with it the media stack: aiortc, PyAV, ~45 MB of a process's memory)
+    # is imported by the command that serves it, not by `deliver` or the other commands.
+    from server.app import create_app
+    from server.media.port import PortUnavailable
+    from server.services import SERVICES
+
     sock, settings = _bind(settings)
     async with redis_for(settings, owner=True) as redis, _delivery_process(settings):
         app = create_app(settings, redis=redis, clock=SystemClock())

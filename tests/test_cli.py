@@ -159,6 +159,15 @@ def _redis_answers(path: Path) -> bool:
         return False
 
 
+def test_the_commands_but_serve_leave_the_media_stack_unloaded() -> None:
+    # `porchlight deliver` runs beside every server: without aiortc and PyAV it holds ~45 MB less.
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, server.cli, server.deliver; "
+                               "print(sorted({'aiortc', 'av', 'server.app', 'server.media.room'} & set(sys.modules)))"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
+
+
 def test_serve_help_lists_every_setting() -> None:
     result = subprocess.run([*PORCHLIGHT, "serve", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
