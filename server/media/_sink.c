@@ -21,6 +21,10 @@
 #include <string.h>
 #include <sys/socket.h>
 
+/* What sink.py expects of this module (it falls back to its pure-Python sink otherwise, so a build
+   left from older source does not break a checkout): raise it with each change of its interface. */
+#define API 2
+
 #define MTU 1500          /* pylibsrtp's buffer: a packet and its SRTP trailer fit in it */
 #define MAX_TRAILER (16 + 128)  /* SRTP_MAX_TRAILER_LEN */
 #define SEND_TIME_LEN 8   /* the one-byte extension block holding abs-send-time */
@@ -735,7 +739,7 @@ PyInit__sink(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Sink", (PyObject *)&SinkType) < 0) {
+    if (PyModule_AddObjectRef(m, "Sink", (PyObject *)&SinkType) < 0 || PyModule_AddIntConstant(m, "API", API) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -187,15 +187,21 @@ class PySink:
 Fanout = Callable[[list[Any], int, int, int, int, float, bytes, float], list[Any]]
 
 
+API = 2  # the compiled module's interface this one expects (API in _sink.c)
+
+
 def _compiled() -> Any:
     """The compiled module, given pylibsrtp's srtp_protect; None where it was not built, where
-    PORCHLIGHT_MEDIA_SINK=python asks for the pure-Python sink, or where pylibsrtp's binding is
-    not the one it was written for."""
+    PORCHLIGHT_MEDIA_SINK=python asks for the pure-Python sink, where it was built from older
+    source, or where pylibsrtp's binding is not the one it was written for."""
     if os.environ.get("PORCHLIGHT_MEDIA_SINK", "").lower() == "python":
         return None
     try:
         from server.media import _sink  # type: ignore[attr-defined]
     except ImportError:
+        return None
+    if getattr(_sink, "API", 1) != API:
+        log.warning("the compiled media sink was built from older source (reinstall to rebuild it); using Python's")
         return None
     protect = protect_address()
     if protect is None:
