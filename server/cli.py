@@ -102,7 +102,11 @@ def _bind(settings: Settings) -> tuple[socket.socket, Settings]:
 async def _serve(settings: Settings, before: Callable[[Redis, Settings], Awaitable[str]] | None = None,
                  ssl_context: ssl.SSLContext | None = None) -> None:
     # The application (and with it the media stack: aiortc, PyAV, ~45 MB of a process's memory)
-    # is imported by the command that serves it, not by `deliver` or the other commands.
+    # is imported by the command that serves it, not by `deliver` or the other commands; and
+    # without PyAV, which aiortc imports and the forwarder never uses (~16 MB).
+    from server.media import without_pyav
+
+    without_pyav.leave_out()
     from server.app import create_app
     from server.media.port import PortUnavailable
     from server.services import SERVICES

@@ -239,6 +239,8 @@ async def test_a_patient_on_one_process_is_admitted_and_seen_by_a_facilitator_on
     await console.media.publish()
     await patient.media.sees(c.facilitator)
     await console.media.sees(c.patients[0])
+    for node in (a, b):  # forwarded by processes that never loaded PyAV (server/media/without_pyav.py)
+        assert "av.libs" not in Path(f"/proc/{node.process.pid}/maps").read_text()
     roster = await console.until("roster", after=len(console.frames) - 1)
     assert {p["id"] for p in roster["participants"]} >= {c.facilitator}
 
