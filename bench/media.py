@@ -178,6 +178,20 @@ def udp_drops() -> int:
     return int(values[header.index("RcvbufErrors")])
 
 
+def tree_rss_mb(pid: int) -> float:
+    """VmRSS of a process and all its descendants, summed, in MB: Porchlight's serving process,
+    the delivery process it starts and its embedded redis-server; Janus's one process. Pages
+    they share (libraries) count in each: a sum that overstates, never understates."""
+    total, todo = 0, [pid]
+    while todo:
+        process = todo.pop()
+        total += max(0, proc_kb(process, "VmRSS"))
+        for task in Path(f"/proc/{process}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo += [int(child) for child in (task / "children").read_text().split()]
+    return total / 1024
+
+
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -193,6 +207,7 @@ class Row:
     forwarded: float
     packets_per_s: float
     rss_mb: float
+    all_rss_mb: float  # the server's process and its descendants (tree_rss_mb)
     fps_min: float
     fps_median: float
     decoded_fps_min: float
@@ -217,7 +232,9 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
     command = [sys.executable, "-m", "bench.transcode"] if path == "transcode" else porchlight_command()
     extra_env = {"PORCHLIGHT_MEDIA_PORT": str(args.media_port)} if path == "port" else {}
     if path == "before":  # another checkout's server code, the same clients (bench/sides.py)
-        extra_env["PYTHONPATH"] = args.before_path
+        # PYTHONSAFEPATH: its delivery process (`python -m server deliver`) finds that code too,
+        # not this checkout's from the working directory.
+        extra_env |= {"PYTHONPATH": args.before_path, "PYTHONSAFEPATH": "1"}
     with tempfile.TemporaryDirectory(prefix="porchlight-media-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
@@ -272,7 +289,7 @@ async def run_room(path: str, size: int, frames_file: Path, args: argparse.Names
                       f"{scraped.get('porchlight_media_viewer_tracks_held', math.nan):.0f}; keyframe requests sent "
                       f"{scraped.get('porchlight_media_keyframe_requests_total', math.nan):.0f}; send drops "
                       f"{scraped.get('porchlight_media_send_drops_total', math.nan):.0f}", flush=True)
-                rss = proc_kb(server.proc.pid, "VmRSS") / 1024
+                rss = proc_kb(server.proc.pid, "VmRSS") / 1024, tree_rss_mb(server.proc.pid)
                 for client in clients:
                     await client.wait()
                 if profile is not None:
@@ -302,7 +319,7 @@ async def run_janus_room(size: int, frames_file: Path, args: argparse.Namespace)
             await asyncio.sleep(max(0.0, room.window[1] - time.time()))
             cpu1, (packets1, in1) = cpu_seconds(server.proc.pid), await janus.packet_counts(server.admin)
             drops = udp_drops() - drops0
-            rss = proc_kb(server.proc.pid, "VmRSS") / 1024
+            rss = proc_kb(server.proc.pid, "VmRSS") / 1024, tree_rss_mb(server.proc.pid)
             for client in clients:
                 await client.wait()
         finally:
@@ -345,8 +362,8 @@ class Room:
             for i, (token, out) in enumerate(zip(tokens, self.outs, strict=True))
         ]
 
-    def row(self, path: str, cpu_s: float, packets: float, packets_in: float, rss: float, dropped: float,
-            udp_dropped: int) -> Row:
+    def row(self, path: str, cpu_s: float, packets: float, packets_in: float, rss: tuple[float, float],
+            dropped: float, udp_dropped: int) -> Row:
         """The figures of the window from the server's counters and the participants' reports."""
         args, size, window = self.args, self.size, self.window
         results = [json.loads(out.read_text()) for out in self.outs if out.exists()]
@@ -390,7 +407,7 @@ class Room:
         return Row(
             slow=slow, slow_kbit=args.slow_viewer,
             path=path, size=size, cores=cpu_s / span, us_per_packet=cpu_s / packets * 1e6 if packets else math.nan,
-            packets_per_s=packets / span, rss_mb=rss,
+            packets_per_s=packets / span, rss_mb=rss[0], all_rss_mb=rss[1],
             forwarded=packets / (packets_in * (size - 1)) if packets_in > 0 else math.nan,
             fps_min=min(fps, default=0.0), fps_median=statistics.median(fps) if fps else 0.0,
             decoded_fps_min=min(decoded, default=0.0),
@@ -592,13 +609,14 @@ def side_by_side(pairs: list[tuple[int, dict[str, Row]]], janus_loops: int) -> N
           "Porchlight's porchlight_media_packets_out_total;\n"
           "Janus's Admin API (handle_info of every handle: webrtc.media[mid].stats.out.packets, audio and video)")
     print(f"{'N':>3} {'pair':>4} {'side':<10} {'cores':>6} {'us/packet':>9} {'pkts/s out':>10} {'fwd':>5} "
-          f"{'p50 ms':>7} {'p95 ms':>7} {'fps min':>7} {'fps med':>7} {'RSS MB':>7} {'published':>9} "
+          f"{'p50 ms':>7} {'p95 ms':>7} {'fps min':>7} {'fps med':>7} {'RSS MB':>7} {'all MB':>6} {'published':>9} "
           f"{'streams':>8} {'udp drops':>9}  complete")
     for pair, (_size, sides) in enumerate(pairs, 1):
         for r in sides.values():
             print(f"{r.size:>3} {pair:>4} {SIDE_NAMES[r.path]:<10} {r.cores:>6.3f} {r.us_per_packet:>9.1f} "
                   f"{r.packets_per_s:>10.0f} {r.forwarded:>5.2f} {r.latency_p50:>7.1f} {r.latency_p95:>7.1f} "
-                  f"{r.fps_min:>7.1f} {r.fps_median:>7.1f} {r.rss_mb:>7.0f} {r.published:>9} {r.streams_seen:>8} "
+                  f"{r.fps_min:>7.1f} {r.fps_median:>7.1f} {r.rss_mb:>7.0f} {r.all_rss_mb:>6.0f} {r.published:>9} "
+                  f"{r.streams_seen:>8} "
                   f"{r.udp_dropped:>9}  "
                   f"{'yes' if r.complete else f'NO ({r.missing}): not counted'}")
         p, j, b = sides.get("forward"), sides.get("janus"), sides.get("before")
@@ -606,13 +624,15 @@ def side_by_side(pairs: list[tuple[int, dict[str, Row]]], janus_loops: int) -> N
             print(f"{'':>3} {'':>4} {'P/before':<10} {ratio(p.cores, b.cores):>6} "
                   f"{ratio(p.us_per_packet, b.us_per_packet):>9} "
                   f"{ratio(p.packets_per_s, b.packets_per_s):>10} {'':>5} {ratio(p.latency_p50, b.latency_p50):>7} "
-                  f"{ratio(p.latency_p95, b.latency_p95):>7} {'':>7} {'':>7} {ratio(p.rss_mb, b.rss_mb):>7}"
+                  f"{ratio(p.latency_p95, b.latency_p95):>7} {'':>7} {'':>7} {ratio(p.rss_mb, b.rss_mb):>7} "
+                  f"{ratio(p.all_rss_mb, b.all_rss_mb):>6}"
                   f"{'' if p.complete and b.complete else '  (a side incomplete)'}")
         if p and j:
             print(f"{'':>3} {'':>4} {'P/J':<10} {ratio(p.cores, j.cores):>6} "
                   f"{ratio(p.us_per_packet, j.us_per_packet):>9} "
                   f"{ratio(p.packets_per_s, j.packets_per_s):>10} {'':>5} {ratio(p.latency_p50, j.latency_p50):>7} "
-                  f"{ratio(p.latency_p95, j.latency_p95):>7} {'':>7} {'':>7} {ratio(p.rss_mb, j.rss_mb):>7}"
+                  f"{ratio(p.latency_p95, j.latency_p95):>7} {'':>7} {'':>7} {ratio(p.rss_mb, j.rss_mb):>7} "
+                  f"{ratio(p.all_rss_mb, j.all_rss_mb):>6}"
                   f"{'' if p.complete and j.complete else '  (a side incomplete: pair not counted)'}")
     print()
     print("Per N, medians over the complete pairs (goals: CPU per packet <= 0.8x Janus's at N=12, "
@@ -636,6 +656,7 @@ def side_by_side(pairs: list[tuple[int, dict[str, Row]]], janus_loops: int) -> N
 
         cpu = statistics.median(s["forward"].us_per_packet / s["janus"].us_per_packet for s in complete)
         rss = statistics.median(s["forward"].rss_mb / s["janus"].rss_mb for s in complete)
+        all_rss = statistics.median(s["forward"].all_rss_mb / s["janus"].all_rss_mb for s in complete)
         p50 = statistics.median(s["forward"].latency_p50 - s["janus"].latency_p50 for s in complete)
         spread = [s["forward"].us_per_packet / s["janus"].us_per_packet for s in complete]
         print(f"  N={size} ({len(complete)} of {total} pairs complete): CPU per forwarded packet "
@@ -648,7 +669,8 @@ def side_by_side(pairs: list[tuple[int, dict[str, Row]]], janus_loops: int) -> N
               f"fps median {median('fps_median', 'forward'):.1f} against {median('fps_median', 'janus'):.1f}, "
               f"min {median('fps_min', 'forward'):.1f} against {median('fps_min', 'janus'):.1f}")
         print(f"        RSS {median('rss_mb', 'forward'):.0f} MB against {median('rss_mb', 'janus'):.0f} MB: "
-              f"{rss:.2f}x{goal(rss <= 2, '<= 2x')}")
+              f"{rss:.2f}x{goal(rss <= 2, '<= 2x')}; with the delivery process and the embedded Redis "
+              f"{median('all_rss_mb', 'forward'):.0f} MB: {all_rss:.2f}x")
 
 
 SIDE_NAMES = {"forward": "porchlight", "before": "before", "janus": "janus"}

@@ -222,7 +222,7 @@ async def run(count: int, rooms: int, size: int, frames_file: Path, args: argpar
         finally:
             await store.aclose()
             await stop_server(server)
-        rows = [(owner, room.row("forward", 0.0, 0.0, 0.0, math.nan, math.nan, drops))
+        rows = [(owner, room.row("forward", 0.0, 0.0, 0.0, (math.nan, math.nan), math.nan, drops))
                 for owner, (_, _, room, _) in zip(owners, placed, strict=True)]
         return Result(count, size, window[1] - window[0], list(workers.values()), rows, " ".join(load),
                       sum(row.client_cores for _, row in rows))
