@@ -7,20 +7,42 @@ receiver's queue is drained between rounds (not timed) and every packet is count
 figure is printed only for packets that arrived. This is the per-viewer part of the forwarder's
 cost per forwarded packet (`bench/media.py` measures whole rooms).
 
-    python -m bench.media_sink [--packets 20000] [--rounds 5] [--payload 1100]
+    python -m bench.media_sink [--packets 20000] [--rounds 5] [--payload 1100] [--before DIR]
+
+With --before DIR (a checkout of an earlier commit, its C extension built in place) that
+checkout's compiled sink runs as a third, in the same rounds: the compiled send path before and
+after a change.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
+import importlib.util
 import os
 import socket
 import statistics
 import time
+from pathlib import Path
+from typing import Any
 
 from pylibsrtp import Policy, Session
 
 from server.media import sink
+
+
+def compiled_in(checkout: Path) -> Any:
+    """Another checkout's compiled sink module (`_sink` built in place), given libsrtp's protect."""
+    built = sorted((checkout / "server" / "media").glob("_sink*.so"))
+    if not built:
+        raise SystemExit(f"--before: no compiled sink built in {checkout}/server/media")
+    loader = importlib.machinery.ExtensionFileLoader("_sink", str(built[0]))
+    spec = importlib.util.spec_from_file_location("_sink", built[0], loader=loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    module.use_protect(sink.protect_address())
+    return module
 
 
 def drain(receiver: socket.socket) -> int:
@@ -38,6 +60,7 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=20_000, help="packets per round and sink")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--payload", type=int, default=1100, help="payload bytes (a video packet's size)")
+    parser.add_argument("--before", default="", metavar="DIR", help="that checkout's compiled sink as a third")
     args = parser.parse_args()
     if sink.COMPILED is None:
         raise SystemExit("the compiled sink is not built here (no C compiler at install?): nothing to compare")
@@ -50,7 +73,10 @@ def main() -> None:
     payload = os.urandom(args.payload)
     batch = min(args.packets, receiver.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 4096)
     sinks: dict[str, sink.SinkType] = {}
-    for name, make in (("python", sink.PySink), ("compiled", sink.COMPILED)):
+    makers: list[tuple[str, Any]] = [("python", sink.PySink), ("compiled", sink.COMPILED)]
+    if args.before:
+        makers.append(("before", compiled_in(Path(args.before)).Sink))
+    for name, make in makers:
         policy = Policy(key=os.urandom(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND)
         session = Session(policy=policy)
         out = make(0x1234, 512)
@@ -85,6 +111,8 @@ def main() -> None:
               f"{sent[name]:,}; dropped at the socket {sinks[name].dropped}")
     ratio = statistics.median(times["compiled"]) / statistics.median(times["python"])
     print(f"  compiled / python: {ratio:.2f}x")
+    if "before" in times:
+        print(f"  compiled / before: {statistics.median(times['compiled']) / statistics.median(times['before']):.2f}x")
     for name in sinks:
         if arrived[name] != sent[name]:
             print(f"  NOT every packet of {name} arrived: its figure counts lost packets too")
