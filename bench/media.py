@@ -12,7 +12,8 @@ participant sees every other. After a warm-up, during a fixed window, measured:
   in cores; and per forwarded RTP packet (packets from /metrics);
 - forwarded share: packets sent / (packets received x (N-1)); 1.00 means the server passed on
   everything its publishers sent it (whatever the viewers then managed to read);
-- server RSS at the end of the window;
+- server RSS at the end of the window (with --sides also that of all the server's processes:
+  Porchlight's delivery process and embedded redis-server with it);
 - at every viewer, per remote participant: frames per second received whole, and
   capture-to-receive latency per frame (p50/p95; capture times are on a shared schedule);
 - at one probe viewer that decodes two of its video streams with aiortc: decoded frames per
