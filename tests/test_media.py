@@ -270,8 +270,8 @@ async def test_a_viewer_that_stops_reading_slows_nobody_and_recovers(api: Api) -
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         udp.pause_reading()
         steady_before = steady.peer.seen[staff.pid].video_frames
-        await asyncio.sleep(0.6)  # a stalled viewer, for less than the second its packets are kept
-        assert steady.peer.seen[staff.pid].video_frames - steady_before >= 6  # 15 fps for the others, still
+        await asyncio.sleep(0.5)  # a stalled viewer, for half the second its packets are kept
+        assert steady.peer.seen[staff.pid].video_frames - steady_before >= 5  # 15 fps for the others, still
         outlets = [f.outlet for _, f in room.media().members[slow.pid].slots.values()]
         assert all(o.sink.capacity <= 512 for o in outlets)  # nothing piles up for the slow one
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size // 2)  # the kernel doubles what it is given
