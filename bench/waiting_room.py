@@ -10,7 +10,10 @@ their enrolments, and an open session. N patient WebSockets say `hello` and wait
 - the time until all N have received `waiting` (and each hello -> waiting latency);
 - admit latency: `--admits` patients are admitted one at a time (POST .../admit with one
   patient id); latency = from sending the POST to that patient's socket receiving
-  `admitted`. The HTTP round trip alone is reported too.
+  `admitted`. The HTTP round trip alone is reported too. Meanwhile the facilitator's page
+  holds a WebSocket in the session, as in a clinic, and gets the waiting list (everyone still
+  waiting) and the roster after every change (`--no-facilitator-socket`: admissions over HTTP
+  only, as before 2026-12-01's second session).
 
 Figures are printed, not asserted: timings depend on the machine and on what else runs on it
 (the clients run in this process, on the same cores as the server).
@@ -450,6 +453,31 @@ async def read_patient(p: Patient, ws: aiohttp.ClientWebSocketResponse) -> None:
         p.close_code = ws.close_code if ws.close_code is not None else -1
 
 
+async def facilitator_socket(http: aiohttp.ClientSession, ws_url: str, fac: Staff, session_id: str,
+                             frames: dict[str, int]) -> asyncio.Task[None]:
+    """The facilitator's page in the session: its socket gets the waiting list (all N waiting)
+    and the roster after every change, as a real facilitator's does."""
+    ws = await http.ws_connect(ws_url, headers={"Cookie": f"{COOKIE_NAME}={fac.cookie}"}, max_msg_size=0)
+    await ws.send_str(json.dumps({"type": "hello", "session_id": session_id}))
+
+    async def read() -> None:
+        try:
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    m = _TYPE.search(msg.data, 0, 64)
+                    kind = m.group(1) if m else "?"
+                    frames[kind] = frames.get(kind, 0) + 1
+        finally:
+            await ws.close()
+
+    reader = asyncio.create_task(read())
+    while not frames.get("waiting_list") and not reader.done():
+        await asyncio.sleep(0.05)
+    if reader.done():
+        raise RuntimeError(f"the facilitator's socket closed after {frames}")
+    return reader
+
+
 async def probe_loop_lag(out: list[tuple[float, float]], every: float = 0.005) -> None:
     """Note when this process's event loop wakes a 5 ms sleep more than 20 ms late."""
     while True:
@@ -531,6 +559,7 @@ class Result:
     redis_clients: dict[str, int] = field(default_factory=dict)
     gc_pauses: list[tuple[float, float, str]] = field(default_factory=list)
     log_problems: list[str] = field(default_factory=list)
+    staff_frames: dict[str, int] = field(default_factory=dict)  # frames the facilitator's socket got, by type
 
     @property
     def kb_per_conn(self) -> float:
@@ -610,6 +639,9 @@ async def run_one(n: int, args: argparse.Namespace, side: str = "", pythonpath: 
         for what, count in result.failed.items():
             print(f"  ! {count} x {what}", flush=True)
 
+        staff_reader = None
+        if args.facilitator_socket:
+            staff_reader = await facilitator_socket(http, ws_url, fac, session_id, result.staff_frames)
         await asyncio.sleep(args.settle)
         result.rss_waiting_kb = server.rss_kb()
         result.redis_rss_kb = server.redis_rss_kb()
@@ -687,6 +719,9 @@ async def run_one(n: int, args: argparse.Namespace, side: str = "", pythonpath: 
                 odd[kind] = odd.get(kind, 0) + count
         if odd:
             print(f"  other frames patients received: {odd}", flush=True)
+        if staff_reader is not None:
+            print(f"  the facilitator's socket received: {result.staff_frames}", flush=True)
+            staff_reader.cancel()
         print(f"  admitted {len(result.admit_ms)}/{len(sample)}; "
               f"admit p50 {percentile(result.admit_ms, 50):.1f} ms, p99 {percentile(result.admit_ms, 99):.1f} ms",
               flush=True)
@@ -841,6 +876,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="diagnostic: run the server with a gc callback logging collection pauses >= 5 ms")
     parser.add_argument("--hold", type=float, default=None,
                         help="seconds all wait before admissions start (default: heartbeat + 1)")
+    parser.add_argument("--no-facilitator-socket", dest="facilitator_socket", action="store_false",
+                        help="admit over HTTP only, without the facilitator's page holding a WebSocket in the "
+                             "session (which gets the waiting list and the roster after every change)")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds to wait before reading RSS")
     parser.add_argument("--before", default=None,
                         help="a checkout of an earlier commit: run its server too, alternating, and compare")

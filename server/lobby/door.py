@@ -137,7 +137,7 @@ class Door(SessionActions, MeasureActions):
                 self.presence.send(conn, {"type": "media_reset"})
         else:
             self.presence.watchers[conn] = staff
-        self.presence.send(conn, {"type": "waiting_list", "waiting": self.waiting_list()})
+        self.presence.send_text(conn, self.waiting_list_frame())
 
     async def reload_group(self) -> None:
         """The group was edited (by any process): take the new version; staff who may no longer

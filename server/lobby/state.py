@@ -24,7 +24,7 @@ from server.errors import not_found
 from server.lobby.machine import Event, Patient, Session, Status
 from server.lobby.peer import Peer
 from server.lobby.persist import load_session, write_changes
-from server.lobby.presence import Presence, participants, waiting_list
+from server.lobby.presence import Presence, WaitingList, participants
 from server.lobby.tools import SessionTools
 from server.media.ice import IceServers
 from server.media.room import MediaRoom, MediaRooms
@@ -57,6 +57,7 @@ class DoorState:
         self.group: dict[str, Any] = {}
         self.session: Session | None = None
         self.presence = Presence(metrics, self._render)
+        self._waiting_list = WaitingList()
         self.early: dict[str, tuple[int, str | None]] = {}  # checked in before open: (at, location)
         self.on_end = on_end  # attendance finalisation
         self.on_alert = on_alert  # a safety alert's event was queued: wake its delivery
@@ -223,8 +224,8 @@ class DoorState:
 
     # -- what clients see ------------------------------------------------------------------
 
-    def waiting_list(self) -> list[dict[str, Any]]:
-        return waiting_list(self.session, self.early, self.presence)
+    def waiting_list_frame(self) -> str:
+        return self._waiting_list.frame(self.session, self.early, self.presence.name)
 
     def participants(self) -> list[dict[str, Any]]:
         return participants(self.session, self.presence, self._roster_extras)
@@ -261,10 +262,10 @@ class DoorState:
             room.sync(self.media_members())  # media follows admission at once, not at the push
         self.presence.schedule(*what)
 
-    def _render(self, what: str) -> tuple[list[Peer] | set[Peer], dict[str, Any]] | None:
+    def _render(self, what: str) -> tuple[list[Peer] | set[Peer], dict[str, Any] | str] | None:
         if what == "waiting_list":
             staff = self.presence.staff_conns()
-            return (staff, {"type": "waiting_list", "waiting": self.waiting_list()}) if staff else None
+            return (staff, self.waiting_list_frame()) if staff else None
         return self.presence.in_session(self.session), {"type": "roster", "participants": self.participants()}
 
     # -- media ---------------------------------------------------------------------------
