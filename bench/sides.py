@@ -2,8 +2,8 @@
 
 `--before DIR` (a checkout of an earlier commit, e.g. `git worktree add --detach DIR <commit>`)
 runs that checkout's `server` package beside this one's, with this `bench` package driving both.
-The before side also runs without the reply parser `hiredis` (a dependency since), so each side
-has the dependencies of its own code.
+A before side older than the reply parser `hiredis` runs without it, so each side has the
+dependencies of its own code.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def before_path(before: Path, without_hiredis: bool = True) -> str:
+def before_path(before: Path, without_hiredis: bool | None = None) -> str:
     """A PYTHONPATH on which `server` is `before`'s, `bench` is this one, and hiredis is absent
-    (unless the before side already had it: `without_hiredis=False`)."""
+    if the before side did not depend on it yet (its pyproject.toml says; or `without_hiredis`)."""
     if not (before / "server" / "__init__.py").exists():
         raise SystemExit(f"--before: {before} has no server package")
+    if without_hiredis is None:
+        project = before / "pyproject.toml"
+        without_hiredis = not project.exists() or "hiredis" not in project.read_text()
     shim = Path(tempfile.mkdtemp(prefix="plbench-before-"))
     (shim / "server").symlink_to(before.resolve() / "server")
     (shim / "bench").symlink_to(ROOT / "bench")

@@ -34,7 +34,7 @@ class Door(SessionActions, MeasureActions):
     async def patient_hello(self, conn: Peer, patient_id: str, display_name: str, location: str | None) -> None:
         now = to_ms(self.clock.now())
         self._count_check_in(patient_id, now)
-        self.presence.names[patient_id] = display_name
+        self.presence.set_name(patient_id, display_name)
         older = self.presence.patients.get(patient_id)
         if patient_id in self.orphans and self.session is not None:
             # A new connection after a takeover: the old one did end, when last known alive.
@@ -60,7 +60,7 @@ class Door(SessionActions, MeasureActions):
     async def reattach(self, conn: Peer, patient_id: str, display_name: str, location: str | None) -> None:
         """A connection that never ended comes to this door after a takeover: nothing happened to
         the patient, so nothing is recorded; an admitted one starts their media again here."""
-        self.presence.names[patient_id] = display_name
+        self.presence.set_name(patient_id, display_name)
         status = self.session.patients.get(patient_id, OUT).status if self.session is not None else None
         held = (patient_id in self.orphans or patient_id in self.early
                 or status in (Status.WAITING, Status.IN_SESSION) and patient_id not in self.presence.patients)
@@ -350,6 +350,6 @@ class Door(SessionActions, MeasureActions):
             return
         missing = [pid for pid in self.session.patients if pid not in self.presence.names]
         for pid, patient in (await patients_by_id(self.redis, missing)).items():
-            self.presence.names[pid] = patient["display_name"]
+            self.presence.set_name(pid, patient["display_name"])
 
 

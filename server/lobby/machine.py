@@ -13,8 +13,11 @@ RuleViolation and changes nothing. Times are integer milliseconds given by the c
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 
@@ -78,14 +81,18 @@ class Session:
     # Each event's place in the session's record: two events in the same millisecond keep their
     # order, and two that happen to read alike are still two, not a duplicate to drop.
     next_seq: int = 0
-    # Who is in each state, in the order they entered it: a waiting room of thousands is not
-    # scanned for the few in the session on every admission and push. Kept by `_move`.
-    _by_status: dict[Status, dict[str, None]] = field(init=False, repr=False, compare=False)
+    # Who is in each state, in the order they entered it, each with the number of their entry
+    # (unique in this object's life): a waiting room of thousands is not scanned for the few in
+    # the session on every admission and push, and who left the waiting room and came back is
+    # told apart from who stayed. Kept by `_enter`.
+    _by_status: dict[Status, dict[str, int]] = field(init=False, repr=False, compare=False)
+    _entries: Iterator[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._by_status = {status: {} for status in Status}
+        self._entries = itertools.count()
         for pid, patient in self.patients.items():
-            self._by_status[patient.status][pid] = None
+            self._enter(pid, patient.status)
 
     @property
     def is_open(self) -> bool:
@@ -96,6 +103,10 @@ class Session:
 
     def count(self, status: Status) -> int:
         return len(self._by_status[status])
+
+    def waiting(self) -> MappingProxyType[str, int]:
+        """Who is waiting, each with the number of their entry into the waiting room."""
+        return MappingProxyType(self._by_status[Status.WAITING])
 
     # -- actions ------------------------------------------------------------------------
 
@@ -120,7 +131,7 @@ class Session:
         if current is not None:
             del self._by_status[current.status][patient_id]
         self.patients[patient_id] = Patient(Status.WAITING, since=since, location=location)
-        self._by_status[Status.WAITING][patient_id] = None
+        self._enter(patient_id, Status.WAITING)
         event = self._event("waiting", patient_id, since, location=location)
         if checked_in_at is not None and checked_in_at < self.started_at:
             event["checked_in_at"] = checked_in_at
@@ -220,7 +231,12 @@ class Session:
     def _move(self, patient_id: str, patient: Patient, status: Status) -> None:
         del self._by_status[patient.status][patient_id]
         patient.status = status
-        self._by_status[status][patient_id] = None
+        self._enter(patient_id, status)
+
+    def _enter(self, patient_id: str, status: Status) -> None:
+        entered = self._by_status[status]
+        entered.pop(patient_id, None)  # at the end, after everyone who entered before
+        entered[patient_id] = next(self._entries)
 
     def _out(self, patient_id: str, patient: Patient, now: int, reason: LeaveReason) -> None:
         self._move(patient_id, patient, Status.OUT)

@@ -9,6 +9,7 @@ cross-process bus implements the same small surface (send, broadcast, schedule, 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -48,6 +49,7 @@ class Presence:
         self.staff: dict[Peer, Staff] = {}  # staff taking part in the open session
         self.watchers: dict[Peer, Staff] = {}  # staff watching the waiting room
         self.names: dict[str, str] = {}  # patient id -> display name
+        self.renamed: set[str] = set()  # whose name changed since the last waiting list (see WaitingList)
         self._pending: set[str] = set()
         self._handle: asyncio.TimerHandle | None = None
         self._quiet_until = 0.0  # loop time before which no push starts (see PUSH_SHARE)
@@ -56,6 +58,11 @@ class Presence:
 
     def name(self, patient_id: str) -> str:
         return self.names.get(patient_id, "Patient")
+
+    def set_name(self, patient_id: str, name: str) -> None:
+        if self.names.get(patient_id) != name:
+            self.names[patient_id] = name
+            self.renamed.add(patient_id)
 
     def unique_staff(self) -> list[Staff]:
         seen: dict[str, Staff] = {}
@@ -133,34 +140,74 @@ class Presence:
 
 
 class WaitingList:
-    """The `waiting_list` frame's JSON text, from each patient's entry encoded once and kept
-    while their name and waiting time stay the same: with 5,000 waiting, encoding every entry
-    for every push took 27 ms of the loop, and each admission causes a push."""
+    """The `waiting_list` frame's JSON text, kept between pushes and changed where the waiting
+    room changed: with 5,000 waiting, encoding every entry for every push took 27 ms of the event
+    loop, and every admission causes a push. The entries stay in the frame's order (by waiting
+    time, then id), each with its JSON; a push finds who left and who came (by their entry into
+    the waiting room, so who left and came back is both) and joins the texts."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[int, str, str]] = {}  # patient id -> (since, name, JSON)
+        self._reset(None)
+
+    def _reset(self, session: Session | None) -> None:
+        self._session = session  # whose entries are kept (a reload from Redis makes a new one)
+        self._entries: dict[str, int] = {}  # patient id -> their entry into the waiting room
+        self._since: dict[str, int] = {}
+        self._order: list[tuple[int, str]] = []  # (since, patient id): the frame's order
+        self._last = -1  # the latest entry seen
+        self._parts: list[str] = []  # each one's JSON, in that order
 
     def frame(self, session: Session | None, early: dict[str, tuple[int, str | None]],
-              name_of: Callable[[str], str]) -> str:
-        if session is not None:
-            rows = [(pid, session.patients[pid].since) for pid in session.with_status(Status.WAITING)]
+              name_of: Callable[[str], str], renamed: Iterable[str] = ()) -> str:
+        """The frame now; `renamed`: who may have a new name since the last frame."""
+        if session is None:  # before the session opens: a few early check-ins, encoded whole
+            self._reset(None)
+            rows = sorted((at, pid) for pid, (at, _) in early.items())
+            parts = [_entry(pid, since, name_of(pid)) for since, pid in rows]
         else:
-            rows = [(pid, at) for pid, (at, _) in early.items()]
-        rows.sort(key=_by_since)
-        kept, entries = self._entries, {}
-        for pid, since in rows:
-            name = name_of(pid)
-            entry = kept.get(pid)
-            if entry is None or entry[0] != since or entry[1] != name:
-                entry = (since, name, json.dumps({"patient_id": pid, "display_name": name,
-                                                  "waiting_since": iso(since)}, separators=(",", ":")))
-            entries[pid] = entry
-        self._entries = entries  # who stopped waiting is forgotten
-        return '{"type":"waiting_list","waiting":[' + ",".join(e[2] for e in entries.values()) + "]}"
+            if session is not self._session:
+                self._reset(session)
+            self._update(session, name_of, renamed)
+            parts = self._parts
+        return '{"type":"waiting_list","waiting":[' + ",".join(parts) + "]}"
+
+    def _update(self, session: Session, name_of: Callable[[str], str], renamed: Iterable[str]) -> None:
+        waiting = session.waiting()  # in the order of their entries, which only grow
+        came = []
+        for pid in reversed(waiting):
+            if waiting[pid] <= self._last:
+                break
+            came.append(pid)
+        if came:
+            self._last = waiting[came[0]]
+        returned = [pid for pid in came if pid in self._entries]  # left and came back: a new entry
+        if len(self._entries) + len(came) - len(returned) > len(waiting):  # and some left for good
+            returned += self._entries.keys() - waiting.keys()
+        for pid in returned:
+            i = bisect.bisect_left(self._order, (self._since.pop(pid), pid))
+            del self._order[i], self._parts[i], self._entries[pid]
+        for pid in renamed:
+            if (since := self._since.get(pid)) is not None:
+                self._parts[bisect.bisect_left(self._order, (since, pid))] = _entry(pid, since, name_of(pid))
+        if len(came) > 64:  # many at once (the first frame): sorted together
+            rows = self._order + [(session.patients[pid].since, pid) for pid in came]
+            rows.sort()
+            kept = dict(zip(self._order, self._parts, strict=True))
+            self._parts = [kept.get(row) or _entry(row[1], row[0], name_of(row[1])) for row in rows]
+            self._order = rows
+        for pid in reversed(came):
+            since = session.patients[pid].since
+            self._entries[pid], self._since[pid] = waiting[pid], since
+            if len(came) <= 64:
+                i = bisect.bisect(self._order, (since, pid))
+                self._order.insert(i, (since, pid))
+                self._parts.insert(i, _entry(pid, since, name_of(pid)))
 
 
-def _by_since(row: tuple[str, int]) -> tuple[int, str]:
-    return row[1], row[0]
+
+def _entry(pid: str, since: int, name: str) -> str:
+    return json.dumps({"patient_id": pid, "display_name": name, "waiting_since": iso(since)}, separators=(",", ":"))
+
 
 
 def participants(session: Session | None, presence: Presence,

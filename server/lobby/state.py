@@ -225,7 +225,8 @@ class DoorState:
     # -- what clients see ------------------------------------------------------------------
 
     def waiting_list_frame(self) -> str:
-        return self._waiting_list.frame(self.session, self.early, self.presence.name)
+        renamed, self.presence.renamed = self.presence.renamed, set()
+        return self._waiting_list.frame(self.session, self.early, self.presence.name, renamed)
 
     def participants(self) -> list[dict[str, Any]]:
         return participants(self.session, self.presence, self._roster_extras)
