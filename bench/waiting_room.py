@@ -18,7 +18,11 @@ their enrolments, and an open session. N patient WebSockets say `hello` and wait
 Figures are printed, not asserted: timings depend on the machine and on what else runs on it
 (the clients run in this process, on the same cores as the server).
 
-    python -m bench.waiting_room [--counts 1000,5000] [--admits 200] [--bare]
+    python -m bench.waiting_room [--counts 1000,5000] [--admits 200] [--group-size 15] [--bare]
+
+With --group-size S the N patients wait in groups of S (each with its session open and, by
+default, its facilitator's socket), as in a clinic's evening of many groups; without it, in
+one group.
 
 With --bare, a bare aiohttp server (bench/bare_ws.py) then holds the same number of sockets
 (each answered once with a `waiting`-sized frame) and its RSS is printed beside the server's,
@@ -369,12 +373,14 @@ async def server_metrics(http: aiohttp.ClientSession, base: str) -> dict[str, fl
 
 
 class Patient:
-    __slots__ = ("id", "token", "ws", "reader", "hello_s", "error", "waiter", "admitted_at",
+    __slots__ = ("id", "token", "group", "session_id", "ws", "reader", "hello_s", "error", "waiter", "admitted_at",
                  "close_code", "frames", "kinds")
 
-    def __init__(self, patient_id: str, token: str) -> None:
+    def __init__(self, patient_id: str, token: str, group: int) -> None:
         self.id = patient_id
         self.token = token
+        self.group = group  # index of the patient's group
+        self.session_id = ""
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.reader: asyncio.Task[None] | None = None
         self.hello_s = math.nan
@@ -566,21 +572,22 @@ class Result:
         return (self.rss_waiting_kb - self.rss_before_kb) / self.connected if self.connected else math.nan
 
 
-async def create_patients(http: aiohttp.ClientSession, base: str, admin: Staff, group_id: str, n: int,
+async def create_patients(http: aiohttp.ClientSession, base: str, admin: Staff, group_ids: list[str], n: int,
                           concurrency: int) -> list[Patient]:
     gate = asyncio.Semaphore(concurrency)
     done = 0
 
     async def one(i: int) -> Patient:
         nonlocal done
+        group = i % len(group_ids)
         async with gate:
             patient = await post(http, base, admin, "/patients", {"display_name": f"Bench Patient {i}"}, 201)
-            enrollment = await post(http, base, admin, f"/groups/{group_id}/enrollments",
+            enrollment = await post(http, base, admin, f"/groups/{group_ids[group]}/enrollments",
                                     {"patient_id": patient["id"]}, 201)
         done += 1
         if done % 1000 == 0:
             print(f"    {done} patients enrolled", flush=True)
-        return Patient(patient["id"], enrollment["join_url"].rsplit("/j/", 1)[1])
+        return Patient(patient["id"], enrollment["join_url"].rsplit("/j/", 1)[1], group)
 
     return list(await asyncio.gather(*(one(i) for i in range(n))))
 
@@ -609,15 +616,18 @@ async def run_one(n: int, args: argparse.Namespace, side: str = "", pythonpath: 
         await add_user(server, "bench_fac", "facilitator", "Bench Facilitator")
         admin = await login(http, base, "bench_admin")
         fac = await login(http, base, "bench_fac")
-        group = await post(http, base, admin, "/groups", {
-            "name": "Bench IOP", "program": "IOP", "facilitator_ids": [fac.user_id], "capacity": GROUP_CAPACITY,
-        }, 201)
-        patients = await create_patients(http, base, admin, group["id"], n, args.setup_concurrency)
-        session = await post(http, base, fac, f"/groups/{group['id']}/sessions", {}, 201)
-        session_id = session["id"]
+        groups = math.ceil(n / args.group_size) if args.group_size else 1
+        group_ids = [(await post(http, base, admin, "/groups", {
+            "name": f"Bench IOP {g + 1}", "program": "IOP", "facilitator_ids": [fac.user_id],
+            "capacity": GROUP_CAPACITY,
+        }, 201))["id"] for g in range(groups)]
+        patients = await create_patients(http, base, admin, group_ids, n, args.setup_concurrency)
+        session_ids = [(await post(http, base, fac, f"/groups/{gid}/sessions", {}, 201))["id"] for gid in group_ids]
+        for p in patients:
+            p.session_id = session_ids[p.group]
         result.setup_s = time.perf_counter() - t0
-        print(f"  setup: 2 staff, 1 group, {n} patients + enrolments, session open in {result.setup_s:.1f} s",
-              flush=True)
+        print(f"  setup: 2 staff, {groups} group(s), {n} patients + enrolments, session(s) open in "
+              f"{result.setup_s:.1f} s", flush=True)
 
         await asyncio.sleep(args.settle)
         result.rss_before_kb = server.rss_kb()
@@ -626,7 +636,7 @@ async def run_one(n: int, args: argparse.Namespace, side: str = "", pythonpath: 
         ws_url = base.replace("http", "ws", 1) + "/api/v1/ws"
         gate = asyncio.Semaphore(args.connect_concurrency)
         t0 = time.perf_counter()
-        await asyncio.gather(*(connect_patient(http, ws_url, p, session_id, gate) for p in patients))
+        await asyncio.gather(*(connect_patient(http, ws_url, p, p.session_id, gate) for p in patients))
         result.connect_s = time.perf_counter() - t0
         waiting = [p for p in patients if p.ws is not None]
         result.connected = len(waiting)
@@ -639,9 +649,10 @@ async def run_one(n: int, args: argparse.Namespace, side: str = "", pythonpath: 
         for what, count in result.failed.items():
             print(f"  ! {count} x {what}", flush=True)
 
-        staff_reader = None
-        if args.facilitator_socket:
-            staff_reader = await facilitator_socket(http, ws_url, fac, session_id, result.staff_frames)
+        staff_readers: list[asyncio.Task[None]] = []
+        if args.facilitator_socket:  # one per session, as each group has its facilitator
+            for sid in session_ids:
+                staff_readers.append(await facilitator_socket(http, ws_url, fac, sid, result.staff_frames))
         await asyncio.sleep(args.settle)
         result.rss_waiting_kb = server.rss_kb()
         result.redis_rss_kb = server.redis_rss_kb()
@@ -674,7 +685,6 @@ async def run_one(n: int, args: argparse.Namespace, side: str = "", pythonpath: 
 
         # Admit a sample, one at a time, while everyone else keeps waiting.
         sample = random.Random(n).sample(waiting, min(args.admits, len(waiting)))
-        url = f"{base}/api/v1/sessions/{session_id}/admit"
         loop = asyncio.get_running_loop()
         for p in sample:
             if p.ws is None or p.ws.closed:
@@ -682,6 +692,7 @@ async def run_one(n: int, args: argparse.Namespace, side: str = "", pythonpath: 
                 continue
             p.waiter = loop.create_future()
             t0 = time.perf_counter()
+            url = f"{base}/api/v1/sessions/{p.session_id}/admit"
             async with http.post(url, json={"patient_ids": [p.id]}, headers=fac.headers()) as resp:
                 body = await resp.read()
                 status = resp.status
@@ -719,9 +730,10 @@ async def run_one(n: int, args: argparse.Namespace, side: str = "", pythonpath: 
                 odd[kind] = odd.get(kind, 0) + count
         if odd:
             print(f"  other frames patients received: {odd}", flush=True)
-        if staff_reader is not None:
-            print(f"  the facilitator's socket received: {result.staff_frames}", flush=True)
-            staff_reader.cancel()
+        if staff_readers:
+            print(f"  the facilitators' sockets ({len(staff_readers)}) received: {result.staff_frames}", flush=True)
+            for reader in staff_readers:
+                reader.cancel()
         print(f"  admitted {len(result.admit_ms)}/{len(sample)}; "
               f"admit p50 {percentile(result.admit_ms, 50):.1f} ms, p99 {percentile(result.admit_ms, 99):.1f} ms",
               flush=True)
@@ -780,6 +792,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     print(f"python {platform.python_version()} ({platform.python_implementation()}), aiohttp {aiohttp.__version__}, "
           f"{platform.system()} {platform.machine()}, cpu_count {cpus} (usable {usable}); "
           f"heartbeat {args.heartbeat:g} s; {args.admits} admits one at a time; clients in the same machine")
+    print("waiting in one group" if not args.group_size else f"waiting in groups of {args.group_size}, each "
+          "with its session open" + (" and its facilitator's socket" if args.facilitator_socket else ""))
     print(f"data dir (embedded Redis, AOF fsync always) under {args.tmp or tempfile.gettempdir()}")
     head = (f"{'waiting':>8} {'server RSS MB':>14} {'KB/conn':>8} {'connect all s':>14} {'hello p99 ms':>13} "
             f"{'admit p50 ms':>13} {'admit p99 ms':>13} {'admit max ms':>13} {'http p50 ms':>12} {'http p99 ms':>12}")
@@ -876,6 +890,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="diagnostic: run the server with a gc callback logging collection pauses >= 5 ms")
     parser.add_argument("--hold", type=float, default=None,
                         help="seconds all wait before admissions start (default: heartbeat + 1)")
+    parser.add_argument("--group-size", type=int, default=0,
+                        help="patients per group (each group with its open session and its facilitator's socket): "
+                             "a clinic's evening of many groups; 0 (the default): one group with everyone")
     parser.add_argument("--no-facilitator-socket", dest="facilitator_socket", action="store_false",
                         help="admit over HTTP only, without the facilitator's page holding a WebSocket in the "
                              "session (which gets the waiting list and the roster after every change)")
