@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -259,23 +261,31 @@ async def test_media_state_follows_the_tracks_and_the_facilitators_mute(api: Api
         assert await states() == [(True, False), (False, False), (True, False)]
 
 
+@contextlib.contextmanager
+def stalled_viewer(viewer: MediaPeer) -> Iterator[None]:
+    """The viewer stops reading, with a tiny socket buffer: what the server sends is lost."""
+    udp = viewer.subscribe_socket()
+    sock = udp.get_extra_info("socket")
+    size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    udp.pause_reading()
+    try:
+        yield
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size // 2)  # the kernel doubles what it is given
+        udp.resume_reading()
+
+
 async def test_a_viewer_that_stops_reading_slows_nobody_and_recovers(api: Api) -> None:
     async with await join_all(api, await api.world(patients=2), patients=2) as room:
         staff, slow, steady = room.people
         await everyone_sees_everyone(room.people)
-        # The slow viewer stops reading, with a tiny socket buffer: what the server sends is lost.
-        udp = slow.peer.subscribe_socket()
-        sock = udp.get_extra_info("socket")
-        size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        udp.pause_reading()
-        steady_before = steady.peer.seen[staff.pid].video_frames
-        await asyncio.sleep(0.5)  # a stalled viewer, for half the second its packets are kept
-        assert steady.peer.seen[staff.pid].video_frames - steady_before >= 5  # 15 fps for the others, still
-        outlets = [f.outlet for _, f in room.media().members[slow.pid].slots.values()]
-        assert all(o.sink.capacity <= 512 for o in outlets)  # nothing piles up for the slow one
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size // 2)  # the kernel doubles what it is given
-        udp.resume_reading()
+        with stalled_viewer(slow.peer):
+            steady_before = steady.peer.seen[staff.pid].video_frames
+            await asyncio.sleep(0.5)  # a stalled viewer, for half the second its packets are kept
+            assert steady.peer.seen[staff.pid].video_frames - steady_before >= 5  # 15 fps for the others, still
+            outlets = [f.outlet for _, f in room.media().members[slow.pid].slots.values()]
+            assert all(o.sink.capacity <= 512 for o in outlets)  # nothing piles up for the slow one
         stalled = {pid: seen.video_frames for pid, seen in slow.peer.seen.items()}
         async with asyncio.timeout(10):  # it decodes again: the lost packets are sent again
             while any(slow.peer.seen[pid].video_frames < n + 15 for pid, n in stalled.items()):
@@ -287,16 +297,10 @@ async def test_a_viewer_stalled_longer_than_packets_are_kept_gets_a_keyframe_ask
     async with await join_all(api, await api.world(patients=1), patients=1) as room:
         staff, slow = room.people
         await everyone_sees_everyone(room.people)
-        udp = slow.peer.subscribe_socket()
-        sock = udp.get_extra_info("socket")
-        size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        udp.pause_reading()
-        await asyncio.sleep(sink.KEEP_SECONDS + 0.5)
-        forward = next(f for _, f in room.media().members[slow.pid].slots.values() if f.source.kind == "video")
-        asked = forward.source.keyframe_requests
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size // 2)
-        udp.resume_reading()
+        with stalled_viewer(slow.peer):
+            await asyncio.sleep(sink.KEEP_SECONDS + 0.5)
+            forward = next(f for _, f in room.media().members[slow.pid].slots.values() if f.source.kind == "video")
+            asked = forward.source.keyframe_requests
         # The viewer NACKs what it lost; what was lost over a second ago is no longer kept, and
         # cannot complete its picture: the publisher is asked for a keyframe instead. (aiortc's
         # receiver waits for every lost packet, so this viewer decodes again only 512 packets on;
