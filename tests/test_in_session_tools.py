@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.services import SERVICES
 from tests.helpers import Api, Socket, World
 
 
@@ -129,7 +130,14 @@ async def test_patients_are_told_when_their_facilitator_drops_and_comes_back(api
     world, session_id, host, (alex, blair, _) = await _room(api)
     await host.close()
     for sock in (alex, blair):
-        await sock.until("facilitator_away")
+        try:
+            await sock.until("facilitator_away")
+        except TimeoutError:  # say what the door knew (a staff socket's end once waited on its heartbeat)
+            door = api.client.app[SERVICES].lobby.doors[world.group["id"]]
+            raise AssertionError(
+                f"no facilitator_away: staff sockets {len(door.presence.staff)}, facilitator present "
+                f"{door.tools.facilitator_present}, door locked {door.lock.locked()}, "
+                f"frames seen {[f['type'] for f in sock.seen]}") from None
     back = await api.staff_socket(world.facilitator, session_id=session_id)
     for sock in (alex, blair):
         await sock.until("facilitator_back")

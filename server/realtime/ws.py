@@ -197,7 +197,7 @@ class Client:
         # A random phase per connection: after a burst of connections (a group arriving, a
         # restart) the pings spread over the interval instead of firing in one wave.
         await asyncio.sleep(random.uniform(0, settings.heartbeat_interval_seconds))
-        while not self.conn.closing:
+        while not self.conn.closing and not self.conn.ws.closed:
             await asyncio.sleep(settings.heartbeat_interval_seconds)
             now = clock.now()
             if now - self.conn.last_heard > settings.heartbeat_timeout_seconds:
@@ -208,8 +208,8 @@ class Client:
                 self.conn.close_code = CLOSE_HEARTBEAT
                 self.abort()
                 return
-            if self.conn.closing:
-                return  # no ping after the close is queued: it would cross the client's close
+            if self.conn.closing or self.conn.ws.closed:
+                return  # no ping after the close is queued (it would cross the client's close), or after the end
             with contextlib.suppress(ConnectionResetError, RuntimeError):
                 await self.conn.ws.ping()
             if self.staff is not None:
@@ -244,10 +244,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         client.error("unavailable", "the service is temporarily unavailable", 1013)
     finally:
         beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await beat
+        # The departure first: a heartbeat inside a Redis call may take its time to stop (under
+        # load, a cancellation that meets the call's own timeout has been seen lost on Python 3.11,
+        # the heartbeat going on), and the socket's end must not wait for it. Either one records
+        # the departure, once (Client.gone).
         with contextlib.suppress(*UNAVAILABLE):
             await client.gone()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await beat
         await conn.finish()
         if not ws.closed:
             with contextlib.suppress(Exception):
