@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -48,23 +47,12 @@ class SessionDoor:
 
 async def _session_door(request: web.Request) -> tuple[StaffSession, SessionDoor, str]:
     svc = services(request)
-
-    async def session_group() -> tuple[str, str, dict[str, Any]]:
-        session_id = v.an_id(request.match_info["session_id"], "session_id")
-        group_id = await svc.lobby.session_group(session_id)
-        return session_id, group_id, await require_group(svc.redis, group_id)
-
-    # The sign-in and the session's group are read at once: two round trips to Redis before an
-    # admission instead of four. The sign-in's verdict comes first all the same: without one, a
-    # request learns nothing of the session (401, never 400 or 404).
-    signed_in, found = await asyncio.gather(require_staff(request), session_group(), return_exceptions=True)
-    if isinstance(signed_in, BaseException):
-        raise signed_in
-    if isinstance(found, BaseException):
-        raise found
-    session_id, group_id, group = found
-    require_group_rights(signed_in, group)
-    return signed_in, SessionDoor(svc.lobby, group_id, session_id, signed_in.user.id), session_id
+    staff = await require_staff(request)
+    session_id = v.an_id(request.match_info["session_id"], "session_id")
+    group_id = await svc.lobby.session_group(session_id)
+    group = await require_group(svc.redis, group_id)
+    require_group_rights(staff, group)
+    return staff, SessionDoor(svc.lobby, group_id, session_id, staff.user.id), session_id
 
 
 async def get_session(request: web.Request) -> web.Response:
