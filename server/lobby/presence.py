@@ -151,10 +151,9 @@ class WaitingList:
 
     def _reset(self, session: Session | None) -> None:
         self._session = session  # whose entries are kept (a reload from Redis makes a new one)
-        self._entries: dict[str, int] = {}  # patient id -> their entry into the waiting room
-        self._since: dict[str, int] = {}
-        self._order: list[tuple[int, str]] = []  # (since, patient id): the frame's order
+        self._kept: dict[str, tuple[int, int]] = {}  # patient id -> (their entry into the waiting room, since)
         self._last = -1  # the latest entry seen
+        self._order: list[tuple[int, str]] = []  # (since, patient id): the frame's order
         self._parts: list[str] = []  # each one's JSON, in that order
 
     def frame(self, session: Session | None, early: dict[str, tuple[int, str | None]],
@@ -180,34 +179,33 @@ class WaitingList:
             came.append(pid)
         if came:
             self._last = waiting[came[0]]
-        returned = [pid for pid in came if pid in self._entries]  # left and came back: a new entry
-        if len(self._entries) + len(came) - len(returned) > len(waiting):  # and some left for good
-            returned += self._entries.keys() - waiting.keys()
-        for pid in returned:
-            i = bisect.bisect_left(self._order, (self._since.pop(pid), pid))
-            del self._order[i], self._parts[i], self._entries[pid]
+        gone = [pid for pid in came if pid in self._kept]  # left and came back: a new entry
+        if len(self._kept) + len(came) - len(gone) > len(waiting):  # and some left for good
+            gone += self._kept.keys() - waiting.keys()
+        for pid in gone:
+            i = bisect.bisect_left(self._order, (self._kept.pop(pid)[1], pid))
+            del self._order[i], self._parts[i]
         for pid in renamed:
-            if (since := self._since.get(pid)) is not None:
-                self._parts[bisect.bisect_left(self._order, (since, pid))] = _entry(pid, since, name_of(pid))
-        if len(came) > 64:  # many at once (the first frame): sorted together
-            rows = self._order + [(session.patients[pid].since, pid) for pid in came]
-            rows.sort()
-            kept = dict(zip(self._order, self._parts, strict=True))
-            self._parts = [kept.get(row) or _entry(row[1], row[0], name_of(row[1])) for row in rows]
-            self._order = rows
-        for pid in reversed(came):
+            if (kept := self._kept.get(pid)) is not None:
+                self._parts[bisect.bisect_left(self._order, (kept[1], pid))] = _entry(pid, kept[1], name_of(pid))
+        rows = []
+        for pid in came:
             since = session.patients[pid].since
-            self._entries[pid], self._since[pid] = waiting[pid], since
-            if len(came) <= 64:
-                i = bisect.bisect(self._order, (since, pid))
-                self._order.insert(i, (since, pid))
-                self._parts.insert(i, _entry(pid, since, name_of(pid)))
-
+            self._kept[pid] = (waiting[pid], since)
+            rows.append((since, pid))
+        if len(rows) > 64:  # many at once (the first frame): sorted in with the rest
+            parts = dict(zip(self._order, self._parts, strict=True))
+            self._order = sorted(self._order + rows)
+            self._parts = [parts.get(row) or _entry(row[1], row[0], name_of(row[1])) for row in self._order]
+            return
+        for since, pid in rows:
+            i = bisect.bisect(self._order, (since, pid))
+            self._order.insert(i, (since, pid))
+            self._parts.insert(i, _entry(pid, since, name_of(pid)))
 
 
 def _entry(pid: str, since: int, name: str) -> str:
     return json.dumps({"patient_id": pid, "display_name": name, "waiting_since": iso(since)}, separators=(",", ":"))
-
 
 
 def participants(session: Session | None, presence: Presence,
