@@ -27,13 +27,16 @@ async def test_a_hidden_tile_gets_no_video_and_resumes_at_once_when_shown(api: A
             while not media.members[staff.pid].slots[(hidden.pid, "video")][1].rewriter.held:
                 await asyncio.sleep(0.02)
         hidden_frames, hidden_audio = seen[hidden.pid].video_frames, seen[hidden.pid].audio_frames
+        outlet = media.members[staff.pid].slots[(hidden.pid, "video")][1].outlet
+        resent = outlet.retransmitted
         shown_frames = seen[shown.pid].video_frames
         async with asyncio.timeout(10):  # 30 frames of the shown one arrive, and none of the hidden one
             while seen[shown.pid].video_frames < shown_frames + 30:
                 await asyncio.sleep(0.05)
-        assert seen[hidden.pid].video_frames <= hidden_frames + 1  # at most one frame in flight
+        # At most one frame in flight, and those that NACKed packets sent before the hold complete
+        # (a loaded machine drops packets at the viewer's socket; each one sent again can finish a frame).
+        assert seen[hidden.pid].video_frames <= hidden_frames + 1 + outlet.retransmitted - resent
         assert seen[hidden.pid].audio_frames > hidden_audio + 50  # their voice still comes through
-        outlet = media.members[staff.pid].slots[(hidden.pid, "video")][1].outlet
         sent = outlet.sent
         await asyncio.sleep(0.5)
         assert outlet.sent == sent  # the server sends that viewer nothing of the hidden video
