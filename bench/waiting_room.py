@@ -75,6 +75,10 @@ PINGS: list[float] = []
 # -- small helpers ---------------------------------------------------------------------------
 
 
+# permessage-deflate window bits the patients' sockets offer (15: what browsers offer; 0: none).
+CLIENT_COMPRESS = [0]
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100); nan for no values."""
     if not values:
@@ -398,7 +402,8 @@ async def connect_patient(http: aiohttp.ClientSession, ws_url: str, p: Patient, 
         t0 = time.perf_counter()
         try:
             # autoping=False: pings are answered by hand below, so their arrival can be recorded.
-            ws = await http.ws_connect(ws_url, autoping=False, autoclose=True, max_msg_size=0)
+            ws = await http.ws_connect(ws_url, autoping=False, autoclose=True, max_msg_size=0,
+                                       compress=CLIENT_COMPRESS[0])
         except Exception as exc:
             p.error = f"connect: {type(exc).__name__}: {exc}"
             return
@@ -896,6 +901,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-facilitator-socket", dest="facilitator_socket", action="store_false",
                         help="admit over HTTP only, without the facilitator's page holding a WebSocket in the "
                              "session (which gets the waiting list and the roster after every change)")
+    parser.add_argument("--compress", type=int, default=15, choices=(0, 9, 10, 11, 12, 13, 14, 15),
+                        help="the patients' sockets offer permessage-deflate with these window bits, as browsers "
+                             "do (15, the default); 0 offers none (the bench before 2026-12-02)")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds to wait before reading RSS")
     parser.add_argument("--before", default=None,
                         help="a checkout of an earlier commit: run its server too, alternating, and compare")
@@ -912,6 +920,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def amain(args: argparse.Namespace) -> int:
+    CLIENT_COMPRESS[0] = args.compress
     results = []
     failures = []
     sides: list[tuple[str, str | None]] = [("", None)]

@@ -457,3 +457,19 @@ async def test_the_waiting_frame_says_since_when_so_a_reload_keeps_the_clock(api
     again = await api.patient(world.tokens[0], expect=None)  # the page is reloaded
     frame = await again.until("waiting")
     assert frame["session_id"] == session_id and frame["waiting_since"] == _iso(checked_in)
+
+
+async def test_a_patients_socket_is_not_compressed_and_a_staff_pages_is(api: Api) -> None:
+    # Browsers offer permessage-deflate on every WebSocket. A patient's socket declines it (its
+    # zlib state would cost the server ~100 KB per waiting patient); a staff page's takes it.
+    world = await api.world()
+    session_id = await api.open(world)
+    patient = await api.patient(world.tokens[0], compress=15)
+    assert patient.ws.compress == 0
+    assert patient.seen[-1]["session_id"] == session_id
+
+    host = await api.ws(world.facilitator, compress=15)
+    assert host.ws.compress == 15
+    await host.send({"type": "hello", "session_id": session_id})
+    listed = await host.until("waiting_list", lambda f: f["waiting"])
+    assert [w["patient_id"] for w in listed["waiting"]] == [world.patients[0]["id"]]
