@@ -110,7 +110,7 @@ async def run(n: int, admits: int) -> dict[str, dict[str, float]]:
         for name, sockets_at in (("local", b.url), ("cross", a.url)):
             group = await post(http, a.url, admin, "/groups", {
                 "name": f"Bench {name}", "program": "IOP", "facilitator_ids": [fac.user_id], "capacity": 500}, 201)
-            patients = await create_patients(http, a.url, admin, group["id"], n, 8)
+            patients = await create_patients(http, a.url, admin, [group["id"]], n, 8)
             session = await post(http, b.url, fac, f"/groups/{group['id']}/sessions", {}, 201)
             out[name] = await phase(http, b.url, sockets_at, fac, session["id"], patients, admits,
                                     [a.pid, b.pid])
