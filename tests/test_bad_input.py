@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from server.realtime.connection import Connection
+from server.realtime.connection import DIRECT_WRITE_LIMIT, Connection
 from server.services import SERVICES
 from tests.helpers import Api, World
 
@@ -222,8 +222,16 @@ async def test_slow_client_is_disconnected_not_buffered(api: Api, world: tuple[W
     patient = await api.patient(w.tokens[0])
     door = api.client.app[SERVICES].lobby.doors[w.group["id"]]
     conn: Connection = door.presence.patients[w.patients[0]["id"]]
-    for _ in range(api.settings.ws_send_queue + 10):
-        conn.send({"type": "message", "text": "x"})  # more than the queue holds, faster than it drains
+    # Frames written at once fill the kernel's buffers (the client reads nothing meanwhile: it
+    # shares this loop), then the socket's transport up to its limit; then they queue, and a
+    # full queue ends the socket. Never more than that is held for it.
+    frame = {"type": "message", "text": "x" * 16_000}
+    sent = 0
+    while conn.close_code is None and sent < 5_000:  # 5,000 x 16 KB: far beyond what may be held
+        conn.send(frame)
+        sent += 1
+        assert conn.ws._req is not None and conn.ws._req.transport is not None
+        assert conn.ws._req.transport.get_write_buffer_size() <= DIRECT_WRITE_LIMIT + 17_000
     assert conn.close_code == 1008
     code = await patient.closed()
     assert code in (1008, 1006)

@@ -251,7 +251,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=settings.max_ws_frame_bytes, autoping=False,
                                compress=compresses(request))
     await ws.prepare(request)
-    conn = Connection(ws, svc.clock, settings.ws_send_queue)
+    conn = Connection(ws, svc.clock, settings.ws_send_queue, request.transport)
     client = Client(svc, conn, request.transport)
     beat = svc.background.start(client.heartbeat(), "socket heartbeat")
     try:
