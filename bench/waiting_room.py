@@ -241,7 +241,9 @@ def server_env(data_dir: Path, heartbeat: float) -> dict[str, str]:
 
 async def start_server(data_dir: Path, heartbeat: float, gc_log: bool = False,
                        command: list[str] | None = None, extra_env: dict[str, str] | None = None) -> Server:
-    env = {**server_env(data_dir, heartbeat), **(extra_env or {})}
+    # The server is this checkout's (as the bench's clients are) unless extra_env says otherwise,
+    # not whichever checkout the interpreter's `porchlight` script was installed from.
+    env = {**server_env(data_dir, heartbeat), "PYTHONPATH": side_env(None)["PYTHONPATH"], **(extra_env or {})}
     log_path = data_dir.parent / "server.log"
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
