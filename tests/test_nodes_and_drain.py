@@ -134,3 +134,17 @@ async def test_sigterm_closes_what_is_left_with_1012_after_the_drain_time(tmp_pa
         assert await asyncio.wait_for(process.wait(), 20) == 0
     finally:
         await running.close()
+
+
+async def test_processes_started_in_the_same_second_are_listed_in_the_order_they_started(redis: Redis) -> None:
+    # The listing shows whole seconds; the order is the start's milliseconds, whichever beat last.
+    from server.store.nodes import Load, NodeRegistry, live_nodes
+
+    second = 1_764_000_000_000
+    later = NodeRegistry(redis, "node_later", "10.0.0.2:8080", second + 900, 2_000)
+    earlier = NodeRegistry(redis, "node_earlier", "10.0.0.1:8080", second + 100, 2_000)
+    await later.beat(second + 1_000, Load(0, 0))
+    await earlier.beat(second + 1_001, Load(0, 0))
+    for raw in (False, True):
+        listed = await live_nodes(redis, second + 1_002, 2_000, raw=raw)
+        assert [n["id"] for n in listed] == ["node_earlier", "node_later"]

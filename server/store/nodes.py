@@ -53,7 +53,7 @@ async def live_nodes(redis: Redis, now_ms: int, timeout_ms: int, raw: bool = Fal
         for node_id in ids:
             pipe.hgetall(keys.node(node_id))
         hashes = await pipe.execute()
-    out = []
+    out: list[tuple[int, str, dict[str, Any]]] = []
     for node_id, fields in zip(ids, hashes, strict=True):
         if not fields:
             continue
@@ -64,8 +64,10 @@ async def live_nodes(redis: Redis, now_ms: int, timeout_ms: int, raw: bool = Fal
                                 "started_at": started if raw else iso(started), "last_seen": seen if raw else iso(seen)}
         if raw:
             node["draining"] = fields.get("draining") == "1"
-        out.append(node)
-    return sorted(out, key=lambda n: (int(n["started_at"]) if raw else str(n["started_at"])))
+        out.append((started, node_id, node))
+    # By the start in ms, not the text shown (whole seconds): two processes started in the same
+    # second are still listed in the order they started.
+    return [node for _, _, node in sorted(out, key=lambda item: item[:2])]
 
 
 async def last_seen(redis: Redis, node_id: str) -> int | None:
