@@ -75,10 +75,6 @@ PINGS: list[float] = []
 # -- small helpers ---------------------------------------------------------------------------
 
 
-# permessage-deflate window bits the patients' sockets offer (15: what browsers offer; 0: none).
-CLIENT_COMPRESS = [0]
-
-
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100); nan for no values."""
     if not values:
@@ -399,13 +395,14 @@ class Patient:
 
 
 async def connect_patient(http: aiohttp.ClientSession, ws_url: str, p: Patient, session_id: str,
-                          gate: asyncio.Semaphore) -> None:
+                          gate: asyncio.Semaphore, compress: int = 15) -> None:
+    """`compress`: the permessage-deflate window bits the socket offers (15, as browsers do; 0: none)."""
     async with gate:
         t0 = time.perf_counter()
         try:
             # autoping=False: pings are answered by hand below, so their arrival can be recorded.
             ws = await http.ws_connect(ws_url, autoping=False, autoclose=True, max_msg_size=0,
-                                       compress=CLIENT_COMPRESS[0])
+                                       compress=compress)
         except Exception as exc:
             p.error = f"connect: {type(exc).__name__}: {exc}"
             return
@@ -643,7 +640,7 @@ async def run_one(n: int, args: argparse.Namespace, side: str = "", pythonpath: 
         ws_url = base.replace("http", "ws", 1) + "/api/v1/ws"
         gate = asyncio.Semaphore(args.connect_concurrency)
         t0 = time.perf_counter()
-        await asyncio.gather(*(connect_patient(http, ws_url, p, p.session_id, gate) for p in patients))
+        await asyncio.gather(*(connect_patient(http, ws_url, p, p.session_id, gate, args.compress) for p in patients))
         result.connect_s = time.perf_counter() - t0
         waiting = [p for p in patients if p.ws is not None]
         result.connected = len(waiting)
@@ -922,7 +919,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def amain(args: argparse.Namespace) -> int:
-    CLIENT_COMPRESS[0] = args.compress
     results = []
     failures = []
     sides: list[tuple[str, str | None]] = [("", None)]

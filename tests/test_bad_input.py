@@ -230,8 +230,8 @@ async def test_slow_client_is_disconnected_not_buffered(api: Api, world: tuple[W
     while conn.close_code is None and sent < 5_000:  # 5,000 x 16 KB: far beyond what may be held
         conn.send(frame)
         sent += 1
-        assert conn.ws._req is not None and conn.ws._req.transport is not None
-        assert conn.ws._req.transport.get_write_buffer_size() <= DIRECT_WRITE_LIMIT + 17_000
+        assert conn._transport is not None
+        assert conn._transport.get_write_buffer_size() <= DIRECT_WRITE_LIMIT + 17_000
     assert conn.close_code == 1008
     code = await patient.closed()
     assert code in (1008, 1006)

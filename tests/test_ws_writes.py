@@ -33,7 +33,7 @@ async def test_frames_written_at_once_and_queued_arrive_whole_and_in_order(api: 
     texts = ["", "x", "y" * 125, "z" * 126, "é" * 70, "w" * 65_535, "v" * 65_536, "🙂 ok"]
     for text in texts:
         conn.send_text(text)
-    transport = conn.ws._req.transport if conn.ws._req is not None else None
+    transport = conn._transport
     assert transport is not None
     while transport.get_write_buffer_size() <= DIRECT_WRITE_LIMIT:
         assert len(texts) < 100, "the kernel took 100 MB without a read"
